@@ -1,0 +1,340 @@
+"""The personalization loop: ``generate`` a response for a user, ``learn`` from the user's edit.
+
+The API, the CLI and the evaluation harness all drive this one object.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from retrieval import Conflict, Embedder, IndexCache, NotFound, Store
+
+from . import prompts
+from .cipher import Cipher, Retrieved
+from .config import Settings
+from .editcost import EditCost
+from .errors import (EditConflict, GeneratorUnavailable, InvalidInput, UnknownInteraction, UnknownPreference,
+                     UnknownUser)
+from .generators import GenerationParams, Generator, build_generator
+
+__all__ = ["Agent", "GenerateOptions", "GenerateResult", "EditReceipt", "LearnResult", "validate_user"]
+log = logging.getLogger(__name__)
+
+USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+\-]{0,127}$")
+STRATEGIES = ("greedy",)
+
+
+def validate_user(user: str) -> str:
+    if not isinstance(user, str) or not USER_ID.match(user):
+        raise InvalidInput("user must be 1-128 characters: letters, digits and . _ @ : + - "
+                           "(starting with a letter or digit)")
+    return user
+
+
+@dataclass
+class GenerateOptions:
+    """Per-call options; ``None`` means the configured default."""
+
+    strategy: str = "greedy"
+    n: int | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    seed: int | None = None
+    history: Sequence[dict] = ()
+    preference: str | None = None  # an explicit preference overrides retrieval (oracle/ablations)
+    use_retrieval: bool = True
+
+
+@dataclass
+class GenerateResult:
+    interaction_id: str
+    user: str
+    task: str
+    text: str
+    preference: str | None
+    neighbours: list[dict]
+    prompt: list[dict]
+    candidates: list[dict]
+    strategy: str
+    model: str
+    tokens_in: int
+    tokens_out: int
+    timings_ms: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class EditReceipt:
+    interaction_id: str
+    cost: int
+    is_edit: bool
+    created: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class LearnResult:
+    interaction_id: str
+    cost: int
+    is_edit: bool
+    preference: str | None
+    preference_id: int | None
+    kind: str | None
+    already_learned: bool = False
+    tokens_in: int = 0
+    tokens_out: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _fallback_preference(draft: str, edited: str) -> str:
+    """Used only when the LLM returns nothing usable: a coarse description of the edit."""
+    a, b = len(draft.split()), len(edited.split())
+    if b < 0.8 * a:
+        return "shorter, more concise text"
+    if b > 1.25 * a:
+        return "longer, more detailed text"
+    return "reworded text in the user's own style"
+
+
+class Agent:
+    """``generate(user, context, task)`` and ``learn(interaction_id, edited_text)``.
+
+    Heavy parts (embedder, generator) load on first use; pass them in to share or replace them.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, store: Store | None = None,
+                 embedder: Embedder | None = None, generator: Generator | None = None):
+        self.settings = settings or Settings()
+        self.store = store or Store(self.settings.store_path)
+        self.embedder = embedder or Embedder(self.settings.embedding_model)
+        self._generator = generator
+        self._generator_lock = threading.Lock()
+        self.index_cache = IndexCache(self.settings.index_cache_users)
+        self.cipher = Cipher(self.store, self.index_cache, k=self.settings.k)
+        self.edit_cost = EditCost(self.settings.delta)
+
+    # -- parts ------------------------------------------------------------------------------------
+
+    @property
+    def generator(self) -> Generator:
+        if self._generator is None:
+            with self._generator_lock:
+                if self._generator is None:
+                    try:
+                        self._generator = build_generator(self.settings)
+                    except (OSError, RuntimeError, ValueError) as exc:
+                        raise GeneratorUnavailable(f"could not set up the generator: {exc}") from exc
+        return self._generator
+
+    def _check_text(self, text: str, what: str) -> str:
+        if not isinstance(text, str):
+            raise InvalidInput(f"{what} must be a string")
+        if not text.strip():
+            raise InvalidInput(f"{what} is empty")
+        if len(text) > self.settings.max_text_chars:
+            raise InvalidInput(f"{what} is {len(text)} characters; the limit is {self.settings.max_text_chars}")
+        return text
+
+    def _params(self, options: GenerateOptions, n: int = 1) -> GenerationParams:
+        try:
+            return GenerationParams(
+                n=n, temperature=self.settings.temperature if options.temperature is None else options.temperature,
+                max_tokens=options.max_tokens or self.settings.max_tokens,
+                seed=self.settings.seed if options.seed is None else options.seed)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from exc
+
+    # -- generate ---------------------------------------------------------------------------------
+
+    def generate(self, user: str, context: str, task: str = "summarize", options: GenerateOptions | None = None,
+                 *, tenant: str = "default") -> GenerateResult:
+        """Personalized response for ``user`` on ``context``; stored as a new interaction."""
+        options = options or GenerateOptions()
+        validate_user(user)
+        self._check_text(context, "context")
+        if task not in prompts.TASKS:
+            raise InvalidInput(f"unknown task {task!r}; choose one of: {', '.join(prompts.TASKS)}")
+        if options.strategy not in STRATEGIES:
+            raise InvalidInput(f"unknown strategy {options.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+        params = self._params(options)
+        generator = self.generator  # fail fast, before anything is stored
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[name] = round((now - clock) * 1000, 2)
+            clock = now
+
+        user_id = self.store.user_id(tenant, user)
+        vector = self.embedder.encode([context])[0]
+        lap("embed_ms")
+        retrieved: list[Retrieved] = []
+        if options.preference is None and options.use_retrieval:
+            retrieved = self.cipher.retrieve(user_id, vector)
+        lap("retrieve_ms")
+        tokens_in = tokens_out = 0
+        if options.preference is not None:
+            preference = options.preference or None
+        else:
+            agg = self.cipher.aggregate(retrieved, generator)
+            preference, tokens_in, tokens_out = agg.text, agg.prompt_tokens, agg.completion_tokens
+        lap("aggregate_ms")
+        prompt = prompts.task_prompt(task, context, preference, context_chars=self.settings.context_chars_in_prompt,
+                                     history=options.history)
+        out = generator.generate([prompt], params)[0]
+        text = out.texts[0]
+        tokens_in += out.prompt_tokens
+        tokens_out += out.completion_tokens
+        lap("generate_ms")
+        candidates = [{"text": text, "preference": preference, "source": "target", "score": None}]
+        neighbours = [r.to_dict() for r in retrieved]
+        interaction_id = self.store.add_interaction(
+            user_id, task=task, context=context, context_vector=vector, prompt=prompt, draft=text,
+            preference_used=preference, preference_ids=[r.preference_id for r in retrieved], neighbours=neighbours,
+            candidates=candidates, strategy=options.strategy, model=generator.model_name, tokens_in=tokens_in,
+            tokens_out=tokens_out, timings=timings)
+        lap("store_ms")
+        log.info("generate user=%s interaction=%s neighbours=%d preference=%r %s", user, interaction_id,
+                 len(retrieved), preference, timings)
+        return GenerateResult(interaction_id, user, task, text, preference, neighbours, prompt, candidates,
+                              options.strategy, generator.model_name, tokens_in, tokens_out, timings)
+
+    # -- learn ------------------------------------------------------------------------------------
+
+    def _interaction(self, interaction_id: str, tenant: str | None) -> dict:
+        try:
+            return self.store.interaction(interaction_id, tenant=tenant)
+        except NotFound as exc:
+            raise UnknownInteraction(f"unknown interaction id {interaction_id!r}") from exc
+
+    def submit_edit(self, interaction_id: str, edited_text: str, *, tenant: str | None = None) -> EditReceipt:
+        """Durably accept the user's kept text for an interaction (learning happens in ``process_edit``).
+
+        The same text twice is accepted once; a different text afterwards raises ``EditConflict``.
+        """
+        self._check_text(edited_text, "edited text")
+        interaction = self._interaction(interaction_id, tenant)
+        cost = self.edit_cost(interaction["draft"], edited_text)
+        try:
+            row, created = self.store.submit_edit(interaction_id, edited_text, cost=cost,
+                                                  is_edit=self.edit_cost.is_edit(cost))
+        except Conflict as exc:
+            raise EditConflict(f"interaction {interaction_id} already has a different edit") from exc
+        return EditReceipt(interaction_id, row["cost"], bool(row["is_edit"]), created)
+
+    def process_edit(self, interaction_id: str) -> LearnResult:
+        """Learn from the stored edit of ``interaction_id``, exactly once.
+
+        Edited (cost > δ): infer a preference from (context, draft, edit) and store it with the context
+        vector, plus the pair (edit ≻ draft). Not edited: store the preference that was used, if any.
+        """
+        interaction = self._interaction(interaction_id, None)
+        edit = self.store.edit(interaction_id)
+        if edit is None:
+            raise UnknownInteraction(f"interaction {interaction_id!r} has no edit to learn from")
+        base = dict(interaction_id=interaction_id, cost=edit["cost"], is_edit=bool(edit["is_edit"]))
+        if edit["learned_at"] is not None:
+            pref = self.store.preferences_by_id([edit["preference_id"]]).get(edit["preference_id"]) \
+                if edit["preference_id"] else None
+            return LearnResult(**base, preference=pref["text"] if pref else None, preference_id=edit["preference_id"],
+                               kind=pref["kind"] if pref else None, already_learned=True)
+        tokens_in = tokens_out = 0
+        pair = None
+        if edit["is_edit"]:
+            text, tokens_in, tokens_out = self.cipher.infer(
+                self.generator, task=interaction["task"], context=interaction["context"],
+                draft=interaction["draft"], edited=edit["edited_text"])
+            text = text or _fallback_preference(interaction["draft"], edit["edited_text"])
+            kind = "inferred"
+            pair = {"context": interaction["context"], "chosen": edit["edited_text"], "rejected": interaction["draft"]}
+        else:
+            text, kind = interaction["preference_used"], "accepted"
+        preference = {"text": text, "kind": kind, "context_vector": interaction["context_vector"]} if text else None
+        try:
+            preference_id = self.store.complete_learning(interaction_id, preference=preference, pair=pair)
+        except Conflict:  # learned concurrently by another worker: that one counts
+            return self.process_edit(interaction_id)
+        log.info("learned interaction=%s cost=%d kind=%s preference=%r", interaction_id, edit["cost"], kind, text)
+        return LearnResult(**base, preference=text if preference else None, preference_id=preference_id,
+                           kind=kind if preference else None, tokens_in=tokens_in, tokens_out=tokens_out)
+
+    def learn(self, interaction_id: str, edited_text: str, *, tenant: str | None = None) -> LearnResult:
+        """``submit_edit`` then ``process_edit``: the synchronous path (CLI, evaluation harness)."""
+        self.submit_edit(interaction_id, edited_text, tenant=tenant)
+        return self.process_edit(interaction_id)
+
+    def process_pending(self, *, limit: int = 100) -> int:
+        """Learn every accepted edit not yet learned (recovery after a crash); returns how many."""
+        done = 0
+        for job in self.store.pending_jobs(limit=limit):
+            self.store.mark_job(job["id"], "running")
+            try:
+                self.process_edit(job["interaction_id"])
+            except GeneratorUnavailable as exc:
+                self.store.mark_job(job["id"], "pending", error=str(exc))
+                raise
+            done += 1
+        return done
+
+    # -- inspection and control -------------------------------------------------------------------
+
+    def _user_id(self, user: str, tenant: str) -> int:
+        validate_user(user)
+        try:
+            return self.store.user_id(tenant, user, create=False)
+        except NotFound as exc:
+            raise UnknownUser(f"unknown user {user!r}") from exc
+
+    def preferences(self, user: str, *, tenant: str = "default", limit: int = 50, offset: int = 0,
+                    window: int = 10) -> dict:
+        """What redline believes ``user`` prefers, newest first, with where each belief came from,
+        and stats: edits, mean cost of the first and of the last ``window`` edits."""
+        user_id = self._user_id(user, tenant)
+        items = self.store.preferences(user_id, limit=limit, offset=offset)
+        for item in items:
+            item["user_edited"] = bool(item["user_edited"])
+            ctx = item.pop("context") or ""
+            item["context_snippet"] = ctx[:200] + ("…" if len(ctx) > 200 else "")
+        costs = self.store.edit_costs(user_id)
+        mean = (lambda xs: round(float(np.mean(xs)), 2) if xs else None)
+        stats = {"edits": len(costs), "preferences": self.store.count_preferences(user_id),
+                 "mean_cost_first": mean(costs[:window]), "mean_cost_last": mean(costs[-window:]), "window": window}
+        return {"user": user, "items": items, "stats": stats, "limit": limit, "offset": offset}
+
+    def update_preference(self, user: str, preference_id: int, text: str, *, tenant: str = "default") -> dict:
+        self._check_text(text, "preference text")
+        try:
+            return self.store.update_preference(self._user_id(user, tenant), preference_id, text.strip())
+        except NotFound as exc:
+            raise UnknownPreference(f"unknown preference id {preference_id}") from exc
+
+    def delete_preference(self, user: str, preference_id: int, *, tenant: str = "default") -> None:
+        try:
+            self.store.delete_preference(self._user_id(user, tenant), preference_id)
+        except NotFound as exc:
+            raise UnknownPreference(f"unknown preference id {preference_id}") from exc
+
+    def export_user(self, user: str, *, tenant: str = "default") -> dict:
+        return self.store.export_user(self._user_id(user, tenant))
+
+    def delete_user(self, user: str, *, tenant: str = "default") -> dict:
+        user_id = self._user_id(user, tenant)
+        removed = self.store.delete_user(user_id)
+        self.index_cache.drop(user_id)
+        return removed

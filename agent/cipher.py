@@ -1,0 +1,92 @@
+"""CIPHER's retrieval, aggregation and inference steps, over the store, the index cache and a generator.
+
+k nearest past contexts of the same user -> their preferences -> one target preference
+(k=1 or a single neighbour: used as is; otherwise one LLM call, cached by the preferences' ids and texts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from retrieval import IndexCache, PreferenceIndex, Store
+
+from . import prompts
+from .generators import GenerationParams, Generator
+
+__all__ = ["Cipher", "Retrieved", "Aggregate"]
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    preference_id: int
+    interaction_id: str | None
+    preference: str
+    similarity: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    text: str | None
+    cached: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Cipher:
+    def __init__(self, store: Store, cache: IndexCache, *, k: int = 5, max_tokens: int = 48):
+        self.store = store
+        self.cache = cache
+        self.k = k
+        self.params = GenerationParams(n=1, temperature=0.0, max_tokens=max_tokens, stop=("\n\n",))
+
+    def index(self, user_id: int) -> PreferenceIndex:
+        def build() -> PreferenceIndex:
+            ids, vectors = self.store.preference_vectors(user_id)
+            if not ids:
+                return PreferenceIndex(np.zeros((0, 1), dtype=np.float32), [])
+            return PreferenceIndex(vectors, ids)
+
+        return self.cache.get(user_id, self.store.user_version(user_id), build)
+
+    def retrieve(self, user_id: int, vector: np.ndarray, k: int | None = None) -> list[Retrieved]:
+        """The user's k nearest past contexts with their preferences, most similar first."""
+        index = self.index(user_id)
+        if len(index) == 0:
+            return []
+        hits = index.search(vector, k or self.k)
+        rows = self.store.preferences_by_id([h.preference_id for h in hits])
+        return [Retrieved(h.preference_id, rows[h.preference_id]["interaction_id"], rows[h.preference_id]["text"],
+                          h.similarity) for h in hits if h.preference_id in rows]
+
+    @staticmethod
+    def cache_key(retrieved: list[Retrieved]) -> str:
+        items = sorted((r.preference_id, r.preference) for r in retrieved)
+        return hashlib.sha256(json.dumps(items).encode()).hexdigest()
+
+    def aggregate(self, retrieved: list[Retrieved], generator: Generator) -> Aggregate:
+        """One target preference from the retrieved ones (None when there are none)."""
+        texts = list(dict.fromkeys(r.preference for r in retrieved if r.preference))
+        if not texts:
+            return Aggregate(None)
+        if len(texts) == 1:
+            return Aggregate(texts[0])
+        key = self.cache_key(retrieved)
+        hit = self.store.cached_aggregation(key)
+        if hit is not None:
+            return Aggregate(hit, cached=True)
+        out = generator.generate([prompts.aggregation_prompt(texts)], self.params)[0]
+        text = prompts.clean_preference(out.texts[0]) or texts[0]
+        self.store.cache_aggregation(key, text)
+        return Aggregate(text, False, out.prompt_tokens, out.completion_tokens)
+
+    def infer(self, generator: Generator, *, task: str, context: str, draft: str, edited: str) -> tuple[str, int, int]:
+        """The preference that explains the user's edit; returns (text, prompt tokens, completion tokens)."""
+        out = generator.generate([prompts.inference_prompt(task, context, draft, edited)], self.params)[0]
+        return prompts.clean_preference(out.texts[0]), out.prompt_tokens, out.completion_tokens

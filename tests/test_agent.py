@@ -1,0 +1,148 @@
+"""The agent's CIPHER loop with the real embedder and a scripted generator (fast, deterministic)."""
+
+import pytest
+
+from agent import (EditConflict, GenerateOptions, GeneratorUnavailable, InvalidInput, ScriptedGenerator,
+                   UnknownInteraction, UnknownPreference, UnknownUser)
+
+BIKES = "The city council voted to expand the bike lane network by forty miles over five years."
+BIKES2 = "County officials approved new protected bike lanes downtown after a rise in cycling crashes."
+BAKING = "This sourdough recipe needs flour, water, salt and a long cold fermentation overnight."
+
+
+def responder(prompt, i):
+    content = prompt[-1]["content"]
+    if "Combine them" in content:
+        return "Combined: bullets and brevity"
+    if "describe the writing style" in content:
+        return "Preference: bullet points, brief"
+    return f"draft {i} for: {content[:30]}"
+
+
+@pytest.fixture
+def agent(make_agent):
+    return make_agent(ScriptedGenerator(responder), k=1)
+
+
+def test_learned_preference_is_retrieved_for_a_similar_context(agent):
+    first = agent.generate("alice", BIKES)
+    assert first.preference is None and first.neighbours == []
+    learned = agent.learn(first.interaction_id, "- Council adds 40 miles of bike lanes")
+    assert learned.is_edit and learned.kind == "inferred" and learned.preference == "bullet points, brief"
+    second = agent.generate("alice", BIKES2)
+    assert second.preference == "bullet points, brief"
+    assert second.neighbours[0]["interaction_id"] == first.interaction_id
+    assert 0 < second.neighbours[0]["similarity"] <= 1
+    assert "bullet points, brief" in second.prompt[-1]["content"]
+
+
+def test_other_users_history_never_influences(agent):
+    first = agent.generate("alice", BIKES)
+    agent.learn(first.interaction_id, "- edited by alice")
+    bob = agent.generate("bob", BIKES2)
+    assert bob.preference is None and bob.neighbours == []
+    other_tenant = agent.generate("alice", BIKES2, tenant="acme")
+    assert other_tenant.preference is None
+
+
+def test_no_edit_at_or_below_delta_stores_the_used_preference(make_agent):
+    agent = make_agent(ScriptedGenerator(responder), k=1, delta=2)
+    first = agent.generate("alice", BIKES)
+    agent.learn(first.interaction_id, "- edited")
+    second = agent.generate("alice", BIKES2)
+    result = agent.learn(second.interaction_id, second.text + " ok.")  # cost 2 <= delta
+    assert result.cost == 2 and not result.is_edit
+    assert result.kind == "accepted" and result.preference == "bullet points, brief"
+    no_pref = agent.generate("carol", BAKING)
+    unchanged = agent.learn(no_pref.interaction_id, no_pref.text)
+    assert unchanged.cost == 0 and unchanged.preference is None
+    assert agent.preferences("carol")["stats"]["preferences"] == 0
+
+
+def test_edit_is_learned_exactly_once(agent):
+    gen = agent.generate("alice", BIKES)
+    first = agent.learn(gen.interaction_id, "- mine")
+    again = agent.learn(gen.interaction_id, "- mine")
+    assert again.already_learned and again.preference_id == first.preference_id
+    assert agent.preferences("alice")["stats"]["preferences"] == 1
+    with pytest.raises(EditConflict, match="already has a different edit"):
+        agent.learn(gen.interaction_id, "- something else")
+
+
+def test_aggregation_with_k_gt_1_is_one_cached_call(make_agent):
+    gen = ScriptedGenerator(responder)
+    agent = make_agent(gen, k=3)
+    for ctx in (BIKES, BIKES2):
+        r = agent.generate("alice", ctx)
+        agent.learn(r.interaction_id, "- edited " + ctx[:10])
+    agent.update_preference("alice", 1, "short sentences")
+    calls_before = len(gen.calls)
+    third = agent.generate("alice", BIKES + " Again.")
+    assert third.preference == "bullets and brevity"
+    assert len(gen.calls) == calls_before + 2  # one aggregation call + one generation call
+    agent.generate("alice", BIKES + " Once more.")
+    assert len(gen.calls) == calls_before + 3  # aggregation came from the cache
+
+
+def test_user_edits_and_deletes_of_preferences_apply_at_once(agent):
+    gen = agent.generate("alice", BIKES)
+    learned = agent.learn(gen.interaction_id, "- mine")
+    agent.update_preference("alice", learned.preference_id, "formal tone")
+    assert agent.generate("alice", BIKES2).preference == "formal tone"
+    agent.delete_preference("alice", learned.preference_id)
+    assert agent.generate("alice", BIKES2).preference is None
+    with pytest.raises(UnknownPreference):
+        agent.delete_preference("alice", learned.preference_id)
+
+
+@pytest.mark.parametrize("user,context,task,message", [
+    ("alice", "   ", "summarize", "context is empty"),
+    ("al ice", "text", "summarize", "user must be 1-128 characters"),
+    ("alice", "text", "poem", "unknown task 'poem'"),
+    ("alice", "x" * 30_001, "summarize", "context is 30001 characters; the limit is 20000"),
+])
+def test_bad_input_is_rejected_with_a_clear_message(agent, user, context, task, message):
+    with pytest.raises(InvalidInput, match=message):
+        agent.generate(user, context, task)
+    assert agent.store.counts()["interactions"] == 0
+
+
+def test_unknown_ids(agent):
+    with pytest.raises(UnknownInteraction, match="unknown interaction id 'nope'"):
+        agent.learn("nope", "text")
+    with pytest.raises(UnknownUser):
+        agent.preferences("ghost")
+    with pytest.raises(InvalidInput, match="edited text is empty"):
+        agent.learn("nope", "")
+
+
+def test_generator_down_stores_nothing_and_keeps_accepted_edits(agent):
+    gen = agent.generate("alice", BIKES)
+    agent.generator.down = True
+    with pytest.raises(GeneratorUnavailable):
+        agent.generate("alice", BIKES2)
+    assert agent.store.counts()["interactions"] == 1
+    agent.submit_edit(gen.interaction_id, "- kept")
+    with pytest.raises(GeneratorUnavailable):
+        agent.process_pending()
+    assert agent.store.job_counts() == {"pending": 1}
+    agent.generator.down = False
+    assert agent.process_pending() == 1
+    assert agent.store.job_counts() == {"done": 1}
+    assert agent.preferences("alice")["stats"]["preferences"] == 1
+
+
+def test_explicit_preference_overrides_retrieval(agent):
+    r = agent.generate("alice", BIKES, options=GenerateOptions(preference="pirate speak"))
+    assert r.preference == "pirate speak" and r.neighbours == []
+
+
+def test_export_and_delete_user(agent):
+    gen = agent.generate("alice", BIKES)
+    agent.learn(gen.interaction_id, "- mine")
+    dump = agent.export_user("alice")
+    assert dump["user"]["name"] == "alice" and len(dump["interactions"]) == 1 and len(dump["preferences"]) == 1
+    removed = agent.delete_user("alice")
+    assert removed["preferences"] == 1
+    with pytest.raises(UnknownUser):
+        agent.export_user("alice")

@@ -1,0 +1,40 @@
+import pytest
+
+from agent import prompts
+
+
+def test_task_prompt_includes_context_and_preference():
+    msgs = prompts.task_prompt("summarize", "The article text.", "bullet points, brief.")
+    assert msgs[0]["role"] == "system"
+    assert "The article text." in msgs[-1]["content"]
+    assert msgs[-1]["content"].endswith("bullet points, brief.")
+
+
+def test_task_prompt_without_preference_and_truncation():
+    msgs = prompts.task_prompt("email", "word " * 5000, None, context_chars=300)
+    assert "preference" not in msgs[-1]["content"]
+    assert len(msgs[-1]["content"]) < 450
+
+
+def test_unknown_task():
+    with pytest.raises(ValueError, match="unknown task 'poem'"):
+        prompts.task_prompt("poem", "x")
+
+
+def test_inference_prompt_sees_context_draft_and_edit():
+    content = prompts.inference_prompt("summarize", "CONTEXT", "DRAFT", "EDITED")[0]["content"]
+    assert content.index("CONTEXT") < content.index("DRAFT") < content.index("EDITED")
+
+
+@pytest.mark.parametrize("raw,clean", [
+    ("Preference: bullet points, brief.\nMore text", "bullet points, brief"),
+    ('  "casual tone, no closing"  ', "casual tone, no closing"),
+    ("\n\n- short sentences", "short sentences"),
+    ("", ""),
+])
+def test_clean_preference(raw, clean):
+    assert prompts.clean_preference(raw) == clean
+
+
+def test_clean_preference_caps_words():
+    assert len(prompts.clean_preference("word " * 100, max_words=10).split()) == 10
