@@ -292,6 +292,9 @@ class Agent:
             done += 1
         return done
 
+    def maintenance(self) -> None:
+        """Periodic background work; the server's worker calls it between learning jobs."""
+
     # -- inspection and control -------------------------------------------------------------------
 
     def _user_id(self, user: str, tenant: str) -> int:
