@@ -101,13 +101,13 @@ class LearnResult:
 
 
 def _fallback_preference(draft: str, edited: str) -> str:
-    """Used only when the LLM returns nothing usable: a coarse description of the edit."""
+    """Used only when neither the LLM nor the edit analysis named anything: a coarse description."""
     a, b = len(draft.split()), len(edited.split())
     if b < 0.8 * a:
         return "shorter, more concise text"
     if b > 1.25 * a:
         return "longer, more detailed text"
-    return "reworded text in the user's own style"
+    return "reworded in the user's own words"
 
 
 class Agent:

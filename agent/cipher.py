@@ -15,6 +15,7 @@ import numpy as np
 from retrieval import IndexCache, PreferenceIndex, Store
 
 from . import prompts
+from .edit_analysis import describe_edit, looks_like_preference
 from .generators import GenerationParams, Generator
 
 __all__ = ["Cipher", "Retrieved", "Aggregate"]
@@ -87,6 +88,15 @@ class Cipher:
         return Aggregate(text, False, out.prompt_tokens, out.completion_tokens)
 
     def infer(self, generator: Generator, *, task: str, context: str, draft: str, edited: str) -> tuple[str, int, int]:
-        """The preference that explains the user's edit; returns (text, prompt tokens, completion tokens)."""
-        out = generator.generate([prompts.inference_prompt(task, context, draft, edited)], self.params)[0]
-        return prompts.clean_preference(out.texts[0]), out.prompt_tokens, out.completion_tokens
+        """The preference that explains the user's edit; returns (text, prompt tokens, completion tokens).
+
+        An answer that restates content (long, or copying a phrase of the texts) is replaced by the
+        observed form changes; the text is empty when neither says anything.
+        """
+        notes = describe_edit(draft, edited)
+        out = generator.generate([prompts.inference_prompt(task, context, draft, edited, observations=notes)],
+                                 self.params)[0]
+        text = prompts.clean_preference(out.texts[0])
+        if not looks_like_preference(text, draft, edited, context):
+            text = ", ".join(notes)
+        return text, out.prompt_tokens, out.completion_tokens

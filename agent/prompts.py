@@ -26,6 +26,7 @@ PREFERENCE_SUFFIX = "\n\nWrite it to suit this user's preference: {preference}."
 INFER_PREFERENCE = (
     "A user asked for a {task} of a text. The assistant wrote a draft and the user edited it.\n\n"
     "Text (beginning):\n{context}\n\nDraft:\n{draft}\n\nUser's edited version:\n{edited}\n\n"
+    "Changes in form noticed so far: {observations}.\n\n"
     "Compare the draft with the edited version. In one short phrase (at most 15 words), describe the "
     "writing style or format this user prefers, for example 'bullet points, brief' or "
     "'casual tone, no closing'. Answer with the phrase only."
@@ -58,10 +59,13 @@ def task_prompt(task: str, context: str, preference: str | None = None, *,
     return [{"role": "system", "content": SYSTEM}, *history, {"role": "user", "content": content}]
 
 
-def inference_prompt(task: str, context: str, draft: str, edited: str, *, context_chars: int = 1200) -> list[dict]:
-    """Messages asking the LLM which preference explains the user's edit of ``draft`` into ``edited``."""
+def inference_prompt(task: str, context: str, draft: str, edited: str, *, observations: Sequence[str] = (),
+                     context_chars: int = 1200) -> list[dict]:
+    """Messages asking the LLM which preference explains the user's edit of ``draft`` into ``edited``;
+    ``observations`` are form changes found by ``agent.edit_analysis.describe_edit``."""
     return [{"role": "user", "content": INFER_PREFERENCE.format(
-        task=task, context=_truncate(context, context_chars), draft=draft, edited=edited)}]
+        task=task, context=_truncate(context, context_chars), draft=draft, edited=edited,
+        observations=", ".join(observations) or "none")}]
 
 
 def aggregation_prompt(preferences: Sequence[str]) -> list[dict]:

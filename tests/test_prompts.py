@@ -38,3 +38,9 @@ def test_clean_preference(raw, clean):
 
 def test_clean_preference_caps_words():
     assert len(prompts.clean_preference("word " * 100, max_words=10).split()) == 10
+
+
+def test_inference_prompt_lists_observed_changes():
+    content = prompts.inference_prompt("summarize", "C", "D", "E", observations=["bullet points", "brief"])[0]["content"]
+    assert "Changes in form noticed so far: bullet points, brief." in content
+    assert "noticed so far: none." in prompts.inference_prompt("email", "C", "D", "E")[0]["content"]
