@@ -341,3 +341,21 @@ class Agent:
         removed = self.store.delete_user(user_id)
         self.index_cache.drop(user_id)
         return removed
+
+    def nearest_edits(self, user: str, context: str, k: int, *, tenant: str = "default") -> list[tuple[str, str]]:
+        """The ``k`` past (draft, edited text) pairs of ``user`` whose contexts are nearest to ``context``,
+        most similar first (edits above δ only); the ICL-edit baseline puts them in the prompt."""
+        try:
+            user_id = self.store.user_id(tenant, validate_user(user), create=False)
+        except NotFound:
+            return []
+        rows = self.store._query(
+            "SELECT i.draft, i.context_vector, e.edited_text FROM edits e JOIN interactions i"
+            " ON i.id = e.interaction_id WHERE e.user_id = ? AND e.is_edit = 1", (user_id,))
+        if not rows or k < 1:
+            return []
+        from retrieval.store import blob_to_vector
+
+        vector = self.embedder.encode([context])[0]
+        sims = np.stack([blob_to_vector(r["context_vector"]) for r in rows]) @ vector
+        return [(rows[i]["draft"], rows[i]["edited_text"]) for i in np.argsort(-sims, kind="stable")[:k]]

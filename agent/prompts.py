@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Sequence
 
 __all__ = ["TASKS", "task_prompt", "inference_prompt", "aggregation_prompt", "clean_preference",
-           "revision_prompt_for_chat"]
+           "revision_prompt_for_chat", "icl_edit_history", "user_judge_prompt", "user_rewrite_prompt"]
 
 SYSTEM = "You are a writing assistant. Answer with the requested text only, without preamble."
 
@@ -91,3 +91,40 @@ def clean_preference(text: str, *, max_words: int = 25) -> str:
             words = line.split()
             return " ".join(words[:max_words]).rstrip(".,;:")
     return ""
+
+
+# -- evaluation: in-context edit examples (ICL-edit baseline) and the simulated LLM user --------------
+
+ICL_EDIT_EXAMPLES = (
+    "Before you write, study how this user edited drafts of similar texts; write the way the user's "
+    "edited versions read.\n\n{examples}"
+)
+ICL_EDIT_EXAMPLE = "Example {i}\nDraft:\n{draft}\n\nThe user's edited version:\n{edited}"
+ICL_EDIT_ACK = "Understood. I will write the way the user's edited versions read."
+
+USER_JUDGE = (
+    "You are a user with this writing preference: {preference}.\n\nHere is a text written for you:\n{draft}\n\n"
+    "Does the text already suit your preference? Answer yes or no only."
+)
+USER_REWRITE = (
+    "You are a user with this writing preference: {preference}.\n\nRewrite the text below so that it suits "
+    "your preference, keeping its content. Answer with the rewritten text only.\n\nText:\n{draft}"
+)
+
+
+def icl_edit_history(examples: Sequence[tuple[str, str]], *, chars: int = 1500) -> list[dict]:
+    """Chat turns that show past (draft, edited) pairs before the task prompt; empty without examples."""
+    if not examples:
+        return []
+    listed = "\n\n".join(ICL_EDIT_EXAMPLE.format(i=i, draft=_truncate(d, chars), edited=_truncate(e, chars))
+                         for i, (d, e) in enumerate(examples, 1))
+    return [{"role": "user", "content": ICL_EDIT_EXAMPLES.format(examples=listed)},
+            {"role": "assistant", "content": ICL_EDIT_ACK}]
+
+
+def user_judge_prompt(draft: str, preference: str) -> list[dict]:
+    return [{"role": "user", "content": USER_JUDGE.format(preference=preference, draft=draft)}]
+
+
+def user_rewrite_prompt(draft: str, preference: str) -> list[dict]:
+    return [{"role": "user", "content": USER_REWRITE.format(preference=preference, draft=draft)}]

@@ -1,0 +1,147 @@
+"""``redline eval``: the evaluation harness from the command line (parsing, progress bars, printing only)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import click
+
+__all__ = ["eval_command"]
+
+DEFAULT_METHODS = "no-learning,oracle,icl-edit-5,cipher-1,cipher-5,redline"
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError as exc:
+        raise click.BadParameter("seeds must be comma-separated integers, e.g. 0,1,2") from exc
+    if not seeds:
+        raise click.BadParameter("give at least one seed")
+    return seeds
+
+
+@click.command("eval", context_settings={"max_content_width": 100})
+@click.option("--task", type=click.Choice(["summarize", "email", "replay-lamp"]), required=True,
+              help="PRELUDE task (documents from several sources, one latent preference per source), or "
+                   "replay-lamp: learn from real writers' edits and revise their held-out drafts.")
+@click.option("--user-model", type=click.Choice(["rule", "llm"]), default="rule", show_default=True,
+              help="Simulated user: deterministic text operations, or the paper's protocol with the generator as user.")
+@click.option("--users-file", type=click.Path(dir_okay=False, exists=True),
+              help="YAML/JSON spec of the users (name, source, description, operations); default: the shipped one.")
+@click.option("--methods", default=DEFAULT_METHODS, show_default=True,
+              help="Comma-separated: no-learning, oracle, icl-edit-K, cipher-K, redline (=redline-rps), "
+                   "redline-best_of_n.")
+@click.option("--rounds", type=click.IntRange(1, 10_000), default=200, show_default=True,
+              help="Rounds per seed (documents drawn evenly from the sources, shuffled by seed). For "
+                   "replay-lamp: held-out drafts per writer (at most 50 minus --learn-edits).")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds (document order, sampling).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output folder: logs/*.jsonl, summary.json, report.md, PNG plots, generator cache.")
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Simulated users run concurrently so the generator can batch their prompts.")
+@click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True,
+              help="Sampling temperature of drafts (0 = greedy; >0 samples with a per-round seed).")
+@click.option("--n", "n", type=click.IntRange(1, 16), default=4, show_default=True,
+              help="Candidates per round for redline's best-of-n / RPS.")
+@click.option("--learn-edits", type=click.IntRange(1, 49), default=10, show_default=True,
+              help="replay-lamp: edits learned from per writer before the held-out drafts.")
+@click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="SQLite generator-output cache [default: OUT/generator-cache.sqlite].")
+@click.option("--no-cache", is_flag=True, help="Do not cache generator outputs.")
+@click.option("--context-chars", type=click.IntRange(200), help="Context characters shown to the generator.")
+@click.option("--target", metavar="URL", help="Evaluate a running redline server over HTTP instead of in process.")
+@click.option("--api-key", envvar="REDLINE_EVAL_API_KEY", help="Bearer key for --target [env REDLINE_EVAL_API_KEY].")
+@click.pass_context
+def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out, workers, temperature, n,
+                 learn_edits, cache_path, no_cache, context_chars, target, api_key):
+    """Run simulated users against the agent and compare methods by cumulative edit cost.
+
+    \b
+    Example (a quick look; the paper's protocol is --rounds 200 --seeds 0,1,2):
+      redline --max-tokens 96 eval --task summarize --methods no-learning,oracle,cipher-5 \\
+          --rounds 20 --seeds 0 --out results/summarize
+
+    Writes per-round logs (logs/*.jsonl), summary.json, report.md and plots (cumulative_cost.png,
+    cost_per_source.png). The generator, its URL and --max-tokens come from the global options.
+    """
+    from tqdm import tqdm
+
+    from agent import Settings
+    from evals.methods import parse_methods
+
+    state = ctx.obj
+    overrides = dict(state.overrides) if state is not None else {}
+    if context_chars:
+        overrides["context_chars_in_prompt"] = context_chars
+    try:
+        method_list = parse_methods(methods, n=n)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    seed_list = _seeds(seeds)
+    out.mkdir(parents=True, exist_ok=True)
+    command = "redline " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    bars: list = []
+
+    def progress(name: str, total: int):
+        bar = tqdm(total=total, desc=f"{name:>18}", position=len(bars), leave=True, dynamic_ncols=True)
+        bars.append(bar)
+        return lambda: bar.update(1)
+
+    settings = Settings(**{k: v for k, v in overrides.items() if k != "k"})
+    started = time.perf_counter()
+    embedder = generator = None
+    if target is None or user_model == "llm" or task == "replay-lamp":
+        from agent.generators import build_generator
+        from agent.generators.cache import CachingGenerator
+        from evals._batching import BatchingGenerator
+        from evals.backends import LockedEmbedder
+        from retrieval import Embedder
+
+        embedder = LockedEmbedder(Embedder(settings.embedding_model))
+        try:
+            generator = BatchingGenerator(build_generator(settings))
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise click.ClickException(f"could not set up the generator: {exc}") from exc
+        if not no_cache:
+            generator = CachingGenerator(generator, cache_path or out / "generator-cache.sqlite")
+    elif target:
+        from retrieval import Embedder
+
+        embedder = Embedder(settings.embedding_model)
+    try:
+        if task == "replay-lamp":
+            if target:
+                raise click.ClickException("replay-lamp runs in process only; drop --target")
+            from evals.replay import run_replay, write_replay_report
+
+            results = run_replay(method_list, out, embedder=embedder, generator=generator, learn_edits=learn_edits,
+                                 held_out=rounds, settings=overrides, progress=progress,
+                                 max_tokens=overrides.get("max_tokens"))
+            for bar in bars:
+                bar.close()
+            click.echo(write_replay_report(results, out, command))
+            return
+        from evals.harness import EvalConfig, run_eval
+        from evals.report import format_table, write_report
+
+        config = EvalConfig(task=task, methods=method_list, rounds=rounds, seeds=seed_list, user_model=user_model,
+                            users_file=users_file, out=out, workers=workers, temperature=temperature,
+                            max_tokens=overrides.get("max_tokens"), target=target, api_key=api_key,
+                            settings=overrides, command=command)
+        results = run_eval(config, embedder=embedder, generator=generator, progress=progress)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        for bar in bars:
+            bar.close()
+    summary = write_report(results, out)
+    click.echo(format_table(summary))
+    click.echo(f"\nwrote {out}/summary.json, report.md, cumulative_cost.png, cost_per_source.png, logs/ "
+               f"in {time.perf_counter() - started:.0f} s")
+
+
+eval = eval_command  # the name api.cli registers

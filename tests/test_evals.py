@@ -1,0 +1,349 @@
+"""The evaluation harness on cheap parts: rule operations, users, tasks, methods, cache, report (scripted generator)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent import GenerationParams, ScriptedGenerator
+from evals.ops import OPERATIONS, build_operation, sentences, split_frame
+
+DRAFT = ("Hello team,\n\nThe new model is great! It uses a novel method, which improves results by a lot and "
+         "makes everything much faster than before for almost every user. We utilize public data.\n\nBest regards,\nAnn")
+
+# one parameterised example per operation kind
+OPS = {
+    "bullets": {"op": "bullets"},
+    "numbered": {"op": "numbered"},
+    "max_sentences": {"op": "max_sentences", "n": 2},
+    "max_words": {"op": "max_words", "n": 12},
+    "split_long_sentences": {"op": "split_long_sentences", "n": 8},
+    "prefix_line": {"op": "prefix_line", "text": "Dear colleagues,"},
+    "closing_line": {"op": "closing_line", "text": "Thanks a lot,"},
+    "remove_closing": {"op": "remove_closing"},
+    "replace_terms": {"op": "replace_terms", "terms": {"utilize": "use", "novel": "new"}},
+    "delete_phrases": {"op": "delete_phrases", "phrases": ["by a lot"]},
+    "no_exclamation": {"op": "no_exclamation"},
+    "append_emojis": {"op": "append_emojis", "emojis": "🚀", "min_count": 2},
+    "question_answer": {"op": "question_answer"},
+    "tldr_first": {"op": "tldr_first"},
+    "heading": {"op": "heading"},
+    "hashtags": {"op": "hashtags", "tags": ["AI"]},
+    "end_with_question": {"op": "end_with_question", "question": "What do you think?"},
+}
+
+
+def test_every_operation_kind_has_an_example():
+    assert set(OPS) == set(OPERATIONS) and len(OPERATIONS) >= 12
+
+
+@pytest.mark.parametrize("kind", sorted(OPS))
+def test_operation_check_edit_and_idempotence(kind):
+    op = build_operation(OPS[kind])
+    assert op.kind == kind and op.description
+    assert not op.check(DRAFT), "the example draft should need this edit"
+    edited = op.edit(DRAFT)
+    assert edited != DRAFT
+    assert op.check(edited), edited
+    assert op.apply(edited) == edited  # a fine text is left alone
+
+
+def test_operation_details():
+    assert build_operation({"op": "max_words", "n": 3}).edit("One two three. Four five.") == "One two three."
+    assert build_operation({"op": "bullets"}).edit("A b. C d!") == "- A b.\n- C d!"
+    assert build_operation({"op": "numbered"}).edit("A b. C d!") == "1. A b.\n2. C d!"
+    split = build_operation({"op": "split_long_sentences", "n": 5}).edit("One two three four, five six seven eight.")
+    assert split == "One two three four. Five six seven eight."
+    assert build_operation({"op": "replace_terms", "terms": {"utilize": "use"}}).edit("Utilize it.") == "Use it."
+    assert build_operation({"op": "no_exclamation"}).edit("Wow!! Yes!") == "Wow. Yes."
+    # layout operations see the body, not the greeting or the sign-off
+    assert build_operation({"op": "max_sentences", "n": 1}).edit(DRAFT).startswith("Hello team,\n\nThe new model")
+    assert build_operation({"op": "max_sentences", "n": 1}).edit(DRAFT).endswith("Best regards,\nAnn")
+    # a greeting prefix replaces an existing greeting rather than stacking
+    assert build_operation({"op": "prefix_line", "text": "Hey!"}).edit(DRAFT).count("Hello team") == 0
+
+
+def test_frame_and_sentences():
+    head, body, tail = split_frame(DRAFT)
+    assert head == ["Hello team,"] and tail == ["Best regards,", "Ann"] and body.startswith("The new model")
+    assert sentences("- One thing. Two\n- Three!") == ["One thing.", "Two", "Three!"]
+
+
+def test_bad_operation_specs():
+    with pytest.raises(ValueError, match="unknown operation 'shout'"):
+        build_operation({"op": "shout"})
+    with pytest.raises(ValueError, match="bad parameters for operation 'max_words'"):
+        build_operation({"op": "max_words", "words": 3})
+
+
+# -- users and tasks ------------------------------------------------------------------------------
+
+def test_shipped_users_load_and_cover_every_source():
+    from evals.tasks import TASKS, load_documents
+    from evals.users import load_user_specs
+
+    for task in TASKS:
+        specs = load_user_specs(task)
+        sources = {d.source for d in load_documents(task)}
+        assert set(specs) == sources
+        assert all(s.description and s.operations and s.prelude for s in specs.values())
+    assert len(load_user_specs("summarize")) == 5 and len(load_user_specs("email")) == 4
+
+
+def test_users_file_json_and_errors(tmp_path):
+    from evals.users import RuleUser, load_user_specs
+
+    path = tmp_path / "users.json"
+    path.write_text(json.dumps({"summarize": [{"name": "terse", "source": "news", "description": "one sentence",
+                                               "operations": [{"op": "max_sentences", "n": 1}]}]}))
+    specs = load_user_specs("summarize", path)
+    fb = RuleUser(specs).feedback("news", "doc", "First. Second.")
+    assert fb.edited == "First." and not fb.satisfied
+    assert RuleUser(specs).feedback("news", "doc", "Only one.").satisfied
+    with pytest.raises(ValueError, match="has no users for task 'email'"):
+        load_user_specs("email", path)
+    path.write_text(json.dumps({"email": [{"name": "x", "source": "s", "description": "d",
+                                           "operations": [{"op": "nope"}]}]}))
+    with pytest.raises(ValueError, match="user 'x' in .*unknown operation 'nope'"):
+        load_user_specs("email", path)
+
+
+def test_rule_users_accept_their_own_edits():
+    from evals.tasks import TASKS, load_documents
+    from evals.users import RuleUser, load_user_specs
+
+    for task in TASKS:
+        user = RuleUser(load_user_specs(task))
+        for doc in load_documents(task)[::20]:
+            draft = doc.text[:600]
+            first = user.feedback(doc.source, doc.text, draft)
+            assert user.feedback(doc.source, doc.text, first.edited).satisfied, (task, doc.source, first.edited)
+
+
+def test_llm_user_judges_then_rewrites_without_the_document():
+    from evals.users import LLMUser, load_user_specs
+
+    seen = []
+
+    def respond(prompt, i):
+        seen.append(prompt[-1]["content"])
+        return "no" if "yes or no" in prompt[-1]["content"] else "Rewritten."
+
+    user = LLMUser(load_user_specs("summarize"), ScriptedGenerator(respond))
+    fb = user.feedback("news", "SECRET DOCUMENT", "A draft.")
+    assert fb.edited == "Rewritten." and not fb.satisfied and fb.tokens_in > 0
+    assert len(seen) == 2 and all("SECRET DOCUMENT" not in s for s in seen)
+    yes = LLMUser(load_user_specs("summarize"), ScriptedGenerator(lambda p, i: "Yes."))
+    assert yes.feedback("news", "doc", "A draft.").satisfied
+
+
+def test_round_order_is_balanced_and_seeded():
+    from evals.tasks import load_documents, round_order
+
+    docs = load_documents("summarize")
+    a, b, c = round_order(docs, 20, 0), round_order(docs, 20, 0), round_order(docs, 20, 1)
+    assert [d.id for d in a] == [d.id for d in b] != [d.id for d in c]
+    assert sorted({d.source for d in a}) == sorted({d.source for d in docs})
+    assert all(sum(d.source == s for d in a) == 4 for s in {d.source for d in docs})
+
+
+def test_methods_parse():
+    from evals.methods import parse_method, parse_methods
+
+    assert parse_method("icl-edit-3").icl_k == 3 and not parse_method("icl-edit-3").learns
+    assert parse_method("cipher-1").k == 1 and parse_method("cipher-1").learns
+    assert parse_method("redline").strategy == "rps" and parse_method("redline-best_of_n").strategy == "best_of_n"
+    assert parse_method("oracle").oracle and not parse_method("no-learning").use_retrieval
+    with pytest.raises(ValueError, match="unknown method 'gpt'"):
+        parse_methods("oracle,gpt")
+    with pytest.raises(ValueError, match="listed twice"):
+        parse_methods("oracle,oracle")
+
+
+# -- fakes ---------------------------------------------------------------------------------------
+
+class HashEmbedder:
+    """Bag-of-words hashing into 64 dims, L2-normalised: a real, fast stand-in for MiniLM."""
+
+    def encode(self, texts):
+        out = np.zeros((len(texts), 64), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in t.lower().split():
+                out[i, sum(map(ord, w.strip(".,'\"()"))) % 64] += 1
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-6)
+
+
+def test_preference_accuracy():
+    from evals.harness import PreferenceScorer
+    from evals.users import load_user_specs
+
+    specs = load_user_specs("summarize")
+    scorer = PreferenceScorer(HashEmbedder(), specs)
+    for source, spec in specs.items():
+        assert scorer.correct(spec.description, source)
+    assert not scorer.correct(None, "news") and not scorer.correct("", "news")
+    assert scorer.closest("question-answer format, each line 'Q:' followed by an 'A:' line") == "movie_review"
+
+
+# -- generator wrappers ----------------------------------------------------------------------------
+
+def test_caching_generator_persists_and_keys_on_params(tmp_path):
+    from agent.generators.cache import CachingGenerator
+
+    inner = ScriptedGenerator(lambda p, i: p[-1]["content"].upper())
+    path = tmp_path / "cache.sqlite"
+    gen = CachingGenerator(inner, path)
+    prompt = [{"role": "user", "content": "hi there"}]
+    greedy = GenerationParams(temperature=0.0, max_tokens=8)
+    first = gen.generate([prompt], greedy)[0]
+    again = CachingGenerator(inner, path).generate([prompt, [{"role": "user", "content": "new"}]], greedy)
+    assert again[0].texts == first.texts == ["HI THERE"] and again[0].extra["cached"]
+    assert again[0].prompt_tokens == first.prompt_tokens
+    assert len(inner.calls) == 2 and len(inner.calls[1][0]) == 1  # only the miss went to the back-end
+    gen.generate([prompt], GenerationParams(temperature=0.0, max_tokens=9))
+    assert len(inner.calls) == 3  # other params, other key
+    gen.generate([prompt], GenerationParams(temperature=0.7, seed=None))
+    gen.generate([prompt], GenerationParams(temperature=0.7, seed=None))
+    assert len(inner.calls) == 5  # unseeded sampling is never cached
+
+
+def test_batching_generator_merges_concurrent_calls():
+    import threading
+
+    from evals._batching import BatchingGenerator
+
+    inner = ScriptedGenerator(lambda p, i: p[-1]["content"])
+    gen = BatchingGenerator(inner, window=0.2)
+    results = {}
+
+    def call(i):
+        results[i] = gen.generate([[{"role": "user", "content": f"p{i}"}]], GenerationParams())[0].texts[0]
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {i: f"p{i}" for i in range(4)}
+    assert len(inner.calls) == 1 and len(inner.calls[0][0]) == 4
+
+
+# -- the harness and the report --------------------------------------------------------------------
+
+def _respond(prompt, i):
+    content = prompt[-1]["content"]
+    if "Combine them" in content:
+        return "bullet points, brief"
+    if "describe the writing style" in content:
+        return "brief bullet points, one short sentence each"
+    if "bullet points" in content:
+        return "- Short point.\n- Another point."
+    return "The text says many things. It has details that matter a great deal to the people involved!"
+
+
+def test_harness_and_report(tmp_path):
+    from evals.harness import EvalConfig, run_eval
+    from evals.methods import parse_methods
+    from evals.report import write_report
+
+    gen = ScriptedGenerator(_respond)
+    config = EvalConfig(task="summarize", methods=parse_methods("no-learning,oracle,icl-edit-2,cipher-1,redline"),
+                        rounds=6, seeds=[0, 1], out=tmp_path / "out", workers=3, command="redline eval test")
+    results = run_eval(config, embedder=HashEmbedder(), generator=gen)
+    summary = write_report(results, tmp_path / "out")
+    assert set(summary["methods"]) == {"no-learning", "oracle", "icl-edit-2", "cipher-1"}
+    assert "redline" in summary["skipped"] or "redline" in summary["methods"]
+    for name, m in summary["methods"].items():
+        for key in ("cumulative_cost_mean", "cumulative_cost_std", "preference_accuracy", "tokens_in", "tokens_out",
+                    "wall_time_s", "cost_per_source", "cumulative_curve_mean"):
+            assert key in m, (name, key)
+        per_round = []
+        for seed in (0, 1):
+            rows = [json.loads(x) for x in (tmp_path / "out" / "logs" / f"{name}-s{seed}.jsonl").read_text().splitlines()]
+            assert len(rows) == 6 and rows[-1]["cumulative_cost"] == sum(r["cost"] for r in rows)
+            per_round.append(rows[-1]["cumulative_cost"])
+        assert m["cumulative_cost_mean"] == pytest.approx(np.mean(per_round))
+        assert m["tokens_in"] > 0
+    assert summary["methods"]["no-learning"]["preference_accuracy"] is None
+    assert summary["methods"]["oracle"]["preference_accuracy"] == 1.0
+    # same documents in the same order for every method of one seed
+    orders = {n: [json.loads(x)["doc_id"] for x in (tmp_path / "out" / "logs" / f"{n}-s0.jsonl").read_text().splitlines()]
+              for n in summary["methods"]}
+    assert len({tuple(v) for v in orders.values()}) == 1
+    for f in ("summary.json", "report.md", "cumulative_cost.png", "cost_per_source.png"):
+        assert (tmp_path / "out" / f).stat().st_size > 0
+    assert (tmp_path / "out" / "cumulative_cost.png").read_bytes()[:4] == b"\x89PNG"
+    assert "redline eval test" in (tmp_path / "out" / "report.md").read_text()
+    # ICL-edit put past (draft, edit) pairs into later prompts
+    assert any("The user's edited version" in m["content"] for ps, _ in gen.calls for p in ps for m in p)
+
+
+def test_nearest_edits(tmp_path):
+    from agent import Agent, Settings
+
+    agent = Agent(Settings(data_dir=tmp_path), embedder=HashEmbedder(), generator=ScriptedGenerator())
+    assert agent.nearest_edits("ann", "cats and dogs", 3) == []
+    for ctx, edit in (("cats and dogs play", "cats!"), ("stock markets fall", "stocks!"), ("dogs bark", "dogs!")):
+        r = agent.generate("ann", ctx, "summarize")
+        agent.submit_edit(r.interaction_id, edit)
+    pairs = agent.nearest_edits("ann", "cats and dogs play", 2)
+    assert [e for _, e in pairs] == ["cats!", "dogs!"] and pairs[0][0] == "draft 0"
+
+
+def test_replay_lamp_with_scripted_generator(tmp_path):
+    from evals.methods import parse_methods
+    from evals.replay import run_replay, write_replay_report
+
+    res = run_replay(parse_methods("cipher-1,oracle"), tmp_path, embedder=HashEmbedder(),
+                     generator=ScriptedGenerator(lambda p, i: "A revised paragraph."), learn_edits=2, held_out=2)
+    assert set(res["writers"]) == {"W3", "W12"}
+    assert {"unrevised", "no-learning", "cipher-1"} <= set(res["writers"]["W3"])
+    assert "oracle" in res["skipped"]
+    assert "| W3 |" in write_replay_report(res, tmp_path)
+
+
+def test_http_backend_against_a_mock_transport():
+    import httpx
+
+    from evals.backends import BackendError, HTTPBackend
+    from evals.methods import parse_method
+
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        seen.append((request.url.path, body))
+        if request.url.path == "/v1/generate":
+            return httpx.Response(200, json={"interaction_id": "abc", "text": "draft", "preference": "brief",
+                                             "tokens_in": 5, "tokens_out": 2})
+        return httpx.Response(200, json={"cost": 3, "preference": "brief"})
+
+    client = httpx.Client(base_url="http://redline", transport=httpx.MockTransport(handler))
+    backend = HTTPBackend(parse_method("cipher-5"), "http://redline", client=client)
+    draft = backend.generate("u", "ctx", "summarize", max_tokens=10)
+    assert (draft.interaction_id, draft.text, draft.tokens_in) == ("abc", "draft", 5)
+    assert backend.feedback("abc", "edited").cost == 3
+    assert seen[0][1]["max_tokens"] == 10 and seen[1][0] == "/v1/interactions/abc/edit"
+    with pytest.raises(BackendError, match="not available over HTTP"):
+        HTTPBackend(parse_method("icl-edit-5"), "http://redline")
+    failing = HTTPBackend(parse_method("oracle"), "http://redline", client=httpx.Client(
+        base_url="http://redline", transport=httpx.MockTransport(lambda r: httpx.Response(422, json={"x": 1}))))
+    with pytest.raises(BackendError, match="/v1/generate answered 422"):
+        failing.generate("u", "ctx", "summarize")
+
+
+def test_cli_errors_are_one_sentence(tmp_path):
+    from click.testing import CliRunner
+
+    from api.cli import cli
+
+    res = CliRunner().invoke(cli, ["eval", "--task", "summarize", "--methods", "gpt", "--out", str(tmp_path)])
+    assert res.exit_code == 1 and res.output.strip().endswith(
+        "unknown method 'gpt'; use no-learning, oracle, icl-edit-K, cipher-K, redline, redline-rps or "
+        "redline-best_of_n")
+    res = CliRunner().invoke(cli, ["eval", "--task", "summarize", "--seeds", "a", "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "seeds must be comma-separated integers" in res.output
+    assert "eval" in cli.commands and "--users-file" in CliRunner().invoke(cli, ["eval", "--help"]).output
