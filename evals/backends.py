@@ -94,25 +94,37 @@ class LocalBackend:
         self.agent.store.close()
 
 
+HTTP_METHODS = "cipher-K (the server's configured k), redline, redline-rps, redline-best_of_n"
+
+
 class HTTPBackend:
-    """The same calls against a running redline server (``POST /v1/generate``,
-    ``POST /v1/interactions/{id}/edit``). ICL-edit needs in-process access to past edits and is not offered."""
+    """The same calls against a running redline server: ``POST /v1/generate``, then
+    ``POST /v1/interactions/{id}/edit``; learning runs in the server's background worker, so after each edit
+    the backend waits (polling ``GET /v1/users/{user}/preferences``) until the edit is learned, keeping the
+    protocol's order: learn from round t before drafting round t+1.
+
+    Only what the API offers can be evaluated this way: CIPHER with the server's ``k`` and its selection
+    strategies. no-learning, oracle and ICL-edit need options the API does not expose.
+    """
 
     def __init__(self, method: Method, base_url: str, *, api_key: str | None = None, timeout: float = 600.0,
-                 client=None):
+                 learn_timeout: float = 300.0, client=None):
         import httpx
 
-        if method.icl_k:
-            raise BackendError(f"method {method.name} is not available over HTTP (needs past edits in process)")
+        if not method.learns:
+            raise BackendError(f"method {method.name} is not available over HTTP; use {HTTP_METHODS}")
         self.method = method
+        self.learn_timeout = learn_timeout
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = client or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers)
+        self._expected: dict[str, int] = {}
+        self._users: dict[str, str] = {}
 
-    def _post(self, path: str, body: dict) -> dict:
+    def _request(self, verb: str, path: str, body: dict | None = None) -> dict:
         import httpx
 
         try:
-            resp = self.client.post(path, json=body)
+            resp = self.client.request(verb, path, json=body)
         except httpx.HTTPError as exc:
             raise BackendError(f"cannot reach the redline server: {exc}") from exc
         if resp.status_code >= 400:
@@ -121,21 +133,38 @@ class HTTPBackend:
 
     def generate(self, user: str, context: str, task: str, *, oracle_preference: str | None = None,
                  max_tokens: int | None = None, temperature: float | None = None, seed: int | None = None) -> Draft:
-        body = {"user": user, "context": context, "task": task, "strategy": self.method.strategy,
-                "use_retrieval": self.method.use_retrieval}
+        body = {"user": user, "context": context, "task": task, "strategy": self.method.strategy}
         for key, value in (("max_tokens", max_tokens), ("temperature", temperature), ("seed", seed),
-                           ("n", self.method.n), ("preference", oracle_preference if self.method.oracle else None)):
+                           ("n", self.method.n if self.method.strategy != "greedy" else None)):
             if value is not None:
                 body[key] = value
-        data = self._post("/v1/generate", body)
-        return Draft(data["interaction_id"], data["text"], data.get("preference"), data.get("tokens_in", 0),
-                     data.get("tokens_out", 0))
+        data = self._request("POST", "/v1/generate", body)
+        self._users[data["interaction_id"]] = user
+        usage = data.get("usage") or {}
+        self._used = data.get("preference")
+        return Draft(data["interaction_id"], data["text"], data.get("preference"), usage.get("prompt_tokens", 0),
+                     usage.get("completion_tokens", 0))
 
     def feedback(self, interaction_id: str, edited: str) -> Outcome:
-        body = {"edited_text": edited, "learn": self.method.learns, "wait": True}
-        data = self._post(f"/v1/interactions/{interaction_id}/edit", body)
-        return Outcome(int(data.get("cost", 0)), data.get("preference") if self.method.learns else None,
-                       data.get("tokens_in", 0), data.get("tokens_out", 0))
+        data = self._request("POST", f"/v1/interactions/{interaction_id}/edit", {"edited_text": edited})
+        user = self._users.pop(interaction_id)
+        # a learned edit stores a preference when it is an edit, or when a preference was used
+        if data.get("is_edit") or self._used:
+            self._expected[user] = self._expected.get(user, 0) + 1
+        preference = self._wait_learned(user)
+        return Outcome(int(data["cost"]), preference)
+
+    def _wait_learned(self, user: str) -> str | None:
+        import time
+
+        deadline = time.monotonic() + self.learn_timeout
+        while True:
+            data = self._request("GET", f"/v1/users/{user}/preferences?limit=1")
+            if data["stats"]["preferences"] >= self._expected.get(user, 0):
+                return data["items"][0]["text"] if data["items"] else None
+            if time.monotonic() > deadline:
+                raise BackendError(f"the server did not learn {user}'s edit within {self.learn_timeout:.0f} s")
+            time.sleep(0.1)
 
     def close(self) -> None:
         self.client.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from .backends import HTTPBackend, LocalBackend
+from .backends import HTTP_METHODS, HTTPBackend, LocalBackend
 from .methods import Method, strategy_available
 from .tasks import Document, load_documents, round_order
 from .users import LLMUser, RuleUser, UserSpec, load_user_specs
@@ -83,15 +84,18 @@ class StreamResult:
     error: str | None = None
 
 
-def _user_name(method: Method, seed: int) -> str:
-    return f"eval-{method.name}-s{seed}"
+RUN_ID = uuid.uuid4().hex[:8]  # a server's store outlives a run: fresh user names per run
+
+
+def _user_name(method: Method, seed: int, remote: bool = False) -> str:
+    return f"eval-{method.name}-s{seed}" + (f"-{RUN_ID}" if remote else "")
 
 
 def run_stream(backend, method: Method, seed: int, order: list[Document], config: EvalConfig, user,
                specs: dict[str, UserSpec], scorer: PreferenceScorer | None, log_path: Path,
                tick: Callable[[], None] = lambda: None) -> StreamResult:
     """One simulated user's rounds for one method; appends one JSON line per round to ``log_path``."""
-    name = _user_name(method, seed)
+    name = _user_name(method, seed, remote=config.target is not None)
     costs, sources, correct = [], [], []
     tokens_in = tokens_out = user_tokens = 0
     started = time.perf_counter()
@@ -151,6 +155,9 @@ def run_eval(config: EvalConfig, *, embedder, generator, progress: Callable[[str
     skipped: dict[str, str] = {}
     jobs = []
     for method in config.methods:
+        if config.target is not None and not method.learns:
+            skipped[method.name] = f"not available over HTTP (use {HTTP_METHODS})"
+            continue
         if config.target is None and not strategy_available(method):
             skipped[method.name] = (f"strategy {method.strategy!r} is not available in this agent "
                                     "(agent.agent.STRATEGIES)")

@@ -314,25 +314,62 @@ def test_http_backend_against_a_mock_transport():
     seen = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        body = json.loads(request.content)
-        seen.append((request.url.path, body))
+        seen.append((request.method, request.url.path, json.loads(request.content) if request.content else None))
         if request.url.path == "/v1/generate":
-            return httpx.Response(200, json={"interaction_id": "abc", "text": "draft", "preference": "brief",
-                                             "tokens_in": 5, "tokens_out": 2})
-        return httpx.Response(200, json={"cost": 3, "preference": "brief"})
+            return httpx.Response(200, json={"interaction_id": "abc", "text": "draft", "preference": None,
+                                             "usage": {"prompt_tokens": 5, "completion_tokens": 2}})
+        if request.url.path.endswith("/edit"):
+            return httpx.Response(202, json={"cost": 3, "is_edit": True})
+        return httpx.Response(200, json={"stats": {"preferences": 1}, "items": [{"text": "brief"}]})
 
     client = httpx.Client(base_url="http://redline", transport=httpx.MockTransport(handler))
     backend = HTTPBackend(parse_method("cipher-5"), "http://redline", client=client)
     draft = backend.generate("u", "ctx", "summarize", max_tokens=10)
-    assert (draft.interaction_id, draft.text, draft.tokens_in) == ("abc", "draft", 5)
-    assert backend.feedback("abc", "edited").cost == 3
-    assert seen[0][1]["max_tokens"] == 10 and seen[1][0] == "/v1/interactions/abc/edit"
-    with pytest.raises(BackendError, match="not available over HTTP"):
-        HTTPBackend(parse_method("icl-edit-5"), "http://redline")
-    failing = HTTPBackend(parse_method("oracle"), "http://redline", client=httpx.Client(
+    assert (draft.interaction_id, draft.text, draft.tokens_in, draft.tokens_out) == ("abc", "draft", 5, 2)
+    outcome = backend.feedback("abc", "edited")
+    assert (outcome.cost, outcome.preference) == (3, "brief")
+    assert seen[0][2] == {"user": "u", "context": "ctx", "task": "summarize", "strategy": "greedy", "max_tokens": 10}
+    assert seen[1][:2] == ("POST", "/v1/interactions/abc/edit") and seen[2][:2] == ("GET", "/v1/users/u/preferences")
+    for name in ("icl-edit-5", "oracle", "no-learning"):
+        with pytest.raises(BackendError, match=f"method {name} is not available over HTTP"):
+            HTTPBackend(parse_method(name), "http://redline")
+    failing = HTTPBackend(parse_method("cipher-1"), "http://redline", client=httpx.Client(
         base_url="http://redline", transport=httpx.MockTransport(lambda r: httpx.Response(422, json={"x": 1}))))
     with pytest.raises(BackendError, match="/v1/generate answered 422"):
         failing.generate("u", "ctx", "summarize")
+
+
+def test_harness_over_http_against_the_real_app(tmp_path):
+    """--target mode end to end on the real FastAPI app (scripted generator, in-process transport)."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    import evals.harness as harness
+    from agent import Agent, Settings
+    from api.app import create_app
+    from evals.harness import EvalConfig, run_eval
+    from evals.methods import parse_methods
+
+    settings = Settings(data_dir=tmp_path / "server", auth=False)
+    app = create_app(settings, Agent(settings, embedder=HashEmbedder(), generator=ScriptedGenerator(_respond)))
+    with TestClient(app) as client:
+        original = harness.HTTPBackend
+
+        def backend(method, url, **kwargs):
+            return original(method, url, client=client)
+
+        harness.HTTPBackend = backend
+        try:
+            config = EvalConfig(task="email", methods=parse_methods("no-learning,cipher-5"), rounds=4, seeds=[0],
+                                out=tmp_path / "out", workers=1, target="http://testserver")
+            results = run_eval(config, embedder=HashEmbedder(), generator=None)
+        finally:
+            harness.HTTPBackend = original
+    assert "no-learning" in results["skipped"]
+    (stream,) = results["streams"]
+    assert stream.method == "cipher-5" and len(stream.costs) == 4 and stream.tokens_in > 0
+    rows = [json.loads(x) for x in (tmp_path / "out" / "logs" / "cipher-5-s0.jsonl").read_text().splitlines()]
+    assert rows[0]["preference_used"] is None and rows[-1]["preference_used"]  # learned between rounds
 
 
 def test_cli_errors_are_one_sentence(tmp_path):
