@@ -36,6 +36,14 @@ class Settings(BaseSettings):
     context_chars_in_prompt: int = Field(4_000, ge=200, description="Context characters shown to the generator.")
     index_cache_users: int = Field(256, ge=1, description="Per-user FAISS indexes kept in memory.")
     seed: int | None = Field(None, description="Sampling seed for reproducible generations.")
+    # -- HTTP server (api/) --
+    auth: bool = Field(True, description="Require a Bearer API key on /v1 routes; false only for local use "
+                                         "(every request then acts in tenant 'default').")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest HTTP request body accepted, in bytes.")
+    max_request_tokens: int = Field(2048, ge=1, le=8192, description="Largest max_tokens one HTTP request may ask for.")
+    retry_after_seconds: int = Field(10, ge=1, description="Retry-After sent with 503 when the generator is down; "
+                                                          "also the learning worker's back-off.")
+    maintenance_interval: float = Field(300.0, gt=0, description="Seconds between the worker's maintenance calls.")
 
     @field_validator("data_dir", mode="after")
     @classmethod
@@ -49,6 +57,18 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    # -- reward heads and selection (policies/) --
+    reward_heads: int = Field(4, ge=1, le=64, description="MiCRo: number of Bradley-Terry reward heads (1 = single BT).")
+    reward_tau: float = Field(1.0, gt=0, description="MiCRo: temperature of the per-user online routing (Hedge) step.")
+    reward_retrain_every: int = Field(20, ge=1, description="Retrain the shared reward heads once this many new "
+                                                            "preference pairs arrived since the last checkpoint.")
+    reward_n: int = Field(4, ge=1, le=16, description="Candidates per request for best_of_n and rps (default for n).")
+    reward_seed: int = Field(0, description="Seed for training the reward heads.")
+
+    @property
+    def rewards_dir(self) -> Path:
+        return self.data_dir / "rewards"
 
 
 @lru_cache

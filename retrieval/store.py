@@ -438,6 +438,49 @@ class Store:
     def counts(self) -> dict[str, int]:
         return {t: self.db[t].count for t in ("users", "interactions", "edits", "preferences", "pairs", "jobs")}
 
+    # -- API keys (only sha256 hashes are stored) ---------------------------------------------------
+
+    @staticmethod
+    def hash_api_key(key: str) -> str:
+        import hashlib
+
+        return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+    def create_api_key(self, tenant: str, name: str = "") -> tuple[str, dict]:
+        """A new random key bound to ``tenant``; returns ``(key, row)``. The key itself is not stored."""
+        import secrets
+
+        key = "rl-" + secrets.token_urlsafe(32)
+        with self.transaction() as conn:
+            cur = conn.execute("INSERT INTO api_keys (tenant, name, key_hash, prefix, created_at) VALUES (?,?,?,?,?)",
+                               (tenant, name, self.hash_api_key(key), key[:10], now_iso()))
+        return key, self._one("SELECT id, tenant, name, prefix, created_at, revoked_at FROM api_keys WHERE id = ?",
+                              (cur.lastrowid,))
+
+    def api_key_tenant(self, key: str) -> str | None:
+        """The tenant of a valid, unrevoked key, else None."""
+        row = self._one("SELECT tenant FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+                        (self.hash_api_key(key),))
+        return row["tenant"] if row else None
+
+    def api_keys(self, *, tenant: str | None = None) -> list[dict]:
+        sql = "SELECT id, tenant, name, prefix, created_at, revoked_at FROM api_keys"
+        if tenant is None:
+            return self._query(sql + " ORDER BY id")
+        return self._query(sql + " WHERE tenant = ? ORDER BY id", (tenant,))
+
+    def revoke_api_key(self, key_id: int) -> dict:
+        with self.transaction() as conn:
+            cur = conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                               (now_iso(), key_id))
+            if cur.rowcount == 0:
+                raise NotFound(f"no active API key with id {key_id}")
+        return self._one("SELECT id, tenant, name, prefix, created_at, revoked_at FROM api_keys WHERE id = ?",
+                         (key_id,))
+
+    def count_active_api_keys(self) -> int:
+        return self._one("SELECT COUNT(*) AS n FROM api_keys WHERE revoked_at IS NULL")["n"]
+
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05) -> bool:
     """Poll ``predicate`` until true or ``timeout`` seconds pass (for tests and the worker)."""

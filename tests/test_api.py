@@ -1,0 +1,558 @@
+"""The HTTP API against real server processes (uvicorn on an ephemeral port), with httpx and the official
+``openai`` client. Most tests use a server with a scripted generator (fast, deterministic; the embedder is
+real); the chat/SDK tests use ``redline serve`` on the packaged SmolLM2."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[1]
+RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+
+
+class Server:
+    """A server subprocess; ``url`` once it listens, ``wait_ready()`` until /ready says 200."""
+
+    def __init__(self, args: list[str], data_dir: Path, **env: str):
+        self.data_dir = data_dir
+        self.log_path = data_dir / f"server-{time.monotonic_ns()}.log"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("REDLINE_")}
+        full_env.update(HF_HUB_OFFLINE="1", HF_HUB_DISABLE_PROGRESS_BARS="1", TRANSFORMERS_VERBOSITY="error",
+                        TOKENIZERS_PARALLELISM="false", REDLINE_DATA_DIR=str(data_dir), **env)
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env=full_env, stdout=self._log,
+                                     stderr=subprocess.STDOUT)
+        self.url = self._wait_port()
+
+    def _wait_port(self, timeout: float = 120) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            match = RUNNING.search(self.log_path.read_text())
+            if match:
+                return f"http://127.0.0.1:{match.group(1)}"
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.log_path.read_text()}")
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
+
+    def wait_ready(self, timeout: float = 180) -> "Server":
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if httpx.get(self.url + "/ready").status_code == 200:
+                return self
+            time.sleep(0.2)
+        raise RuntimeError(f"server not ready:\n{self.log_path.read_text()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self._log.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+
+
+def scripted_server(data_dir: Path, **env: str) -> Server:
+    env.setdefault("REDLINE_RETRY_AFTER_SECONDS", "1")
+    return Server(["-m", "api._scripted_server", "--port", "0"], data_dir, **env)
+
+
+def create_key(data_dir: Path, tenant: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "api.cli", "--data-dir", str(data_dir), "keys", "create",
+                          "--tenant", tenant], cwd=REPO, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def error(status_body: httpx.Response) -> dict:
+    body = status_body.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "code"}, body
+    assert status_body.headers["x-request-id"]
+    return body["error"]
+
+
+def wait_learned(client: httpx.Client, user: str, edits: int, timeout: float = 60) -> dict:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        data = client.get(f"/v1/users/{user}/export").json()
+        learned = [e for e in data.get("edits", []) if e["learned_at"]]
+        if len(learned) >= edits:
+            return data
+        time.sleep(0.1)
+    raise AssertionError(f"{user}: edits not learned in {timeout}s: {data}")
+
+
+ARTICLE = ("The city council approved a new budget on Tuesday that raises spending on public transit by 12 percent "
+           "and funds two new bus lines connecting the northern suburbs to the downtown business district.")
+SIMILAR = ("On Wednesday the council's transit committee published the schedule for the two new bus lines funded "
+           "by the budget, with the first buses running from the northern suburbs in March.")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """One scripted-generator server (auth on) with keys for three tenants."""
+    data = tmp_path_factory.mktemp("api")
+    keys = {t: create_key(data, t) for t in ("acme", "globex", "fuzz")}
+    down = data / "generator-down"
+    server = scripted_server(data, REDLINE_SCRIPTED_DOWN_FILE=str(down), REDLINE_MAX_BODY_BYTES="65536").wait_ready()
+    clients = {t: httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {k}"}, timeout=30)
+               for t, k in keys.items()}
+    yield {"server": server, "keys": keys, "down": down, **clients}
+    for c in clients.values():
+        c.close()
+    server.stop()
+
+
+# -- basics -----------------------------------------------------------------------------------------
+
+
+def test_health_ready_docs_and_request_ids(stack):
+    url = stack["server"].url
+    assert httpx.get(url + "/health").json() == {"status": "ok"}
+    ready = httpx.get(url + "/ready")
+    assert ready.status_code == 200 and ready.json()["checks"] == {
+        "store": True, "models_loaded": True, "generator": True, "worker": True}
+    docs = httpx.get(url + "/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    paths = httpx.get(url + "/openapi.json").json()["paths"]
+    for path in ("/v1/generate", "/v1/interactions/{interaction_id}/edit", "/v1/users/{user}/preferences",
+                 "/v1/users/{user}/preferences/{preference_id}", "/v1/users/{user}/export", "/v1/users/{user}",
+                 "/v1/chat/completions", "/v1/models", "/health", "/ready", "/metrics"):
+        assert path in paths, path
+        for op in paths[path].values():
+            assert op.get("description") or op.get("summary"), path  # every route documented
+    given = httpx.get(url + "/health", headers={"X-Request-ID": "trace-123"})
+    assert given.headers["x-request-id"] == "trace-123"
+    generated = httpx.get(url + "/health").headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+    stack["acme"].get("/v1/users/nobody/preferences", headers={"X-Request-ID": "find-me-in-the-log"})
+    time.sleep(0.2)
+    assert re.search(r"\[find-me-in-the-log\] GET /v1/users/nobody/preferences 404", stack["server"].log())
+
+
+def test_auth_missing_invalid_and_revoked_keys(stack):
+    url = stack["server"].url
+    resp = httpx.post(url + "/v1/generate", json={"user": "alice", "context": ARTICLE})
+    assert resp.status_code == 401 and resp.headers["www-authenticate"] == "Bearer"
+    assert error(resp) == {"message": "missing API key: send the header 'Authorization: Bearer <key>' (create one "
+                                      "with `redline keys create --tenant NAME`)",
+                           "type": "authentication_error", "code": "missing_api_key"}
+    resp = httpx.get(url + "/v1/models", headers={"Authorization": "Bearer rl-not-a-key"})
+    assert resp.status_code == 401
+    assert error(resp) == {"message": "invalid or revoked API key", "type": "authentication_error",
+                           "code": "invalid_api_key"}
+    key = create_key(stack["server"].data_dir, "temp")
+    assert httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    listed = subprocess.run([sys.executable, "-m", "api.cli", "--data-dir", str(stack["server"].data_dir), "--json",
+                             "keys", "list", "--tenant", "temp"], cwd=REPO, capture_output=True, text=True,
+                            check=True)
+    assert key not in listed.stdout and key[:10] in listed.stdout
+    key_id = __import__("json").loads(listed.stdout)["keys"][0]["id"]
+    subprocess.run([sys.executable, "-m", "api.cli", "--data-dir", str(stack["server"].data_dir), "keys", "revoke",
+                    str(key_id)], cwd=REPO, check=True, capture_output=True)
+    assert httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 401
+    with sqlite3.connect(stack["server"].data_dir / "redline.db") as db:  # only hashes are stored
+        stored = [r for row in db.execute("SELECT * FROM api_keys") for r in row]
+    assert key not in stored
+
+
+# -- the learning loop ------------------------------------------------------------------------------
+
+
+def test_generate_edit_preferences_flow(stack):
+    c = stack["acme"]
+    first = c.post("/v1/generate", json={"user": "alice", "context": ARTICLE, "task": "summarize"})
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["text"] and body["preference"] is None and body["neighbours"] == [] and body["model"] == "scripted"
+    iid = body["interaction_id"]
+    edited = "Council raises transit spending 12%: two new bus lines link the northern suburbs with downtown."
+    resp = c.post(f"/v1/interactions/{iid}/edit", json={"edited_text": edited})
+    assert resp.status_code == 202, resp.text
+    receipt = resp.json()
+    assert receipt["status"] == "accepted" and receipt["created"] and receipt["is_edit"] and receipt["cost"] > 0
+    again = c.post(f"/v1/interactions/{iid}/edit", json={"edited_text": edited})
+    assert again.status_code == 202 and again.json() == {**receipt, "created": False}
+    conflict = c.post(f"/v1/interactions/{iid}/edit", json={"edited_text": "something else entirely"})
+    assert conflict.status_code == 409
+    assert error(conflict) == {"message": f"interaction {iid} already has a different edit",
+                               "type": "conflict_error", "code": "conflict"}
+    wait_learned(c, "alice", 1)
+    prefs = c.get("/v1/users/alice/preferences").json()
+    assert prefs["stats"]["edits"] == 1 and prefs["stats"]["preferences"] == 1
+    assert prefs["stats"]["mean_cost_first"] == receipt["cost"] == prefs["stats"]["mean_cost_last"]
+    item = prefs["items"][0]
+    assert item["text"] and item["kind"] == "inferred" and item["interaction_id"] == iid
+    assert item["context_snippet"] == ARTICLE and item["edited_text"] == edited
+    assert item["draft"] == body["text"] and item["cost"] == receipt["cost"] and item["created_at"]
+    second = c.post("/v1/generate", json={"user": "alice", "context": SIMILAR}).json()
+    assert second["preference"] == item["text"]
+    assert [n["interaction_id"] for n in second["neighbours"]] == [iid]
+
+
+def test_preferences_pagination_patch_and_delete(stack):
+    c = stack["acme"]
+    ids = []
+    for i in range(3):
+        iid = c.post("/v1/generate", json={"user": "bob", "context": f"{ARTICLE} Round {i}."}).json()["interaction_id"]
+        ids.append(iid)
+        assert c.post(f"/v1/interactions/{iid}/edit", json={"edited_text": f"Short note {i}."}).status_code == 202
+    wait_learned(c, "bob", 3)
+    page1 = c.get("/v1/users/bob/preferences", params={"limit": 2}).json()
+    assert [p["interaction_id"] for p in page1["items"]] == [ids[2], ids[1]] and page1["next_offset"] == 2
+    page2 = c.get("/v1/users/bob/preferences", params={"limit": 2, "offset": 2}).json()
+    assert [p["interaction_id"] for p in page2["items"]] == [ids[0]] and page2["next_offset"] is None
+    pref_ids = [p["id"] for p in page1["items"] + page2["items"]]
+    for pid in pref_ids[1:]:
+        assert c.delete(f"/v1/users/bob/preferences/{pid}").status_code == 204
+    patched = c.patch(f"/v1/users/bob/preferences/{pref_ids[0]}", json={"text": "  bullet points only  "})
+    assert patched.status_code == 200 and patched.json()["text"] == "bullet points only"
+    assert patched.json()["user_edited"] is True
+    assert c.post("/v1/generate", json={"user": "bob", "context": ARTICLE}).json()["preference"] == "bullet points only"
+    assert c.delete(f"/v1/users/bob/preferences/{pref_ids[0]}").status_code == 204
+    assert c.post("/v1/generate", json={"user": "bob", "context": ARTICLE}).json()["preference"] is None
+    missing = c.delete(f"/v1/users/bob/preferences/{pref_ids[0]}")
+    assert missing.status_code == 404
+    assert error(missing) == {"message": f"unknown preference id {pref_ids[0]}", "type": "not_found_error",
+                              "code": "not_found"}
+
+
+def test_export_and_hard_delete_leave_nothing(stack):
+    c = stack["acme"]
+    iid = c.post("/v1/generate", json={"user": "dana", "context": ARTICLE}).json()["interaction_id"]
+    c.post(f"/v1/interactions/{iid}/edit", json={"edited_text": "Transit budget up 12 percent."})
+    exported = wait_learned(c, "dana", 1)
+    assert exported["user"]["name"] == "dana" and exported["user"]["tenant"] == "acme"
+    assert [i["id"] for i in exported["interactions"]] == [iid]
+    assert len(exported["preferences"]) == 1 and len(exported["pairs"]) == 1
+    iid2 = c.post("/v1/generate", json={"user": "dana", "context": SIMILAR}).json()["interaction_id"]
+    c.post(f"/v1/interactions/{iid2}/edit", json={"edited_text": "Buses from March."})  # maybe still queued
+    resp = c.delete("/v1/users/dana")
+    assert resp.status_code == 200 and resp.json()["removed"]["interactions"] == 2
+    assert resp.json()["removed"]["users"] == 1
+    time.sleep(0.5)  # a learning job that was running must not resurrect anything
+    assert c.get("/v1/users/dana/export").status_code == 404
+    assert c.get("/v1/users/dana/preferences").status_code == 404
+    with sqlite3.connect(stack["server"].data_dir / "redline.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM users WHERE name = 'dana'").fetchone()[0] == 0
+        for table in ("interactions", "edits", "preferences", "pairs", "jobs"):
+            assert db.execute(f"SELECT COUNT(*) FROM {table} WHERE interaction_id IN (?, ?)"
+                              if table != "interactions" else
+                              "SELECT COUNT(*) FROM interactions WHERE id IN (?, ?)", (iid, iid2)).fetchone()[0] == 0
+    assert c.post("/v1/generate", json={"user": "dana", "context": ARTICLE}).json()["neighbours"] == []
+
+
+def test_tenants_never_see_each_other(stack):
+    acme, globex = stack["acme"], stack["globex"]
+    iid = acme.post("/v1/generate", json={"user": "erin", "context": ARTICLE}).json()["interaction_id"]
+    acme.post(f"/v1/interactions/{iid}/edit", json={"edited_text": "Acme's private edit."})
+    pref_id = wait_learned(acme, "erin", 1)["preferences"][0]["id"]
+    not_found = {"type": "not_found_error", "code": "not_found"}
+    for resp in (globex.get("/v1/users/erin/preferences"), globex.get("/v1/users/erin/export"),
+                 globex.delete("/v1/users/erin"), globex.delete(f"/v1/users/erin/preferences/{pref_id}"),
+                 globex.patch(f"/v1/users/erin/preferences/{pref_id}", json={"text": "hijacked"}),
+                 globex.post(f"/v1/interactions/{iid}/edit", json={"edited_text": "hijacked"})):
+        assert resp.status_code == 404, resp.text
+        assert {k: v for k, v in error(resp).items() if k != "message"} == not_found
+    # globex's own "erin" is a different person
+    own = globex.post("/v1/generate", json={"user": "erin", "context": ARTICLE}).json()
+    assert own["neighbours"] == [] and own["preference"] is None
+    assert globex.patch(f"/v1/users/erin/preferences/{pref_id}", json={"text": "x"}).status_code == 404
+    assert [i["id"] for i in globex.get("/v1/users/erin/export").json()["interactions"]] == [own["interaction_id"]]
+    assert acme.get("/v1/users/erin/preferences").json()["items"][0]["text"] != "hijacked"
+
+
+# -- bad input --------------------------------------------------------------------------------------
+
+BAD = [
+    ("malformed json", "POST", "/v1/generate", b'{"user": "al', "application/json", 400,
+     {"message": "the request body is not valid JSON", "type": "invalid_request_error", "code": "invalid_json"}),
+    ("invalid utf-8", "POST", "/v1/generate", b'{"user": "al", "context": "\xff\xfe"}', "application/json", 400,
+     {"message": "the request body is not valid UTF-8 JSON", "type": "invalid_request_error", "code": "invalid_json"}),
+    ("missing field", "POST", "/v1/generate", b'{"user": "al"}', "application/json", 422,
+     {"message": "context: Field required", "type": "invalid_request_error", "code": "invalid_request"}),
+    ("wrong type", "POST", "/v1/generate", b'{"user": "al", "context": 42}', "application/json", 422,
+     {"message": "context: Input should be a valid string", "type": "invalid_request_error",
+      "code": "invalid_request"}),
+    ("unknown field", "POST", "/v1/generate", b'{"user": "al", "context": "x", "colour": 1}', "application/json", 422,
+     {"message": "colour: Extra inputs are not permitted", "type": "invalid_request_error",
+      "code": "invalid_request"}),
+    ("empty text", "POST", "/v1/generate", b'{"user": "al", "context": "   "}', "application/json", 400,
+     {"message": "context is empty", "type": "invalid_request_error", "code": "invalid_input"}),
+    ("odd user id", "POST", "/v1/generate", b'{"user": "al/../x", "context": "hi"}', "application/json", 422,
+     {"message": "user: String should match pattern '^[A-Za-z0-9][A-Za-z0-9._@:+\\-]{0,127}$'",
+      "type": "invalid_request_error", "code": "invalid_request"}),
+    ("odd user id in path", "GET", "/v1/users/%20drop%3B/preferences", None, None, 422,
+     {"message": "path.user: String should match pattern '^[A-Za-z0-9][A-Za-z0-9._@:+\\-]{0,127}$'",
+      "type": "invalid_request_error", "code": "invalid_request"}),
+    ("lone surrogate", "POST", "/v1/generate", b'{"user": "al", "context": "\\ud800"}', "application/json", 422,
+     {"message": "context: Value error, text must be valid UTF-8 (no lone surrogates)",
+      "type": "invalid_request_error", "code": "invalid_request"}),
+    ("oversized body", "POST", "/v1/generate", b'{"user": "al", "context": "' + b"x" * 70_000 + b'"}',
+     "application/json", 413,
+     {"message": "the request body is larger than 65536 bytes", "type": "invalid_request_error",
+      "code": "request_too_large"}),
+    ("unknown interaction", "POST", "/v1/interactions/0123abc/edit", b'{"edited_text": "hi"}', "application/json", 404,
+     {"message": "unknown interaction id '0123abc'", "type": "not_found_error", "code": "not_found"}),
+    ("empty edit", "POST", "/v1/interactions/0123abc/edit", b'{"edited_text": ""}', "application/json", 400,
+     {"message": "edited text is empty", "type": "invalid_request_error", "code": "invalid_input"}),
+    ("unknown user", "GET", "/v1/users/nobody/export", None, None, 404,
+     {"message": "unknown user 'nobody'", "type": "not_found_error", "code": "not_found"}),
+    ("unknown route", "GET", "/v2/nothing", None, None, 404,
+     {"message": "no route for GET /v2/nothing", "type": "not_found_error", "code": "not_found"}),
+    ("wrong method", "GET", "/v1/generate", None, None, 405,
+     {"message": "Method Not Allowed", "type": "invalid_request_error", "code": "method_not_allowed"}),
+    ("unknown task", "POST", "/v1/generate", b'{"user": "al", "context": "x", "task": "poem"}', "application/json",
+     400, None),
+    ("max_tokens over limit", "POST", "/v1/generate", b'{"user": "al", "context": "x", "max_tokens": 5000}',
+     "application/json", 400,
+     {"message": "max_tokens is 5000; this server allows at most 2048", "type": "invalid_request_error",
+      "code": "invalid_input"}),
+    ("chat without user", "POST", "/v1/chat/completions", b'{"model": "m", "messages": [{"role": "user", '
+     b'"content": "hi"}]}', "application/json", 400,
+     {"message": "user is required: set `user` to the id of the person the reply is for",
+      "type": "invalid_request_error", "code": "missing_user"}),
+    ("chat ending with assistant", "POST", "/v1/chat/completions", b'{"model": "m", "user": "al", "messages": '
+     b'[{"role": "assistant", "content": "hi"}]}', "application/json", 400,
+     {"message": "the last message must be a non-empty user message", "type": "invalid_request_error",
+      "code": "invalid_input"}),
+]
+
+
+@pytest.mark.parametrize("name,method,path,content,ctype,status,expected", BAD, ids=[b[0] for b in BAD])
+def test_bad_input_is_a_4xx_with_an_openai_error_body(stack, name, method, path, content, ctype, status, expected):
+    headers = {"content-type": ctype} if ctype else {}
+    resp = stack["acme"].request(method, path, content=content, headers=headers)
+    assert resp.status_code == status, resp.text
+    body = error(resp)
+    if expected is not None:
+        assert body == expected
+    else:
+        assert body["type"] == "invalid_request_error"
+
+
+# -- robustness -------------------------------------------------------------------------------------
+
+
+def test_parallel_users_lose_nothing_and_duplicate_nothing(stack):
+    c = stack["acme"]
+    users = [f"par{i}" for i in range(12)]
+
+    def one_user(user: str) -> list[str]:
+        ids = []
+        for r in range(3):
+            resp = c.post("/v1/generate", json={"user": user, "context": f"{ARTICLE} ({user} round {r})"})
+            assert resp.status_code == 200, resp.text
+            iid = resp.json()["interaction_id"]
+            text = f"{user} kept version {r}."
+            with ThreadPoolExecutor(3) as pool:  # the same edit three times at once: accepted once
+                results = list(pool.map(lambda _: c.post(f"/v1/interactions/{iid}/edit",
+                                                         json={"edited_text": text}), range(3)))
+            assert all(x.status_code == 202 for x in results)
+            assert sum(x.json()["created"] for x in results) == 1
+            ids.append(iid)
+        return ids
+
+    with ThreadPoolExecutor(8) as pool:
+        all_ids = dict(zip(users, pool.map(one_user, users)))
+    for user, ids in all_ids.items():
+        data = wait_learned(c, user, 3)
+        assert sorted(i["id"] for i in data["interactions"]) == sorted(ids)
+        assert sorted(e["interaction_id"] for e in data["edits"]) == sorted(ids)
+        assert sorted(p["interaction_id"] for p in data["preferences"]) == sorted(ids)  # one each, no duplicates
+        assert sorted(p["interaction_id"] for p in data["pairs"]) == sorted(ids)
+
+
+def test_generator_outage_is_503_but_edits_are_accepted(stack):
+    c = stack["acme"]
+    iid = c.post("/v1/generate", json={"user": "gina", "context": ARTICLE}).json()["interaction_id"]
+    stack["down"].touch()
+    try:
+        for resp in (c.post("/v1/generate", json={"user": "gina", "context": ARTICLE}),
+                     c.post("/v1/chat/completions", json={"model": "redline", "user": "gina",
+                                                          "messages": [{"role": "user", "content": "hi"}]})):
+            assert resp.status_code == 503 and resp.headers["retry-after"] == "1"
+            assert error(resp) == {"message": "scripted generator is down", "type": "service_unavailable_error",
+                                   "code": "generator_unavailable"}
+        accepted = c.post(f"/v1/interactions/{iid}/edit", json={"edited_text": "Edited while the model is down."})
+        assert accepted.status_code == 202
+        time.sleep(1.0)
+        assert not [e for e in c.get("/v1/users/gina/export").json()["edits"] if e["learned_at"]]
+    finally:
+        stack["down"].unlink()
+    wait_learned(c, "gina", 1, timeout=20)  # retried after the outage
+
+
+def test_metrics_expose_latency_queue_edits_and_tokens(stack):
+    text = httpx.get(stack["server"].url + "/metrics").text
+    assert re.search(r'redline_http_request_duration_seconds_count\{method="POST",route="/v1/generate",'
+                     r'status="200"\} [1-9]', text)
+    assert 'route="/v1/interactions/{interaction_id}/edit"' in text
+    for name in ("redline_generation_seconds_count", "redline_generate_stage_seconds_count{stage=\"embed\"}",
+                 "redline_learning_seconds_count{outcome=\"learned\"}", "redline_learning_queue_depth",
+                 "redline_edits_total{outcome=\"accepted\"}", "redline_edits_total{outcome=\"duplicate\"}",
+                 "redline_tokens_total{kind=\"completion\",source=\"generate\"}"):
+        assert name in text, name
+
+
+# -- fuzz -------------------------------------------------------------------------------------------
+
+FUZZED = [("POST", "/v1/generate"), ("POST", "/v1/interactions/{interaction_id}/edit"),
+          ("GET", "/v1/users/{user}/preferences"), ("PATCH", "/v1/users/{user}/preferences/{preference_id}"),
+          ("DELETE", "/v1/users/{user}/preferences/{preference_id}"), ("GET", "/v1/users/{user}/export"),
+          ("DELETE", "/v1/users/{user}"), ("POST", "/v1/chat/completions"), ("GET", "/v1/models")]
+
+
+@pytest.mark.parametrize("method,path", FUZZED, ids=[f"{m} {p}" for m, p in FUZZED])
+def test_fuzz_openapi_never_5xx(stack, method, path):
+    """schemathesis draws requests (valid and invalid) from the OpenAPI schema; none may answer 5xx."""
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+
+    url = stack["server"].url
+    operation = schemathesis.openapi.from_url(url + "/openapi.json")[path][method]
+    headers = {"Authorization": f"Bearer {stack['keys']['fuzz']}"}  # its own tenant: deletes touch nothing else
+
+    modes = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
+    strategy = operation.as_strategy(modes[0]) | operation.as_strategy(modes[1])  # valid and invalid requests
+
+    @settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(case=strategy)
+    def check(case):
+        resp = case.call(base_url=url, headers=headers, timeout=30)
+        assert resp.status_code < 500, (case.method, case.formatted_path, case.body, resp.text)
+        assert resp.headers.get("x-request-id")
+        if resp.status_code >= 400:
+            assert set(resp.json()["error"]) == {"message", "type", "code"}, resp.text
+
+    check()
+
+
+# -- crash recovery ---------------------------------------------------------------------------------
+
+
+def test_kill9_then_restart_learns_every_accepted_edit_exactly_once(tmp_path):
+    data = tmp_path / "crash"
+    server = scripted_server(data, REDLINE_AUTH="false", REDLINE_SCRIPTED_DELAY="0.3").wait_ready()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            ids = [c.post("/v1/generate", json={"user": f"u{i % 3}", "context": f"{ARTICLE} #{i}"}).json()
+                   ["interaction_id"] for i in range(8)]
+            for i, iid in enumerate(ids):
+                assert c.post(f"/v1/interactions/{iid}/edit", json={"edited_text": f"kept {i}"}).status_code == 202
+    finally:
+        server.kill9()
+    db_path = data / "redline.db"
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("SELECT COUNT(*) FROM edits").fetchone()[0] == 8  # every 202 is on disk
+        unlearned = db.execute("SELECT COUNT(*) FROM edits WHERE learned_at IS NULL").fetchone()[0]
+    assert unlearned > 0, "the crash came too late to test recovery"
+    restarted = scripted_server(data, REDLINE_AUTH="false").wait_ready()
+    try:
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            with sqlite3.connect(db_path) as db:
+                if db.execute("SELECT COUNT(*) FROM jobs WHERE status != 'done'").fetchone()[0] == 0:
+                    break
+            time.sleep(0.2)
+        with sqlite3.connect(db_path) as db:
+            assert db.execute("SELECT COUNT(*) FROM edits WHERE learned_at IS NULL").fetchone()[0] == 0
+            per_interaction = dict(db.execute("SELECT interaction_id, COUNT(*) FROM preferences GROUP BY 1"))
+            pairs = dict(db.execute("SELECT interaction_id, COUNT(*) FROM pairs GROUP BY 1"))
+            assert db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY 1").fetchall() == [("done", 8)]
+        assert per_interaction == {iid: 1 for iid in ids}
+        assert pairs == {iid: 1 for iid in ids}
+    finally:
+        restarted.stop()
+
+
+# -- OpenAI compatibility on the real model ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def llm(tmp_path_factory, smollm_path):
+    """`redline serve` on the packaged SmolLM2, auth on."""
+    data = tmp_path_factory.mktemp("llm")
+    key = create_key(data, "writers")
+    server = Server(["-m", "api.cli", "serve", "--port", "0"], data, REDLINE_GENERATOR_MODEL=str(smollm_path),
+                    REDLINE_MAX_TOKENS="24", REDLINE_TEMPERATURE="0").wait_ready()
+    yield server, key
+    server.stop()
+
+
+def test_openai_sdk_chat_completion_personalizes_and_learns(llm):
+    openai = pytest.importorskip("openai")
+    server, key = llm
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=key)
+    assert [m.id for m in client.models.list()] == ["redline"]
+    messages = [{"role": "system", "content": "You are helpful."},
+                {"role": "user", "content": "Write a two-line note inviting the team to Friday's demo."}]
+    raw = client.chat.completions.with_raw_response.create(model="redline", messages=messages, user="sam")
+    completion = raw.parse()
+    iid = raw.headers["x-redline-interaction-id"]
+    assert completion.model_extra["interaction_id"] == iid and completion.id == f"chatcmpl-{iid}"
+    assert completion.choices[0].message.role == "assistant" and completion.choices[0].message.content.strip()
+    assert completion.choices[0].finish_reason == "stop" and completion.usage.completion_tokens > 0
+    edited = "Demo on Friday at 3pm, all welcome."
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as c:
+        assert c.post(f"/v1/interactions/{iid}/edit", json={"edited_text": edited}).status_code == 202
+        data = wait_learned(c, "sam", 1, timeout=90)
+        assert data["preferences"][0]["text"] and data["interactions"][0]["task"] == "chat"
+        follow = [*messages, {"role": "assistant", "content": edited},
+                  {"role": "user", "content": "Now a two-line note inviting the team to Monday's demo."}]
+        second = client.chat.completions.create(model="redline", messages=follow, user="sam")
+        assert second.model_extra["preference"] == data["preferences"][0]["text"]
+        stored = c.get(f"/v1/users/sam/export").json()["interactions"][-1]["prompt"]
+        assert {"role": "assistant", "content": edited} in stored  # the history reached the generator
+
+
+def test_openai_sdk_streaming(llm):
+    openai = pytest.importorskip("openai")
+    server, key = llm
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key=key)
+    stream = client.chat.completions.create(model="redline", user="tess", stream=True,
+                                            stream_options={"include_usage": True},
+                                            messages=[{"role": "user", "content": "Say hello to the team."}])
+    chunks = list(stream)
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text.strip()
+    ids = {ch.model_extra["interaction_id"] for ch in chunks}
+    assert len(ids) == 1
+    assert [ch.choices[0].finish_reason for ch in chunks if ch.choices][-1] == "stop"
+    assert chunks[-1].usage.completion_tokens > 0
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as c:
+        exported = c.get("/v1/users/tess/export").json()
+    assert exported["interactions"][0]["id"] == ids.pop() and exported["interactions"][0]["draft"] == text
+
+
+def test_generate_on_the_real_model(llm):
+    server, key = llm
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as c:
+        resp = c.post("/v1/generate", json={"user": "uma", "context": ARTICLE, "max_tokens": 16})
+        assert resp.status_code == 200 and resp.json()["text"].strip()
+        assert resp.json()["usage"]["completion_tokens"] <= 16
+        metrics = c.get("/metrics").text
+    assert 'redline_generate_stage_seconds_count{stage="generate"}' in metrics
