@@ -55,9 +55,12 @@ def _seeds(text: str) -> list[int]:
 @click.option("--context-chars", type=click.IntRange(200), help="Context characters shown to the generator.")
 @click.option("--target", metavar="URL", help="Evaluate a running redline server over HTTP instead of in process.")
 @click.option("--api-key", envvar="REDLINE_EVAL_API_KEY", help="Bearer key for --target [env REDLINE_EVAL_API_KEY].")
+@click.option("--report-only", is_flag=True,
+              help="Do not run: rebuild summary.json, report.md and plots from OUT/logs (e.g. of a stopped run; "
+                   "every method is cut to the rounds all completed).")
 @click.pass_context
 def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out, workers, temperature, n,
-                 learn_edits, cache_path, no_cache, context_chars, target, api_key):
+                 learn_edits, cache_path, no_cache, context_chars, target, api_key, report_only):
     """Run simulated users against the agent and compare methods by cumulative edit cost.
 
     \b
@@ -72,6 +75,17 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
 
     from agent import Settings
     from evals.methods import parse_methods
+
+    if report_only:
+        from evals.harness import results_from_logs
+        from evals.report import format_table, write_report
+
+        try:
+            summary = write_report(results_from_logs(out), out)
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"cannot rebuild the report from {out}: {exc}") from exc
+        click.echo(format_table(summary))
+        return
 
     state = ctx.obj
     overrides = dict(state.overrides) if state is not None else {}

@@ -22,7 +22,7 @@ from .methods import Method, strategy_available
 from .tasks import Document, load_documents, round_order
 from .users import LLMUser, RuleUser, UserSpec, load_user_specs
 
-__all__ = ["EvalConfig", "StreamResult", "run_eval", "PreferenceScorer"]
+__all__ = ["EvalConfig", "StreamResult", "run_eval", "results_from_logs", "PreferenceScorer"]
 
 
 @dataclass
@@ -152,6 +152,9 @@ def run_eval(config: EvalConfig, *, embedder, generator, progress: Callable[[str
     scorer = PreferenceScorer(embedder, specs)
     out = Path(config.out)
     (out / "logs").mkdir(parents=True, exist_ok=True)
+    for old in (out / "logs").glob("*.jsonl"):  # logs of an earlier run in this folder would mix in
+        old.unlink()
+    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str) + "\n")
     skipped: dict[str, str] = {}
     jobs = []
     for method in config.methods:
@@ -186,4 +189,36 @@ def run_eval(config: EvalConfig, *, embedder, generator, progress: Callable[[str
 
     with ThreadPoolExecutor(max_workers=max(1, config.workers)) as pool:
         streams = list(pool.map(one, jobs))
+    (out / "skipped.json").write_text(json.dumps(skipped, indent=2) + "\n")
     return {"streams": streams, "skipped": skipped, "specs": specs, "config": config.to_dict()}
+
+
+def results_from_logs(out: Path | str, rounds: int | None = None) -> dict:
+    """Rebuild ``run_eval``'s results from ``out/logs`` (e.g. of a run stopped early), every stream cut to
+    the rounds all streams completed (or to ``rounds``), so methods are compared on the same documents."""
+    out = Path(out)
+    config = json.loads((out / "config.json").read_text())
+    rows: dict[tuple[str, int], list[dict]] = {}
+    for path in sorted((out / "logs").glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                r = json.loads(line)
+                rows.setdefault((r["method"], r["seed"]), []).append(r)
+    if not rows:
+        raise ValueError(f"no round logs in {out / 'logs'}")
+    common = min(len(v) for v in rows.values())
+    if rounds is not None:
+        common = min(common, rounds)
+    streams = []
+    order = {m: i for i, m in enumerate(config["methods"])}
+    for (method, seed), rs in sorted(rows.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])):
+        rs = sorted(rs, key=lambda r: r["round"])[:common]
+        streams.append(StreamResult(method, seed, [r["cost"] for r in rs], [r["source"] for r in rs],
+                                    [r["preference_correct"] for r in rs], sum(r["tokens_in"] for r in rs),
+                                    sum(r["tokens_out"] for r in rs), sum(r["user_tokens"] for r in rs),
+                                    round(sum(r["wall_ms"] for r in rs) / 1000, 2)))
+    skipped_path = out / "skipped.json"
+    skipped = json.loads(skipped_path.read_text()) if skipped_path.exists() else {}
+    config["rounds_completed"] = common
+    specs = load_user_specs(config["task"], config.get("users_file"))
+    return {"streams": streams, "skipped": skipped, "specs": specs, "config": config}

@@ -119,7 +119,10 @@ def write_report(results: dict, out: Path | str) -> dict:
     specs = results.get("specs") or {}
     lines = [f"# Evaluation: {cfg.get('task')} ({cfg.get('user_model')} user)", "",
              f"Command: `{cfg.get('command') or 'n/a'}`", "",
-             f"Rounds: {cfg.get('rounds')}, seeds: {cfg.get('seeds')}, finished {summary['finished']} on "
+             f"Rounds: {cfg.get('rounds_completed', cfg.get('rounds'))}"
+             + (f" (of {cfg.get('rounds')} requested; the run was stopped early and every method is cut to the "
+                "rounds all completed)" if cfg.get('rounds_completed', cfg.get('rounds')) != cfg.get('rounds') else "")
+             + f", seeds: {cfg.get('seeds')}, finished {summary['finished']} on "
              f"{summary['machine']['platform']} ({summary['machine']['cpus']} CPUs).", "",
              format_table(summary), "",
              "Cumulative cost: word-level edit distance between draft and the user's edit, summed over rounds "

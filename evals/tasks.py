@@ -34,25 +34,20 @@ def load_documents(task: str, data_dir: Path = DATA_DIR) -> list[Document]:
 
 
 def round_order(documents: list[Document], rounds: int, seed: int, sources: list[str] | None = None) -> list[Document]:
-    """``rounds`` documents, as equal a share per source as possible, shuffled across sources by ``seed``.
+    """``rounds`` documents shuffled across sources by ``seed``, as equal a share per source as possible.
 
-    Every method run with the same seed sees the same order.
+    Rounds come in cycles of one document per source (in a seeded order within each cycle), so any
+    prefix is balanced and a shorter run is the start of a longer one with the same seed (and reuses its
+    cached generations). Every method run with the same seed sees the same order.
     """
     sources = sources or sorted({d.source for d in documents})
     rng = random.Random(seed)
     pools = {s: [d for d in documents if d.source == s] for s in sources}
-    for pool in pools.values():
-        rng.shuffle(pool)
+    for s in sources:
+        rng.shuffle(pools[s])
     picked: list[Document] = []
-    i = 0
-    while len(picked) < rounds:
-        progressed = False
-        for s in sources:
-            if len(picked) < rounds and i < len(pools[s]):
-                picked.append(pools[s][i])
-                progressed = True
-        if not progressed:
-            break
-        i += 1
-    rng.shuffle(picked)
-    return picked
+    for i in range(max(len(p) for p in pools.values())):
+        cycle = [pools[s][i] for s in sources if i < len(pools[s])]
+        rng.shuffle(cycle)
+        picked.extend(cycle)
+    return picked[:rounds]

@@ -148,6 +148,7 @@ def test_round_order_is_balanced_and_seeded():
     assert [d.id for d in a] == [d.id for d in b] != [d.id for d in c]
     assert sorted({d.source for d in a}) == sorted({d.source for d in docs})
     assert all(sum(d.source == s for d in a) == 4 for s in {d.source for d in docs})
+    assert [d.id for d in round_order(docs, 50, 0)[:20]] == [d.id for d in a]  # prefix-stable
 
 
 def test_methods_parse():
@@ -280,6 +281,28 @@ def test_harness_and_report(tmp_path):
     assert "redline eval test" in (tmp_path / "out" / "report.md").read_text()
     # ICL-edit put past (draft, edit) pairs into later prompts
     assert any("The user's edited version" in m["content"] for ps, _ in gen.calls for p in ps for m in p)
+
+
+def test_report_from_logs_of_a_stopped_run(tmp_path):
+    from click.testing import CliRunner
+
+    from api.cli import cli
+    from evals.harness import EvalConfig, results_from_logs, run_eval
+    from evals.methods import parse_methods
+
+    out = tmp_path / "out"
+    config = EvalConfig(task="email", methods=parse_methods("no-learning,cipher-1"), rounds=5, seeds=[0], out=out,
+                        workers=2)
+    run_eval(config, embedder=HashEmbedder(), generator=ScriptedGenerator(_respond))
+    log = out / "logs" / "cipher-1-s0.jsonl"
+    log.write_text("".join(log.read_text().splitlines(keepends=True)[:3]))  # as if stopped after round 3
+    results = results_from_logs(out)
+    assert [len(s.costs) for s in results["streams"]] == [3, 3] and results["config"]["rounds_completed"] == 3
+    res = CliRunner().invoke(cli, ["eval", "--task", "email", "--out", str(out), "--report-only"])
+    assert res.exit_code == 0, res.output
+    assert "| cipher-1 |" in res.output and "3 (of 5 requested" in (out / "report.md").read_text()
+    res = CliRunner().invoke(cli, ["eval", "--task", "email", "--out", str(tmp_path / "none"), "--report-only"])
+    assert res.exit_code == 1 and "cannot rebuild the report from" in res.output
 
 
 def test_nearest_edits(tmp_path):
