@@ -470,7 +470,7 @@ def test_kill9_then_restart_learns_every_accepted_edit_exactly_once(tmp_path):
         assert db.execute("SELECT COUNT(*) FROM edits").fetchone()[0] == 8  # every 202 is on disk
         unlearned = db.execute("SELECT COUNT(*) FROM edits WHERE learned_at IS NULL").fetchone()[0]
     assert unlearned > 0, "the crash came too late to test recovery"
-    restarted = scripted_server(data, REDLINE_AUTH="false").wait_ready()
+    restarted = scripted_server(data, REDLINE_AUTH="false")  # learning needs no embedder: no wait for /ready
     try:
         end = time.monotonic() + 60
         while time.monotonic() < end:
