@@ -14,6 +14,10 @@ from typing import Sequence
 
 import numpy as np
 
+from policies import (RewardCheckpoints, RewardFeatures, batch_layout, describe_state, plan_candidates,
+                      score_candidates, select, update_state)
+from policies.routing import replay
+from policies.training import EmbeddingCache, pair_features
 from retrieval import Conflict, Embedder, IndexCache, NotFound, Store
 
 from . import prompts
@@ -28,7 +32,7 @@ __all__ = ["Agent", "GenerateOptions", "GenerateResult", "EditReceipt", "LearnRe
 log = logging.getLogger(__name__)
 
 USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+\-]{0,127}$")
-STRATEGIES = ("greedy",)
+STRATEGIES = ("greedy", "best_of_n", "rps")
 
 
 def validate_user(user: str) -> str:
@@ -126,6 +130,9 @@ class Agent:
         self.index_cache = IndexCache(self.settings.index_cache_users)
         self.cipher = Cipher(self.store, self.index_cache, k=self.settings.k)
         self.edit_cost = EditCost(self.settings.delta)
+        self.rewards = RewardCheckpoints(self.settings.rewards_dir)
+        self.reward_features = RewardFeatures()
+        self._train_lock = threading.Lock()
 
     # -- parts ------------------------------------------------------------------------------------
 
@@ -170,6 +177,8 @@ class Agent:
             raise InvalidInput(f"unknown task {task!r}; choose one of: {', '.join(prompts.TASKS)}")
         if options.strategy not in STRATEGIES:
             raise InvalidInput(f"unknown strategy {options.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+        if options.n is not None and (not isinstance(options.n, int) or not 1 <= options.n <= 16):
+            raise InvalidInput(f"n must be an integer in [1, 16], got {options.n!r}")
         params = self._params(options)
         generator = self.generator  # fail fast, before anything is stored
         timings: dict[str, float] = {}
@@ -195,14 +204,35 @@ class Agent:
             agg = self.cipher.aggregate(retrieved, generator)
             preference, tokens_in, tokens_out = agg.text, agg.prompt_tokens, agg.completion_tokens
         lap("aggregate_ms")
-        prompt = prompts.task_prompt(task, context, preference, context_chars=self.settings.context_chars_in_prompt,
-                                     history=options.history)
-        out = generator.generate([prompt], params)[0]
-        text = out.texts[0]
-        tokens_in += out.prompt_tokens
-        tokens_out += out.completion_tokens
+        # Plan candidates; without reward heads or a routing state for this user, only the target prompt.
+        model = self.rewards.current() if options.strategy != "greedy" else None
+        routing = self.store.router_state(user_id) if model is not None else None
+        strategy = options.strategy if routing is not None else "greedy"  # cold start: the target prompt only
+        n = options.n or self.settings.reward_n
+        plan = plan_candidates(strategy, preference,
+                               [(f"neighbour:{r.preference_id}", r.preference) for r in retrieved], n)
+        layout = batch_layout(plan)
+        prompt_list = [prompts.task_prompt(task, context, pref, context_chars=self.settings.context_chars_in_prompt,
+                                           history=options.history) for pref in layout.preferences]
+        outs = generator.generate(prompt_list, self._params(options, layout.n) if layout.n > 1 else params)
+        tokens_in += sum(o.prompt_tokens for o in outs)
+        tokens_out += sum(o.completion_tokens for o in outs)
         lap("generate_ms")
-        candidates = [{"text": text, "preference": preference, "source": "target", "score": None}]
+        candidates = [{"text": outs[i].texts[j], "preference": item.preference, "source": item.source,
+                       "score": None} for item, (i, j) in zip(plan, layout.slots)]
+        best = 0
+        if len(candidates) > 1:
+            cand_vectors = self.embedder.encode([c["text"] for c in candidates])  # one pass for all candidates
+            scored = score_candidates(model, self.reward_features, vector, cand_vectors,
+                                      [c["text"] for c in candidates], routing["weights"])
+            for c, win, reward in zip(candidates, scored["win_rates"], scored["scores"]):
+                c["score"], c["reward"] = round(float(win), 6), round(float(reward), 6)
+            best = select(scored["win_rates"])
+            lap("score_ms")
+        for i, c in enumerate(candidates):
+            c["chosen"] = i == best
+        text = candidates[best]["text"]
+        prompt = prompt_list[layout.slots[best][0]]
         neighbours = [r.to_dict() for r in retrieved]
         interaction_id = self.store.add_interaction(
             user_id, task=task, context=context, context_vector=vector, prompt=prompt, draft=text,
@@ -266,8 +296,10 @@ class Agent:
         else:
             text, kind = interaction["preference_used"], "accepted"
         preference = {"text": text, "kind": kind, "context_vector": interaction["context_vector"]} if text else None
+        router_state = self._routing_step(interaction, pair) if pair is not None else None
         try:
-            preference_id = self.store.complete_learning(interaction_id, preference=preference, pair=pair)
+            preference_id = self.store.complete_learning(interaction_id, preference=preference, pair=pair,
+                                                         router_state=router_state)
         except Conflict:  # learned concurrently by another worker: that one counts
             return self.process_edit(interaction_id)
         log.info("learned interaction=%s cost=%d kind=%s preference=%r", interaction_id, edit["cost"], kind, text)
@@ -292,8 +324,64 @@ class Agent:
             done += 1
         return done
 
+    def _routing_step(self, interaction: dict, pair: dict) -> dict | None:
+        """The user's routing state after one Hedge step on (kept text ≻ draft); None without reward heads."""
+        model = self.rewards.current()
+        if model is None:
+            return None
+        vectors = self.embedder.encode([pair["chosen"], pair["rejected"]])
+        context = np.asarray(interaction["context_vector"], dtype=np.float32)
+        phi = self.reward_features.transform(context, vectors, [pair["chosen"], pair["rejected"]])
+        losses = model.head_losses(phi[:1], phi[1:])[0]
+        return update_state(self.store.router_state(interaction["user_id"]), losses, tau=self.settings.reward_tau)
+
     def maintenance(self) -> None:
-        """Periodic background work; the server's worker calls it between learning jobs."""
+        """Periodic background work; the server's worker calls it between learning jobs.
+
+        Retrains the shared reward heads once ``reward_retrain_every`` new pairs arrived.
+        """
+        self.train_rewards()
+
+    def train_rewards(self, *, force: bool = False, n_heads: int | None = None, seed: int | None = None
+                      ) -> dict | None:
+        """Retrain the reward heads on every stored pair, publish the checkpoint atomically, and replay each
+        user's routing state under the new heads. Without ``force`` only when enough new pairs arrived;
+        returns a summary, or None when nothing was done."""
+        with self._train_lock:
+            info = self.rewards.current_info() or {}
+            pairs = self.store.pairs()
+            new = sum(1 for p in pairs if p["id"] > info.get("last_pair_id", 0))
+            if not pairs or (not force and new < self.settings.reward_retrain_every):
+                return None
+            clock = time.perf_counter()
+            cache = EmbeddingCache(self.embedder.encode, self.settings.rewards_dir / "embeddings.npz")
+            ctx, phi_w, phi_l = pair_features(pairs, cache, self.reward_features)
+            cache.save()
+            from policies import MixtureRewardModel
+
+            k = n_heads or self.settings.reward_heads
+            model = MixtureRewardModel(n_heads=k, seed=self.settings.reward_seed if seed is None else seed).fit(
+                ctx, phi_w, phi_l, groups=[p["user_id"] for p in pairs])
+            meta = {"last_pair_id": max(p["id"] for p in pairs), "pairs": len(pairs), "heads": k,
+                    "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            name = self.rewards.publish(model, meta)
+            losses = model.head_losses(phi_w, phi_l)
+            users = sorted({p["user_id"] for p in pairs if p["user_id"] is not None})
+            for user_id in users:
+                rows = [i for i, p in enumerate(pairs) if p["user_id"] == user_id]
+                self.store.put_router_state(user_id, replay(losses[rows], k, tau=self.settings.reward_tau))
+            summary = {"checkpoint": name, **meta, "new_pairs": new, "users_routed": len(users),
+                       "loss": round(model.loss_, 4), "seconds": round(time.perf_counter() - clock, 2)}
+            log.info("reward heads retrained %s", summary)
+            return summary
+
+    def import_pairs(self, pairs: Sequence[dict], *, tenant: str = "default") -> int:
+        """Add preference pairs ``{"context", "chosen", "rejected", "user"?}`` to the pair log; returns how many."""
+        rows = []
+        for p in pairs:
+            user = p.get("user")
+            rows.append({**p, "user_id": self.store.user_id(tenant, validate_user(user)) if user else None})
+        return self.store.add_pairs(rows, source="file")
 
     # -- inspection and control -------------------------------------------------------------------
 
@@ -318,7 +406,8 @@ class Agent:
         mean = (lambda xs: round(float(np.mean(xs)), 2) if xs else None)
         stats = {"edits": len(costs), "preferences": self.store.count_preferences(user_id),
                  "mean_cost_first": mean(costs[:window]), "mean_cost_last": mean(costs[-window:]), "window": window}
-        return {"user": user, "items": items, "stats": stats, "limit": limit, "offset": offset}
+        routing = describe_state(self.store.router_state(user_id))
+        return {"user": user, "items": items, "stats": stats, "limit": limit, "offset": offset, "routing": routing}
 
     def update_preference(self, user: str, preference_id: int, text: str, *, tenant: str = "default") -> dict:
         self._check_text(text, "preference text")
