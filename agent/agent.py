@@ -233,6 +233,7 @@ class Agent:
             c["chosen"] = i == best
         text = candidates[best]["text"]
         prompt = prompt_list[layout.slots[best][0]]
+        preference = candidates[best]["preference"]  # RPS may pick a neighbour's preference: that one was used
         neighbours = [r.to_dict() for r in retrieved]
         interaction_id = self.store.add_interaction(
             user_id, task=task, context=context, context_vector=vector, prompt=prompt, draft=text,

@@ -4,8 +4,8 @@ simulated user would edit least?
 A simulated user wants short, plain text: their edit of any draft keeps its first two sentences, at most
 35 words, and drops exclamations and adverbs of degree. For each context the generator writes n candidates
 (one batched call per round); the edit cost of each candidate is the word-level Levenshtein distance to the
-user's edit of it. Train contexts give pairs (user's edit ≻ candidate) for the reward heads and the user's
-routing state; on held-out contexts we count how often the routed reward picks the lowest-cost candidate
+user's edit of it. Leaving one context out at a time, the other contexts give pairs (user's edit ≻ candidate)
+for the reward heads and the user's routing state; on the held-out context we count how often the routed reward picks the lowest-cost candidate
 (ties count), its mean cost and regret, against random choice and the first sample (what greedy would keep).
 
     .venv/bin/python benchmarks/selection_regret.py --contexts 12 --n 4 --max-tokens 48
@@ -80,41 +80,48 @@ def main(argv=None) -> dict:
     texts = list(dict.fromkeys([*ctxs, *(t for c in outs for t in c), *(e for c in edits for e in c)]))
     vec = dict(zip(texts, embedder.encode(texts)))
     feats = RewardFeatures()
-    half = len(ctxs) // 2
-    train = [(c, t, e) for c, cands, eds in zip(ctxs[:half], outs[:half], edits[:half])
-             for t, e in zip(cands, eds) if t.strip() != e.strip()]
 
     def phi(cs, ts):
         return feats.transform(np.stack([vec[c] for c in cs]), np.stack([vec[t] for t in ts]), ts)
 
-    ctx_arr = np.stack([vec[c] for c, _, _ in train])
-    phi_w, phi_l = phi([c for c, _, _ in train], [e for _, _, e in train]), phi([c for c, _, _ in train],
-                                                                                [t for _, t, _ in train])
-    model = MixtureRewardModel(n_heads=args.heads, seed=args.seed).fit(ctx_arr, phi_w, phi_l)
-    state = replay(model.head_losses(phi_w, phi_l), args.heads)
     rng = np.random.default_rng(args.seed)
-    rows = []
-    for ctx, cands, cost in zip(ctxs[half:], outs[half:], costs[half:]):
+    rows, states, n_train = [], [], []
+    for held in range(len(ctxs)):  # leave one context out: train on the others' pairs, pick on it
+        train = [(c, t, e) for i, (c, cands, eds) in enumerate(zip(ctxs, outs, edits)) if i != held
+                 for t, e in zip(cands, eds) if t.strip() != e.strip()]
+        if not train:
+            continue
+        ctx_arr = np.stack([vec[c] for c, _, _ in train])
+        phi_w = phi([c for c, _, _ in train], [e for _, _, e in train])
+        phi_l = phi([c for c, _, _ in train], [t for _, t, _ in train])
+        model = MixtureRewardModel(n_heads=args.heads, seed=args.seed).fit(ctx_arr, phi_w, phi_l)
+        state = replay(model.head_losses(phi_w, phi_l), args.heads)
+        states.append(state)
+        n_train.append(len(train))
+        ctx, cands, cost = ctxs[held], outs[held], costs[held]
         r = model.rewards(phi([ctx] * len(cands), cands))
         w = combine(model.route(vec[ctx])[0], state["weights"])
         pick = int(np.argmax(r @ w))
         rows.append({"min": cost.min(), "routed": cost[pick], "random": cost.mean(), "first": cost[0],
                      "hit": float(cost[pick] == cost.min()), "random_hit": float(np.mean(cost == cost.min())),
-                     "rand_draw": cost[rng.integers(len(cands))]})
+                     "all_tied": float(cost.min() == cost.max())})
     mean = lambda key: round(float(np.mean([r[key] for r in rows])), 3)  # noqa: E731
     result = {
-        "setup": {"contexts": len(ctxs), "train_contexts": half, "test_contexts": len(rows), "n": args.n,
-                  "max_tokens": args.max_tokens, "heads": args.heads, "train_pairs": len(train),
+        "setup": {"contexts": len(ctxs), "protocol": "leave one context out", "test_contexts": len(rows),
+                  "n": args.n, "max_tokens": args.max_tokens, "heads": args.heads,
+                  "train_pairs_mean": round(float(np.mean(n_train)), 1),
                   "generator": gen.model_name, "generation_seconds": round(gen_seconds, 1)},
         "picks_lowest_cost": {"routed": mean("hit"), "random": mean("random_hit")},
         "mean_edit_cost": {"routed": mean("routed"), "random": mean("random"), "first_sample": mean("first"),
                            "oracle": mean("min")},
         "mean_regret": {"routed": round(mean("routed") - mean("min"), 3), "random": round(mean("random") - mean("min"), 3)},
-        "routing_state": state,
+        "contexts_with_all_candidates_tied": mean("all_tied"),
+        "candidate_costs": costs.tolist(),
+        "routing_states": states,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: v for k, v in result.items() if k != "routing_state"}, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("routing_states", "candidate_costs")}, indent=2))
     return result
 
 

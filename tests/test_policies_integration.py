@@ -85,6 +85,7 @@ def test_best_of_n_and_rps_make_one_batched_call(trained_agent):
         assert result.text == chosen["text"] and chosen["score"] == max(c["score"] for c in result.candidates)
         stored = agent.store.interaction(result.interaction_id)
         assert stored["candidates"] == result.candidates and stored["strategy"] == strategy
+        assert stored["preference_used"] == chosen["preference"] == result.preference
         if strategy == "best_of_n":
             assert calls[0] == (1, 2)
         else:
