@@ -201,7 +201,7 @@ class Agent:
         if options.preference is not None:
             preference = options.preference or None
         else:
-            agg = self.cipher.aggregate(retrieved, generator)
+            agg = self.cipher.aggregate(user_id, retrieved, generator)
             preference, tokens_in, tokens_out = agg.text, agg.prompt_tokens, agg.completion_tokens
         lap("aggregate_ms")
         # Plan candidates; without reward heads or a routing state for this user, only the target prompt.

@@ -71,20 +71,21 @@ class Cipher:
         items = sorted((r.preference_id, r.preference) for r in retrieved)
         return hashlib.sha256(json.dumps(items).encode()).hexdigest()
 
-    def aggregate(self, retrieved: list[Retrieved], generator: Generator) -> Aggregate:
-        """One target preference from the retrieved ones (None when there are none)."""
+    def aggregate(self, user_id: int, retrieved: list[Retrieved], generator: Generator) -> Aggregate:
+        """One target preference from ``user_id``'s retrieved ones (None when there are none); the cached
+        aggregate belongs to that user (read only for them, removed with them)."""
         texts = list(dict.fromkeys(r.preference for r in retrieved if r.preference))
         if not texts:
             return Aggregate(None)
         if len(texts) == 1:
             return Aggregate(texts[0])
         key = self.cache_key(retrieved)
-        hit = self.store.cached_aggregation(key)
+        hit = self.store.cached_aggregation(user_id, key)
         if hit is not None:
             return Aggregate(hit, cached=True)
         out = generator.generate([prompts.aggregation_prompt(texts)], self.params)[0]
         text = prompts.clean_preference(out.texts[0]) or texts[0]
-        self.store.cache_aggregation(key, text)
+        self.store.cache_aggregation(user_id, key, text)
         return Aggregate(text, False, out.prompt_tokens, out.completion_tokens)
 
     def infer(self, generator: Generator, *, task: str, context: str, draft: str, edited: str) -> tuple[str, int, int]:

@@ -80,8 +80,17 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
     db["aggregations"].create({"key": str, "text": str, "created_at": str}, pk="key")
 
 
+def _m2_aggregation_owner(db: sqlite_utils.Database) -> None:
+    """Cached aggregations get the id of the user whose preferences they combine, so a hard delete
+    can remove them. Rows cached before this have no owner and their key is a one-way hash, so they
+    cannot be attributed: the cache is emptied (it refills on demand, one LLM call per neighbourhood)."""
+    db.execute("DELETE FROM aggregations")
+    db["aggregations"].add_column("user_id", int)
+    db["aggregations"].create_index(["user_id"])
+
+
 # Forward migrations; append only. Each runs once, in its own transaction.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_aggregation_owner]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -197,7 +206,7 @@ class Store:
             marks = ",".join("?" * len(ids))
             removed["jobs"] = conn.execute(
                 f"DELETE FROM jobs WHERE interaction_id IN ({marks})", ids).rowcount if ids else 0
-            for table in ("edits", "preferences", "pairs", "router_states"):
+            for table in ("edits", "preferences", "pairs", "router_states", "aggregations"):
                 removed[table] = conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,)).rowcount
             removed["interactions"] = conn.execute("DELETE FROM interactions WHERE user_id = ?",
                                                    (user_id,)).rowcount
@@ -358,6 +367,7 @@ class Store:
                                " WHERE id = ? AND user_id = ?", (text, now_iso(), preference_id, user_id))
             if cur.rowcount == 0:
                 raise NotFound(f"unknown preference id {preference_id}")
+            self._drop_aggregations(conn, user_id)
             self._bump(conn, user_id)
         return self.preferences_by_id([preference_id])[preference_id]
 
@@ -367,18 +377,26 @@ class Store:
             if cur.rowcount == 0:
                 raise NotFound(f"unknown preference id {preference_id}")
             conn.execute("UPDATE edits SET preference_id = NULL WHERE preference_id = ?", (preference_id,))
+            self._drop_aggregations(conn, user_id)
             self._bump(conn, user_id)
 
     # -- aggregation cache ------------------------------------------------------------------------
 
-    def cached_aggregation(self, key: str) -> str | None:
-        row = self._one("SELECT text FROM aggregations WHERE key = ?", (key,))
+    # Each row belongs to the user whose preferences it combines: only that user reads it, and it goes
+    # with the user's hard delete and with any change to the user's preferences (a deleted or corrected
+    # preference must not live on inside a cached aggregate).
+
+    def cached_aggregation(self, user_id: int, key: str) -> str | None:
+        row = self._one("SELECT text FROM aggregations WHERE key = ? AND user_id = ?", (key, user_id))
         return row["text"] if row else None
 
-    def cache_aggregation(self, key: str, text: str) -> None:
+    def cache_aggregation(self, user_id: int, key: str, text: str) -> None:
         with self.transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO aggregations (key, text, created_at) VALUES (?,?,?)",
-                         (key, text, now_iso()))
+            conn.execute("INSERT OR REPLACE INTO aggregations (key, user_id, text, created_at) VALUES (?,?,?,?)",
+                         (key, user_id, text, now_iso()))
+
+    def _drop_aggregations(self, conn: sqlite3.Connection, user_id: int) -> None:
+        conn.execute("DELETE FROM aggregations WHERE user_id = ?", (user_id,))
 
     # -- pairs and routing state ------------------------------------------------------------------
 
@@ -433,6 +451,8 @@ class Store:
             "preferences": prefs,
             "pairs": self.pairs(user_id=user_id),
             "router_state": self.router_state(user_id),
+            "aggregations": self._query("SELECT text, created_at FROM aggregations WHERE user_id = ?"
+                                        " ORDER BY created_at", (user_id,)),
         }
 
     def counts(self) -> dict[str, int]:

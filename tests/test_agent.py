@@ -146,3 +146,19 @@ def test_export_and_delete_user(agent):
     assert removed["preferences"] == 1
     with pytest.raises(UnknownUser):
         agent.export_user("alice")
+
+
+def test_delete_user_drops_the_cached_index_and_aggregations(make_agent):
+    agent = make_agent(ScriptedGenerator(responder), k=3)
+    for ctx in (BIKES, BIKES2):
+        r = agent.generate("alice", ctx)
+        agent.learn(r.interaction_id, "- edited " + ctx[:10])
+    agent.update_preference("alice", 1, "short sentences")  # two different texts: an aggregation call
+    assert agent.generate("alice", BIKES + " Again.").preference == "bullets and brevity"
+    uid = agent.store.user_id("default", "alice", create=False)
+    assert uid in agent.index_cache
+    assert agent.export_user("alice")["aggregations"][0]["text"] == "bullets and brevity"
+    removed = agent.delete_user("alice")
+    assert removed["aggregations"] == 1
+    assert uid not in agent.index_cache
+    assert agent.store.db["aggregations"].count == 0

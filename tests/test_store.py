@@ -123,3 +123,105 @@ def test_preferences_update_delete_and_user_delete(fresh_store):
     for table in ("interactions", "edits", "preferences", "pairs", "jobs"):
         assert fresh_store.db[table].count == 0, table
     assert fresh_store.user_id("t", "bob", create=False) == other
+
+
+def _tables_with_user_id(store) -> list[str]:
+    """Every table with a user_id column, found from the schema itself so a future table is covered."""
+    names = [r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return [t for t in names if any(c[1] == "user_id" for c in store.db.execute(f"PRAGMA table_info({t})"))]
+
+
+def _leftovers(store, uid, interaction_ids) -> dict[str, int]:
+    found = {t: store.db.execute(f"SELECT COUNT(*) FROM {t} WHERE user_id = ?", (uid,)).fetchone()[0]
+             for t in _tables_with_user_id(store)}
+    found["users"] = store.db.execute("SELECT COUNT(*) FROM users WHERE id = ?", (uid,)).fetchone()[0]
+    marks = ",".join("?" * len(interaction_ids))
+    names = [r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    for t in names:  # tables that point at the user's rows through an interaction id (jobs)
+        cols = [c[1] for c in store.db.execute(f"PRAGMA table_info({t})")]
+        if "interaction_id" in cols:
+            found[f"{t}.interaction_id"] = store.db.execute(
+                f"SELECT COUNT(*) FROM {t} WHERE interaction_id IN ({marks})", interaction_ids).fetchone()[0]
+    return {k: v for k, v in found.items() if v}
+
+
+def test_delete_user_leaves_no_row_that_references_the_user(fresh_store):
+    store = fresh_store
+    assert {"interactions", "edits", "preferences", "pairs", "router_states",
+            "aggregations"} <= set(_tables_with_user_id(store))
+    uid, other = store.user_id("t", "alice"), store.user_id("t", "bob")
+    ids = []
+    for who in (uid, other):
+        learned = _interaction(store, who)
+        store.submit_edit(learned, "kept", cost=2, is_edit=True)
+        store.complete_learning(learned, preference={"text": "short", "kind": "inferred",
+                                                     "context_vector": np.ones(4, dtype=np.float32)},
+                                pair={"context": "ctx", "chosen": "kept", "rejected": "draft text"},
+                                router_state={"weights": [0.5, 0.5], "steps": 1})
+        queued = _interaction(store, who)
+        store.submit_edit(queued, "queued", cost=1, is_edit=True)  # a pending job
+        store.cache_aggregation(who, f"key-{who}", f"combined for {who}")
+        if who == uid:
+            ids = [learned, queued]
+    store.add_pairs([{"user_id": uid, "context": "c", "chosen": "a", "rejected": "b"}])
+    assert _leftovers(store, uid, ids)  # the check itself sees the user's rows
+
+    removed = store.delete_user(uid)
+
+    assert _leftovers(store, uid, ids) == {}
+    assert removed == {"jobs": 2, "edits": 2, "preferences": 1, "pairs": 2, "router_states": 1,
+                       "aggregations": 1, "interactions": 2, "users": 1}
+    assert store.cached_aggregation(other, f"key-{other}") == f"combined for {other}"  # bob keeps his
+    assert store.count_preferences(other) == 1 and store.router_state(other) is not None
+
+
+def test_aggregations_belong_to_their_user_and_go_with_preference_changes(fresh_store):
+    store = fresh_store
+    uid, other = store.user_id("t", "alice"), store.user_id("t", "bob")
+    iid = _interaction(store, uid)
+    store.submit_edit(iid, "kept", cost=2, is_edit=True)
+    pid = store.complete_learning(iid, preference={"text": "short", "kind": "inferred",
+                                                   "context_vector": np.ones(4, dtype=np.float32)}, pair=None)
+    store.cache_aggregation(uid, "k", "alice's aggregate")
+    store.cache_aggregation(other, "k2", "bob's aggregate")
+    assert store.cached_aggregation(uid, "k") == "alice's aggregate"
+    assert store.cached_aggregation(other, "k") is None  # read only by its owner
+    assert [a["text"] for a in store.export_user(uid)["aggregations"]] == ["alice's aggregate"]
+    store.update_preference(uid, pid, "very short")  # the old text must not live on in an aggregate
+    assert store.cached_aggregation(uid, "k") is None
+    store.cache_aggregation(uid, "k", "again")
+    store.delete_preference(uid, pid)
+    assert store.cached_aggregation(uid, "k") is None
+    assert store.cached_aggregation(other, "k2") == "bob's aggregate"
+
+
+@pytest.mark.parametrize("version", range(1, SCHEMA_VERSION))
+def test_an_older_schema_opens_and_upgrades(tmp_path, version):
+    import sqlite_utils
+
+    from retrieval.store import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)
+    db["meta"].create({"key": str, "value": str}, pk="key")
+    for migration in MIGRATIONS[:version]:
+        migration(db)
+    db["meta"].insert({"key": "schema_version", "value": str(version)})
+    db.execute("INSERT INTO users (tenant, name, created_at, version) VALUES ('t', 'alice', 'then', 3)")
+    if version < 2:  # an aggregation cached before rows had an owner
+        db.execute("INSERT INTO aggregations (key, text, created_at) VALUES ('k', 'old', 'then')")
+    db.conn.commit()
+    db.close()
+
+    store = Store(path)
+    assert store.schema_version == SCHEMA_VERSION
+    uid = store.user_id("t", "alice", create=False)
+    assert store.user_version(uid) == 3  # existing data kept
+    cols = {c[1] for c in store.db.execute("PRAGMA table_info(aggregations)")}
+    assert "user_id" in cols
+    assert any(ix.columns == ["user_id"] for ix in store.db["aggregations"].indexes)
+    assert store.db.execute("SELECT COUNT(*) FROM aggregations WHERE user_id IS NULL").fetchone()[0] == 0
+    store.cache_aggregation(uid, "k", "new")
+    assert store.delete_user(uid)["aggregations"] == 1
+    store.close()
+    assert Store(path).schema_version == SCHEMA_VERSION  # reopening does not migrate again
