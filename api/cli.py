@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from agent import Agent, AgentError, GenerateOptions, Settings
+from agent.agent import STRATEGIES
 from agent.prompts import TASKS
 from retrieval import RetrievalError
 
@@ -94,19 +95,47 @@ def cli(ctx, data_dir, generator, generator_url, generator_model, k, delta, max_
 @click.option("--user", required=True, help="The user the response is for.")
 @click.option("--context-file", required=True, help="File with the document/notes/message ('-' for stdin).")
 @click.option("--task", type=click.Choice(TASKS), default="summarize", show_default=True, help="What to write.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="greedy", show_default=True,
+              help="greedy: one text; best_of_n: n samples of the target-preference prompt; rps: one candidate per "
+                   "neighbourhood preference. The user's routed reward picks among several.")
+@click.option("--n", "n", type=click.IntRange(1, 16),
+              help="Candidates for best_of_n / rps [env REDLINE_REWARD_N; default 4].")
 @click.option("--temperature", type=float, help="Sampling temperature (0 = greedy).")
 @click.option("--seed", type=int, help="Sampling seed.")
 @click.option("--tenant", default="default", show_default=True, help="Tenant the user belongs to.")
 @pass_state
-def generate(state: State, user, context_file, task, temperature, seed, tenant):
+def generate(state: State, user, context_file, task, strategy, n, temperature, seed, tenant):
     """Write a response for USER, shaped by preferences learned from similar past contexts."""
     context = read_text(context_file, "context")
-    result = state.agent.generate(user, context, task, GenerateOptions(temperature=temperature, seed=seed),
-                                  tenant=tenant)
-    neighbours = ", ".join(f"{n['interaction_id'][:8]} ({n['similarity']:.2f})" for n in result.neighbours) or "none"
+    options = GenerateOptions(strategy=strategy, n=n, temperature=temperature, seed=seed)
+    result = state.agent.generate(user, context, task, options, tenant=tenant)
+    neighbours = ", ".join(f"{nb['interaction_id'][:8]} ({nb['similarity']:.2f})" for nb in result.neighbours) or "none"
     human = (f"{result.text}\n\n---\ninteraction: {result.interaction_id}\n"
              f"preference used: {result.preference or '(none yet)'}\nneighbours: {neighbours}")
+    human += _candidates_text(result.strategy, result.candidates)
     emit(state, result.to_dict(), human)
+
+
+def _one_line(text: str | None, width: int) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _candidates_text(strategy: str, candidates: list[dict]) -> str:
+    """The candidates with their scores when there was a choice; a note when a strategy fell back to one."""
+    if len(candidates) <= 1:
+        if strategy == "greedy":
+            return ""
+        return (f"\nstrategy: {strategy} fell back to one candidate (no reward heads yet, or no learned edit "
+                f"from this user)")
+    lines = [f"\nstrategy: {strategy}, {len(candidates)} candidates (score: chance of beating the others under "
+             f"the user's routed reward; * chosen)"]
+    for i, c in enumerate(candidates, 1):
+        score = "  n/a" if c.get("score") is None else f"{c['score']:.3f}"
+        mark = "*" if c.get("chosen") else " "
+        lines.append(f"{mark} {i}. {score}  [{c.get('source')}] {_one_line(c.get('text'), 80)!r}")
+        lines.append(f"       preference: {_one_line(c.get('preference'), 80) or '(none)'}")
+    return "\n".join(lines)
 
 
 @cli.command()
@@ -138,6 +167,8 @@ def preferences(state: State, user, limit, offset, tenant):
     """What redline believes USER prefers, and which edit taught each belief."""
     data = state.agent.preferences(user, tenant=tenant, limit=limit, offset=offset)
     lines = [f"{user}: {data['stats']['preferences']} preferences from {data['stats']['edits']} edits"]
+    if data.get("routing"):
+        lines.append(_routing_text(data["routing"]))
     for item in data["items"]:
         mark = " (edited by user)" if item["user_edited"] else ""
         lines.append(f"\n#{item['id']} [{item['kind']}]{mark} {item['text']}")
@@ -146,6 +177,15 @@ def preferences(state: State, user, limit, offset, tenant):
             lines.append(f"  draft: {(item['draft'] or '')[:100]!r}")
             lines.append(f"  edit:  {item['edited_text'][:100]!r} (cost {item['cost']})")
     emit(state, data, "\n".join(lines))
+
+
+def _routing_text(routing: dict) -> str:
+    """Which reward heads the user's online routing leans on."""
+    weights = " ".join(f"{w:.2f}" for w in routing["weights"])
+    lean = (f"no lean yet across {routing['heads']} reward heads" if routing["entropy"] >= 0.995
+            else f"leans on reward head {routing['top_head']} of {routing['heads']}")
+    return (f"routing: {lean} (weights {weights}; entropy {routing['entropy']:.2f}, 1 = no lean; "
+            f"{routing['steps']} steps)")
 
 
 @cli.command("learn-pending")
