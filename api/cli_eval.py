@@ -47,6 +47,12 @@ def _seeds(text: str) -> list[int]:
               help="Sampling temperature of drafts (0 = greedy; >0 samples with a per-round seed).")
 @click.option("--n", "n", type=click.IntRange(1, 16), default=4, show_default=True,
               help="Candidates per round for redline's best-of-n / RPS.")
+@click.option("--retrain-every", type=click.IntRange(1, 10_000), default=4, show_default=True,
+              help="In process: each redline stream retrains its reward heads (agent maintenance after each "
+                   "learned edit, as the server's worker does) once this many new preference pairs arrived; "
+                   "until the first training, selection falls back to greedy (cold start). The server's default "
+                   "(REDLINE_REWARD_RETRAIN_EVERY=20) would leave a short run without heads. With --target the "
+                   "server trains on its own schedule and this option is ignored.")
 @click.option("--learn-edits", type=click.IntRange(1, 49), default=10, show_default=True,
               help="replay-lamp: edits learned from per writer before the held-out drafts.")
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -60,7 +66,7 @@ def _seeds(text: str) -> list[int]:
                    "every method is cut to the rounds all completed).")
 @click.pass_context
 def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out, workers, temperature, n,
-                 learn_edits, cache_path, no_cache, context_chars, target, api_key, report_only):
+                 retrain_every, learn_edits, cache_path, no_cache, context_chars, target, api_key, report_only):
     """Run simulated users against the agent and compare methods by cumulative edit cost.
 
     \b
@@ -70,6 +76,9 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
 
     Writes per-round logs (logs/*.jsonl), summary.json, report.md and plots (cumulative_cost.png,
     cost_per_source.png). The generator, its URL and --max-tokens come from the global options.
+    For redline methods each round's log says how the draft was selected (selection: reward, or
+    cold-start before the stream's reward heads exist) and the report from which round the reward
+    picked the drafts.
     """
     from tqdm import tqdm
 
@@ -78,13 +87,15 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
 
     if report_only:
         from evals.harness import results_from_logs
-        from evals.report import format_table, write_report
+        from evals.report import format_selection, format_table, write_report
 
         try:
             summary = write_report(results_from_logs(out), out)
         except (OSError, ValueError) as exc:
             raise click.ClickException(f"cannot rebuild the report from {out}: {exc}") from exc
         click.echo(format_table(summary))
+        if format_selection(summary):
+            click.echo("\n" + format_selection(summary))
         return
 
     state = ctx.obj
@@ -96,6 +107,12 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     seed_list = _seeds(seeds)
+    if target and ctx.get_parameter_source("retrain_every") == click.core.ParameterSource.COMMANDLINE:
+        click.echo("note: --retrain-every is ignored with --target; the server retrains its reward heads on its "
+                   "own schedule (REDLINE_REWARD_RETRAIN_EVERY)", err=True)
+    if temperature == 0 and any(m.strategy == "best_of_n" for m in method_list):
+        click.echo("note: at --temperature 0 best-of-n draws n identical greedy drafts, so its selection cannot "
+                   "change the draft; use --temperature > 0 to evaluate it", err=True)
     out.mkdir(parents=True, exist_ok=True)
     command = "redline " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     bars: list = []
@@ -111,7 +128,7 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
     if target is None or user_model == "llm" or task == "replay-lamp":
         from agent.generators import build_generator
         from agent.generators.cache import CachingGenerator
-        from evals._batching import BatchingGenerator
+        from evals._batching import BatchingGenerator, GreedyCopies
         from evals.backends import LockedEmbedder
         from retrieval import Embedder
 
@@ -122,6 +139,7 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
             raise click.ClickException(f"could not set up the generator: {exc}") from exc
         if not no_cache:
             generator = CachingGenerator(generator, cache_path or out / "generator-cache.sqlite")
+        generator = GreedyCopies(generator)  # greedy n > 1 (best-of-n / RPS at temperature 0): one text, n copies
     elif target:
         from retrieval import Embedder
 
@@ -133,19 +151,20 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
             from evals.replay import run_replay, write_replay_report
 
             results = run_replay(method_list, out, embedder=embedder, generator=generator, learn_edits=learn_edits,
-                                 held_out=rounds, settings=overrides, progress=progress,
+                                 held_out=rounds, settings={**overrides, "reward_retrain_every": retrain_every},
+                                 progress=progress,
                                  max_tokens=overrides.get("max_tokens"))
             for bar in bars:
                 bar.close()
             click.echo(write_replay_report(results, out, command))
             return
         from evals.harness import EvalConfig, run_eval
-        from evals.report import format_table, write_report
+        from evals.report import format_selection, format_table, write_report
 
         config = EvalConfig(task=task, methods=method_list, rounds=rounds, seeds=seed_list, user_model=user_model,
                             users_file=users_file, out=out, workers=workers, temperature=temperature,
                             max_tokens=overrides.get("max_tokens"), target=target, api_key=api_key,
-                            settings=overrides, command=command)
+                            settings=overrides, command=command, retrain_every=None if target else retrain_every)
         results = run_eval(config, embedder=embedder, generator=generator, progress=progress)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -154,6 +173,9 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
             bar.close()
     summary = write_report(results, out)
     click.echo(format_table(summary))
+    selection = format_selection(summary)
+    if selection:
+        click.echo("\n" + selection)
     click.echo(f"\nwrote {out}/summary.json, report.md, cumulative_cost.png, cost_per_source.png, logs/ "
                f"in {time.perf_counter() - started:.0f} s")
 

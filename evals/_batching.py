@@ -1,12 +1,18 @@
-"""A Generator that merges concurrent calls from the harness's worker threads into one batched call.
+"""Generator wrappers for the harness.
 
-Each simulated user runs in its own thread; while one waits for its draft, the others' prompts with the
-same sampling parameters join the same ``inner.generate`` call, so a batching back-end (transformers
-with padding, vLLM) serves several users per forward pass.
+``BatchingGenerator`` merges concurrent calls from the harness's worker threads into one batched call: each
+simulated user runs in its own thread; while one waits for its draft, the others' prompts with the same
+sampling parameters join the same ``inner.generate`` call, so a batching back-end (transformers with
+padding, vLLM) serves several users per forward pass.
+
+``GreedyCopies`` answers a greedy (temperature 0) request for ``n`` > 1 texts per prompt with one greedy
+text repeated ``n`` times, which is what greedy decoding yields anyway; the transformers back-end refuses
+``num_return_sequences`` > 1 without sampling, and best-of-n / RPS ask for several samples per prompt.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 from concurrent.futures import Future
@@ -14,7 +20,27 @@ from typing import Sequence
 
 from agent.generators import ChatPrompt, Generation, GenerationParams, Generator
 
-__all__ = ["BatchingGenerator"]
+__all__ = ["BatchingGenerator", "GreedyCopies"]
+
+
+class GreedyCopies:
+    """Greedy requests with ``n`` > 1: one text per prompt from ``inner``, repeated ``n`` times.
+
+    Token accounting follows what a back-end that decodes the ``n`` copies reports (the OpenAI API counts
+    completion tokens over all choices): prompt tokens once, completion tokens ``n`` times.
+    """
+
+    def __init__(self, inner: Generator):
+        self.inner = inner
+        self.model_name = inner.model_name
+
+    def generate(self, prompts: Sequence[ChatPrompt], params: GenerationParams) -> list[Generation]:
+        if params.temperature > 0 or params.n == 1:
+            return self.inner.generate(prompts, params)
+        n = params.n
+        one = self.inner.generate(prompts, dataclasses.replace(params, n=1))
+        return [Generation(g.texts[:1] * n, g.prompt_tokens, g.completion_tokens * n, dict(g.extra))
+                for g in one]
 
 
 class BatchingGenerator:

@@ -14,7 +14,7 @@ from agent import Agent, GenerateOptions, Settings, prompts
 
 from .methods import Method
 
-__all__ = ["Draft", "Outcome", "LocalBackend", "HTTPBackend", "LockedEmbedder", "BackendError"]
+__all__ = ["Draft", "Outcome", "LocalBackend", "HTTPBackend", "LockedEmbedder", "BackendError", "selection_of"]
 
 
 class BackendError(RuntimeError):
@@ -28,6 +28,9 @@ class Draft:
     preference: str | None
     tokens_in: int
     tokens_out: int
+    selection: str | None = None  # see selection_of
+    candidates: int = 1
+    chosen_source: str | None = None  # target, or neighbour:<preference id> when RPS picked a neighbour's
 
 
 @dataclass
@@ -36,6 +39,30 @@ class Outcome:
     preference: str | None
     tokens_in: int = 0
     tokens_out: int = 0
+    heads_trained: dict | None = None  # the new checkpoint (name, pairs, heads) when maintenance retrained the heads
+
+
+def selection_of(strategy: str, candidates: list[dict] | None) -> str | None:
+    """How the agent picked the draft, from the candidates it returned:
+
+    - ``greedy``: the method asks for one text (no selection);
+    - ``reward``: several candidates scored by the user's routed reward (reward heads and a routing state existed);
+    - ``cold-start``: a selection strategy was asked for, but no candidate was scored (no reward heads yet, or
+      no routing state for this user), so the agent fell back to the target prompt only;
+    - ``None``: unknown (a server whose response carries no candidates).
+    """
+    if strategy == "greedy":
+        return "greedy"
+    if candidates is None:
+        return None
+    return "reward" if any(c.get("score") is not None for c in candidates) else "cold-start"
+
+
+def _chosen_source(candidates: list[dict] | None) -> str | None:
+    for c in candidates or ():
+        if c.get("chosen"):
+            return c.get("source")
+    return None
 
 
 class LockedEmbedder:
@@ -65,7 +92,13 @@ def _options(method: Method, *, preference: str | None, history: list[dict], max
 
 
 class LocalBackend:
-    """One fresh Agent (own data dir and store) for one (method, seed) stream; shared embedder and generator."""
+    """One fresh Agent (own data dir and store) for one (method, seed) stream; shared embedder and generator.
+
+    It drives the agent as the server does: after each learned edit of a method that selects with a reward
+    (``redline*``), ``agent.maintenance()`` (what the server's learning worker calls after learning jobs)
+    retrains the reward heads once ``settings["reward_retrain_every"]`` new pairs arrived. Greedy methods
+    never read the heads, so their streams skip it (each stream has its own store and heads).
+    """
 
     def __init__(self, method: Method, data_dir: Path, *, embedder, generator, settings: dict | None = None):
         self.method = method
@@ -81,12 +114,21 @@ class LocalBackend:
         result = self.agent.generate(user, context, task, _options(
             self.method, preference=oracle_preference, history=history, max_tokens=max_tokens,
             temperature=temperature, seed=seed))
-        return Draft(result.interaction_id, result.text, result.preference, result.tokens_in, result.tokens_out)
+        return Draft(result.interaction_id, result.text, result.preference, result.tokens_in, result.tokens_out,
+                     selection_of(self.method.strategy, result.candidates), len(result.candidates),
+                     _chosen_source(result.candidates))
 
     def feedback(self, interaction_id: str, edited: str) -> Outcome:
         if self.method.learns:
             r = self.agent.learn(interaction_id, edited)
-            return Outcome(r.cost, r.preference, r.tokens_in, r.tokens_out)
+            trained = None
+            if self.method.strategy != "greedy":
+                before = self.agent.rewards.current_info()
+                self.agent.maintenance()
+                after = self.agent.rewards.current_info()
+                if after is not None and after != before:  # a new checkpoint was published
+                    trained = {k: after.get(k) for k in ("name", "pairs", "heads")}
+            return Outcome(r.cost, r.preference, r.tokens_in, r.tokens_out, heads_trained=trained)
         receipt = self.agent.submit_edit(interaction_id, edited)
         return Outcome(receipt.cost, None)
 
@@ -142,8 +184,10 @@ class HTTPBackend:
         self._users[data["interaction_id"]] = user
         usage = data.get("usage") or {}
         self._used = data.get("preference")
+        candidates = data.get("candidates")
         return Draft(data["interaction_id"], data["text"], data.get("preference"), usage.get("prompt_tokens", 0),
-                     usage.get("completion_tokens", 0))
+                     usage.get("completion_tokens", 0), selection_of(self.method.strategy, candidates),
+                     len(candidates) if candidates is not None else 1, _chosen_source(candidates))
 
     def feedback(self, interaction_id: str, edited: str) -> Outcome:
         data = self._request("POST", f"/v1/interactions/{interaction_id}/edit", {"edited_text": edited})

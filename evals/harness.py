@@ -2,6 +2,9 @@
 
 ``run_eval(config, ...)`` drives the agent (in process or over HTTP) exactly as the server does, writes
 per-round JSONL logs, and returns the per-method results that ``evals.report`` turns into tables and plots.
+In process, redline streams also get the server worker's maintenance after each learned edit: the reward
+heads are retrained every ``config.retrain_every`` new pairs, and each round's log says whether the draft
+was selected by the reward (``selection``: reward / cold-start / greedy).
 """
 
 from __future__ import annotations
@@ -41,6 +44,17 @@ class EvalConfig:
     api_key: str | None = None
     settings: dict = field(default_factory=dict)
     command: str = ""
+    # In process: the agents' reward_retrain_every (retrain the reward heads after this many new pairs), so
+    # redline's selection gets heads within a short run; None keeps the settings' value. Over HTTP (target)
+    # the server retrains on its own schedule and this is not used.
+    retrain_every: int | None = 4
+
+    def local_settings(self) -> dict:
+        """The Settings overrides each in-process agent gets."""
+        settings = dict(self.settings)
+        if self.retrain_every is not None:
+            settings["reward_retrain_every"] = self.retrain_every
+        return settings
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -82,6 +96,7 @@ class StreamResult:
     user_tokens: int
     wall_time_s: float
     error: str | None = None
+    selections: list[str | None] = field(default_factory=list)  # per round: greedy, reward, cold-start, None
 
 
 RUN_ID = uuid.uuid4().hex[:8]  # a server's store outlives a run: fresh user names per run
@@ -96,7 +111,7 @@ def run_stream(backend, method: Method, seed: int, order: list[Document], config
                tick: Callable[[], None] = lambda: None) -> StreamResult:
     """One simulated user's rounds for one method; appends one JSON line per round to ``log_path``."""
     name = _user_name(method, seed, remote=config.target is not None)
-    costs, sources, correct = [], [], []
+    costs, sources, correct, selections = [], [], [], []
     tokens_in = tokens_out = user_tokens = 0
     started = time.perf_counter()
     cumulative = 0
@@ -117,18 +132,21 @@ def run_stream(backend, method: Method, seed: int, order: list[Document], config
             costs.append(outcome.cost)
             sources.append(doc.source)
             correct.append(ok)
+            selections.append(draft.selection)
             log.write(json.dumps({
                 "method": method.name, "seed": seed, "round": t, "doc_id": doc.id, "source": doc.source,
                 "cost": outcome.cost, "cumulative_cost": cumulative, "satisfied": fb.satisfied,
                 "preference_used": draft.preference, "preference_learned": outcome.preference,
-                "preference_correct": ok, "tokens_in": draft.tokens_in + outcome.tokens_in,
+                "preference_correct": ok, "selection": draft.selection, "candidates": draft.candidates,
+                "chosen_source": draft.chosen_source, "heads_trained": outcome.heads_trained,
+                "tokens_in": draft.tokens_in + outcome.tokens_in,
                 "tokens_out": draft.tokens_out + outcome.tokens_out, "user_tokens": fb.tokens_in + fb.tokens_out,
                 "wall_ms": round((time.perf_counter() - t0) * 1000, 1), "draft": draft.text, "edited": fb.edited,
             }, ensure_ascii=False) + "\n")
             log.flush()
             tick()
     return StreamResult(method.name, seed, costs, sources, correct, tokens_in, tokens_out, user_tokens,
-                        round(time.perf_counter() - started, 2))
+                        round(time.perf_counter() - started, 2), selections=selections)
 
 
 def build_user(config: EvalConfig, specs: dict[str, UserSpec], generator=None):
@@ -180,7 +198,7 @@ def run_eval(config: EvalConfig, *, embedder, generator, progress: Callable[[str
 
                 shutil.rmtree(data_dir)
             backend = LocalBackend(method, data_dir, embedder=embedder, generator=generator,
-                                   settings=config.settings)
+                                   settings=config.local_settings())
         try:
             return run_stream(backend, method, seed, orders[seed], config, user, specs, scorer,
                               out / "logs" / f"{method.name}-s{seed}.jsonl", tick)
@@ -216,7 +234,8 @@ def results_from_logs(out: Path | str, rounds: int | None = None) -> dict:
         streams.append(StreamResult(method, seed, [r["cost"] for r in rs], [r["source"] for r in rs],
                                     [r["preference_correct"] for r in rs], sum(r["tokens_in"] for r in rs),
                                     sum(r["tokens_out"] for r in rs), sum(r["user_tokens"] for r in rs),
-                                    round(sum(r["wall_ms"] for r in rs) / 1000, 2)))
+                                    round(sum(r["wall_ms"] for r in rs) / 1000, 2),
+                                    selections=[r.get("selection") for r in rs]))
     skipped_path = out / "skipped.json"
     skipped = json.loads(skipped_path.read_text()) if skipped_path.exists() else {}
     config["rounds_completed"] = common

@@ -9,12 +9,30 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["summarize", "write_report", "format_table"]
+__all__ = ["summarize", "write_report", "format_table", "format_selection"]
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
     arr = np.asarray(values, dtype=float)
     return (float(arr.mean()), float(arr.std())) if len(arr) else (float("nan"), float("nan"))
+
+
+def _selection(streams: list) -> dict | None:
+    """For methods that select among candidates: rounds per selection kind, and per seed the first round
+    (1-based, as in the plots) whose draft was picked by the reward; None for greedy methods."""
+    kinds = [k for s in streams for k in getattr(s, "selections", []) or []]
+    if not any(k not in (None, "greedy") for k in kinds):
+        return None
+    counts: dict[str, float] = {}
+    for k in kinds:
+        key = k or "unknown"
+        counts[key] = counts.get(key, 0) + 1
+    first = {}
+    for s in streams:
+        rounds = [t + 1 for t, k in enumerate(s.selections) if k == "reward"]
+        first[str(s.seed)] = rounds[0] if rounds else None
+    return {"rounds_per_seed": {k: round(v / len(streams), 2) for k, v in sorted(counts.items())},
+            "first_reward_round": first}
 
 
 def summarize(results: dict) -> dict:
@@ -47,6 +65,7 @@ def summarize(results: dict) -> dict:
             "cumulative_curve_mean": [round(float(x), 2) for x in curve],
             "cumulative_curve_std": [round(float(x), 2) for x in curve_std],
             "rounds": len(streams[0].costs), "seeds": [s.seed for s in streams],
+            "selection": _selection(streams),
         }
     return {"config": results.get("config", {}), "methods": methods, "skipped": results.get("skipped", {}),
             "machine": {"platform": platform.platform(), "python": platform.python_version(),
@@ -66,6 +85,32 @@ def format_table(summary: dict) -> str:
     for name, why in summary.get("skipped", {}).items():
         rows.append(f"| {name} | not available: {why} | | | | |")
     return "\n".join(rows)
+
+
+def format_selection(summary: dict) -> str:
+    """For each method that selects among candidates (redline*): from which round the reward picked the draft."""
+    rows = []
+    every = (summary.get("config") or {}).get("retrain_every")
+    remote = (summary.get("config") or {}).get("target")
+    for name, m in summary["methods"].items():
+        sel = m.get("selection")
+        if not sel:
+            continue
+        firsts = sel["first_reward_round"]
+        n_rounds = m["rounds"]
+        when = "; ".join(f"seed {seed}: " + (f"round {r} of {n_rounds}" if r else f"never in {n_rounds} rounds")
+                         for seed, r in firsts.items())
+        counts = ", ".join(f"{k} {v:g}" for k, v in sel["rounds_per_seed"].items())
+        rows.append(f"| {name} | {when} | {counts} |")
+    if not rows:
+        return ""
+    schedule = ("the server's own schedule (--target)" if remote else
+                f"retrained after every {every} new preference pairs" if every else "the settings' schedule")
+    return "\n".join([
+        f"Selection (reward heads {schedule}): `reward` = the user's routed reward picked the draft among the "
+        "candidates; `cold-start` = no heads or no routing state yet, so the agent drafted from the target "
+        "preference only (as greedy).", "",
+        "| method | reward-driven selection from | rounds per seed by selection |", "|---|---|---|", *rows])
 
 
 def _plots(summary: dict, out: Path) -> list[str]:
@@ -129,6 +174,9 @@ def write_report(results: dict, out: Path | str) -> dict:
              "(mean ± population std over seeds). Preference accuracy: share of rounds whose preference is "
              "closest (MiniLM cosine) to the true user's description among the task's users; n/a for methods "
              "that infer none. Tokens: the agent's generator tokens per seed (user tokens excluded).", ""]
+    selection = format_selection(summary)
+    if selection:
+        lines += ["## Selection", "", selection, ""]
     lines += [f"![{p}]({p})" for p in plots]
     if specs:
         lines += ["", "## Users (latent preferences)", "", "| source | description (given to the oracle) |", "|---|---|"]

@@ -407,4 +407,88 @@ def test_cli_errors_are_one_sentence(tmp_path):
         "redline-best_of_n")
     res = CliRunner().invoke(cli, ["eval", "--task", "summarize", "--seeds", "a", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "seeds must be comma-separated integers" in res.output
-    assert "eval" in cli.commands and "--users-file" in CliRunner().invoke(cli, ["eval", "--help"]).output
+    help_text = CliRunner().invoke(cli, ["eval", "--help"]).output
+    assert "eval" in cli.commands and "--users-file" in help_text
+    assert "--retrain-every" in help_text and "server trains on its own schedule" in " ".join(help_text.split())
+
+
+def _respond_varied(prompt, i):
+    """Like _respond, but a draft depends on the document (so reward features differ between rounds)."""
+    content = prompt[-1]["content"]
+    if "Combine them" in content or "describe the writing style" in content:
+        return _respond(prompt, i)
+    words = [w for w in content.split() if w.isalpha()][-12:]
+    return "The text says " + " ".join(words) + ". It has details that matter a great deal!"
+
+
+def test_redline_trains_reward_heads_during_a_run(tmp_path):
+    """LocalBackend calls agent.maintenance() after each learned edit: with --retrain-every 2 the redline
+    stream gets reward heads after two edits and later drafts are picked by the reward; cipher-5 never."""
+    from evals.harness import EvalConfig, results_from_logs, run_eval
+    from evals.methods import parse_methods, strategy_available
+    from evals.report import write_report
+
+    methods = parse_methods("cipher-5,redline")
+    if not strategy_available(methods[1]):
+        pytest.skip("this agent has no RPS strategy")
+    out = tmp_path / "out"
+    config = EvalConfig(task="summarize", methods=methods, rounds=6, seeds=[0], out=out, workers=2,
+                        retrain_every=2, command="redline eval test")
+    results = run_eval(config, embedder=HashEmbedder(), generator=ScriptedGenerator(_respond_varied))
+    summary = write_report(results, out)
+    assert [s.selections for s in results_from_logs(out)["streams"]] == [s.selections for s in results["streams"]]
+    logs = {n: [json.loads(x) for x in (out / "logs" / f"{n}-s0.jsonl").read_text().splitlines()]
+            for n in ("cipher-5", "redline")}
+    # the redline stream trained its heads: a checkpoint in its store, trainings logged after rounds 2, 4, 6
+    rewards = out / "stores" / "redline-s0" / "rewards"
+    assert (rewards / "CURRENT").exists() and any(rewards.glob("ckpt-*"))
+    trained = [r["round"] for r in logs["redline"] if r["heads_trained"]]
+    assert trained[0] == 1 and logs["redline"][1]["heads_trained"]["pairs"] == 2
+    sel = [r["selection"] for r in logs["redline"]]
+    assert sel[:2] == ["cold-start", "cold-start"] and set(sel[2:]) == {"reward"}, sel
+    assert all(r["candidates"] > 1 for r in logs["redline"][2:])
+    # cipher-5: no heads, no selection
+    assert not (out / "stores" / "cipher-5-s0" / "rewards" / "CURRENT").exists()
+    assert {r["selection"] for r in logs["cipher-5"]} == {"greedy"}
+    assert not any(r["heads_trained"] for r in logs["cipher-5"])
+    # config and report record it
+    assert json.loads((out / "config.json").read_text())["retrain_every"] == 2
+    assert summary["methods"]["redline"]["selection"]["first_reward_round"] == {"0": 3}
+    assert summary["methods"]["cipher-5"]["selection"] is None
+    report = (out / "report.md").read_text()
+    assert "retrained after every 2 new preference pairs" in report and "| redline | seed 0: round 3 of 6 |" in report
+
+
+def test_redline_without_retraining_stays_cold(tmp_path):
+    from evals.harness import EvalConfig, run_eval
+    from evals.methods import parse_methods, strategy_available
+
+    methods = parse_methods("redline")
+    if not strategy_available(methods[0]):
+        pytest.skip("this agent has no RPS strategy")
+    config = EvalConfig(task="email", methods=methods, rounds=3, seeds=[0], out=tmp_path / "out", workers=1,
+                        retrain_every=50)
+    (stream,) = run_eval(config, embedder=HashEmbedder(), generator=ScriptedGenerator(_respond_varied))["streams"]
+    assert stream.selections == ["cold-start"] * 3
+
+
+def test_greedy_copies():
+    from evals._batching import GreedyCopies
+
+    inner = ScriptedGenerator(lambda p, i: f"text {i}")
+    gen = GreedyCopies(inner)
+    prompt = [{"role": "user", "content": "one two"}]
+    (g,) = gen.generate([prompt], GenerationParams(n=3, temperature=0.0))
+    assert g.texts == ["text 0"] * 3 and g.completion_tokens == 3 * 2 and g.prompt_tokens == 2
+    assert inner.calls[-1][1].n == 1
+    (g,) = gen.generate([prompt], GenerationParams(n=2, temperature=0.7, seed=1))  # sampling: passed through
+    assert g.texts == ["text 0", "text 1"] and inner.calls[-1][1].n == 2
+
+
+def test_selection_of():
+    from evals.backends import selection_of
+
+    assert selection_of("greedy", [{"score": None}]) == "greedy"
+    assert selection_of("rps", [{"score": None}]) == "cold-start"
+    assert selection_of("rps", [{"score": 0.6}, {"score": 0.4}]) == "reward"
+    assert selection_of("best_of_n", None) is None

@@ -45,3 +45,25 @@ def test_eval_cli_three_rounds_two_methods(tmp_path, smollm_path):
     rerun = json.loads((out / "summary.json").read_text())
     assert {m: v["cumulative_cost_mean"] for m, v in rerun["methods"].items()} == \
            {m: v["cumulative_cost_mean"] for m, v in summary["methods"].items()}
+
+
+def test_eval_cli_redline_selects_with_trained_heads(tmp_path, smollm_path):
+    """redline at temperature 0 on SmolLM2: heads trained after the first edit (--retrain-every 1), later
+    rounds ask for several candidates (greedy copies, which transformers cannot sample) and the reward picks."""
+    from click.testing import CliRunner
+
+    from api.cli import cli
+    from evals.methods import parse_method, strategy_available
+
+    if not strategy_available(parse_method("redline")):
+        pytest.skip("this agent has no RPS strategy")
+    out = tmp_path / "out"
+    args = ["--data-dir", str(tmp_path / "data"), "--generator-model", str(smollm_path), "--max-tokens", "8",
+            "eval", "--task", "email", "--methods", "redline", "--rounds", "3", "--seeds", "0", "--workers", "1",
+            "--context-chars", "300", "--retrain-every", "1", "--out", str(out)]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(x) for x in (out / "logs" / "redline-s0.jsonl").read_text().splitlines()]
+    assert rows[0]["selection"] == "cold-start" and rows[0]["heads_trained"]
+    assert [r["selection"] for r in rows[1:]] == ["reward", "reward"] and rows[1]["candidates"] > 1
+    assert "| redline | seed 0: round 2 of 3 |" in res.output
