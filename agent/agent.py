@@ -350,9 +350,11 @@ class Agent:
         returns a summary, or None when nothing was done."""
         with self._train_lock:
             info = self.rewards.current_info() or {}
+            new = len(self.store.pairs(since_id=info.get("last_pair_id", 0)))  # cheap: only the new ones
+            if not force and new < self.settings.reward_retrain_every:
+                return None
             pairs = self.store.pairs()
-            new = sum(1 for p in pairs if p["id"] > info.get("last_pair_id", 0))
-            if not pairs or (not force and new < self.settings.reward_retrain_every):
+            if not pairs:
                 return None
             clock = time.perf_counter()
             cache = EmbeddingCache(self.embedder.encode, self.settings.rewards_dir / "embeddings.npz")

@@ -55,12 +55,14 @@ class LearningWorker:
         last_maintenance = time.monotonic()
         while not self._stopping.is_set():
             self._wake.clear()
+            learned_before = self.learned
             try:
                 backoff = self.drain()
             except Exception:  # the store itself failed; keep the thread alive and retry later
                 log.exception("learning worker: draining jobs failed")
                 backoff = True
-            if time.monotonic() - last_maintenance >= self.maintenance_interval:
+            # New pairs may have crossed the retraining threshold: check now rather than at the next interval.
+            if self.learned > learned_before or time.monotonic() - last_maintenance >= self.maintenance_interval:
                 last_maintenance = time.monotonic()
                 try:
                     self.agent.maintenance()
