@@ -42,8 +42,12 @@ class GenerateRequest(BaseModel):
     user: UserId
     context: Text = Field(description="The document, notes or message to respond to.")
     task: str = Field("summarize", description="What to write (e.g. summarize, email, chat).")
-    strategy: str = Field("greedy", description="Candidate plan: greedy (more when policies provide them).")
-    n: int | None = Field(None, ge=1, le=64, description="Candidates for best-of-n.")
+    strategy: str = Field("greedy", description="Candidate plan: greedy (one text), best_of_n (n samples of the "
+                          "target-preference prompt) or rps (one candidate per preference in the neighbourhood); "
+                          "the user's routed reward picks the answer. Falls back to greedy before reward heads "
+                          "exist or before the user's first edit.")
+    n: int | None = Field(None, ge=1, le=64, description="Candidates for best_of_n and rps (default: the "
+                          "server's REDLINE_REWARD_N).")
     max_tokens: int | None = Field(None, ge=1, le=8192, description="Tokens per generated text.")
     temperature: float | None = Field(None, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy).")
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="Sampling seed.")
@@ -62,6 +66,16 @@ class Usage(BaseModel):
     total_tokens: int
 
 
+class Candidate(BaseModel):
+    text: str
+    preference: str | None = Field(description="The preference whose prompt produced this candidate.")
+    source: str = Field(description="target (the aggregated preference) or neighbour:<preference id>.")
+    score: float | None = Field(description="Mean probability, under the user's routed reward, of beating the "
+                                "other candidates; null when there was nothing to choose from.")
+    reward: float | None = None
+    chosen: bool
+
+
 class GenerateResponse(BaseModel):
     interaction_id: str
     user: str
@@ -70,6 +84,7 @@ class GenerateResponse(BaseModel):
     preference: str | None = Field(description="The preference the generator was prompted with.")
     neighbours: list[Neighbour] = Field(description="Past contexts it came from, most similar first.")
     strategy: str
+    candidates: list[Candidate] = Field(description="Every candidate with its score; one for greedy.")
     model: str
     usage: Usage
     timings_ms: dict[str, float]
@@ -118,10 +133,20 @@ class PreferenceStats(BaseModel):
     window: int
 
 
+class RoutingState(BaseModel):
+    weights: list[float] = Field(description="How much this user leans on each reward head (sums to 1).")
+    steps: int = Field(description="Online routing steps taken (one per learned edit).")
+    heads: int
+    top_head: int
+    entropy: float = Field(description="Normalised entropy of the weights: 1 = no lean, 0 = one head.")
+
+
 class PreferencesResponse(BaseModel):
     user: str
     items: list[PreferenceItem]
     stats: PreferenceStats
+    routing: RoutingState | None = Field(None, description="The user's routing over the shared reward heads; "
+                                         "null before heads exist or before the user's first edit.")
     limit: int
     offset: int
     next_offset: int | None

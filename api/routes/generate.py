@@ -27,7 +27,8 @@ def generate(body: GenerateRequest, agent: AgentDep, tenant: TenantDep, settings
     metrics.observe_generation(result)
     return GenerateResponse(
         interaction_id=result.interaction_id, user=result.user, task=result.task, text=result.text,
-        preference=result.preference, neighbours=result.neighbours, strategy=result.strategy, model=result.model,
+        preference=result.preference, neighbours=result.neighbours, strategy=result.strategy,
+        candidates=result.candidates, model=result.model,
         usage={"prompt_tokens": result.tokens_in, "completion_tokens": result.tokens_out,
                "total_tokens": result.tokens_in + result.tokens_out},
         timings_ms=result.timings_ms)

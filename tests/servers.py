@@ -1,0 +1,98 @@
+"""Real server processes for tests: ``redline serve`` (or the scripted test server) on an ephemeral port."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+
+
+class Server:
+    """A server subprocess; ``url`` once it listens, ``wait_ready()`` until /ready says 200."""
+
+    def __init__(self, args: list[str], data_dir: Path, **env: str):
+        self.data_dir = data_dir
+        self.log_path = data_dir / f"server-{time.monotonic_ns()}.log"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("REDLINE_")}
+        full_env.update(HF_HUB_OFFLINE="1", HF_HUB_DISABLE_PROGRESS_BARS="1", TRANSFORMERS_VERBOSITY="error",
+                        TOKENIZERS_PARALLELISM="false", REDLINE_DATA_DIR=str(data_dir), **env)
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env=full_env, stdout=self._log,
+                                     stderr=subprocess.STDOUT)
+        self.url = self._wait_port()
+
+    def _wait_port(self, timeout: float = 120) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            match = RUNNING.search(self.log_path.read_text())
+            if match:
+                return f"http://127.0.0.1:{match.group(1)}"
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited:\n{self.log_path.read_text()}")
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
+
+    def wait_ready(self, timeout: float = 180) -> "Server":
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if httpx.get(self.url + "/ready").status_code == 200:
+                return self
+            time.sleep(0.2)
+        raise RuntimeError(f"server not ready:\n{self.log_path.read_text()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self._log.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+
+
+def scripted_server(data_dir: Path, **env: str) -> Server:
+    env.setdefault("REDLINE_RETRY_AFTER_SECONDS", "1")
+    return Server(["-m", "api._scripted_server", "--port", "0"], data_dir, **env)
+
+
+def create_key(data_dir: Path, tenant: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "api.cli", "--data-dir", str(data_dir), "keys", "create",
+                          "--tenant", tenant], cwd=REPO, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def error(status_body: httpx.Response) -> dict:
+    body = status_body.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "code"}, body
+    assert status_body.headers["x-request-id"]
+    return body["error"]
+
+
+def wait_learned(client: httpx.Client, user: str, edits: int, timeout: float = 60) -> dict:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        data = client.get(f"/v1/users/{user}/export").json()
+        learned = [e for e in data.get("edits", []) if e["learned_at"]]
+        if len(learned) >= edits:
+            return data
+        time.sleep(0.1)
+    raise AssertionError(f"{user}: edits not learned in {timeout}s: {data}")
