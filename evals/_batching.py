@@ -6,8 +6,8 @@ sampling parameters join the same ``inner.generate`` call, so a batching back-en
 padding, vLLM) serves several users per forward pass.
 
 ``GreedyCopies`` answers a greedy (temperature 0) request for ``n`` > 1 texts per prompt with one greedy
-text repeated ``n`` times, which is what greedy decoding yields anyway; the transformers back-end refuses
-``num_return_sequences`` > 1 without sampling, and best-of-n / RPS ask for several samples per prompt.
+text repeated ``n`` times, which is what greedy decoding yields anyway. It sits above the generator cache so
+best-of-n / RPS rounds reuse the cached ``n`` = 1 drafts of the greedy methods instead of decoding again.
 """
 
 from __future__ import annotations

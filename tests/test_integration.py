@@ -116,3 +116,19 @@ def test_generator_down_is_one_line_and_stores_nothing(tmp_path, smollm_path):
     err = proc.stderr.decode().strip()
     assert err.startswith("Error: generator at http://127.0.0.1:9/v1 is unreachable or failing")
     assert "\n" not in err
+
+
+def test_transformers_batch_of_prompts_with_several_samples_each(smollm):
+    from agent.generators import GenerationParams
+
+    prompts = [[{"role": "user", "content": "Name a colour."}], [{"role": "user", "content": "Name a fruit."}]]
+    sampled = smollm.generate(prompts, GenerationParams(n=3, temperature=0.9, max_tokens=8, seed=1))
+    assert [len(g.texts) for g in sampled] == [3, 3]
+    assert all(g.prompt_tokens > 0 and g.completion_tokens > 0 for g in sampled)
+    # Greedy with n > 1 is what best_of_n / rps ask at temperature 0: n equal texts, not a crash.
+    greedy = smollm.generate(prompts, GenerationParams(n=3, temperature=0.0, max_tokens=8))
+    single = smollm.generate(prompts, GenerationParams(n=1, temperature=0.0, max_tokens=8))
+    for many, one in zip(greedy, single):
+        assert many.texts == one.texts * 3
+        assert many.completion_tokens == one.completion_tokens * 3
+        assert many.prompt_tokens == one.prompt_tokens

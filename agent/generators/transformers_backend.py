@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -60,6 +61,12 @@ class TransformersGenerator:
 
         if not prompts:
             return []
+        if params.n > 1 and params.temperature <= 0:
+            # transformers refuses num_return_sequences > 1 without sampling; greedy decoding would give n equal
+            # texts anyway. Decode once and copy; completion tokens are reported per copy, as the OpenAI API does.
+            once = self.generate(prompts, dataclasses.replace(params, n=1))
+            return [Generation(g.texts * params.n, g.prompt_tokens, g.completion_tokens * params.n, dict(g.extra))
+                    for g in once]
         with self._lock:
             tokenizer, model = self._load()
             texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
