@@ -46,7 +46,7 @@ class GenerateRequest(BaseModel):
                           "target-preference prompt) or rps (one candidate per preference in the neighbourhood); "
                           "the user's routed reward picks the answer. Falls back to greedy before reward heads "
                           "exist or before the user's first edit.")
-    n: int | None = Field(None, ge=1, le=64, description="Candidates for best_of_n and rps (default: the "
+    n: int | None = Field(None, ge=1, le=16, description="Candidates for best_of_n and rps (default: the "
                           "server's REDLINE_REWARD_N).")
     max_tokens: int | None = Field(None, ge=1, le=8192, description="Tokens per generated text.")
     temperature: float | None = Field(None, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy).")

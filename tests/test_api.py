@@ -247,6 +247,12 @@ BAD = [
      "application/json", 400,
      {"message": "max_tokens is 5000; this server allows at most 2048", "type": "invalid_request_error",
       "code": "invalid_input"}),
+    ("too many candidates", "POST", "/v1/generate", b'{"user": "al", "context": "x", "strategy": "best_of_n", '
+     b'"n": 17}', "application/json", 422,
+     {"message": "n: Input should be less than or equal to 16", "type": "invalid_request_error",
+      "code": "invalid_request"}),
+    ("unknown strategy", "POST", "/v1/generate", b'{"user": "al", "context": "x", "strategy": "best"}',
+     "application/json", 400, None),
     ("chat without user", "POST", "/v1/chat/completions", b'{"model": "m", "messages": [{"role": "user", '
      b'"content": "hi"}]}', "application/json", 400,
      {"message": "user is required: set `user` to the id of the person the reply is for",
