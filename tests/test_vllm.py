@@ -14,6 +14,7 @@ import time
 import httpx
 import pytest
 
+from conftest import MODELS_DIR
 from servers import Server, wait_learned
 
 pytestmark = [pytest.mark.vllm, pytest.mark.integration]
@@ -173,3 +174,37 @@ def test_redline_server_on_vllm(tmp_path, vllm_url):
             assert len(best.json()["candidates"]) == 2 and best.json()["text"]
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def in_process_vllm():
+    """The in-process back-end (``redline[vllm]``); runs where vLLM is installed (scripts/test-vllm runs it in
+    .vllm-venv). Needs the converted model folder that scripts/vllm-env writes."""
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        if os.environ.get("REDLINE_TEST_VLLM_IN_PROCESS") == "1":
+            pytest.fail("REDLINE_TEST_VLLM_IN_PROCESS=1 but vllm is not importable here")
+        pytest.skip("vllm is not installed in this environment (scripts/test-vllm runs this in .vllm-venv)")
+    from agent.generators.model_files import ensure_converted_model
+    from agent.generators.vllm_backend import VLLMGenerator
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    return VLLMGenerator(str(ensure_converted_model(MODELS_DIR)))
+
+
+def test_in_process_vllm_batches_prompts_and_samples_and_learns(in_process_vllm, make_agent):
+    from agent import GenerationParams
+
+    prompts = [[{"role": "user", "content": "Name a colour."}], [{"role": "user", "content": "Name a fruit."}]]
+    outs = in_process_vllm.generate(prompts, GenerationParams(n=3, temperature=1.0, max_tokens=16, seed=2))
+    assert [len(o.texts) for o in outs] == [3, 3]
+    assert all(o.prompt_tokens > 0 and 3 <= o.completion_tokens <= 48 for o in outs)
+    assert len(set(outs[0].texts)) > 1
+
+    agent = make_agent(in_process_vllm, max_tokens=32, temperature=0)
+    first = agent.generate("alice", CONTEXTS[0], "summarize")
+    learned = agent.learn(first.interaction_id, EDIT)
+    second = agent.generate("alice", SIMILAR, "summarize")
+    assert learned.preference and second.preference == learned.preference
+    assert second.model == in_process_vllm.model_name
