@@ -1,0 +1,54 @@
+"""README.md stays true: every CLI command, HTTP route, setting and script it should mention is there."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def _commands(cmd: click.Command, prefix: list[str]):
+    if isinstance(cmd, click.Group):
+        for name, sub in cmd.commands.items():
+            yield from _commands(sub, prefix + [name])
+    else:
+        yield " ".join(prefix)
+
+
+def test_every_cli_command_is_in_the_readme():
+    from api.cli import cli
+
+    commands = list(_commands(cli, ["redline"]))
+    assert len(commands) >= 10
+    missing = [c for c in commands if c not in README]
+    assert not missing, f"commands not in README.md: {missing}"
+
+
+def test_every_http_route_is_in_the_readme(tmp_path):
+    from agent import Settings
+    from api.app import create_app
+
+    app = create_app(Settings(data_dir=tmp_path))
+    paths = set(app.openapi()["paths"])
+    assert "/v1/generate" in paths
+    missing = sorted(p for p in paths if p not in README)
+    assert not missing, f"routes not in README.md: {missing}"
+
+
+def test_every_setting_is_in_the_readme():
+    from agent import Settings
+
+    names = [f"REDLINE_{name.upper()}" for name in Settings.model_fields]
+    # A row may name two variables sharing a prefix ("REDLINE_GENERATOR_TIMEOUT, REDLINE_GENERATOR_RETRIES").
+    missing = [n for n in names if not re.search(rf"\b{n}\b", README)]
+    assert not missing, f"settings not in README.md: {missing}"
+
+
+def test_every_script_and_benchmark_is_in_the_readme():
+    files = [p for p in (REPO / "scripts").iterdir() if p.is_file()] + list((REPO / "benchmarks").glob("*.py"))
+    missing = [p.name for p in files if p.name not in README]
+    assert not missing, f"not in README.md: {missing}"
