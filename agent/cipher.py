@@ -84,7 +84,9 @@ class Cipher:
         if hit is not None:
             return Aggregate(hit, cached=True)
         out = generator.generate([prompts.aggregation_prompt(texts)], self.params)[0]
-        text = prompts.clean_preference(out.texts[0]) or texts[0]
+        text = prompts.clean_preference(out.texts[0])
+        if not looks_like_preference(text, max_words=25):  # degenerate answer: the nearest one stands in
+            text = texts[0]
         self.store.cache_aggregation(user_id, key, text)
         return Aggregate(text, False, out.prompt_tokens, out.completion_tokens)
 

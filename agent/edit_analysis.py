@@ -99,11 +99,30 @@ def describe_edit(draft: str, edited: str) -> list[str]:
     return notes
 
 
+# Words that name the texts in the inference and aggregation prompts, or say nothing about style:
+# an answer made only of these ("The edited version", "Draft:") echoes a prompt label, not a preference.
+_LABEL_WORDS = frozenset(
+    "a an the s this that these those of to in on for and or with its it is are be user user's users "
+    "edited edit edits version versions draft drafts text texts original assistant answer preference "
+    "preferences combined writing style format phrase changes change form noticed so far beginning "
+    "here new revised output response".split())
+
+
 def looks_like_preference(text: str, *sources: str, max_words: int = 20, ngram: int = 5) -> bool:
-    """False when ``text`` is too long or copies a run of ``ngram`` tokens from a source: then the
-    generator restated content instead of naming a preference."""
+    """False when ``text`` is too long, repeats itself, only echoes the prompt's labels (small
+    generators answer "The edited version"), or copies a run of ``ngram`` tokens from a source: then
+    the generator restated content instead of naming a preference.
+
+    >>> looks_like_preference("The edited version"), looks_like_preference("casual tone, no closing")
+    (False, True)
+    """
     tokens = [t.lower() for t in tokenize(text)]
-    if not tokens or len(text.split()) > max_words:
+    words = [t for t in tokens if re.search(r"\w", t)]
+    if not words or len(text.split()) > max_words:
+        return False
+    if all(w in _LABEL_WORDS for w in words):
+        return False
+    if len(words) >= 6 and len(set(words)) < 0.5 * len(words):
         return False
     grams = {tuple(tokens[i:i + ngram]) for i in range(len(tokens) - ngram + 1)}
     for source in sources:

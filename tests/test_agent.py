@@ -84,6 +84,28 @@ def test_aggregation_with_k_gt_1_is_one_cached_call(make_agent):
     assert len(gen.calls) == calls_before + 3  # aggregation came from the cache
 
 
+def label_echo(prompt, i):
+    content = prompt[-1]["content"]
+    if "Combine them" in content:
+        return 'The edited version: "The edited version: The edited version: The edited version:'
+    if "describe the writing style" in content:
+        return "The edited version"
+    return f"draft {i}"
+
+
+def test_answers_that_echo_prompt_labels_are_not_stored_as_preferences(make_agent):
+    agent = make_agent(ScriptedGenerator(label_echo), k=3)
+    first = agent.generate("alice", BIKES)
+    learned = agent.learn(first.interaction_id, "- Council adds 40 miles\n- Five years")
+    assert learned.preference == "bullet points, more detailed"  # the observed form changes stand in
+    agent.update_preference("alice", learned.preference_id, "formal tone")
+    second = agent.generate("alice", BIKES2)
+    agent.learn(second.interaction_id, "- Protected lanes\n- After crashes")
+    third = agent.generate("alice", BIKES + " Again.")
+    nearest = third.neighbours[0]["preference"]
+    assert len(third.neighbours) == 2 and third.preference == nearest  # the nearest one, not the loop
+
+
 def test_user_edits_and_deletes_of_preferences_apply_at_once(agent):
     gen = agent.generate("alice", BIKES)
     learned = agent.learn(gen.interaction_id, "- mine")

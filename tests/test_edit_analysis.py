@@ -39,3 +39,17 @@ def test_looks_like_preference_rejects_restated_content():
     assert not looks_like_preference("The council approved the plan on Tuesday", DRAFT)
     assert not looks_like_preference("word " * 30)
     assert not looks_like_preference("")
+
+
+@pytest.mark.parametrize("answer", [
+    "The edited version", "User's edited version", "Draft:", "the writing style",
+    'The edited version: "The edited version: The edited version: The edited version',
+])
+def test_looks_like_preference_rejects_echoed_labels_and_loops(answer):
+    # what SmolLM2 answered for real LAMP edits before this check (results/lamp-small)
+    assert not looks_like_preference(answer)
+
+
+def test_looks_like_preference_keeps_short_style_phrases():
+    for answer in ("brief", "formal tone", "short sentences, short paragraphs", "casual tone, no closing"):
+        assert looks_like_preference(answer)
