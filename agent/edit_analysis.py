@@ -107,10 +107,14 @@ _LABEL_WORDS = frozenset(
     "preferences combined writing style format phrase changes change form noticed so far beginning "
     "here new revised output response".split())
 
+# Chat filler a small generator puts before (or instead of) its answer: "I'm glad to help! Here's ..."
+_CHAT_PREAMBLE = re.compile(r"^\W*(i['’]m|i am|i['’]d|i would|i will|i can|sure|certainly|of course|"
+                            r"here['’]s|here is|here are|okay|ok)\b", re.I)
+
 
 def looks_like_preference(text: str, *sources: str, max_words: int = 20, ngram: int = 5) -> bool:
     """False when ``text`` is too long, repeats itself, only echoes the prompt's labels (small
-    generators answer "The edited version"), or copies a run of ``ngram`` tokens from a source: then
+    generators answer "The edited version"), is chat filler ("I'm glad to help!"), or copies a run of ``ngram`` tokens from a source: then
     the generator restated content instead of naming a preference.
 
     >>> looks_like_preference("The edited version"), looks_like_preference("casual tone, no closing")
@@ -120,7 +124,7 @@ def looks_like_preference(text: str, *sources: str, max_words: int = 20, ngram: 
     words = [t for t in tokens if re.search(r"\w", t)]
     if not words or len(text.split()) > max_words:
         return False
-    if all(w in _LABEL_WORDS for w in words):
+    if all(w in _LABEL_WORDS for w in words) or _CHAT_PREAMBLE.match(text):
         return False
     if len(words) >= 6 and len(set(words)) < 0.5 * len(words):
         return False

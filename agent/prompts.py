@@ -78,9 +78,14 @@ def revision_prompt_for_chat(draft: str, preference: str) -> list[dict]:
 
 
 def clean_preference(text: str, *, max_words: int = 25) -> str:
-    """The first non-empty line of an LLM answer, without quotes, labels or list markers, capped in words."""
+    """The first non-empty line of an LLM answer, without quotes, labels or list markers, capped in words.
+
+    A line ending in a colon introduces the answer ("Here's a possible combination:"), so it is skipped.
+    """
     for line in text.splitlines():
         line = line.strip().strip("\"'`*-• ").strip()
+        if line.endswith(":"):
+            continue
         lowered = line.lower()
         for label in ("preference:", "combined preference:", "combined:", "user preference:", "answer:",
                       "the user prefers"):

@@ -44,6 +44,7 @@ def test_looks_like_preference_rejects_restated_content():
 @pytest.mark.parametrize("answer", [
     "The edited version", "User's edited version", "Draft:", "the writing style",
     'The edited version: "The edited version: The edited version: The edited version',
+    "I'm glad to help! Here's a possible combination of your preferences", "Sure! Brief and formal",
 ])
 def test_looks_like_preference_rejects_echoed_labels_and_loops(answer):
     # what SmolLM2 answered for real LAMP edits before this check (results/lamp-small)

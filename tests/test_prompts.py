@@ -30,6 +30,7 @@ def test_inference_prompt_sees_context_draft_and_edit():
     ("Preference: bullet points, brief.\nMore text", "bullet points, brief"),
     ('  "casual tone, no closing"  ', "casual tone, no closing"),
     ("\n\n- short sentences", "short sentences"),
+    ("Here's a possible combination of your preferences:\n\n* brief, formal", "brief, formal"),
     ("", ""),
 ])
 def test_clean_preference(raw, clean):
