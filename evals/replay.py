@@ -91,6 +91,31 @@ def write_replay_report(results: dict, out: Path, command: str = "") -> str:
         lines.append(f"| {writer} | " + " | ".join(f"{row[n]:.1f}" for n in names) + " |")
     for name, why in results.get("skipped", {}).items():
         lines.append(f"\n{name}: not run ({why}).")
+    _plot(results, names, out)
+    lines += ["", "![edit cost per writer](replay_cost.png)"]
     text = "\n".join(lines) + "\n"
     (out / "report.md").write_text(text)
     return text
+
+
+def _plot(results: dict, names: list[str], out: Path) -> None:
+    """``replay_cost.png``: one group of bars per writer, one bar per reference or method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    writers = list(results["writers"])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    width = 0.8 / max(1, len(names))
+    for i, name in enumerate(names):
+        ax.bar(np.arange(len(writers)) + i * width, [results["writers"][w][name] for w in writers], width,
+               label=name)
+    ax.set_xticks(np.arange(len(writers)) + width * (len(names) - 1) / 2, writers)
+    ax.set(ylabel="edit distance to the writer's postedit (words, mean)",
+           title=f"Real-edit replay after {results['learn_edits']} learned edits (lower is better)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "replay_cost.png", dpi=110)
+    plt.close(fig)

@@ -327,6 +327,7 @@ def test_replay_lamp_with_scripted_generator(tmp_path):
     assert {"unrevised", "no-learning", "cipher-1"} <= set(res["writers"]["W3"])
     assert "oracle" in res["skipped"]
     assert "| W3 |" in write_replay_report(res, tmp_path)
+    assert (tmp_path / "replay_cost.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_http_backend_against_a_mock_transport():
