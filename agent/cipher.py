@@ -93,13 +93,13 @@ class Cipher:
     def infer(self, generator: Generator, *, task: str, context: str, draft: str, edited: str) -> tuple[str, int, int]:
         """The preference that explains the user's edit; returns (text, prompt tokens, completion tokens).
 
-        An answer that restates content (long, or copying a phrase of the texts) is replaced by the
-        observed form changes; the text is empty when neither says anything.
+        An answer that restates content or the instructions (long, or copying a phrase of the texts or
+        of the prompt) is replaced by the observed form changes; the text is empty when neither says anything.
         """
         notes = describe_edit(draft, edited)
         out = generator.generate([prompts.inference_prompt(task, context, draft, edited, observations=notes)],
                                  self.params)[0]
         text = prompts.clean_preference(out.texts[0])
-        if not looks_like_preference(text, draft, edited, context):
+        if not looks_like_preference(text, draft, edited, context, prompts.INFER_PREFERENCE):
             text = ", ".join(notes)
         return text, out.prompt_tokens, out.completion_tokens

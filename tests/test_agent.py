@@ -106,6 +106,16 @@ def test_answers_that_echo_prompt_labels_are_not_stored_as_preferences(make_agen
     assert len(third.neighbours) == 2 and third.preference == nearest  # the nearest one, not the loop
 
 
+def test_an_answer_copying_the_instructions_is_not_a_preference(make_agent):
+    # SmolLM2's answer to a real email edit (docs/results.md)
+    echo = "The user requested a draft of a text. The assistant wrote a draft and the user edited it"
+    agent = make_agent(ScriptedGenerator(lambda p, i: echo if "describe the writing style" in p[-1]["content"]
+                                         else "A short draft about the new bike lanes."), k=1)
+    first = agent.generate("alice", BIKES)
+    learned = agent.learn(first.interaction_id, "Hello,\nA short draft about the new bike lanes.")
+    assert learned.preference.startswith("starts with a greeting")  # the observed changes, not the echo
+
+
 def test_user_edits_and_deletes_of_preferences_apply_at_once(agent):
     gen = agent.generate("alice", BIKES)
     learned = agent.learn(gen.interaction_id, "- mine")
