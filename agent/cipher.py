@@ -18,7 +18,7 @@ from . import prompts
 from .edit_analysis import describe_edit, looks_like_preference
 from .generators import GenerationParams, Generator
 
-__all__ = ["Cipher", "Retrieved", "Aggregate"]
+__all__ = ["Cipher", "Retrieved", "Aggregate", "consensus_preference"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,29 @@ class Aggregate:
     cached: bool = False
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+
+def consensus_preference(preferences: list[str]) -> str:
+    """The phrases (comma- or semicolon-separated parts) that more than half of ``preferences`` contain,
+    in order of first appearance; the first preference when no phrase has a majority.
+
+    What the aggregation prompt asks for, done by counting: it stands in when the generator's answer is
+    unusable, which for SmolLM2 is nearly always (chat filler, or a refusal).
+
+    >>> consensus_preference(["brief, bullet points", "bullet points", "formal tone, bullet points, brief"])
+    'brief, bullet points'
+    >>> consensus_preference(["formal tone", "bullet points"])
+    'formal tone'
+    """
+    counts: dict[str, int] = {}
+    shown: dict[str, str] = {}  # as first written
+    for text in preferences:
+        parts = {p.strip().lower(): p.strip() for p in text.replace(";", ",").split(",") if p.strip()}
+        for key, part in parts.items():
+            counts[key] = counts.get(key, 0) + 1
+            shown.setdefault(key, part)
+    agreed = [shown[key] for key, count in counts.items() if 2 * count > len(preferences)]
+    return ", ".join(agreed) if agreed else preferences[0]
 
 
 class Cipher:
@@ -85,8 +108,8 @@ class Cipher:
             return Aggregate(hit, cached=True)
         out = generator.generate([prompts.aggregation_prompt(texts)], self.params)[0]
         text = prompts.clean_preference(out.texts[0])
-        if not looks_like_preference(text, max_words=25):  # degenerate answer: the nearest one stands in
-            text = texts[0]
+        if not looks_like_preference(text, max_words=25):  # unusable answer (small generators): vote instead
+            text = consensus_preference([r.preference for r in retrieved if r.preference])
         self.store.cache_aggregation(user_id, key, text)
         return Aggregate(text, False, out.prompt_tokens, out.completion_tokens)
 

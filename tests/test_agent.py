@@ -2,6 +2,7 @@
 
 import pytest
 
+from agent.cipher import consensus_preference
 from agent import (EditConflict, GenerateOptions, GeneratorUnavailable, InvalidInput, ScriptedGenerator,
                    UnknownInteraction, UnknownPreference, UnknownUser)
 
@@ -104,6 +105,25 @@ def test_answers_that_echo_prompt_labels_are_not_stored_as_preferences(make_agen
     third = agent.generate("alice", BIKES + " Again.")
     nearest = third.neighbours[0]["preference"]
     assert len(third.neighbours) == 2 and third.preference == nearest  # the nearest one, not the loop
+
+
+@pytest.mark.parametrize("preferences,expected", [
+    (["asks questions", "asks questions, short sentences", "Bullet points, asks questions"], "asks questions"),
+    (["brief; formal tone", "formal tone, brief", "with emojis"], "brief, formal tone"),
+    (["formal tone", "bullet points"], "formal tone"),  # no majority: the nearest
+    (["asks questions", "asks questions", "bullet points"], "asks questions"),  # repeats count
+])
+def test_consensus_keeps_the_phrases_most_neighbours_share(preferences, expected):
+    assert consensus_preference(preferences) == expected
+
+
+def test_unusable_aggregation_answer_is_replaced_by_the_neighbours_consensus(make_agent):
+    agent = make_agent(ScriptedGenerator(label_echo), k=3)
+    for extra, ctx in zip(("formal tone", "brief", "with emojis"), (BIKES, BIKES2, BIKES + " Also.")):
+        r = agent.generate("alice", ctx)
+        learned = agent.learn(r.interaction_id, "- edited")
+        agent.update_preference("alice", learned.preference_id, f"bullet points, {extra}")
+    assert agent.generate("alice", BIKES + " Again.").preference == "bullet points"
 
 
 def test_an_answer_copying_the_instructions_is_not_a_preference(make_agent):
