@@ -19,6 +19,7 @@ from agent import edit_cost
 
 from .backends import LocalBackend
 from .methods import Method, parse_method, strategy_available
+from .report import grouped_bars
 from .tasks import DATA_DIR
 
 __all__ = ["WRITERS", "load_writer", "run_replay", "write_replay_report"]
@@ -107,11 +108,7 @@ def _plot(results: dict, names: list[str], out: Path) -> None:
 
     writers = list(results["writers"])
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    width = 0.8 / max(1, len(names))
-    for i, name in enumerate(names):
-        ax.bar(np.arange(len(writers)) + i * width, [results["writers"][w][name] for w in writers], width,
-               label=name)
-    ax.set_xticks(np.arange(len(writers)) + width * (len(names) - 1) / 2, writers)
+    grouped_bars(ax, writers, {name: [results["writers"][w][name] for w in writers] for name in names})
     ax.set(ylabel="edit distance to the writer's postedit (words, mean)",
            title=f"Real-edit replay after {results['learn_edits']} learned edits (lower is better)")
     ax.legend(fontsize=8)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["summarize", "write_report", "format_table", "format_selection"]
+__all__ = ["summarize", "write_report", "format_table", "format_selection", "grouped_bars"]
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -113,6 +113,14 @@ def format_selection(summary: dict) -> str:
         "| method | reward-driven selection from | rounds per seed by selection |", "|---|---|---|", *rows])
 
 
+def grouped_bars(ax, groups: list[str], series: dict[str, list[float]], *, rotation: float = 0) -> None:
+    """One group of bars per entry of ``groups``, one bar (and legend entry) per series."""
+    width = 0.8 / max(1, len(series))
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar(np.arange(len(groups)) + i * width, values, width, label=name)
+    ax.set_xticks(np.arange(len(groups)) + width * (len(series) - 1) / 2, groups, rotation=rotation)
+
+
 def _plots(summary: dict, out: Path) -> list[str]:
     import matplotlib
 
@@ -138,11 +146,8 @@ def _plots(summary: dict, out: Path) -> list[str]:
 
     sources = sorted({s for m in methods.values() for s in m["cost_per_source"]})
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    width = 0.8 / max(1, len(methods))
-    for i, (name, m) in enumerate(methods.items()):
-        ax.bar(np.arange(len(sources)) + i * width, [m["cost_per_source"].get(s, 0) for s in sources], width,
-               label=name)
-    ax.set_xticks(np.arange(len(sources)) + width * (len(methods) - 1) / 2, sources, rotation=15)
+    grouped_bars(ax, sources, {name: [m["cost_per_source"].get(s, 0) for s in sources]
+                               for name, m in methods.items()}, rotation=15)
     ax.set(ylabel="edit cost (words, mean over seeds)", title=f"Edit cost per source — {task}")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)

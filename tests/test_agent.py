@@ -11,13 +11,19 @@ BIKES2 = "County officials approved new protected bike lanes downtown after a ri
 BAKING = "This sourdough recipe needs flour, water, salt and a long cold fermentation overnight."
 
 
-def responder(prompt, i):
-    content = prompt[-1]["content"]
-    if "Combine them" in content:
-        return "Combined: bullets and brevity"
-    if "describe the writing style" in content:
-        return "Preference: bullet points, brief"
-    return f"draft {i} for: {content[:30]}"
+def answering(*, combined, inferred, draft=lambda content, i: f"draft {i} for: {content[:30]}"):
+    """A ScriptedGenerator responder with fixed answers to the aggregation and inference prompts."""
+    def respond(prompt, i):
+        content = prompt[-1]["content"]
+        if "Combine them" in content:
+            return combined
+        if "describe the writing style" in content:
+            return inferred
+        return draft(content, i)
+    return respond
+
+
+responder = answering(combined="Combined: bullets and brevity", inferred="Preference: bullet points, brief")
 
 
 @pytest.fixture
@@ -85,13 +91,8 @@ def test_aggregation_with_k_gt_1_is_one_cached_call(make_agent):
     assert len(gen.calls) == calls_before + 3  # aggregation came from the cache
 
 
-def label_echo(prompt, i):
-    content = prompt[-1]["content"]
-    if "Combine them" in content:
-        return 'The edited version: "The edited version: The edited version: The edited version:'
-    if "describe the writing style" in content:
-        return "The edited version"
-    return f"draft {i}"
+label_echo = answering(combined='The edited version: "The edited version: The edited version: The edited version:',
+                       inferred="The edited version", draft=lambda content, i: f"draft {i}")
 
 
 def test_answers_that_echo_prompt_labels_are_not_stored_as_preferences(make_agent):
