@@ -350,7 +350,7 @@ class Agent:
         returns a summary, or None when nothing was done."""
         with self._train_lock:
             info = self.rewards.current_info() or {}
-            new = len(self.store.pairs(since_id=info.get("last_pair_id", 0)))  # cheap: only the new ones
+            new = self.store.count_pairs(since_id=info.get("last_pair_id", 0))
             if not force and new < self.settings.reward_retrain_every:
                 return None
             pairs = self.store.pairs()

@@ -102,7 +102,7 @@ def describe_edit(draft: str, edited: str) -> list[str]:
 # Words that name the texts in the inference and aggregation prompts, or say nothing about style:
 # an answer made only of these ("The edited version", "Draft:") echoes a prompt label, not a preference.
 _LABEL_WORDS = frozenset(
-    "a an the s this that these those of to in on for and or with its it is are be user user's users "
+    "a an the s this that these those of to in on for and or with its it is are be user users "
     "edited edit edits version versions draft drafts text texts original assistant answer preference "
     "preferences combined writing style format phrase changes change form noticed so far beginning "
     "here new revised output response".split())
@@ -114,8 +114,8 @@ _CHAT_PREAMBLE = re.compile(r"^\W*(i['’]m|i am|i['’]d|i would|i will|i can|s
 
 def looks_like_preference(text: str, *sources: str, max_words: int = 20, ngram: int = 5) -> bool:
     """False when ``text`` is too long, repeats itself, only echoes the prompt's labels (small
-    generators answer "The edited version"), is chat filler ("I'm glad to help!"), or copies a run of ``ngram`` tokens from a source: then
-    the generator restated content instead of naming a preference.
+    generators answer "The edited version"), is chat filler ("I'm glad to help!"), or copies a run of
+    ``ngram`` tokens from a source: then the generator restated content instead of naming a preference.
 
     >>> looks_like_preference("The edited version"), looks_like_preference("casual tone, no closing")
     (False, True)

@@ -405,6 +405,9 @@ class Store:
             return self._query("SELECT * FROM pairs WHERE id > ? ORDER BY id", (since_id,))
         return self._query("SELECT * FROM pairs WHERE user_id = ? AND id > ? ORDER BY id", (user_id, since_id))
 
+    def count_pairs(self, *, since_id: int = 0) -> int:
+        return self._one("SELECT COUNT(*) AS n FROM pairs WHERE id > ?", (since_id,))["n"]
+
     def add_pairs(self, pairs: list[dict], *, source: str = "file") -> int:
         stamp = now_iso()
         with self.transaction() as conn:

@@ -83,6 +83,8 @@ def test_complete_learning_is_atomic_and_once(fresh_store):
     assert fresh_store.edit(iid)["preference_id"] == pid
     assert fresh_store.job_counts() == {"done": 1}
     assert len(fresh_store.pairs(user_id=uid)) == 1
+    first = fresh_store.pairs()[0]["id"]
+    assert fresh_store.count_pairs() == 1 and fresh_store.count_pairs(since_id=first) == 0
     with pytest.raises(Conflict):
         fresh_store.complete_learning(iid, preference={"text": "again", "kind": "inferred",
                                                        "context_vector": np.ones(4, dtype=np.float32)}, pair=None)
