@@ -16,7 +16,12 @@ import numpy as np
 
 from .errors import EmbedderUnavailable
 
-__all__ = ["Embedder", "packaged_model_path"]
+__all__ = ["Embedder", "packaged_model_path", "MODEL_LOADING"]
+
+# Every model load in the process holds this. transformers imports its submodules lazily, and two threads
+# importing them at once (the server's warm-up loading MiniLM while a request converts SmolLM2) can be
+# handed a partially initialised module: "cannot import name 'AutoConfig' from 'transformers'".
+MODEL_LOADING = threading.RLock()
 
 
 def packaged_model_path() -> Path:
@@ -56,19 +61,23 @@ class Embedder:
 
     def _load(self):
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            path = self.model_path or packaged_model_path()
-            if not Path(path).exists():
-                raise EmbedderUnavailable(f"embedding model folder not found: {path}")
-            from sentence_transformers import SentenceTransformer
-
-            try:
-                model = SentenceTransformer(str(path), device="cpu")
-            except Exception as exc:  # translated at the boundary: any load failure is one error
-                raise EmbedderUnavailable(f"could not load embedding model from {path}: {exc}") from exc
-            model.max_seq_length = self.max_seq_length
-            self._model = model
+            with MODEL_LOADING:
+                self._model = self._read_model()
         return self._model
+
+    def _read_model(self):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        path = self.model_path or packaged_model_path()
+        if not Path(path).exists():
+            raise EmbedderUnavailable(f"embedding model folder not found: {path}")
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            model = SentenceTransformer(str(path), device="cpu")
+        except Exception as exc:  # translated at the boundary: any load failure is one error
+            raise EmbedderUnavailable(f"could not load embedding model from {path}: {exc}") from exc
+        model.max_seq_length = self.max_seq_length
+        return model
 
     @property
     def dim(self) -> int:

@@ -11,6 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from retrieval.embedder import MODEL_LOADING
+
 __all__ = ["packaged_gguf", "ensure_converted_model", "EMBEDDED_MODEL_NAME"]
 
 EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -38,9 +40,13 @@ def ensure_converted_model(models_dir: str | os.PathLike) -> Path:
     into a temporary folder, and renames it into place, so a crash never leaves half a model behind.
     """
     target = Path(models_dir) / EMBEDDED_MODEL_NAME
-    if (target / "config.json").exists() and (target / "model.safetensors").exists():
-        return target
-    gguf = packaged_gguf()
+    with MODEL_LOADING:  # see retrieval.embedder.MODEL_LOADING; also one conversion per process
+        if not ((target / "config.json").exists() and (target / "model.safetensors").exists()):
+            _convert(packaged_gguf(), target)
+    return target
+
+
+def _convert(gguf: Path, target: Path) -> None:
     log.info("converting %s to %s (once)", gguf.name, target)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -66,7 +72,6 @@ def ensure_converted_model(models_dir: str | os.PathLike) -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 if __name__ == "__main__":  # python -m agent.generators.model_files DIR

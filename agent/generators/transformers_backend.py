@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
+from retrieval.embedder import MODEL_LOADING
+
 from ..errors import GeneratorUnavailable
 from .base import ChatPrompt, Generation, GenerationParams, apply_stop
 
@@ -33,22 +35,24 @@ class TransformersGenerator:
 
     def _load(self):
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            with MODEL_LOADING:  # see retrieval.embedder.MODEL_LOADING
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                import torch
+                from transformers import AutoModelForCausalLM, AutoTokenizer
 
-            if self.threads:
-                torch.set_num_threads(self.threads)
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-                model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
-            except Exception as exc:
-                raise GeneratorUnavailable(f"could not load generator model from {self.model_path}: {exc}") from exc
-            tokenizer.padding_side = "left"
-            if tokenizer.pad_token is None:
-                tokenizer.pad_token = tokenizer.eos_token
-            model.eval()
-            self._tokenizer, self._model = tokenizer, model
+                if self.threads:
+                    torch.set_num_threads(self.threads)
+                try:
+                    tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+                    model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
+                except Exception as exc:
+                    raise GeneratorUnavailable(
+                        f"could not load generator model from {self.model_path}: {exc}") from exc
+                tokenizer.padding_side = "left"
+                if tokenizer.pad_token is None:
+                    tokenizer.pad_token = tokenizer.eos_token
+                model.eval()
+                self._tokenizer, self._model = tokenizer, model
         return self._tokenizer, self._model
 
     def load(self) -> "TransformersGenerator":

@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 from typing import Sequence
 
+from retrieval.embedder import MODEL_LOADING
+
 from ..errors import GeneratorUnavailable
 from .base import ChatPrompt, Generation, GenerationParams
 
@@ -31,14 +33,15 @@ class VLLMGenerator:
 
     def _load(self):
         if self._llm is None:
-            try:
-                from vllm import LLM
-            except ImportError as exc:
-                raise GeneratorUnavailable("the vllm back-end needs vLLM: pip install 'redline[vllm]'") from exc
-            try:
-                self._llm = LLM(model=self.model, **self.engine_kwargs)
-            except Exception as exc:  # any engine start failure is one clear error
-                raise GeneratorUnavailable(f"vLLM could not start {self.model}: {exc}") from exc
+            with MODEL_LOADING:  # see retrieval.embedder.MODEL_LOADING
+                try:
+                    from vllm import LLM
+                except ImportError as exc:
+                    raise GeneratorUnavailable("the vllm back-end needs vLLM: pip install 'redline[vllm]'") from exc
+                try:
+                    self._llm = LLM(model=self.model, **self.engine_kwargs)
+                except Exception as exc:  # any engine start failure is one clear error
+                    raise GeneratorUnavailable(f"vLLM could not start {self.model}: {exc}") from exc
         return self._llm
 
     def generate(self, prompts: Sequence[ChatPrompt], params: GenerationParams) -> list[Generation]:
