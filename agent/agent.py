@@ -14,11 +14,11 @@ from typing import Sequence
 
 import numpy as np
 
-from policies import (RewardCheckpoints, RewardFeatures, batch_layout, describe_state, plan_candidates,
+from redline.policies import (RewardCheckpoints, RewardFeatures, batch_layout, describe_state, plan_candidates,
                       score_candidates, select, update_state)
-from policies.routing import replay
-from policies.training import EmbeddingCache, pair_features
-from retrieval import Conflict, Embedder, IndexCache, NotFound, Store
+from redline.policies.routing import replay
+from redline.policies.training import EmbeddingCache, pair_features
+from redline.retrieval import Conflict, Embedder, IndexCache, NotFound, Store
 
 from . import prompts
 from .cipher import Cipher, Retrieved
@@ -360,7 +360,7 @@ class Agent:
             cache = EmbeddingCache(self.embedder.encode, self.settings.rewards_dir / "embeddings.npz")
             ctx, phi_w, phi_l = pair_features(pairs, cache, self.reward_features)
             cache.save()
-            from policies import MixtureRewardModel
+            from redline.policies import MixtureRewardModel
 
             k = n_heads or self.settings.reward_heads
             model = MixtureRewardModel(n_heads=k, seed=self.settings.reward_seed if seed is None else seed).fit(
@@ -446,7 +446,7 @@ class Agent:
             " ON i.id = e.interaction_id WHERE e.user_id = ? AND e.is_edit = 1", (user_id,))
         if not rows or k < 1:
             return []
-        from retrieval.store import blob_to_vector
+        from redline.retrieval.store import blob_to_vector
 
         vector = self.embedder.encode([context])[0]
         sims = np.stack([blob_to_vector(r["context_vector"]) for r in rows]) @ vector

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from retrieval import IndexCache, PreferenceIndex, Store
+from redline.retrieval import IndexCache, PreferenceIndex, Store
 
 from . import prompts
 from .edit_analysis import describe_edit, looks_like_preference

@@ -1,6 +1,6 @@
 """Serve the real app with a scripted generator (no language model): for API tests and benchmarks.
 
-``python -m api._scripted_server --port 0`` reads settings from ``REDLINE_*`` like ``redline serve``.
+``python -m redline.api._scripted_server --port 0`` reads settings from ``REDLINE_*`` like ``redline serve``.
 ``REDLINE_SCRIPTED_DELAY`` (seconds) slows every generator call; while the file named by
 ``REDLINE_SCRIPTED_DOWN_FILE`` exists the generator raises ``GeneratorUnavailable`` (an outage).
 """
@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from agent import Agent, GeneratorUnavailable, ScriptedGenerator, Settings
+from redline.agent import Agent, GeneratorUnavailable, ScriptedGenerator, Settings
 
 from .app import create_app
 from .server import configure_logging, run_server

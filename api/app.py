@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from agent import Agent, Settings
+from redline.agent import Agent, Settings
 
 from .errors import install_error_handlers
 from .observability import Metrics, RequestMiddleware

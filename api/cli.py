@@ -11,10 +11,10 @@ from pathlib import Path
 
 import click
 
-from agent import Agent, AgentError, GenerateOptions, Settings
-from agent.agent import STRATEGIES
-from agent.prompts import TASKS
-from retrieval import RetrievalError
+from redline.agent import Agent, AgentError, GenerateOptions, Settings
+from redline.agent.agent import STRATEGIES
+from redline.agent.prompts import TASKS
+from redline.retrieval import RetrievalError
 
 __all__ = ["main", "cli"]
 
@@ -200,8 +200,8 @@ def _register_optional_commands() -> None:
     """Command groups that live in their own modules (server, keys, rewards, eval)."""
     import importlib
 
-    for module, name in (("api.cli_serve", "serve"), ("api.cli_keys", "keys"), ("api.cli_rewards", "rewards"),
-                         ("api.cli_eval", "eval")):
+    for module, name in (("redline.api.cli_serve", "serve"), ("redline.api.cli_keys", "keys"), ("redline.api.cli_rewards", "rewards"),
+                         ("redline.api.cli_eval", "eval")):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

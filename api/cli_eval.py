@@ -82,12 +82,12 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
     """
     from tqdm import tqdm
 
-    from agent import Settings
-    from evals.methods import parse_methods
+    from redline.agent import Settings
+    from redline.evals.methods import parse_methods
 
     if report_only:
-        from evals.harness import results_from_logs
-        from evals.report import format_selection, format_table, write_report
+        from redline.evals.harness import results_from_logs
+        from redline.evals.report import format_selection, format_table, write_report
 
         try:
             summary = write_report(results_from_logs(out), out)
@@ -126,11 +126,11 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
     started = time.perf_counter()
     embedder = generator = None
     if target is None or user_model == "llm" or task == "replay-lamp":
-        from agent.generators import build_generator
-        from agent.generators.cache import CachingGenerator
-        from evals._batching import BatchingGenerator, GreedyCopies
-        from evals.backends import LockedEmbedder
-        from retrieval import Embedder
+        from redline.agent.generators import build_generator
+        from redline.agent.generators.cache import CachingGenerator
+        from redline.evals._batching import BatchingGenerator, GreedyCopies
+        from redline.evals.backends import LockedEmbedder
+        from redline.retrieval import Embedder
 
         embedder = LockedEmbedder(Embedder(settings.embedding_model))
         try:
@@ -141,14 +141,14 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
             generator = CachingGenerator(generator, cache_path or out / "generator-cache.sqlite")
         generator = GreedyCopies(generator)  # greedy n > 1 (best-of-n / RPS at temperature 0): one text, n copies
     elif target:
-        from retrieval import Embedder
+        from redline.retrieval import Embedder
 
         embedder = Embedder(settings.embedding_model)
     try:
         if task == "replay-lamp":
             if target:
                 raise click.ClickException("replay-lamp runs in process only; drop --target")
-            from evals.replay import run_replay, write_replay_report
+            from redline.evals.replay import run_replay, write_replay_report
 
             results = run_replay(method_list, out, embedder=embedder, generator=generator, learn_edits=learn_edits,
                                  held_out=rounds, settings={**overrides, "reward_retrain_every": retrain_every},
@@ -158,8 +158,8 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
                 bar.close()
             click.echo(write_replay_report(results, out, command))
             return
-        from evals.harness import EvalConfig, run_eval
-        from evals.report import format_selection, format_table, write_report
+        from redline.evals.harness import EvalConfig, run_eval
+        from redline.evals.report import format_selection, format_table, write_report
 
         config = EvalConfig(task=task, methods=method_list, rounds=rounds, seeds=seed_list, user_model=user_model,
                             users_file=users_file, out=out, workers=workers, temperature=temperature,

@@ -7,7 +7,7 @@ import re
 
 import click
 
-from retrieval import NotFound, Store
+from redline.retrieval import NotFound, Store
 
 
 __all__ = ["keys"]

@@ -19,7 +19,7 @@ def _default_data() -> Path:
     shared = REPO.parent / "shared" / "data" / "edits"
     if shared.is_dir():
         return shared
-    from policies.lamp import VENDORED_DATA
+    from redline.policies.lamp import VENDORED_DATA
 
     return VENDORED_DATA
 
@@ -43,7 +43,7 @@ def rewards():
 @click.pass_obj
 def train(state, pairs_file, heads, seed, tenant, as_json):
     """Import pairs (optional), retrain the shared heads on every stored pair and swap the checkpoint."""
-    from policies import read_pairs_jsonl
+    from redline.policies import read_pairs_jsonl
 
     as_json = as_json or state.as_json
     imported = 0
@@ -79,8 +79,8 @@ def train(state, pairs_file, heads, seed, tenant, as_json):
 @click.pass_obj
 def eval_(state, data_dir, heads, folds, tau, seed, limit, out, as_json):
     """Held-out pairwise accuracy of single BT, mixture and per-writer routing on real writers' edits."""
-    from policies.lamp import evaluate_lamp, format_table, load_writers
-    from retrieval import Embedder
+    from redline.policies.lamp import evaluate_lamp, format_table, load_writers
+    from redline.retrieval import Embedder
 
     as_json = as_json or state.as_json
     if tau <= 0:

@@ -32,7 +32,7 @@ def serve(state, host, port, no_auth, log_level):
     overrides = dict(state.overrides)
     if no_auth:
         overrides["auth"] = False
-    from agent import Settings
+    from redline.agent import Settings
 
     settings = Settings(**overrides)
     configure_logging(getattr(logging, log_level.upper()))

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from agent import Agent, Settings
+from redline.agent import Agent, Settings
 
 from .errors import ApiError
 from .observability import Metrics

@@ -14,8 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from agent import AgentError, GeneratorUnavailable
-from retrieval import Conflict, EmbedderUnavailable, NotFound, RetrievalError
+from redline.agent import AgentError, GeneratorUnavailable
+from redline.retrieval import Conflict, EmbedderUnavailable, NotFound, RetrievalError
 
 __all__ = ["ApiError", "error_body", "error_response", "install_error_handlers"]
 log = logging.getLogger(__name__)

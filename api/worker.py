@@ -11,8 +11,8 @@ import logging
 import threading
 import time
 
-from agent import Agent, AgentError, GeneratorUnavailable
-from retrieval import RetrievalError
+from redline.agent import Agent, AgentError, GeneratorUnavailable
+from redline.retrieval import RetrievalError
 
 from .observability import Metrics, request_id_var
 

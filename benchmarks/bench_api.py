@@ -34,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from retrieval.store import Store, now_iso, vector_to_blob  # noqa: E402
+from redline.retrieval.store import Store, now_iso, vector_to_blob  # noqa: E402
 
 WORDS = ("budget transit council report revenue growth team launch demo schedule customer product review "
          "summary quarterly market policy research paper results method data model training city school").split()
@@ -91,7 +91,7 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REDLINE_")}
     env.update(REDLINE_DATA_DIR=str(data_dir), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     log = open(data_dir / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "api._scripted_server", "--port", "0"], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "redline.api._scripted_server", "--port", "0"], cwd=REPO, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     end = time.monotonic() + 180
     url = None

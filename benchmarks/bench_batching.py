@@ -34,11 +34,11 @@ PREFERENCES = ["bullet points, brief", "second person, immersive", "question ans
 
 def build(args):
     if args.generator == "openai":
-        from agent.generators.openai_backend import OpenAIGenerator
+        from redline.agent.generators.openai_backend import OpenAIGenerator
 
         return OpenAIGenerator(args.url, timeout=600)
-    from agent.generators.model_files import ensure_converted_model
-    from agent.generators.transformers_backend import TransformersGenerator
+    from redline.agent.generators.model_files import ensure_converted_model
+    from redline.agent.generators.transformers_backend import TransformersGenerator
 
     return TransformersGenerator(ensure_converted_model(REPO / ".redline" / "models")).load()
 
@@ -69,7 +69,7 @@ def main() -> None:
 
     from tqdm import tqdm
 
-    from agent import GenerationParams, prompts
+    from redline.agent import GenerationParams, prompts
 
     generator = build(args)
     doc = json.loads((REPO.parent / "shared/data/sources/reddit_tldr_test.jsonl").read_text()

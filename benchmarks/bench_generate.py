@@ -33,9 +33,9 @@ def main() -> None:
 
     from tqdm import tqdm
 
-    from agent import Agent, Settings
-    from agent.generators.model_files import ensure_converted_model
-    from retrieval.store import vector_to_blob, now_iso
+    from redline.agent import Agent, Settings
+    from redline.agent.generators.model_files import ensure_converted_model
+    from redline.retrieval.store import vector_to_blob, now_iso
 
     repo = Path(__file__).resolve().parents[1]
     model = ensure_converted_model(repo / ".redline" / "models")

@@ -25,8 +25,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from policies import MixtureRewardModel, RewardFeatures, score_candidates, select, update_state  # noqa: E402
-from policies.lamp import VENDORED_DATA, load_writers  # noqa: E402
+from redline.policies import MixtureRewardModel, RewardFeatures, score_candidates, select, update_state  # noqa: E402
+from redline.policies.lamp import VENDORED_DATA, load_writers  # noqa: E402
 
 
 def timed(fn, repeat: int) -> dict:
@@ -45,7 +45,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "bench_policies.json")
     args = ap.parse_args(argv)
-    from retrieval import Embedder
+    from redline.retrieval import Embedder
 
     writers = load_writers(VENDORED_DATA)
     rows = next(iter(writers.values()))[:8]

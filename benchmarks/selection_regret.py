@@ -27,9 +27,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agent import GenerationParams, edit_cost  # noqa: E402
-from agent import prompts  # noqa: E402
-from policies import MixtureRewardModel, RewardFeatures, combine, replay  # noqa: E402
+from redline.agent import GenerationParams, edit_cost  # noqa: E402
+from redline.agent import prompts  # noqa: E402
+from redline.policies import MixtureRewardModel, RewardFeatures, combine, replay  # noqa: E402
 
 DEGREE = re.compile(r"\b(very|really|extremely|incredibly|truly|highly|quite|absolutely)\s+", re.I)
 
@@ -58,10 +58,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "selection_regret.json")
     args = ap.parse_args(argv)
 
-    from agent.generators.cache import CachingGenerator
-    from agent.generators.model_files import ensure_converted_model
-    from agent.generators.transformers_backend import TransformersGenerator
-    from retrieval import Embedder
+    from redline.agent.generators.cache import CachingGenerator
+    from redline.agent.generators.model_files import ensure_converted_model
+    from redline.agent.generators.transformers_backend import TransformersGenerator
+    from redline.retrieval import Embedder
 
     gen = CachingGenerator(TransformersGenerator(ensure_converted_model(REPO / ".redline" / "models")).load(),
                            REPO / ".redline" / "bench-cache" / "selection_regret.sqlite")

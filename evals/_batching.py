@@ -18,7 +18,7 @@ import threading
 from concurrent.futures import Future
 from typing import Sequence
 
-from agent.generators import ChatPrompt, Generation, GenerationParams, Generator
+from redline.agent.generators import ChatPrompt, Generation, GenerationParams, Generator
 
 __all__ = ["BatchingGenerator", "GreedyCopies"]
 

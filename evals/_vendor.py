@@ -1,6 +1,6 @@
 """Rebuild ``evals/data/`` from the shared public samples (run once by a developer, not at run time).
 
-    python -m evals._vendor ../shared/data
+    python -m redline.evals._vendor ../shared/data
 
 Writes ``summarize.jsonl`` and ``email.jsonl`` (id, source, origin, text) and copies the LAMP edit files.
 Selection is deterministic: the first documents of each source (by file order) within a length range.

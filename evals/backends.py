@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent import Agent, GenerateOptions, Settings, prompts
+from redline.agent import Agent, GenerateOptions, Settings, prompts
 
 from .methods import Method
 

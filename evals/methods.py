@@ -74,6 +74,6 @@ def parse_methods(text: str, *, n: int = 4) -> list[Method]:
 
 def strategy_available(method: Method) -> bool:
     """Whether the agent in this process supports the method's selection strategy."""
-    from agent import agent as agent_module
+    from redline.agent import agent as agent_module
 
     return method.strategy in getattr(agent_module, "STRATEGIES", ("greedy",))

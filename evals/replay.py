@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agent import edit_cost
+from redline.agent import edit_cost
 
 from .backends import LocalBackend
 from .methods import Method, parse_method, strategy_available

@@ -10,8 +10,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent import prompts
-from agent.generators import GenerationParams, Generator
+from redline.agent import prompts
+from redline.agent.generators import GenerationParams, Generator
 
 from .ops import Operation, build_operation
 from .tasks import DATA_DIR

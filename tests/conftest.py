@@ -21,7 +21,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 @pytest.fixture
 def fresh_store():
-    from retrieval import Store
+    from redline.retrieval import Store
 
     store = Store(":memory:")
     yield store
@@ -30,14 +30,14 @@ def fresh_store():
 
 @pytest.fixture
 def scripted():
-    from agent import ScriptedGenerator
+    from redline.agent import ScriptedGenerator
 
     return ScriptedGenerator()
 
 
 @pytest.fixture(scope="session")
 def embedder():
-    from retrieval import Embedder
+    from redline.retrieval import Embedder
 
     emb = Embedder()
     emb.encode(["warm up"])
@@ -46,14 +46,14 @@ def embedder():
 
 @pytest.fixture(scope="session")
 def smollm_path() -> Path:
-    from agent.generators.model_files import ensure_converted_model
+    from redline.agent.generators.model_files import ensure_converted_model
 
     return ensure_converted_model(MODELS_DIR)
 
 
 @pytest.fixture(scope="session")
 def smollm(smollm_path):
-    from agent.generators.transformers_backend import TransformersGenerator
+    from redline.agent.generators.transformers_backend import TransformersGenerator
 
     return TransformersGenerator(smollm_path).load()
 
@@ -61,7 +61,7 @@ def smollm(smollm_path):
 @pytest.fixture
 def make_agent(tmp_path, embedder):
     """Build an Agent on a fresh data dir with the real embedder and a given generator."""
-    from agent import Agent, Settings
+    from redline.agent import Agent, Settings
 
     def build(generator, **settings):
         settings.setdefault("data_dir", tmp_path / "data")

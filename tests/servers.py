@@ -71,11 +71,11 @@ class Server:
 
 def scripted_server(data_dir: Path, **env: str) -> Server:
     env.setdefault("REDLINE_RETRY_AFTER_SECONDS", "1")
-    return Server(["-m", "api._scripted_server", "--port", "0"], data_dir, **env)
+    return Server(["-m", "redline.api._scripted_server", "--port", "0"], data_dir, **env)
 
 
 def create_key(data_dir: Path, tenant: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "api.cli", "--data-dir", str(data_dir), "keys", "create",
+    out = subprocess.run([sys.executable, "-m", "redline.api.cli", "--data-dir", str(data_dir), "keys", "create",
                           "--tenant", tenant], cwd=REPO, capture_output=True, text=True, check=True)
     return out.stdout.strip()
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from agent.cipher import consensus_preference
-from agent import (EditConflict, GenerateOptions, GeneratorUnavailable, InvalidInput, ScriptedGenerator,
+from redline.agent.cipher import consensus_preference
+from redline.agent import (EditConflict, GenerateOptions, GeneratorUnavailable, InvalidInput, ScriptedGenerator,
                    UnknownInteraction, UnknownPreference, UnknownUser)
 
 BIKES = "The city council voted to expand the bike lane network by forty miles over five years."

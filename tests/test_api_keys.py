@@ -5,9 +5,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from api.cli import cli
-from api.errors import error_body
-from retrieval import NotFound, Store
+from redline.api.cli import cli
+from redline.api.errors import error_body
+from redline.retrieval import NotFound, Store
 
 
 def test_store_keeps_only_hashes_and_resolves_tenants(fresh_store: Store):

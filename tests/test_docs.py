@@ -20,7 +20,7 @@ def _commands(cmd: click.Command, prefix: list[str]):
 
 
 def test_every_cli_command_is_in_the_readme():
-    from api.cli import cli
+    from redline.api.cli import cli
 
     commands = list(_commands(cli, ["redline"]))
     assert len(commands) >= 10
@@ -29,8 +29,8 @@ def test_every_cli_command_is_in_the_readme():
 
 
 def test_every_http_route_is_in_the_readme(tmp_path):
-    from agent import Settings
-    from api.app import create_app
+    from redline.agent import Settings
+    from redline.api.app import create_app
 
     app = create_app(Settings(data_dir=tmp_path))
     paths = set(app.openapi()["paths"])
@@ -40,7 +40,7 @@ def test_every_http_route_is_in_the_readme(tmp_path):
 
 
 def test_every_setting_is_in_the_readme():
-    from agent import Settings
+    from redline.agent import Settings
 
     names = [f"REDLINE_{name.upper()}" for name in Settings.model_fields]
     # A row may name two variables sharing a prefix ("REDLINE_GENERATOR_TIMEOUT, REDLINE_GENERATOR_RETRIES").

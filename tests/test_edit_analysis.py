@@ -1,6 +1,6 @@
 import pytest
 
-from agent.edit_analysis import TextShape, describe_edit, looks_like_preference
+from redline.agent.edit_analysis import TextShape, describe_edit, looks_like_preference
 
 DRAFT = ("The council approved the plan on Tuesday after a long debate about costs and safety! "
          "Officials said that construction would begin next year and continue for five years.")

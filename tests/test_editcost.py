@@ -1,6 +1,6 @@
 import pytest
 
-from agent.editcost import EditCost, edit_cost, tokenize
+from redline.agent.editcost import EditCost, edit_cost, tokenize
 
 
 def test_tokenize_separates_words_and_punctuation():

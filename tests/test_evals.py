@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent import GenerationParams, ScriptedGenerator
-from evals.ops import OPERATIONS, build_operation, sentences, split_frame
+from redline.agent import GenerationParams, ScriptedGenerator
+from redline.evals.ops import OPERATIONS, build_operation, sentences, split_frame
 
 DRAFT = ("Hello team,\n\nThe new model is great! It uses a novel method, which improves results by a lot and "
          "makes everything much faster than before for almost every user. We utilize public data.\n\nBest regards,\nAnn")
@@ -82,8 +82,8 @@ def test_bad_operation_specs():
 # -- users and tasks ------------------------------------------------------------------------------
 
 def test_shipped_users_load_and_cover_every_source():
-    from evals.tasks import TASKS, load_documents
-    from evals.users import load_user_specs
+    from redline.evals.tasks import TASKS, load_documents
+    from redline.evals.users import load_user_specs
 
     for task in TASKS:
         specs = load_user_specs(task)
@@ -94,7 +94,7 @@ def test_shipped_users_load_and_cover_every_source():
 
 
 def test_users_file_json_and_errors(tmp_path):
-    from evals.users import RuleUser, load_user_specs
+    from redline.evals.users import RuleUser, load_user_specs
 
     path = tmp_path / "users.json"
     path.write_text(json.dumps({"summarize": [{"name": "terse", "source": "news", "description": "one sentence",
@@ -112,8 +112,8 @@ def test_users_file_json_and_errors(tmp_path):
 
 
 def test_rule_users_accept_their_own_edits():
-    from evals.tasks import TASKS, load_documents
-    from evals.users import RuleUser, load_user_specs
+    from redline.evals.tasks import TASKS, load_documents
+    from redline.evals.users import RuleUser, load_user_specs
 
     for task in TASKS:
         user = RuleUser(load_user_specs(task))
@@ -124,7 +124,7 @@ def test_rule_users_accept_their_own_edits():
 
 
 def test_llm_user_judges_then_rewrites_without_the_document():
-    from evals.users import LLMUser, load_user_specs
+    from redline.evals.users import LLMUser, load_user_specs
 
     seen = []
 
@@ -141,7 +141,7 @@ def test_llm_user_judges_then_rewrites_without_the_document():
 
 
 def test_round_order_is_balanced_and_seeded():
-    from evals.tasks import load_documents, round_order
+    from redline.evals.tasks import load_documents, round_order
 
     docs = load_documents("summarize")
     a, b, c = round_order(docs, 20, 0), round_order(docs, 20, 0), round_order(docs, 20, 1)
@@ -152,7 +152,7 @@ def test_round_order_is_balanced_and_seeded():
 
 
 def test_methods_parse():
-    from evals.methods import parse_method, parse_methods
+    from redline.evals.methods import parse_method, parse_methods
 
     assert parse_method("icl-edit-3").icl_k == 3 and not parse_method("icl-edit-3").learns
     assert parse_method("cipher-1").k == 1 and parse_method("cipher-1").learns
@@ -178,8 +178,8 @@ class HashEmbedder:
 
 
 def test_preference_accuracy():
-    from evals.harness import PreferenceScorer
-    from evals.users import load_user_specs
+    from redline.evals.harness import PreferenceScorer
+    from redline.evals.users import load_user_specs
 
     specs = load_user_specs("summarize")
     scorer = PreferenceScorer(HashEmbedder(), specs)
@@ -192,7 +192,7 @@ def test_preference_accuracy():
 # -- generator wrappers ----------------------------------------------------------------------------
 
 def test_caching_generator_persists_and_keys_on_params(tmp_path):
-    from agent.generators.cache import CachingGenerator
+    from redline.agent.generators.cache import CachingGenerator
 
     inner = ScriptedGenerator(lambda p, i: p[-1]["content"].upper())
     path = tmp_path / "cache.sqlite"
@@ -214,7 +214,7 @@ def test_caching_generator_persists_and_keys_on_params(tmp_path):
 def test_batching_generator_merges_concurrent_calls():
     import threading
 
-    from evals._batching import BatchingGenerator
+    from redline.evals._batching import BatchingGenerator
 
     inner = ScriptedGenerator(lambda p, i: p[-1]["content"])
     gen = BatchingGenerator(inner, window=0.2)
@@ -246,9 +246,9 @@ def _respond(prompt, i):
 
 
 def test_harness_and_report(tmp_path):
-    from evals.harness import EvalConfig, run_eval
-    from evals.methods import parse_methods
-    from evals.report import write_report
+    from redline.evals.harness import EvalConfig, run_eval
+    from redline.evals.methods import parse_methods
+    from redline.evals.report import write_report
 
     gen = ScriptedGenerator(_respond)
     config = EvalConfig(task="summarize", methods=parse_methods("no-learning,oracle,icl-edit-2,cipher-1,redline"),
@@ -286,9 +286,9 @@ def test_harness_and_report(tmp_path):
 def test_report_from_logs_of_a_stopped_run(tmp_path):
     from click.testing import CliRunner
 
-    from api.cli import cli
-    from evals.harness import EvalConfig, results_from_logs, run_eval
-    from evals.methods import parse_methods
+    from redline.api.cli import cli
+    from redline.evals.harness import EvalConfig, results_from_logs, run_eval
+    from redline.evals.methods import parse_methods
 
     out = tmp_path / "out"
     config = EvalConfig(task="email", methods=parse_methods("no-learning,cipher-1"), rounds=5, seeds=[0], out=out,
@@ -306,7 +306,7 @@ def test_report_from_logs_of_a_stopped_run(tmp_path):
 
 
 def test_nearest_edits(tmp_path):
-    from agent import Agent, Settings
+    from redline.agent import Agent, Settings
 
     agent = Agent(Settings(data_dir=tmp_path), embedder=HashEmbedder(), generator=ScriptedGenerator())
     assert agent.nearest_edits("ann", "cats and dogs", 3) == []
@@ -318,8 +318,8 @@ def test_nearest_edits(tmp_path):
 
 
 def test_replay_lamp_with_scripted_generator(tmp_path):
-    from evals.methods import parse_methods
-    from evals.replay import run_replay, write_replay_report
+    from redline.evals.methods import parse_methods
+    from redline.evals.replay import run_replay, write_replay_report
 
     res = run_replay(parse_methods("cipher-1,oracle"), tmp_path, embedder=HashEmbedder(),
                      generator=ScriptedGenerator(lambda p, i: "A revised paragraph."), learn_edits=2, held_out=2)
@@ -333,8 +333,8 @@ def test_replay_lamp_with_scripted_generator(tmp_path):
 def test_http_backend_against_a_mock_transport():
     import httpx
 
-    from evals.backends import BackendError, HTTPBackend
-    from evals.methods import parse_method
+    from redline.evals.backends import BackendError, HTTPBackend
+    from redline.evals.methods import parse_method
 
     seen = []
 
@@ -369,11 +369,11 @@ def test_harness_over_http_against_the_real_app(tmp_path):
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
-    import evals.harness as harness
-    from agent import Agent, Settings
-    from api.app import create_app
-    from evals.harness import EvalConfig, run_eval
-    from evals.methods import parse_methods
+    import redline.evals.harness as harness
+    from redline.agent import Agent, Settings
+    from redline.api.app import create_app
+    from redline.evals.harness import EvalConfig, run_eval
+    from redline.evals.methods import parse_methods
 
     settings = Settings(data_dir=tmp_path / "server", auth=False)
     app = create_app(settings, Agent(settings, embedder=HashEmbedder(), generator=ScriptedGenerator(_respond)))
@@ -400,7 +400,7 @@ def test_harness_over_http_against_the_real_app(tmp_path):
 def test_cli_errors_are_one_sentence(tmp_path):
     from click.testing import CliRunner
 
-    from api.cli import cli
+    from redline.api.cli import cli
 
     res = CliRunner().invoke(cli, ["eval", "--task", "summarize", "--methods", "gpt", "--out", str(tmp_path)])
     assert res.exit_code == 1 and res.output.strip().endswith(
@@ -425,9 +425,9 @@ def _respond_varied(prompt, i):
 def test_redline_trains_reward_heads_during_a_run(tmp_path):
     """LocalBackend calls agent.maintenance() after each learned edit: with --retrain-every 2 the redline
     stream gets reward heads after two edits and later drafts are picked by the reward; cipher-5 never."""
-    from evals.harness import EvalConfig, results_from_logs, run_eval
-    from evals.methods import parse_methods, strategy_available
-    from evals.report import write_report
+    from redline.evals.harness import EvalConfig, results_from_logs, run_eval
+    from redline.evals.methods import parse_methods, strategy_available
+    from redline.evals.report import write_report
 
     methods = parse_methods("cipher-5,redline")
     if not strategy_available(methods[1]):
@@ -461,8 +461,8 @@ def test_redline_trains_reward_heads_during_a_run(tmp_path):
 
 
 def test_redline_without_retraining_stays_cold(tmp_path):
-    from evals.harness import EvalConfig, run_eval
-    from evals.methods import parse_methods, strategy_available
+    from redline.evals.harness import EvalConfig, run_eval
+    from redline.evals.methods import parse_methods, strategy_available
 
     methods = parse_methods("redline")
     if not strategy_available(methods[0]):
@@ -474,7 +474,7 @@ def test_redline_without_retraining_stays_cold(tmp_path):
 
 
 def test_greedy_copies():
-    from evals._batching import GreedyCopies
+    from redline.evals._batching import GreedyCopies
 
     inner = ScriptedGenerator(lambda p, i: f"text {i}")
     gen = GreedyCopies(inner)
@@ -487,7 +487,7 @@ def test_greedy_copies():
 
 
 def test_selection_of():
-    from evals.backends import selection_of
+    from redline.evals.backends import selection_of
 
     assert selection_of("greedy", [{"score": None}]) == "greedy"
     assert selection_of("rps", [{"score": None}]) == "cold-start"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from retrieval import IndexCache, PreferenceIndex
+from redline.retrieval import IndexCache, PreferenceIndex
 
 
 def _unit(rows):

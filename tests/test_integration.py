@@ -23,7 +23,7 @@ ALICE_EDIT = "- Council expands bike lanes by 40 miles\n- Five-year plan\n- Safe
 def run(data_dir: Path, model: Path, *args: str, stdin: bytes | None = None, check: bool = True):
     env = dict(os.environ, REDLINE_DATA_DIR=str(data_dir), REDLINE_GENERATOR_MODEL=str(model),
                REDLINE_MAX_TOKENS="40")
-    proc = subprocess.run([sys.executable, "-m", "api.cli", *args], input=stdin, capture_output=True, env=env,
+    proc = subprocess.run([sys.executable, "-m", "redline.api.cli", *args], input=stdin, capture_output=True, env=env,
                           timeout=600, cwd=Path(__file__).resolve().parents[1])
     if check:
         assert proc.returncode == 0, proc.stderr.decode()
@@ -119,7 +119,7 @@ def test_generator_down_is_one_line_and_stores_nothing(tmp_path, smollm_path):
 
 
 def test_transformers_batch_of_prompts_with_several_samples_each(smollm):
-    from agent.generators import GenerationParams
+    from redline.agent.generators import GenerationParams
 
     prompts = [[{"role": "user", "content": "Name a colour."}], [{"role": "user", "content": "Name a fruit."}]]
     sampled = smollm.generate(prompts, GenerationParams(n=3, temperature=0.9, max_tokens=8, seed=1))

@@ -9,11 +9,11 @@ import threading
 
 import pytest
 
-from agent import GeneratorUnavailable
-from agent.generators import model_files
-from agent.generators.transformers_backend import TransformersGenerator
-from retrieval import Embedder
-from retrieval.embedder import MODEL_LOADING
+from redline.agent import GeneratorUnavailable
+from redline.agent.generators import model_files
+from redline.agent.generators.transformers_backend import TransformersGenerator
+from redline.retrieval import Embedder
+from redline.retrieval.embedder import MODEL_LOADING
 
 
 def held_by_another_thread() -> bool:

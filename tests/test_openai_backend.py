@@ -4,8 +4,8 @@ import socket
 import httpx
 import pytest
 
-from agent import GenerationParams, GeneratorUnavailable
-from agent.generators.openai_backend import OpenAIGenerator
+from redline.agent import GenerationParams, GeneratorUnavailable
+from redline.agent.generators.openai_backend import OpenAIGenerator
 
 
 def handler(request: httpx.Request) -> httpx.Response:

@@ -1,8 +1,11 @@
-"""A non-editable install ships only what pyproject.toml lists: every data file that lives inside a
-package (policies/data/lamp/..., evals/data/...) must be matched by a package-data glob."""
+"""What an install ships: every folder installs under the one ``redline`` import name (pyproject's
+``package-dir``), every package folder and every data file inside one is listed, and a wheel holds nothing else."""
 
 import glob
+import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -12,34 +15,40 @@ def _setuptools_config() -> dict:
     return tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
 
 
+def _folder(name: str, package_dir: dict[str, str]) -> Path:
+    """The folder of dotted package ``name`` under the ``package-dir`` mapping (most specific prefix wins)."""
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:i])
+        if prefix in package_dir:
+            return REPO / package_dir[prefix] / Path(*parts[i:])
+    raise AssertionError(f"package {name} is not under any package-dir mapping")
+
+
 def _packages(config: dict) -> dict[str, Path]:
-    """Dotted name -> folder of every package that ``packages.find`` picks up."""
-    tops = {pattern.rstrip("*").rstrip(".") for pattern in config["packages"]["find"]["include"]}
-    found = {}
-    for top in tops:
-        for init in (REPO / top).rglob("__init__.py"):
-            folder = init.parent
-            found[".".join(folder.relative_to(REPO).parts)] = folder
-    return found
+    """Dotted name -> folder of every package that pyproject.toml lists."""
+    return {name: _folder(name, config["package-dir"]) for name in config["packages"]}
 
 
-def _data_files(packages: dict[str, Path]) -> dict[Path, str]:
-    """Every non-Python file under a package folder -> the nearest enclosing package."""
-    files = {}
-    for name, folder in sorted(packages.items(), key=lambda kv: len(kv[1].parts)):  # deepest package wins
-        for path in folder.rglob("*"):
-            if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".py", ".pyc"):
-                files[path] = name
-    return files
+def test_every_folder_installs_under_redline():
+    config = _setuptools_config()
+    assert all(name.startswith("redline.") for name in config["packages"])
+    assert all(name.startswith("redline.") for name in config["package-dir"])
+    listed = set(_packages(config).values())
+    on_disk = {init.parent for top in config["package-dir"].values() for init in (REPO / top).rglob("__init__.py")}
+    assert on_disk == listed, f"package folders not listed in [tool.setuptools] packages: {on_disk - listed}"
 
 
 def test_every_data_file_inside_a_package_is_in_package_data():
     config = _setuptools_config()
     packages = _packages(config)
     globs = config.get("package-data", {})
-    data = _data_files(packages)
-    assert any(p.is_relative_to(REPO / "policies" / "data" / "lamp") for p in data)  # the check sees them
-    assert any(p.is_relative_to(REPO / "evals" / "data") for p in data)
+    data = {}
+    for name, folder in sorted(packages.items(), key=lambda kv: len(kv[1].parts)):  # deepest package wins
+        for path in folder.rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix not in (".py", ".pyc"):
+                data[path] = name
+    assert any(p.is_relative_to(REPO / "evals" / "data") for p in data)  # the check sees them
     missing = []
     for path, package in data.items():
         root = packages[package]
@@ -48,3 +57,26 @@ def test_every_data_file_inside_a_package_is_in_package_data():
         if path not in covered:
             missing.append(str(path.relative_to(REPO)))
     assert not missing, f"not in [tool.setuptools.package-data], so missing from a wheel: {missing}"
+
+
+def test_the_wheel_holds_only_the_redline_namespace(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "--disable-pip-version-check", "-w", str(tmp_path), str(REPO)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("redline-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names}
+    assert tops == {"redline", next(t for t in tops if t.endswith(".dist-info"))}, tops
+    assert "redline/evals/data/lamp_W3_edits.json" in names and "redline/api/routes/users.py" in names
+    assert "redline/__init__.py" not in names  # a namespace: the folders are its only content
+
+
+def test_installed_names_are_redline_only(tmp_path):
+    """Away from the repository (no folder on sys.path), only ``redline.*`` imports; nothing bare does."""
+    code = ("import importlib, importlib.util, sys\n"
+            f"for name in {sorted(_setuptools_config()['packages'])!r}:\n"
+            "    importlib.import_module(name)\n"
+            "bare = [n for n in ('agent', 'api', 'cli', 'evals', 'policies', 'retrieval', 'store', 'testing')\n"
+            "        if n in sys.modules or importlib.util.find_spec(n) is not None]\n"
+            "assert not bare, bare\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

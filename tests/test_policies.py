@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-import policies
-from policies import (CandidatePlan, MixtureRewardModel, NotFittedError, RewardCheckpoints, RewardFeatures,
+import redline.policies as policies
+from redline.policies import (CandidatePlan, MixtureRewardModel, NotFittedError, RewardCheckpoints, RewardFeatures,
                       StyleFeatures, batch_layout, combine, hedge_step, plan_candidates, read_pairs_jsonl, replay,
                       score_candidates, select, update_state)
-from policies.lamp import evaluate_lamp, format_table, load_writers
+from redline.policies.lamp import evaluate_lamp, format_table, load_writers
 
 
 def test_policies_all():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import GenerateOptions
+from redline.agent import GenerateOptions
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[1]
@@ -49,7 +49,7 @@ class Recording(Counting):
 @pytest.fixture
 def trained_agent(make_agent, smollm):
     """Edits learned and heads trained with a scripted generator (fast); then SmolLM2 writes the candidates."""
-    from agent import ScriptedGenerator
+    from redline.agent import ScriptedGenerator
 
     said = iter(range(10**6))
     agent = make_agent(ScriptedGenerator(lambda prompt, i: f"plain words number {next(said)}"), max_tokens=8,
@@ -94,7 +94,7 @@ def test_best_of_n_and_rps_make_one_batched_call(trained_agent):
 
 def test_routing_state_updates_after_an_edit_and_cold_start(trained_agent):
     agent, gen = trained_agent
-    from agent import ScriptedGenerator
+    from redline.agent import ScriptedGenerator
 
     agent._generator = ScriptedGenerator(lambda prompt, i: f"a short plain summary {i}")
     before = agent.preferences("alice")["routing"]
@@ -117,14 +117,14 @@ def run_cli(*args, data_dir):
     """The CLI in process (the models load once per session); returns (exit code, stdout, stderr)."""
     from click.testing import CliRunner
 
-    from api.cli import cli
+    from redline.api.cli import cli
 
     result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), *args], catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
 
 
 def test_rewards_eval_json_on_vendored_data(tmp_path):
-    from policies.lamp import VENDORED_DATA
+    from redline.policies.lamp import VENDORED_DATA
 
     out = tmp_path / "eval.json"
     proc = run_cli("rewards", "eval", "--data", str(VENDORED_DATA), "--limit", "10", "--folds", "2",

@@ -1,6 +1,6 @@
 import pytest
 
-from agent import prompts
+from redline.agent import prompts
 
 
 def test_task_prompt_includes_context_and_preference():

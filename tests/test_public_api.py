@@ -1,7 +1,7 @@
 """The packages' public surfaces are small and deliberate: changing one is a visible decision."""
 
-import agent
-import retrieval
+import redline.agent as agent
+import redline.retrieval as retrieval
 
 
 def test_agent_all():

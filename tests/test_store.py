@@ -3,7 +3,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from retrieval import SCHEMA_VERSION, Conflict, NotFound, Store
+from redline.retrieval import SCHEMA_VERSION, Conflict, NotFound, Store
 
 
 def _interaction(store, user_id, draft="draft text", vec=None):
@@ -201,7 +201,7 @@ def test_aggregations_belong_to_their_user_and_go_with_preference_changes(fresh_
 def test_an_older_schema_opens_and_upgrades(tmp_path, version):
     import sqlite_utils
 
-    from retrieval.store import MIGRATIONS
+    from redline.retrieval.store import MIGRATIONS
 
     path = tmp_path / "old.db"
     db = sqlite_utils.Database(path)

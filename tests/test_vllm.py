@@ -70,7 +70,7 @@ class RecordingTransport(httpx.BaseTransport):
 
 @pytest.fixture
 def recorded(vllm_url):
-    from agent.generators.openai_backend import OpenAIGenerator
+    from redline.agent.generators.openai_backend import OpenAIGenerator
 
     transport = RecordingTransport()
     generator = OpenAIGenerator(vllm_url, transport=transport)
@@ -79,7 +79,7 @@ def recorded(vllm_url):
 
 
 def test_n_samples_come_from_one_request(recorded):
-    from agent import GenerationParams
+    from redline.agent import GenerationParams
 
     generator, transport = recorded
     prompt = [{"role": "user", "content": "Write one sentence about autumn."}]
@@ -91,7 +91,7 @@ def test_n_samples_come_from_one_request(recorded):
 
 
 def test_different_prompts_are_concurrent_requests(recorded):
-    from agent import GenerationParams
+    from redline.agent import GenerationParams
 
     generator, transport = recorded
     prompts = [[{"role": "user", "content": f"Name a {thing}."}] for thing in ("colour", "river", "bird", "tree")]
@@ -104,7 +104,7 @@ def test_different_prompts_are_concurrent_requests(recorded):
 
 
 def test_learning_loop_through_vllm(make_agent, vllm_url):
-    from agent.generators.openai_backend import OpenAIGenerator
+    from redline.agent.generators.openai_backend import OpenAIGenerator
 
     agent = make_agent(OpenAIGenerator(vllm_url), max_tokens=32, temperature=0)
     first = agent.generate("alice", CONTEXTS[0], "summarize")
@@ -120,7 +120,7 @@ def test_learning_loop_through_vllm(make_agent, vllm_url):
 
 @pytest.mark.parametrize("strategy", ["best_of_n", "rps"])
 def test_selection_strategies_through_vllm(make_agent, recorded, strategy):
-    from agent import GenerateOptions, ScriptedGenerator
+    from redline.agent import GenerateOptions, ScriptedGenerator
 
     generator, transport = recorded
     said = iter(range(10**6))
@@ -150,7 +150,7 @@ def test_selection_strategies_through_vllm(make_agent, recorded, strategy):
 
 def test_redline_server_on_vllm(tmp_path, vllm_url):
     """`redline serve --generator openai` in front of vLLM: generate, edit, generate, then best-of-n."""
-    server = Server(["-m", "api.cli", "serve", "--port", "0", "--no-auth"], tmp_path / "data",
+    server = Server(["-m", "redline.api.cli", "serve", "--port", "0", "--no-auth"], tmp_path / "data",
                     REDLINE_GENERATOR="openai", REDLINE_GENERATOR_URL=vllm_url, REDLINE_MAX_TOKENS="32",
                     REDLINE_TEMPERATURE="0", REDLINE_REWARD_RETRAIN_EVERY="1").wait_ready()
     try:
@@ -186,15 +186,15 @@ def in_process_vllm():
         if os.environ.get("REDLINE_TEST_VLLM_IN_PROCESS") == "1":
             pytest.fail("REDLINE_TEST_VLLM_IN_PROCESS=1 but vllm is not importable here")
         pytest.skip("vllm is not installed in this environment (scripts/test-vllm runs this in .vllm-venv)")
-    from agent.generators.model_files import ensure_converted_model
-    from agent.generators.vllm_backend import VLLMGenerator
+    from redline.agent.generators.model_files import ensure_converted_model
+    from redline.agent.generators.vllm_backend import VLLMGenerator
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     return VLLMGenerator(str(ensure_converted_model(MODELS_DIR)))
 
 
 def test_in_process_vllm_batches_prompts_and_samples_and_learns(in_process_vllm, make_agent):
-    from agent import GenerationParams
+    from redline.agent import GenerationParams
 
     prompts = [[{"role": "user", "content": "Name a colour."}], [{"role": "user", "content": "Name a fruit."}]]
     outs = in_process_vllm.generate(prompts, GenerationParams(n=3, temperature=1.0, max_tokens=16, seed=2))

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from retrieval.embedder import MODEL_LOADING
+from redline.retrieval.embedder import MODEL_LOADING
 
 __all__ = ["packaged_gguf", "ensure_converted_model", "EMBEDDED_MODEL_NAME"]
 
@@ -74,7 +74,7 @@ def _convert(gguf: Path, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-if __name__ == "__main__":  # python -m agent.generators.model_files DIR
+if __name__ == "__main__":  # python -m redline.agent.generators.model_files DIR
     import sys
 
     logging.basicConfig(level=logging.INFO)

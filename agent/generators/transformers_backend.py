@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
-from retrieval.embedder import MODEL_LOADING
+from redline.retrieval.embedder import MODEL_LOADING
 
 from ..errors import GeneratorUnavailable
 from .base import ChatPrompt, Generation, GenerationParams, apply_stop

@@ -9,7 +9,7 @@ import time
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from agent import GenerateOptions
+from redline.agent import GenerateOptions
 
 from ..deps import AgentDep, MetricsDep, SettingsDep, TenantDep
 from ..errors import ApiError

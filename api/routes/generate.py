@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from agent import GenerateOptions
+from redline.agent import GenerateOptions
 
 from ..deps import AgentDep, MetricsDep, SettingsDep, TenantDep
 from ..errors import ApiError

@@ -1,0 +1,76 @@
+"""Configuration: one typed settings object, read from ``REDLINE_*`` environment variables.
+
+CLI flags override individual fields (``Settings(**overrides)``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REDLINE_", extra="ignore")
+
+    data_dir: Path = Field(Path.home() / ".redline", description="Where the store, models and checkpoints live.")
+    generator: Literal["transformers", "openai", "vllm"] = Field(
+        "transformers", description="Generator back-end: in-process CPU model, OpenAI-compatible server, or in-process vLLM.")
+    generator_url: str = Field("http://127.0.0.1:8000/v1", description="Base URL of the OpenAI-compatible server.")
+    generator_model: str | None = Field(
+        None, description="Model name (openai/vllm) or local model folder (transformers); default: packaged SmolLM2.")
+    generator_api_key: str = Field("EMPTY", description="API key sent to the OpenAI-compatible server.")
+    generator_timeout: float = Field(120.0, gt=0, description="Seconds before a generator request times out.")
+    generator_retries: int = Field(2, ge=0, description="Retries (with backoff) for a failed generator request.")
+    embedding_model: Path | None = Field(None, description="sentence-transformers folder; default: packaged all-MiniLM-L6-v2.")
+    k: int = Field(5, ge=1, le=50, description="CIPHER: how many nearest past contexts to retrieve.")
+    delta: int = Field(0, ge=0, description="Edits whose word-level cost is at or below this count as 'no edit'.")
+    max_tokens: int = Field(192, ge=1, le=8192, description="Default maximum tokens per generated text.")
+    temperature: float = Field(0.7, ge=0.0, le=2.0, description="Default sampling temperature (0 = greedy).")
+    max_text_chars: int = Field(20_000, ge=1, description="Longest context or edited text accepted, in characters.")
+    context_chars_in_prompt: int = Field(4_000, ge=200, description="Context characters shown to the generator.")
+    index_cache_users: int = Field(256, ge=1, description="Per-user FAISS indexes kept in memory.")
+    seed: int | None = Field(None, description="Sampling seed for reproducible generations.")
+    # -- HTTP server (api/) --
+    auth: bool = Field(True, description="Require a Bearer API key on /v1 routes; false only for local use "
+                                         "(every request then acts in tenant 'default').")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest HTTP request body accepted, in bytes.")
+    max_request_tokens: int = Field(2048, ge=1, le=8192, description="Largest max_tokens one HTTP request may ask for.")
+    retry_after_seconds: int = Field(10, ge=1, description="Retry-After sent with 503 when the generator is down; "
+                                                          "also the learning worker's back-off.")
+    maintenance_interval: float = Field(300.0, gt=0, description="Seconds between the worker's maintenance calls.")
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
+    @property
+    def store_path(self) -> Path:
+        return self.data_dir / "redline.db"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    # -- reward heads and selection (policies/) --
+    reward_heads: int = Field(4, ge=1, le=64, description="MiCRo: number of Bradley-Terry reward heads (1 = single BT).")
+    reward_tau: float = Field(1.0, gt=0, description="MiCRo: temperature of the per-user online routing (Hedge) step.")
+    reward_retrain_every: int = Field(20, ge=1, description="Retrain the shared reward heads once this many new "
+                                                            "preference pairs arrived since the last checkpoint.")
+    reward_n: int = Field(4, ge=1, le=16, description="Candidates per request for best_of_n and rps (default for n).")
+    reward_seed: int = Field(0, description="Seed for training the reward heads.")
+
+    @property
+    def rewards_dir(self) -> Path:
+        return self.data_dir / "rewards"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,136 @@
+"""What changed between a draft and the user's kept text, in words a preference can be made of.
+
+The observations go into the preference-inference prompt (a small generator then has concrete evidence
+to name) and stand in for the inferred preference when the generator's answer is unusable (it restated
+the content instead of describing a style).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .editcost import tokenize
+
+__all__ = ["TextShape", "describe_edit", "looks_like_preference"]
+
+_SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
+_BULLET = re.compile(r"^\s*[-*•]\s+")
+_NUMBERED = re.compile(r"^\s*\d+[.)]\s+")
+_EMOJI = re.compile("[\U0001F300-\U0001FAFF\u2600-\u27BF]")
+_GREETING = re.compile(r"^\s*(hi|hello|hey|dear|greetings)\b", re.I)
+_CLOSING = re.compile(r"^\s*(best|regards|thanks|thank you|cheers|sincerely|kind regards|best regards)\b", re.I)
+_SECOND_PERSON = re.compile(r"\b(you|your|yours|yourself)\b", re.I)
+
+
+@dataclass(frozen=True)
+class TextShape:
+    words: int
+    sentences: int
+    mean_sentence_words: float
+    bullets: int
+    numbered: int
+    questions: int
+    exclamations: int
+    emojis: int
+    greeting: bool
+    closing: bool
+    second_person: float
+    heading: bool
+
+    @classmethod
+    def of(cls, text: str) -> "TextShape":
+        lines = [line for line in text.splitlines() if line.strip()]
+        words = len(re.findall(r"\w+", text))
+        sentences = [s for s in _SENTENCE.findall(text) if re.search(r"\w", s)]
+        last_lines = lines[-2:] if len(lines) > 1 else []
+        first = lines[0].strip() if lines else ""
+        return cls(
+            words=words,
+            sentences=len(sentences),
+            mean_sentence_words=words / max(1, len(sentences)),
+            bullets=sum(bool(_BULLET.match(line)) for line in lines),
+            numbered=sum(bool(_NUMBERED.match(line)) for line in lines),
+            questions=text.count("?"),
+            exclamations=text.count("!"),
+            emojis=len(_EMOJI.findall(text)),
+            greeting=bool(lines) and bool(_GREETING.match(lines[0])),
+            closing=any(_CLOSING.match(line) for line in last_lines),
+            second_person=len(_SECOND_PERSON.findall(text)) / max(1, words),
+            heading=len(lines) > 1 and len(first.split()) <= 8 and not first.endswith((".", "!", "?"))
+                    and not _BULLET.match(first) and not _GREETING.match(first),
+        )
+
+
+def describe_edit(draft: str, edited: str) -> list[str]:
+    """Short observations of how ``edited`` differs from ``draft`` in form (not content).
+
+    >>> describe_edit("One long sentence here. And another!", "- one\\n- two")
+    ['bullet points', 'no exclamation marks', 'brief']
+    """
+    a, b = TextShape.of(draft), TextShape.of(edited)
+    notes: list[str] = []
+    if b.bullets >= 2 and b.bullets > a.bullets:
+        notes.append("bullet points")
+    if b.numbered >= 2 and b.numbered > a.numbered:
+        notes.append("numbered steps")
+    if b.heading and not a.heading:
+        notes.append("a title line first")
+    if b.greeting and not a.greeting:
+        notes.append("starts with a greeting")
+    if b.closing and not a.closing:
+        notes.append("ends with a sign-off")
+    if a.closing and not b.closing:
+        notes.append("no closing line")
+    if b.questions > a.questions:
+        notes.append("asks questions")
+    if a.exclamations and not b.exclamations:
+        notes.append("no exclamation marks")
+    if b.emojis > a.emojis:
+        notes.append("with emojis")
+    if b.second_person > a.second_person + 0.02:
+        notes.append("addresses the reader as 'you'")
+    if a.words and b.words < 0.75 * a.words:
+        notes.append("brief")
+    elif a.words and b.words > 1.3 * a.words:
+        notes.append("more detailed")
+    if b.sentences >= 2 and b.mean_sentence_words < 0.75 * a.mean_sentence_words and not b.bullets:
+        notes.append("short sentences")
+    return notes
+
+
+# Words that name the texts in the inference and aggregation prompts, or say nothing about style:
+# an answer made only of these ("The edited version", "Draft:") echoes a prompt label, not a preference.
+_LABEL_WORDS = frozenset(
+    "a an the s this that these those of to in on for and or with its it is are be user users "
+    "edited edit edits version versions draft drafts text texts original assistant answer preference "
+    "preferences combined writing style format phrase changes change form noticed so far beginning "
+    "here new revised output response".split())
+
+# Chat filler a small generator puts before (or instead of) its answer: "I'm glad to help! Here's ..."
+_CHAT_PREAMBLE = re.compile(r"^\W*(i['’]m|i am|i['’]d|i would|i will|i can|sure|certainly|of course|"
+                            r"here['’]s|here is|here are|okay|ok)\b", re.I)
+
+
+def looks_like_preference(text: str, *sources: str, max_words: int = 20, ngram: int = 5) -> bool:
+    """False when ``text`` is too long, repeats itself, only echoes the prompt's labels (small
+    generators answer "The edited version"), is chat filler ("I'm glad to help!"), or copies a run of
+    ``ngram`` tokens from a source: then the generator restated content instead of naming a preference.
+
+    >>> looks_like_preference("The edited version"), looks_like_preference("casual tone, no closing")
+    (False, True)
+    """
+    tokens = [t.lower() for t in tokenize(text)]
+    words = [t for t in tokens if re.search(r"\w", t)]
+    if not words or len(text.split()) > max_words:
+        return False
+    if all(w in _LABEL_WORDS for w in words) or _CHAT_PREAMBLE.match(text):
+        return False
+    if len(words) >= 6 and len(set(words)) < 0.5 * len(words):
+        return False
+    grams = {tuple(tokens[i:i + ngram]) for i in range(len(tokens) - ngram + 1)}
+    for source in sources:
+        st = [t.lower() for t in tokenize(source)]
+        if grams & {tuple(st[i:i + ngram]) for i in range(len(st) - ngram + 1)}:
+            return False
+    return True

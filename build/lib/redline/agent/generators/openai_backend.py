@@ -1,0 +1,91 @@
+"""Generator over any OpenAI-compatible HTTP server (``vllm serve`` in production), with httpx."""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+import httpx
+
+from ..errors import GeneratorUnavailable
+from .base import ChatPrompt, Generation, GenerationParams
+
+__all__ = ["OpenAIGenerator"]
+log = logging.getLogger(__name__)
+
+
+class OpenAIGenerator:
+    """``POST {base_url}/chat/completions`` with ``n`` samples per request; different prompts are sent
+    as concurrent requests so the server's continuous batching and prefix caching share the work.
+
+    Failures (connection refused, timeouts, 5xx) are retried with exponential backoff, then raised as
+    ``GeneratorUnavailable`` with the URL in the message.
+    """
+
+    def __init__(self, base_url: str, model: str | None = None, *, api_key: str = "EMPTY",
+                 timeout: float = 120.0, retries: int = 2, backoff: float = 0.5, max_concurrency: int = 16,
+                 transport: httpx.BaseTransport | None = None):
+        self.base_url = base_url.rstrip("/")
+        self._model = model
+        self.retries = retries
+        self.backoff = backoff
+        self.max_concurrency = max_concurrency
+        self._client = httpx.Client(base_url=self.base_url, timeout=timeout, transport=transport,
+                                    headers={"Authorization": f"Bearer {api_key}"})
+
+    @property
+    def model_name(self) -> str:
+        if self._model is None:
+            self._model = self.models()[0]
+        return self._model
+
+    def _request(self, method: str, path: str, **kwargs) -> dict:
+        last: Exception | None = None
+        for attempt in range(self.retries + 1):
+            try:
+                response = self._client.request(method, path, **kwargs)
+            except httpx.HTTPError as exc:
+                last = exc
+            else:
+                if response.status_code < 500 and response.status_code != 429:
+                    if response.status_code >= 400:
+                        raise GeneratorUnavailable(
+                            f"generator at {self.base_url} rejected the request ({response.status_code}): "
+                            f"{response.text[:300]}")
+                    return response.json()
+                last = RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+            if attempt < self.retries:
+                time.sleep(self.backoff * 2 ** attempt)
+        raise GeneratorUnavailable(f"generator at {self.base_url} is unreachable or failing: {last}") from last
+
+    def models(self) -> list[str]:
+        data = self._request("GET", "/models")
+        names = [m["id"] for m in data.get("data", [])]
+        if not names:
+            raise GeneratorUnavailable(f"generator at {self.base_url} serves no model")
+        return names
+
+    def _one(self, prompt: ChatPrompt, params: GenerationParams) -> Generation:
+        body = {"model": self.model_name, "messages": prompt, "n": params.n, "temperature": params.temperature,
+                "max_tokens": params.max_tokens, "top_p": params.top_p}
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.seed is not None:
+            body["seed"] = params.seed
+        data = self._request("POST", "/chat/completions", json=body)
+        choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
+        usage = data.get("usage") or {}
+        return Generation([(c["message"].get("content") or "").strip() for c in choices],
+                          prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                          completion_tokens=int(usage.get("completion_tokens", 0)))
+
+    def generate(self, prompts: Sequence[ChatPrompt], params: GenerationParams) -> list[Generation]:
+        if len(prompts) <= 1:
+            return [self._one(p, params) for p in prompts]
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(prompts))) as pool:
+            return list(pool.map(lambda p: self._one(p, params), prompts))
+
+    def close(self) -> None:
+        self._client.close()

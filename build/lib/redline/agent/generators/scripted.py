@@ -1,0 +1,38 @@
+"""A real, deterministic Generator for unit tests: answers come from a function of the prompt."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from .base import ChatPrompt, Generation, GenerationParams
+
+__all__ = ["ScriptedGenerator"]
+
+
+class ScriptedGenerator:
+    """``respond(prompt, index) -> text``; records every call in ``calls`` (prompts, params).
+
+    >>> gen = ScriptedGenerator(lambda prompt, i: f"answer {i}")
+    >>> gen.generate([[{"role": "user", "content": "hi"}]], GenerationParams(n=2))[0].texts
+    ['answer 0', 'answer 1']
+    """
+
+    model_name = "scripted"
+
+    def __init__(self, respond: Callable[[ChatPrompt, int], str] | None = None):
+        self.respond = respond or (lambda prompt, i: f"draft {i}")
+        self.calls: list[tuple[list[ChatPrompt], GenerationParams]] = []
+        self.down = False
+
+    def generate(self, prompts: Sequence[ChatPrompt], params: GenerationParams) -> list[Generation]:
+        from ..errors import GeneratorUnavailable
+
+        if self.down:
+            raise GeneratorUnavailable("scripted generator is down")
+        self.calls.append((list(prompts), params))
+        out = []
+        for prompt in prompts:
+            texts = [self.respond(prompt, i) for i in range(params.n)]
+            words = sum(len(m["content"].split()) for m in prompt)
+            out.append(Generation(texts, prompt_tokens=words, completion_tokens=sum(len(t.split()) for t in texts)))
+        return out

@@ -1,0 +1,106 @@
+"""In-process CPU generator on transformers: the embedded default (SmolLM2-135M-Instruct)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Sequence
+
+from redline.retrieval.embedder import MODEL_LOADING
+
+from ..errors import GeneratorUnavailable
+from .base import ChatPrompt, Generation, GenerationParams, apply_stop
+
+__all__ = ["TransformersGenerator"]
+log = logging.getLogger(__name__)
+
+
+class TransformersGenerator:
+    """Batched sampling with ``model.generate``: all prompts (left-padded) × ``n`` in one forward loop.
+
+    ``model_path`` is a local transformers folder; the model loads on the first call.
+    """
+
+    def __init__(self, model_path: str | os.PathLike, *, max_batch: int = 16, threads: int | None = None):
+        self.model_path = Path(model_path)
+        self.model_name = self.model_path.name
+        self.max_batch = max_batch
+        self.threads = threads
+        self._model = None
+        self._tokenizer = None
+        self._lock = threading.Lock()
+
+    def _load(self):
+        if self._model is None:
+            with MODEL_LOADING:  # see retrieval.embedder.MODEL_LOADING
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                import torch
+                from transformers import AutoModelForCausalLM, AutoTokenizer
+
+                if self.threads:
+                    torch.set_num_threads(self.threads)
+                try:
+                    tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+                    model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
+                except Exception as exc:
+                    raise GeneratorUnavailable(
+                        f"could not load generator model from {self.model_path}: {exc}") from exc
+                tokenizer.padding_side = "left"
+                if tokenizer.pad_token is None:
+                    tokenizer.pad_token = tokenizer.eos_token
+                model.eval()
+                self._tokenizer, self._model = tokenizer, model
+        return self._tokenizer, self._model
+
+    def load(self) -> "TransformersGenerator":
+        with self._lock:
+            self._load()
+        return self
+
+    def generate(self, prompts: Sequence[ChatPrompt], params: GenerationParams) -> list[Generation]:
+        import torch
+
+        if not prompts:
+            return []
+        if params.n > 1 and params.temperature <= 0:
+            # transformers refuses num_return_sequences > 1 without sampling; greedy decoding would give n equal
+            # texts anyway. Decode once and copy; completion tokens are reported per copy, as the OpenAI API does.
+            once = self.generate(prompts, dataclasses.replace(params, n=1))
+            return [Generation(g.texts * params.n, g.prompt_tokens, g.completion_tokens * params.n, dict(g.extra))
+                    for g in once]
+        with self._lock:
+            tokenizer, model = self._load()
+            texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+            results = [Generation([]) for _ in prompts]
+            # Chunk so that prompts × n stays within max_batch sequences per forward pass.
+            per_chunk = max(1, self.max_batch // params.n)
+            for start in range(0, len(texts), per_chunk):
+                chunk = texts[start:start + per_chunk]
+                enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+                if params.seed is not None:
+                    torch.manual_seed(params.seed + start)
+                sample = params.temperature > 0
+                kwargs = dict(max_new_tokens=params.max_tokens, num_return_sequences=params.n,
+                              pad_token_id=tokenizer.pad_token_id, do_sample=sample)
+                if sample:
+                    kwargs.update(temperature=params.temperature, top_p=params.top_p)
+                else:
+                    kwargs.update(temperature=None, top_p=None, top_k=None)
+                with torch.inference_mode():
+                    out = model.generate(**enc, **kwargs)
+                prompt_len = enc["input_ids"].shape[1]
+                prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
+                for j, seq in enumerate(out):
+                    which = start + j // params.n
+                    new = seq[prompt_len:]
+                    eos = (new == tokenizer.eos_token_id).nonzero()
+                    used = int(eos[0, 0]) + 1 if len(eos) else len(new)
+                    text = tokenizer.decode(new[:used], skip_special_tokens=True)
+                    results[which].texts.append(apply_stop(text, params.stop).strip())
+                    results[which].completion_tokens += used
+                for j, count in enumerate(prompt_tokens):
+                    results[start + j].prompt_tokens = int(count)
+        return results

@@ -1,0 +1,79 @@
+"""The FastAPI application: ``create_app(settings, agent=None)``.
+
+The lifespan builds the Agent once (unless one is passed in), loads the models in the background
+(``/health`` answers at once, ``/ready`` once they are loaded) and runs the learning worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from redline.agent import Agent, Settings
+
+from .errors import install_error_handlers
+from .observability import Metrics, RequestMiddleware
+from .routes import chat, edits, generate, ops, users
+from .worker import LearningWorker
+
+__all__ = ["create_app"]
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Responses shaped by what each user's edits taught redline.
+
+`POST /v1/generate` → text + `interaction_id`; `POST /v1/interactions/{id}/edit` with the text the user kept →
+`202`, learned in the background; `GET /v1/users/{user}/preferences` shows what was learned. `/v1/chat/completions`
+is OpenAI-compatible (set `user`). Authenticate with `Authorization: Bearer <key>` (`redline keys create`).
+Errors: `{"error": {"message", "type", "code"}}`; every response carries `X-Request-ID`."""
+
+
+def create_app(settings: Settings | None = None, agent: Agent | None = None) -> FastAPI:
+    """The HTTP app on ``settings`` (default: from the environment); pass ``agent`` to share or replace it."""
+    settings = settings or (agent.settings if agent is not None else Settings())
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.agent = agent or Agent(settings)
+        app.state.warm, app.state.warm_error = threading.Event(), None
+        store = app.state.agent.store
+        metrics.queue_depth.set_function(
+            lambda: sum(n for s, n in store.job_counts().items() if s in ("pending", "running")))
+        if settings.auth and store.count_active_api_keys() == 0:
+            log.warning("auth is on and no API key exists: create one with `redline keys create --tenant NAME`, "
+                        "or run locally without keys: `redline serve --no-auth`")
+        elif not settings.auth:
+            log.warning("auth is off (local use): every request acts in tenant 'default'")
+        threading.Thread(target=_warm_up, args=(app,), name="redline-warm-up", daemon=True).start()
+        app.state.worker = LearningWorker(app.state.agent, metrics, retry_after=settings.retry_after_seconds,
+                                          maintenance_interval=settings.maintenance_interval).start()
+        try:
+            yield
+        finally:
+            app.state.worker.stop()
+
+    app = FastAPI(title="redline", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings, app.state.metrics, app.state.agent_injected = settings, metrics, agent is not None
+    install_error_handlers(app, retry_after=settings.retry_after_seconds)
+    for module in (generate, edits, users, chat, ops):
+        app.include_router(module.router)
+    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    return app
+
+
+def _warm_up(app: FastAPI) -> None:
+    """Load the embedder and the generator once, so the first request does not pay for it."""
+    try:
+        app.state.agent.embedder.encode(["warm up"])
+        gen = app.state.agent.generator
+        if hasattr(gen, "load"):
+            gen.load()
+    except Exception as exc:  # reported by /ready; generation routes answer 503 meanwhile
+        log.warning("warm-up failed: %s", exc)
+        app.state.warm_error = str(exc)
+    finally:
+        app.state.warm.set()
+    log.info("models loaded; ready")

@@ -1,0 +1,241 @@
+"""The ``redline`` command line. It only parses arguments, calls ``agent.Agent`` and prints;
+library errors become one-line messages with exit status 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from redline.agent import Agent, AgentError, GenerateOptions, Settings
+from redline.agent.agent import STRATEGIES
+from redline.agent.prompts import TASKS
+from redline.retrieval import RetrievalError
+
+__all__ = ["main", "cli"]
+
+MAX_FILE_BYTES = 10 * 1024 * 1024
+
+
+class State:
+    def __init__(self, overrides: dict, as_json: bool):
+        self.overrides = {k: v for k, v in overrides.items() if v is not None}
+        self.as_json = as_json
+        self._agent: Agent | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(**self.overrides)
+
+    @property
+    def agent(self) -> Agent:
+        if self._agent is None:
+            self._agent = Agent(self.settings)
+        return self._agent
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def read_text(path: str, what: str) -> str:
+    """Contents of a UTF-8 text file, or '-' for standard input; errors are one sentence."""
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+        else:
+            p = Path(path)
+            if not p.is_file():
+                raise click.ClickException(f"cannot read {what} file {path}: no such file")
+            data = p.read_bytes()[: MAX_FILE_BYTES + 1]
+    except OSError as exc:
+        raise click.ClickException(f"cannot read {what} file {path}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_FILE_BYTES:
+        raise click.ClickException(f"{what} file {path} is larger than {MAX_FILE_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"{what} file {path} is not valid UTF-8 text") from exc
+
+
+def emit(state: State, payload: dict, human: str) -> None:
+    click.echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str) if state.as_json else human)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Data directory [env REDLINE_DATA_DIR; default ~/.redline].")
+@click.option("--generator", type=click.Choice(["transformers", "openai", "vllm"]), help="Generator back-end [env REDLINE_GENERATOR; default transformers].")
+@click.option("--generator-url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 [env REDLINE_GENERATOR_URL].")
+@click.option("--generator-model", help="Model name (openai/vllm) or local folder (transformers) [env REDLINE_GENERATOR_MODEL].")
+@click.option("-k", "k", type=int, help="CIPHER: nearest past contexts to retrieve [env REDLINE_K; default 5].")
+@click.option("--delta", type=int, help="Edit costs at or below this count as no edit [env REDLINE_DELTA; default 0].")
+@click.option("--max-tokens", type=int, help="Maximum tokens per generation [env REDLINE_MAX_TOKENS].")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("-v", "--verbose", count=True, help="Log progress (-v info, -vv debug) to stderr.")
+@click.pass_context
+def cli(ctx, data_dir, generator, generator_url, generator_model, k, delta, max_tokens, as_json, verbose):
+    """redline: responses shaped by what each user's edits taught it.
+
+    \b
+    Typical loop:
+      redline generate --user alice --context-file article.txt --task summarize
+      redline feedback --interaction ID --edited-file my_version.txt
+      redline preferences --user alice
+    """
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    ctx.obj = State(dict(data_dir=data_dir, generator=generator, generator_url=generator_url,
+                         generator_model=generator_model, k=k, delta=delta, max_tokens=max_tokens), as_json)
+
+
+@cli.command()
+@click.option("--user", required=True, help="The user the response is for.")
+@click.option("--context-file", required=True, help="File with the document/notes/message ('-' for stdin).")
+@click.option("--task", type=click.Choice(TASKS), default="summarize", show_default=True, help="What to write.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="greedy", show_default=True,
+              help="greedy: one text; best_of_n: n samples of the target-preference prompt; rps: one candidate per "
+                   "neighbourhood preference. The user's routed reward picks among several.")
+@click.option("--n", "n", type=click.IntRange(1, 16),
+              help="Candidates for best_of_n / rps [env REDLINE_REWARD_N; default 4].")
+@click.option("--temperature", type=float, help="Sampling temperature (0 = greedy).")
+@click.option("--seed", type=int, help="Sampling seed.")
+@click.option("--tenant", default="default", show_default=True, help="Tenant the user belongs to.")
+@pass_state
+def generate(state: State, user, context_file, task, strategy, n, temperature, seed, tenant):
+    """Write a response for USER, shaped by preferences learned from similar past contexts."""
+    context = read_text(context_file, "context")
+    options = GenerateOptions(strategy=strategy, n=n, temperature=temperature, seed=seed)
+    result = state.agent.generate(user, context, task, options, tenant=tenant)
+    neighbours = ", ".join(f"{nb['interaction_id'][:8]} ({nb['similarity']:.2f})" for nb in result.neighbours) or "none"
+    human = (f"{result.text}\n\n---\ninteraction: {result.interaction_id}\n"
+             f"preference used: {result.preference or '(none yet)'}\nneighbours: {neighbours}")
+    human += _candidates_text(result.strategy, result.candidates)
+    emit(state, result.to_dict(), human)
+
+
+def _one_line(text: str | None, width: int) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _candidates_text(strategy: str, candidates: list[dict]) -> str:
+    """The candidates with their scores when there was a choice; a note when a strategy fell back to one."""
+    if len(candidates) <= 1:
+        if strategy == "greedy":
+            return ""
+        return (f"\nstrategy: {strategy} fell back to one candidate (no reward heads yet, or no learned edit "
+                f"from this user)")
+    lines = [f"\nstrategy: {strategy}, {len(candidates)} candidates (score: chance of beating the others under "
+             f"the user's routed reward; * chosen)"]
+    for i, c in enumerate(candidates, 1):
+        score = "  n/a" if c.get("score") is None else f"{c['score']:.3f}"
+        mark = "*" if c.get("chosen") else " "
+        lines.append(f"{mark} {i}. {score}  [{c.get('source')}] {_one_line(c.get('text'), 80)!r}")
+        lines.append(f"       preference: {_one_line(c.get('preference'), 80) or '(none)'}")
+    return "\n".join(lines)
+
+
+@cli.command()
+@click.option("--interaction", "interaction_id", required=True, help="Interaction id printed by `generate`.")
+@click.option("--edited-file", required=True, help="File with the text as the user kept it ('-' for stdin).")
+@pass_state
+def feedback(state: State, interaction_id, edited_file):
+    """Learn from the user's edit of a generated response."""
+    edited = read_text(edited_file, "edited")
+    result = state.agent.learn(interaction_id, edited)
+    if result.already_learned:
+        status = "already learned"
+    elif result.is_edit:
+        status = "learned"
+    else:
+        status = "no edit (cost at or below delta)"
+    human = (f"{status}: edit cost {result.cost} words\n"
+             f"preference stored: {result.preference or '(none)'}")
+    emit(state, result.to_dict(), human)
+
+
+@cli.command()
+@click.option("--user", required=True, help="Whose preferences to show.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="How many, newest first.")
+@click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many.")
+@click.option("--tenant", default="default", show_default=True, help="Tenant the user belongs to.")
+@pass_state
+def preferences(state: State, user, limit, offset, tenant):
+    """What redline believes USER prefers, and which edit taught each belief."""
+    data = state.agent.preferences(user, tenant=tenant, limit=limit, offset=offset)
+    lines = [f"{user}: {data['stats']['preferences']} preferences from {data['stats']['edits']} edits"]
+    if data.get("routing"):
+        lines.append(_routing_text(data["routing"]))
+    for item in data["items"]:
+        mark = " (edited by user)" if item["user_edited"] else ""
+        lines.append(f"\n#{item['id']} [{item['kind']}]{mark} {item['text']}")
+        lines.append(f"  from: {item['context_snippet'][:100]!r}")
+        if item.get("edited_text") is not None:
+            lines.append(f"  draft: {(item['draft'] or '')[:100]!r}")
+            lines.append(f"  edit:  {item['edited_text'][:100]!r} (cost {item['cost']})")
+    emit(state, data, "\n".join(lines))
+
+
+def _routing_text(routing: dict) -> str:
+    """Which reward heads the user's online routing leans on."""
+    weights = " ".join(f"{w:.2f}" for w in routing["weights"])
+    lean = (f"no lean yet across {routing['heads']} reward heads" if routing["entropy"] >= 0.995
+            else f"leans on reward head {routing['top_head']} of {routing['heads']}")
+    return (f"routing: {lean} (weights {weights}; entropy {routing['entropy']:.2f}, 1 = no lean; "
+            f"{routing['steps']} steps)")
+
+
+@cli.command("learn-pending")
+@pass_state
+def learn_pending(state: State):
+    """Learn every accepted edit that was not learned yet (e.g. after a crash)."""
+    count = state.agent.process_pending(limit=1_000_000)
+    emit(state, {"learned": count}, f"learned {count} pending edits")
+
+
+def _register_optional_commands() -> None:
+    """Command groups that live in their own modules (server, keys, rewards, eval)."""
+    import importlib
+
+    for module, name in (("redline.api.cli_serve", "serve"), ("redline.api.cli_keys", "keys"), ("redline.api.cli_rewards", "rewards"),
+                         ("redline.api.cli_eval", "eval")):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        cli.add_command(getattr(mod, name), name)
+
+
+_register_optional_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    # Model loading chatter (progress bars, hub notices) is noise on a terminal; -v shows our own logs.
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        cli.main(args=argv, prog_name="redline", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (AgentError, RetrievalError) as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""``redline eval``: the evaluation harness from the command line (parsing, progress bars, printing only)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import click
+
+__all__ = ["eval_command"]
+
+DEFAULT_METHODS = "no-learning,oracle,icl-edit-5,cipher-1,cipher-5,redline"
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError as exc:
+        raise click.BadParameter("seeds must be comma-separated integers, e.g. 0,1,2") from exc
+    if not seeds:
+        raise click.BadParameter("give at least one seed")
+    return seeds
+
+
+@click.command("eval", context_settings={"max_content_width": 100})
+@click.option("--task", type=click.Choice(["summarize", "email", "replay-lamp"]), required=True,
+              help="PRELUDE task (documents from several sources, one latent preference per source), or "
+                   "replay-lamp: learn from real writers' edits and revise their held-out drafts.")
+@click.option("--user-model", type=click.Choice(["rule", "llm"]), default="rule", show_default=True,
+              help="Simulated user: deterministic text operations, or the paper's protocol with the generator as user.")
+@click.option("--users-file", type=click.Path(dir_okay=False, exists=True),
+              help="YAML/JSON spec of the users (name, source, description, operations); default: the shipped one.")
+@click.option("--methods", default=DEFAULT_METHODS, show_default=True,
+              help="Comma-separated: no-learning, oracle, icl-edit-K, cipher-K, redline (=redline-rps), "
+                   "redline-best_of_n.")
+@click.option("--rounds", type=click.IntRange(1, 10_000), default=200, show_default=True,
+              help="Rounds per seed (documents drawn evenly from the sources, shuffled by seed). For "
+                   "replay-lamp: held-out drafts per writer (at most 50 minus --learn-edits).")
+@click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds (document order, sampling).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output folder: logs/*.jsonl, summary.json, report.md, PNG plots, generator cache.")
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Simulated users run concurrently so the generator can batch their prompts.")
+@click.option("--temperature", type=click.FloatRange(0, 2), default=0.0, show_default=True,
+              help="Sampling temperature of drafts (0 = greedy; >0 samples with a per-round seed).")
+@click.option("--n", "n", type=click.IntRange(1, 16), default=4, show_default=True,
+              help="Candidates per round for redline's best-of-n / RPS.")
+@click.option("--retrain-every", type=click.IntRange(1, 10_000), default=4, show_default=True,
+              help="In process: each redline stream retrains its reward heads (agent maintenance after each "
+                   "learned edit, as the server's worker does) once this many new preference pairs arrived; "
+                   "until the first training, selection falls back to greedy (cold start). The server's default "
+                   "(REDLINE_REWARD_RETRAIN_EVERY=20) would leave a short run without heads. With --target the "
+                   "server trains on its own schedule and this option is ignored.")
+@click.option("--learn-edits", type=click.IntRange(1, 49), default=10, show_default=True,
+              help="replay-lamp: edits learned from per writer before the held-out drafts.")
+@click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="SQLite generator-output cache [default: OUT/generator-cache.sqlite].")
+@click.option("--no-cache", is_flag=True, help="Do not cache generator outputs.")
+@click.option("--context-chars", type=click.IntRange(200), help="Context characters shown to the generator.")
+@click.option("--target", metavar="URL", help="Evaluate a running redline server over HTTP instead of in process.")
+@click.option("--api-key", envvar="REDLINE_EVAL_API_KEY", help="Bearer key for --target [env REDLINE_EVAL_API_KEY].")
+@click.option("--report-only", is_flag=True,
+              help="Do not run: rebuild summary.json, report.md and plots from OUT/logs (e.g. of a stopped run; "
+                   "every method is cut to the rounds all completed).")
+@click.pass_context
+def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out, workers, temperature, n,
+                 retrain_every, learn_edits, cache_path, no_cache, context_chars, target, api_key, report_only):
+    """Run simulated users against the agent and compare methods by cumulative edit cost.
+
+    \b
+    Example (a quick look; the paper's protocol is --rounds 200 --seeds 0,1,2):
+      redline --max-tokens 96 eval --task summarize --methods no-learning,oracle,cipher-5 \\
+          --rounds 20 --seeds 0 --out results/summarize
+
+    Writes per-round logs (logs/*.jsonl), summary.json, report.md and plots (cumulative_cost.png,
+    cost_per_source.png). The generator, its URL and --max-tokens come from the global options.
+    For redline methods each round's log says how the draft was selected (selection: reward, or
+    cold-start before the stream's reward heads exist) and the report from which round the reward
+    picked the drafts.
+    """
+    from tqdm import tqdm
+
+    from redline.agent import Settings
+    from redline.evals.methods import parse_methods
+
+    if report_only:
+        from redline.evals.harness import results_from_logs
+        from redline.evals.report import format_selection, format_table, write_report
+
+        try:
+            summary = write_report(results_from_logs(out), out)
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"cannot rebuild the report from {out}: {exc}") from exc
+        click.echo(format_table(summary))
+        if format_selection(summary):
+            click.echo("\n" + format_selection(summary))
+        return
+
+    state = ctx.obj
+    overrides = dict(state.overrides) if state is not None else {}
+    if context_chars:
+        overrides["context_chars_in_prompt"] = context_chars
+    try:
+        method_list = parse_methods(methods, n=n)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    seed_list = _seeds(seeds)
+    if target and ctx.get_parameter_source("retrain_every") == click.core.ParameterSource.COMMANDLINE:
+        click.echo("note: --retrain-every is ignored with --target; the server retrains its reward heads on its "
+                   "own schedule (REDLINE_REWARD_RETRAIN_EVERY)", err=True)
+    if temperature == 0 and any(m.strategy == "best_of_n" for m in method_list):
+        click.echo("note: at --temperature 0 best-of-n draws n identical greedy drafts, so its selection cannot "
+                   "change the draft; use --temperature > 0 to evaluate it", err=True)
+    out.mkdir(parents=True, exist_ok=True)
+    command = "redline " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    bars: list = []
+
+    def progress(name: str, total: int):
+        bar = tqdm(total=total, desc=f"{name:>18}", position=len(bars), leave=True, dynamic_ncols=True)
+        bars.append(bar)
+        return lambda: bar.update(1)
+
+    settings = Settings(**{k: v for k, v in overrides.items() if k != "k"})
+    started = time.perf_counter()
+    embedder = generator = None
+    if target is None or user_model == "llm" or task == "replay-lamp":
+        from redline.agent.generators import build_generator
+        from redline.agent.generators.cache import CachingGenerator
+        from redline.evals._batching import BatchingGenerator, GreedyCopies
+        from redline.evals.backends import LockedEmbedder
+        from redline.retrieval import Embedder
+
+        embedder = LockedEmbedder(Embedder(settings.embedding_model))
+        try:
+            generator = BatchingGenerator(build_generator(settings))
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise click.ClickException(f"could not set up the generator: {exc}") from exc
+        if not no_cache:
+            generator = CachingGenerator(generator, cache_path or out / "generator-cache.sqlite")
+        generator = GreedyCopies(generator)  # greedy n > 1 (best-of-n / RPS at temperature 0): one text, n copies
+    elif target:
+        from redline.retrieval import Embedder
+
+        embedder = Embedder(settings.embedding_model)
+    try:
+        if task == "replay-lamp":
+            if target:
+                raise click.ClickException("replay-lamp runs in process only; drop --target")
+            from redline.evals.replay import run_replay, write_replay_report
+
+            results = run_replay(method_list, out, embedder=embedder, generator=generator, learn_edits=learn_edits,
+                                 held_out=rounds, settings={**overrides, "reward_retrain_every": retrain_every},
+                                 progress=progress,
+                                 max_tokens=overrides.get("max_tokens"))
+            for bar in bars:
+                bar.close()
+            click.echo(write_replay_report(results, out, command))
+            return
+        from redline.evals.harness import EvalConfig, run_eval
+        from redline.evals.report import format_selection, format_table, write_report
+
+        config = EvalConfig(task=task, methods=method_list, rounds=rounds, seeds=seed_list, user_model=user_model,
+                            users_file=users_file, out=out, workers=workers, temperature=temperature,
+                            max_tokens=overrides.get("max_tokens"), target=target, api_key=api_key,
+                            settings=overrides, command=command, retrain_every=None if target else retrain_every)
+        results = run_eval(config, embedder=embedder, generator=generator, progress=progress)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        for bar in bars:
+            bar.close()
+    summary = write_report(results, out)
+    click.echo(format_table(summary))
+    selection = format_selection(summary)
+    if selection:
+        click.echo("\n" + selection)
+    click.echo(f"\nwrote {out}/summary.json, report.md, cumulative_cost.png, cost_per_source.png, logs/ "
+               f"in {time.perf_counter() - started:.0f} s")
+
+
+eval = eval_command  # the name api.cli registers

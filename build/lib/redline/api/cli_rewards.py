@@ -1,0 +1,110 @@
+"""``redline rewards train|eval``: the shared reward heads (MiCRo) — retrain on demand, evaluate on real edits.
+
+Only parses arguments and prints; the work is in ``agent.Agent.train_rewards`` and ``policies.lamp``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+__all__ = ["rewards"]
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _default_data() -> Path:
+    shared = REPO.parent / "shared" / "data" / "edits"
+    if shared.is_dir():
+        return shared
+    from redline.policies.lamp import VENDORED_DATA
+
+    return VENDORED_DATA
+
+
+def _emit(as_json: bool, payload: dict, human: str) -> None:
+    click.echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str) if as_json else human)
+
+
+@click.group("rewards")
+def rewards():
+    """Reward heads: retrain them from the pair log, or evaluate them on writers' real edits."""
+
+
+@rewards.command("train")
+@click.option("--pairs", "pairs_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSONL of pairs to import first: context, chosen, rejected, optional user.")
+@click.option("--heads", type=click.IntRange(1, 64), help="Number of reward heads [default: setting reward_heads].")
+@click.option("--seed", type=int, help="Training seed [default: setting reward_seed].")
+@click.option("--tenant", default="default", show_default=True, help="Tenant of the users named in --pairs.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.pass_obj
+def train(state, pairs_file, heads, seed, tenant, as_json):
+    """Import pairs (optional), retrain the shared heads on every stored pair and swap the checkpoint."""
+    from redline.policies import read_pairs_jsonl
+
+    as_json = as_json or state.as_json
+    imported = 0
+    if pairs_file is not None:
+        if not pairs_file.is_file():
+            raise click.ClickException(f"cannot read pairs file {pairs_file}: no such file")
+        try:
+            imported = state.agent.import_pairs(read_pairs_jsonl(pairs_file), tenant=tenant)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise click.ClickException(str(exc)) from exc
+    summary = state.agent.train_rewards(force=True, n_heads=heads, seed=seed)
+    if summary is None:
+        raise click.ClickException("no preference pairs to train on: learn some edits or pass --pairs")
+    summary["imported"] = imported
+    _emit(as_json, summary, f"trained {summary['heads']} heads on {summary['pairs']} pairs "
+                            f"(imported {imported}) in {summary['seconds']} s; checkpoint {summary['checkpoint']}; "
+                            f"routing replayed for {summary['users_routed']} users")
+
+
+@rewards.command("eval")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of writer edit files (JSON lists with preedit/postedit) "
+                   "[default: ../shared/data/edits beside the repo, else the vendored LAMP copy].")
+@click.option("--heads", type=click.IntRange(2, 64), default=4, show_default=True, help="Heads of the mixture.")
+@click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True,
+              help="Cross-validation folds over paragraphs.")
+@click.option("--tau", type=float, default=1.0, show_default=True, help="Routing (Hedge) temperature.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for folds and training.")
+@click.option("--limit", type=click.IntRange(1), help="Use only the first N records of each writer (quick runs).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Results file (JSON; a .md table is written beside it) [default: DATA_DIR/rewards/eval.json].")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.pass_obj
+def eval_(state, data_dir, heads, folds, tau, seed, limit, out, as_json):
+    """Held-out pairwise accuracy of single BT, mixture and per-writer routing on real writers' edits."""
+    from redline.policies.lamp import evaluate_lamp, format_table, load_writers
+    from redline.retrieval import Embedder
+
+    as_json = as_json or state.as_json
+    if tau <= 0:
+        raise click.ClickException("tau must be greater than 0")
+    data_dir = data_dir or _default_data()
+    try:
+        writers = load_writers(data_dir)
+        if limit:
+            writers = {w: rows[:limit] for w, rows in writers.items()}
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    settings = state.settings
+    result = evaluate_lamp(writers, Embedder(settings.embedding_model).encode, n_heads=heads, folds=folds,
+                           seed=seed, tau=tau)
+    result["setup"]["data"] = str(data_dir)
+    table = format_table(result)
+    out = out or settings.rewards_dir / "eval.json"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+        out.with_suffix(".md").write_text("```\n" + table + "\n```\n")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write results file {out}: {exc.strerror or exc}") from exc
+    _emit(as_json, result, table + f"\n\nresults: {out}")
+
+
+eval_.name = "eval"

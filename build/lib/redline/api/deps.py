@@ -1,0 +1,57 @@
+"""Dependencies injected into routes: the Agent built once in the lifespan, and the caller's tenant."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from redline.agent import Agent, Settings
+
+from .errors import ApiError
+from .observability import Metrics
+from .worker import LearningWorker
+
+__all__ = ["AgentDep", "TenantDep", "SettingsDep", "MetricsDep", "WorkerDep", "DEFAULT_TENANT"]
+
+DEFAULT_TENANT = "default"
+_bearer = HTTPBearer(auto_error=False, description="An API key from `redline keys create --tenant NAME`.")
+
+
+def get_agent(request: Request) -> Agent:
+    return request.app.state.agent
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+def get_worker(request: Request) -> LearningWorker:
+    return request.app.state.worker
+
+
+def get_tenant(request: Request,
+               credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+    """The tenant bound to the Bearer key; every request acts inside it. With auth off: 'default'."""
+    if not request.app.state.settings.auth:
+        return DEFAULT_TENANT
+    if credentials is None or not credentials.credentials:
+        raise ApiError(401, "missing API key: send the header 'Authorization: Bearer <key>' "
+                            "(create one with `redline keys create --tenant NAME`)", "missing_api_key",
+                       {"WWW-Authenticate": "Bearer"})
+    tenant = request.app.state.agent.store.api_key_tenant(credentials.credentials)
+    if tenant is None:
+        raise ApiError(401, "invalid or revoked API key", "invalid_api_key", {"WWW-Authenticate": "Bearer"})
+    return tenant
+
+
+AgentDep = Annotated[Agent, Depends(get_agent)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+WorkerDep = Annotated[LearningWorker, Depends(get_worker)]
+TenantDep = Annotated[str, Depends(get_tenant)]

@@ -1,0 +1,107 @@
+"""One error body for the whole API, OpenAI style: ``{"error": {"message", "type", "code"}}``.
+
+Every exception that reaches the app boundary is rendered here: agent errors carry their status and
+code; request validation becomes 400 (unparseable body) or 422 (wrong fields); anything unexpected is
+logged with its request id and rendered as a 500 without internals.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from redline.agent import AgentError, GeneratorUnavailable
+from redline.retrieval import Conflict, EmbedderUnavailable, NotFound, RetrievalError
+
+__all__ = ["ApiError", "error_body", "error_response", "install_error_handlers"]
+log = logging.getLogger(__name__)
+
+TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+         404: "not_found_error", 405: "invalid_request_error", 409: "conflict_error", 413: "invalid_request_error",
+         415: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
+         503: "service_unavailable_error"}
+CODES = {400: "bad_request", 401: "invalid_api_key", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+         409: "conflict", 413: "request_too_large", 415: "unsupported_media_type", 422: "invalid_request",
+         429: "rate_limited", 503: "unavailable"}
+
+
+class ApiError(Exception):
+    """An error raised by the API layer itself (auth, limits)."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code, self.headers = status, message, code or CODES.get(status), headers
+
+
+def error_body(status: int, message: str, code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": TYPES.get(status, "server_error" if status >= 500 else
+                                                               "invalid_request_error"),
+                      "code": code or CODES.get(status, "internal_error")}}
+
+
+def error_response(status: int, message: str, code: str | None = None, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse(error_body(status, message, code), status_code=status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return 400, "the request body is not valid JSON", "invalid_json"
+    first = errors[0] if errors else {}
+    loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    msg = first.get("msg", "invalid request")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return 422, f"{loc}: {msg}{more}", "invalid_request"
+
+
+def install_error_handlers(app: FastAPI, *, retry_after: int) -> None:
+    def unavailable_headers() -> dict:
+        return {"Retry-After": str(retry_after)}
+
+    @app.exception_handler(AgentError)
+    async def agent_error(request: Request, exc: AgentError):
+        headers = unavailable_headers() if isinstance(exc, GeneratorUnavailable) or exc.status == 503 else None
+        if exc.status >= 500:
+            log.warning("%s: %s", type(exc).__name__, exc)
+        return error_response(exc.status, str(exc), exc.code, headers)
+
+    @app.exception_handler(RetrievalError)
+    async def retrieval_error(request: Request, exc: RetrievalError):
+        if isinstance(exc, NotFound):
+            return error_response(404, str(exc))
+        if isinstance(exc, Conflict):
+            return error_response(409, str(exc))
+        if isinstance(exc, EmbedderUnavailable):
+            log.warning("embedder unavailable: %s", exc)
+            return error_response(503, "the embedding model is unavailable", "embedder_unavailable",
+                                  unavailable_headers())
+        log.exception("store error")
+        return error_response(500, "internal error", "internal_error")
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError):
+        return error_response(exc.status, exc.message, exc.code, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        status, message, code = _validation_message(exc)
+        return error_response(status, message, code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no route for {request.method} {request.url.path}"
+        elif exc.status_code == 400 and "parsing the body" in message:
+            message, code = "the request body is not valid UTF-8 JSON", "invalid_json"
+            return error_response(400, message, code)
+        return error_response(exc.status_code, message, None, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal error", "internal_error")

@@ -1,0 +1,85 @@
+"""OpenAI-compatible chat completions and model list: an OpenAI SDK client personalizes by changing
+``base_url`` and setting ``user``. The reply is generated in full, then streamed as SSE chunks."""
+
+import json
+import re
+import time
+
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from redline.agent import GenerateOptions
+
+from ..deps import AgentDep, MetricsDep, SettingsDep, TenantDep
+from ..errors import ApiError
+from ..schemas import ChatRequest, ModelCard, ModelList
+from ._common import errors
+
+router = APIRouter(tags=["openai"])
+INTERACTION_HEADER = "X-Redline-Interaction-Id"
+MODEL_ID = "redline"
+_CHUNK = re.compile(r"\S+\s*|\s+")
+
+
+@router.get("/v1/models", response_model=ModelList, responses=errors())
+def list_models(tenant: TenantDep) -> ModelList:
+    """The model to name in chat completions (any name is accepted and answered by redline)."""
+    return ModelList(data=[ModelCard(id=MODEL_ID, created=0)])
+
+
+@router.post("/v1/chat/completions", responses={**errors(503), 200: {
+    "description": "A chat.completion object, or with `stream: true` a text/event-stream of chat.completion.chunk "
+                   "objects ending with `data: [DONE]`. Both carry `interaction_id` (also in the "
+                   f"`{INTERACTION_HEADER}` header) to post the user's edit to.",
+    "content": {"application/json": {}, "text/event-stream": {}}}})
+def chat_completions(body: ChatRequest, agent: AgentDep, tenant: TenantDep, settings: SettingsDep,
+                     metrics: MetricsDep):
+    """OpenAI-compatible chat completion, personalized for `user` (required). The last message must be the
+    user's; it is the context, earlier user/assistant turns are the history (system messages are ignored:
+    redline writes its own). Post the user's edit of the reply to `/v1/interactions/{interaction_id}/edit`."""
+    if not body.user:
+        raise ApiError(400, "user is required: set `user` to the id of the person the reply is for",
+                       "missing_user")
+    last = body.messages[-1]
+    if last.role != "user" or not last.text().strip():
+        raise ApiError(400, "the last message must be a non-empty user message", "invalid_input")
+    max_tokens = body.max_completion_tokens or body.max_tokens
+    if max_tokens is not None and max_tokens > settings.max_request_tokens:
+        raise ApiError(400, f"max_tokens is {max_tokens}; this server allows at most "
+                            f"{settings.max_request_tokens}", "invalid_input")
+    history = [{"role": m.role, "content": m.text()} for m in body.messages[:-1] if m.role in ("user", "assistant")]
+    options = GenerateOptions(max_tokens=max_tokens, temperature=body.temperature, seed=body.seed, history=history)
+    result = agent.generate(body.user, last.text(), "chat", options, tenant=tenant)
+    metrics.observe_generation(result)
+    created = int(time.time())
+    cid = f"chatcmpl-{result.interaction_id}"
+    usage = {"prompt_tokens": result.tokens_in, "completion_tokens": result.tokens_out,
+             "total_tokens": result.tokens_in + result.tokens_out}
+    extra = {"interaction_id": result.interaction_id, "preference": result.preference}
+    headers = {INTERACTION_HEADER: result.interaction_id}
+    if not body.stream:
+        return JSONResponse({
+            "id": cid, "object": "chat.completion", "created": created, "model": body.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
+                         "finish_reason": "stop", "logprobs": None}],
+            "usage": usage, **extra}, headers=headers)
+
+    def chunk(delta: dict, finish: str | None = None, **more) -> str:
+        data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra, **more}
+        return f"data: {json.dumps(data)}\n\n"
+
+    def events():
+        yield chunk({"role": "assistant", "content": ""})
+        for piece in _CHUNK.findall(result.text):
+            yield chunk({"content": piece})
+        yield chunk({}, "stop")
+        if body.stream_options and body.stream_options.include_usage:
+            data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
+                    "choices": [], "usage": usage, **extra}
+            yield f"data: {json.dumps(data)}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={**headers, "Cache-Control": "no-cache"})

@@ -1,0 +1,54 @@
+"""Operations: liveness, readiness (store and generator reachable) and Prometheus metrics."""
+
+import httpx
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health")
+def health() -> dict:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", responses={503: {"description": "Not ready; `checks` says which part is not."}})
+def ready(request: Request) -> JSONResponse:
+    """Readiness: the store answers, the embedder and generator are loaded (or, for the `openai` back-end,
+    the generator server answers), and the learning worker runs."""
+    state = request.app.state
+    checks = {}
+    try:
+        checks["store"] = bool(state.agent.store.ping())
+    except Exception:
+        checks["store"] = False
+    checks["models_loaded"] = bool(state.warm.is_set()) and not state.warm_error
+    checks["generator"] = _generator_reachable(state) if checks["models_loaded"] else False
+    checks["worker"] = state.worker.alive
+    ok = all(checks.values())
+    body = {"status": "ready" if ok else "not ready", "checks": checks}
+    if state.warm_error:
+        body["error"] = state.warm_error
+    return JSONResponse(body, status_code=200 if ok else 503,
+                        headers=None if ok else {"Retry-After": str(state.settings.retry_after_seconds)})
+
+
+def _generator_reachable(state) -> bool:
+    settings = state.settings
+    if settings.generator != "openai" or state.agent_injected:
+        return True  # in process: loaded means reachable
+    try:
+        return httpx.get(settings.generator_url.rstrip("/") + "/models", timeout=2.0,
+                         headers={"Authorization": f"Bearer {settings.generator_api_key}"}).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}})
+def metrics(request: Request) -> Response:
+    """Prometheus metrics: request latency by route, generation stages and learning latency, learning queue
+    depth, edits and generator tokens."""
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

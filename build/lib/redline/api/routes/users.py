@@ -1,0 +1,57 @@
+"""What redline learned about a user: read, correct, remove; export and hard delete."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response
+
+from ..deps import AgentDep, TenantDep
+from ..schemas import USER_PATTERN, DeleteUserResponse, PreferenceItem, PreferencePatch, PreferencesResponse
+from ._common import errors
+
+router = APIRouter(tags=["users"])
+User = Annotated[str, Path(pattern=USER_PATTERN, max_length=128, description="User id within your tenant.")]
+PreferenceId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+@router.get("/v1/users/{user}/preferences", response_model=PreferencesResponse, responses=errors(404))
+def list_preferences(user: User, agent: AgentDep, tenant: TenantDep,
+                     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+                     window: Annotated[int, Query(ge=1, le=10_000, description="Rounds compared in stats.")] = 10
+                     ) -> PreferencesResponse:
+    """The user's learned preferences, newest first, each with the context snippet, the draft → edit that
+    taught it, its cost and dates; plus stats: edits, and mean cost over the first vs the last `window` edits."""
+    data = agent.preferences(user, tenant=tenant, limit=limit, offset=offset, window=window)
+    more = offset + len(data["items"]) < data["stats"]["preferences"]
+    return PreferencesResponse(**data, next_offset=offset + len(data["items"]) if more else None)
+
+
+@router.patch("/v1/users/{user}/preferences/{preference_id}", response_model=PreferenceItem,
+              responses=errors(404))
+def update_preference(user: User, preference_id: PreferenceId, body: PreferencePatch, agent: AgentDep,
+                      tenant: TenantDep) -> dict:
+    """Correct a learned preference; the next generation already uses the new text."""
+    agent.update_preference(user, preference_id, body.text, tenant=tenant)
+    items = agent.preferences(user, tenant=tenant, limit=1_000_000)["items"]
+    return next(item for item in items if item["id"] == preference_id)
+
+
+@router.delete("/v1/users/{user}/preferences/{preference_id}", status_code=204, responses=errors(404))
+def delete_preference(user: User, preference_id: PreferenceId, agent: AgentDep, tenant: TenantDep) -> Response:
+    """Remove a learned preference; it is no longer retrieved from the next generation on."""
+    agent.delete_preference(user, preference_id, tenant=tenant)
+    return Response(status_code=204)
+
+
+@router.get("/v1/users/{user}/export", response_model=dict[str, Any], responses=errors(404))
+def export_user(user: User, agent: AgentDep, tenant: TenantDep) -> dict:
+    """All of the user's data as JSON: interactions, edits, preferences, pairs, routing state."""
+    return agent.export_user(user, tenant=tenant)
+
+
+@router.delete("/v1/users/{user}", response_model=DeleteUserResponse, responses=errors(404))
+def delete_user(user: User, agent: AgentDep, tenant: TenantDep) -> DeleteUserResponse:
+    """Hard delete: every row of the user (interactions, edits, preferences and their vectors, pairs,
+    routing state, queued jobs) and the cached index. Nothing is left behind."""
+    removed = agent.delete_user(user, tenant=tenant)
+    return DeleteUserResponse(user=user, removed=removed)

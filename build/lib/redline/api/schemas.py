@@ -1,0 +1,215 @@
+"""Request and response bodies of the HTTP API (pydantic)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+__all__ = ["Text", "GenerateRequest", "GenerateResponse", "EditRequest", "EditResponse", "PreferencePatch",
+           "PreferenceItem", "PreferencesResponse", "DeleteUserResponse", "ChatRequest", "ModelList",
+           "ErrorResponse", "USER_PATTERN"]
+
+USER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:+\-]{0,127}$"
+
+
+def _encodable(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("text must be valid UTF-8 (no lone surrogates)") from exc
+    return value
+
+
+Text = Annotated[str, AfterValidator(_encodable)]
+UserId = Annotated[str, Field(pattern=USER_PATTERN, description="User id within the tenant: 1-128 of "
+                                                               "letters, digits and . _ @ : + -")]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class GenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    user: UserId
+    context: Text = Field(description="The document, notes or message to respond to.")
+    task: str = Field("summarize", description="What to write (e.g. summarize, email, chat).")
+    strategy: str = Field("greedy", description="Candidate plan: greedy (one text), best_of_n (n samples of the "
+                          "target-preference prompt) or rps (one candidate per preference in the neighbourhood); "
+                          "the user's routed reward picks the answer. Falls back to greedy before reward heads "
+                          "exist or before the user's first edit.")
+    n: int | None = Field(None, ge=1, le=16, description="Candidates for best_of_n and rps (default: the "
+                          "server's REDLINE_REWARD_N).")
+    max_tokens: int | None = Field(None, ge=1, le=8192, description="Tokens per generated text.")
+    temperature: float | None = Field(None, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy).")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="Sampling seed.")
+
+
+class Neighbour(BaseModel):
+    preference_id: int
+    interaction_id: str | None
+    preference: str
+    similarity: float
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class Candidate(BaseModel):
+    text: str
+    preference: str | None = Field(description="The preference whose prompt produced this candidate.")
+    source: str = Field(description="target (the aggregated preference) or neighbour:<preference id>.")
+    score: float | None = Field(description="Mean probability, under the user's routed reward, of beating the "
+                                "other candidates; null when there was nothing to choose from.")
+    reward: float | None = None
+    chosen: bool
+
+
+class GenerateResponse(BaseModel):
+    interaction_id: str
+    user: str
+    task: str
+    text: str
+    preference: str | None = Field(description="The preference the generator was prompted with.")
+    neighbours: list[Neighbour] = Field(description="Past contexts it came from, most similar first.")
+    strategy: str
+    candidates: list[Candidate] = Field(description="Every candidate with its score; one for greedy.")
+    model: str
+    usage: Usage
+    timings_ms: dict[str, float]
+
+
+class EditRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    edited_text: Text = Field(description="The text as the user kept it.")
+
+
+class EditResponse(BaseModel):
+    interaction_id: str
+    status: Literal["accepted"] = "accepted"
+    cost: int = Field(description="Word-level Levenshtein distance between the draft and the edit.")
+    is_edit: bool = Field(description="Whether the cost is above delta (otherwise it counts as accepted as is).")
+    created: bool = Field(description="False when the same text had already been submitted.")
+
+
+class PreferencePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    text: Text = Field(description="The corrected preference, in the user's words.")
+
+
+class PreferenceItem(BaseModel):
+    id: int
+    text: str
+    kind: str | None
+    interaction_id: str | None
+    task: str | None = None
+    context_snippet: str = Field(description="Start of the context this preference was learned on.")
+    draft: str | None = None
+    edited_text: str | None = None
+    cost: int | None = None
+    user_edited: bool
+    created_at: str
+    updated_at: str | None = None
+
+
+class PreferenceStats(BaseModel):
+    edits: int
+    preferences: int
+    mean_cost_first: float | None = Field(description="Mean edit cost of the first `window` edits.")
+    mean_cost_last: float | None = Field(description="Mean edit cost of the last `window` edits.")
+    window: int
+
+
+class RoutingState(BaseModel):
+    weights: list[float] = Field(description="How much this user leans on each reward head (sums to 1).")
+    steps: int = Field(description="Online routing steps taken (one per learned edit).")
+    heads: int
+    top_head: int
+    entropy: float = Field(description="Normalised entropy of the weights: 1 = no lean, 0 = one head.")
+
+
+class PreferencesResponse(BaseModel):
+    user: str
+    items: list[PreferenceItem]
+    stats: PreferenceStats
+    routing: RoutingState | None = Field(None, description="The user's routing over the shared reward heads; "
+                                         "null before heads exist or before the user's first edit.")
+    limit: int
+    offset: int
+    next_offset: int | None
+
+
+class DeleteUserResponse(BaseModel):
+    user: str
+    deleted: bool = True
+    removed: dict[str, int]
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: Text | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Text | list[ContentPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(p.text or "" for p in self.content if p.type == "text")
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    """The OpenAI chat-completions request; unknown fields are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = "redline"
+    messages: list[ChatMessage] = Field(min_length=1)
+    user: UserId | None = Field(None, description="Required: whose preferences shape the reply.")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(None, ge=1, le=8192)
+    max_completion_tokens: int | None = Field(None, ge=1, le=8192)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    n: int | None = Field(None, ge=1, le=1, description="Only 1 is supported.")
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "redline"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+JSONDict = dict[str, Any]

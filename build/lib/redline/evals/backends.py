@@ -1,0 +1,214 @@
+"""How the harness reaches the agent: in process (``LocalBackend``) or over HTTP (``HTTPBackend``).
+
+Both expose ``generate(...) -> Draft``, ``feedback(...) -> Outcome`` and ``nearest_edits(...)``; the
+harness never touches generation itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from redline.agent import Agent, GenerateOptions, Settings, prompts
+
+from .methods import Method
+
+__all__ = ["Draft", "Outcome", "LocalBackend", "HTTPBackend", "LockedEmbedder", "BackendError", "selection_of"]
+
+
+class BackendError(RuntimeError):
+    pass
+
+
+@dataclass
+class Draft:
+    interaction_id: str
+    text: str
+    preference: str | None
+    tokens_in: int
+    tokens_out: int
+    selection: str | None = None  # see selection_of
+    candidates: int = 1
+    chosen_source: str | None = None  # target, or neighbour:<preference id> when RPS picked a neighbour's
+
+
+@dataclass
+class Outcome:
+    cost: int
+    preference: str | None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    heads_trained: dict | None = None  # the new checkpoint (name, pairs, heads) when maintenance retrained the heads
+
+
+def selection_of(strategy: str, candidates: list[dict] | None) -> str | None:
+    """How the agent picked the draft, from the candidates it returned:
+
+    - ``greedy``: the method asks for one text (no selection);
+    - ``reward``: several candidates scored by the user's routed reward (reward heads and a routing state existed);
+    - ``cold-start``: a selection strategy was asked for, but no candidate was scored (no reward heads yet, or
+      no routing state for this user), so the agent fell back to the target prompt only;
+    - ``None``: unknown (a server whose response carries no candidates).
+    """
+    if strategy == "greedy":
+        return "greedy"
+    if candidates is None:
+        return None
+    return "reward" if any(c.get("score") is not None for c in candidates) else "cold-start"
+
+
+def _chosen_source(candidates: list[dict] | None) -> str | None:
+    for c in candidates or ():
+        if c.get("chosen"):
+            return c.get("source")
+    return None
+
+
+class LockedEmbedder:
+    """Serialises ``encode`` across the harness's worker threads; everything else is passed through."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self._lock = threading.Lock()
+
+    def encode(self, texts, *args, **kwargs):
+        with self._lock:
+            return self._inner.encode(texts, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+def _options(method: Method, *, preference: str | None, history: list[dict], max_tokens: int | None,
+             temperature: float | None, seed: int | None) -> GenerateOptions:
+    kwargs = dict(max_tokens=max_tokens, temperature=temperature, seed=seed, history=history,
+                  use_retrieval=method.use_retrieval, strategy=method.strategy)
+    if method.n is not None:
+        kwargs["n"] = method.n
+    if method.oracle:
+        kwargs["preference"] = preference
+    return GenerateOptions(**kwargs)
+
+
+class LocalBackend:
+    """One fresh Agent (own data dir and store) for one (method, seed) stream; shared embedder and generator.
+
+    It drives the agent as the server does: after each learned edit of a method that selects with a reward
+    (``redline*``), ``agent.maintenance()`` (what the server's learning worker calls after learning jobs)
+    retrains the reward heads once ``settings["reward_retrain_every"]`` new pairs arrived. Greedy methods
+    never read the heads, so their streams skip it (each stream has its own store and heads).
+    """
+
+    def __init__(self, method: Method, data_dir: Path, *, embedder, generator, settings: dict | None = None):
+        self.method = method
+        overrides = dict(settings or {})
+        overrides.update(data_dir=data_dir, k=method.k)
+        self.agent = Agent(Settings(**overrides), embedder=embedder, generator=generator)
+
+    def generate(self, user: str, context: str, task: str, *, oracle_preference: str | None = None,
+                 max_tokens: int | None = None, temperature: float | None = None, seed: int | None = None) -> Draft:
+        history: list[dict] = []
+        if self.method.icl_k:
+            history = prompts.icl_edit_history(self.agent.nearest_edits(user, context, self.method.icl_k))
+        result = self.agent.generate(user, context, task, _options(
+            self.method, preference=oracle_preference, history=history, max_tokens=max_tokens,
+            temperature=temperature, seed=seed))
+        return Draft(result.interaction_id, result.text, result.preference, result.tokens_in, result.tokens_out,
+                     selection_of(self.method.strategy, result.candidates), len(result.candidates),
+                     _chosen_source(result.candidates))
+
+    def feedback(self, interaction_id: str, edited: str) -> Outcome:
+        if self.method.learns:
+            r = self.agent.learn(interaction_id, edited)
+            trained = None
+            if self.method.strategy != "greedy":
+                before = self.agent.rewards.current_info()
+                self.agent.maintenance()
+                after = self.agent.rewards.current_info()
+                if after is not None and after != before:  # a new checkpoint was published
+                    trained = {k: after.get(k) for k in ("name", "pairs", "heads")}
+            return Outcome(r.cost, r.preference, r.tokens_in, r.tokens_out, heads_trained=trained)
+        receipt = self.agent.submit_edit(interaction_id, edited)
+        return Outcome(receipt.cost, None)
+
+    def close(self) -> None:
+        self.agent.store.close()
+
+
+HTTP_METHODS = "cipher-K (the server's configured k), redline, redline-rps, redline-best_of_n"
+
+
+class HTTPBackend:
+    """The same calls against a running redline server: ``POST /v1/generate``, then
+    ``POST /v1/interactions/{id}/edit``; learning runs in the server's background worker, so after each edit
+    the backend waits (polling ``GET /v1/users/{user}/preferences``) until the edit is learned, keeping the
+    protocol's order: learn from round t before drafting round t+1.
+
+    Only what the API offers can be evaluated this way: CIPHER with the server's ``k`` and its selection
+    strategies. no-learning, oracle and ICL-edit need options the API does not expose.
+    """
+
+    def __init__(self, method: Method, base_url: str, *, api_key: str | None = None, timeout: float = 600.0,
+                 learn_timeout: float = 300.0, client=None):
+        import httpx
+
+        if not method.learns:
+            raise BackendError(f"method {method.name} is not available over HTTP; use {HTTP_METHODS}")
+        self.method = method
+        self.learn_timeout = learn_timeout
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.client = client or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers)
+        self._expected: dict[str, int] = {}
+        self._users: dict[str, str] = {}
+
+    def _request(self, verb: str, path: str, body: dict | None = None) -> dict:
+        import httpx
+
+        try:
+            resp = self.client.request(verb, path, json=body)
+        except httpx.HTTPError as exc:
+            raise BackendError(f"cannot reach the redline server: {exc}") from exc
+        if resp.status_code >= 400:
+            raise BackendError(f"{path} answered {resp.status_code}: {resp.text[:300]}")
+        return resp.json()
+
+    def generate(self, user: str, context: str, task: str, *, oracle_preference: str | None = None,
+                 max_tokens: int | None = None, temperature: float | None = None, seed: int | None = None) -> Draft:
+        body = {"user": user, "context": context, "task": task, "strategy": self.method.strategy}
+        for key, value in (("max_tokens", max_tokens), ("temperature", temperature), ("seed", seed),
+                           ("n", self.method.n if self.method.strategy != "greedy" else None)):
+            if value is not None:
+                body[key] = value
+        data = self._request("POST", "/v1/generate", body)
+        self._users[data["interaction_id"]] = user
+        usage = data.get("usage") or {}
+        self._used = data.get("preference")
+        candidates = data.get("candidates")
+        return Draft(data["interaction_id"], data["text"], data.get("preference"), usage.get("prompt_tokens", 0),
+                     usage.get("completion_tokens", 0), selection_of(self.method.strategy, candidates),
+                     len(candidates) if candidates is not None else 1, _chosen_source(candidates))
+
+    def feedback(self, interaction_id: str, edited: str) -> Outcome:
+        data = self._request("POST", f"/v1/interactions/{interaction_id}/edit", {"edited_text": edited})
+        user = self._users.pop(interaction_id)
+        # a learned edit stores a preference when it is an edit, or when a preference was used
+        if data.get("is_edit") or self._used:
+            self._expected[user] = self._expected.get(user, 0) + 1
+        preference = self._wait_learned(user)
+        return Outcome(int(data["cost"]), preference)
+
+    def _wait_learned(self, user: str) -> str | None:
+        import time
+
+        deadline = time.monotonic() + self.learn_timeout
+        while True:
+            data = self._request("GET", f"/v1/users/{user}/preferences?limit=1")
+            if data["stats"]["preferences"] >= self._expected.get(user, 0):
+                return data["items"][0]["text"] if data["items"] else None
+            if time.monotonic() > deadline:
+                raise BackendError(f"the server did not learn {user}'s edit within {self.learn_timeout:.0f} s")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        self.client.close()

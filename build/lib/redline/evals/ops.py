@@ -1,0 +1,388 @@
+"""Text operations of the rule-based simulated user.
+
+A rule user's latent preference is a list of operations. Each operation has a short ``description``,
+a ``check(text) -> bool`` (is the text already fine?) and an ``edit(text) -> str`` after which its check
+passes. Operations are built from plain dicts (``{"op": "max_words", "n": 40}``) with ``build_operation``
+so users can be written in a YAML/JSON spec without code.
+
+Texts are seen as a *frame* (greeting/heading/TL;DR lines at the top, a sign-off at the bottom) around
+a *body*; length and layout operations act on the body only, so a greeting never counts as a sentence.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+__all__ = ["Operation", "OPERATIONS", "build_operation", "sentences", "split_frame"]
+
+_SENT_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9#\-*])")
+_MARKER = re.compile(r"^\s*(?:[-*•]\s+|\d+[.)]\s+|[QA]:\s*)")
+_GREETING = re.compile(r"^(hi|hey|hello|dear|greetings|good (morning|afternoon|evening))\b", re.I)
+_CLOSING = re.compile(r"^(best|regards|kind regards|warm regards|best regards|sincerely|yours|thanks|thank you|"
+                      r"many thanks|cheers|all the best|take care|talk soon)\b[^.?]*[,.!]?$", re.I)
+_EMOJI = re.compile("[\U0001F300-\U0001FAFF\u2600-\u27BF\u2B50\u2B06\u2934\u2935]")
+
+
+def _lines(text: str) -> list[str]:
+    return [line.rstrip() for line in text.strip().splitlines()]
+
+
+def split_frame(text: str) -> tuple[list[str], str, list[str]]:
+    """``(head_lines, body, tail_lines)``: greeting/heading/TL;DR lines (or a short first paragraph of one
+    line) on top; a sign-off (or a short last paragraph of one line) below."""
+    paragraphs = [p.strip("\n") for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
+    head: list[str] = []
+    while paragraphs:
+        lines = _lines(paragraphs[0])
+        if _is_head(lines[0]):
+            head.append(lines[0])
+            rest = "\n".join(lines[1:]).strip()
+            paragraphs = ([rest] if rest else []) + paragraphs[1:]
+        elif len(paragraphs) > 1 and len(lines) == 1 and len(lines[0].split()) <= 10:
+            head.append(lines[0])
+            paragraphs = paragraphs[1:]
+        else:
+            break
+    tail: list[str] = []
+    if paragraphs:
+        lines = _lines(paragraphs[-1])
+        if len(lines) >= 2 and _CLOSING.match(lines[-2].strip()) and len(lines[-1].split()) <= 3:
+            tail = lines[-2:]
+        elif _CLOSING.match(lines[-1].strip()) and len(lines[-1].split()) <= 8:
+            tail = lines[-1:]
+        elif len(paragraphs) > 1 and len(lines) == 1 and len(lines[0].split()) <= 10:
+            tail = lines
+        if tail:
+            rest = "\n".join(lines[:len(lines) - len(tail)]).strip()
+            paragraphs = paragraphs[:-1] + ([rest] if rest else [])
+    return head, "\n\n".join(paragraphs).strip(), tail
+
+
+def _is_closing(lines: list[str]) -> bool:
+    return bool(lines) and any(_CLOSING.match(line.strip()) for line in lines)
+
+
+def _is_head(line: str) -> bool:
+    s = line.strip()
+    return (s.startswith("#") or s.upper().startswith("TL;DR")
+            or (bool(_GREETING.match(s)) and len(s.split()) <= 8 and s[-1:] in ",:!"))
+
+
+def _join(head: list[str], body: str, tail: list[str]) -> str:
+    parts = []
+    if head:
+        parts.append("\n".join(head))
+    if body:
+        parts.append(body)
+    if tail:
+        parts.append("\n".join(tail))
+    return "\n\n".join(parts).strip()
+
+
+def sentences(text: str) -> list[str]:
+    """Sentences of ``text``, with list markers and line breaks removed.
+
+    >>> sentences("- One thing. Two\\n- Three!")
+    ['One thing.', 'Two', 'Three!']
+    """
+    out = []
+    for line in _lines(text):
+        line = _MARKER.sub("", line).strip()
+        if line:
+            out.extend(s.strip() for s in _SENT_END.split(line) if s.strip())
+    return out
+
+
+def _words(text: str) -> list[str]:
+    """Words that count towards length limits: not hashtags, not emoji-only tokens."""
+    return [w for w in text.split() if re.search(r"\w", w) and not w.startswith("#")]
+
+
+def _on_body(fn: Callable[[str], str]) -> Callable[[str], str]:
+    def edit(text: str) -> str:
+        head, body, tail = split_frame(text)
+        return _join(head, fn(body), tail)
+    return edit
+
+
+def _body(text: str) -> str:
+    return split_frame(text)[1]
+
+
+def _end(sentence: str) -> str:
+    sentence = sentence.strip()
+    return sentence if sentence[-1:] in ".!?…:" else sentence + "."
+
+
+@dataclass
+class Operation:
+    """One preference component: what it wants, how to tell, how the user fixes it."""
+
+    kind: str
+    description: str
+    check: Callable[[str], bool] = field(repr=False)
+    edit: Callable[[str], str] = field(repr=False)
+    params: dict = field(default_factory=dict)
+
+    def apply(self, text: str) -> str:
+        """The text after this operation: unchanged when the check already passes."""
+        return text if self.check(text) else self.edit(text)
+
+
+# -- the operation kinds ---------------------------------------------------------------------------
+
+def _bullets(marker: str = "-") -> Operation:
+    def check(text):
+        lines = [ln for ln in _lines(_body(text)) if ln.strip()]
+        return bool(lines) and all(ln.lstrip().startswith(marker + " ") for ln in lines)
+    return Operation("bullets", "bullet points, one per line", check,
+                     _on_body(lambda b: "\n".join(f"{marker} {s}" for s in sentences(b))), {"marker": marker})
+
+
+def _numbered() -> Operation:
+    def check(text):
+        lines = [ln for ln in _lines(_body(text)) if ln.strip()]
+        return bool(lines) and all(re.match(rf"^{i}\. ", ln.lstrip()) for i, ln in enumerate(lines, 1))
+    return Operation("numbered", "numbered points, one per line", check,
+                     _on_body(lambda b: "\n".join(f"{i}. {s}" for i, s in enumerate(sentences(b), 1))))
+
+
+def _rebuild_like(body: str, kept: list[str]) -> str:
+    """Keep the body's layout (bullets/numbers/lines or one paragraph) for a shorter list of sentences."""
+    lines = [ln for ln in _lines(body) if ln.strip()]
+    if lines and all(re.match(r"^\d+\. ", ln.lstrip()) for ln in lines):
+        return "\n".join(f"{i}. {s}" for i, s in enumerate(kept, 1))
+    if lines and all(ln.lstrip()[:2] in ("- ", "* ", "• ") for ln in lines):
+        return "\n".join(f"{lines[0].lstrip()[0]} {s}" for s in kept)
+    return " ".join(kept)
+
+
+def _max_sentences(n: int) -> Operation:
+    def edit(body):
+        return _rebuild_like(body, sentences(body)[:n])
+    return Operation("max_sentences", f"at most {n} sentences", lambda t: len(sentences(_body(t))) <= n,
+                     _on_body(edit), {"n": n})
+
+
+def _max_words(n: int) -> Operation:
+    def edit(body):
+        kept, count = [], 0
+        for s in sentences(body):
+            w = _words(s)
+            if count + len(w) > n:
+                if not kept:
+                    kept.append(_end(" ".join(w[: max(1, n)]).rstrip(",;:")))
+                break
+            kept.append(s)
+            count += len(w)
+        return _rebuild_like(body, kept)
+    return Operation("max_words", f"at most {n} words", lambda t: len(_words(_body(t))) <= n,
+                     _on_body(edit), {"n": n})
+
+
+def _split_long_sentences(n: int) -> Operation:
+    def split(sentence: str) -> list[str]:
+        words = _words(sentence)
+        if len(words) <= n:
+            return [sentence]
+        # cut at the last comma/conjunction within the limit, else hard at n words
+        cut = n
+        for i in range(min(n, len(words) - 1), 1, -1):
+            if words[i - 1].endswith((",", ";", ":")) or words[i].lower() in ("and", "but", "which", "so", "while"):
+                cut = i
+                break
+        first = " ".join(words[:cut]).rstrip(",;:")
+        rest = words[cut:]
+        if rest and rest[0].lower() in ("and", "which", "while") and len(rest) > 1:
+            rest = rest[1:]
+        rest_text = " ".join(rest)
+        rest_text = rest_text[:1].upper() + rest_text[1:]
+        return [_end(first)] + split(rest_text)
+
+    def check(text):
+        return all(len(_words(s)) <= n for s in sentences(_body(text)))
+
+    def edit(body):
+        out = []
+        for s in sentences(body):
+            out.extend(split(s))
+        return _rebuild_like(body, out) if not _is_list(body) else _rebuild_like(body, out)
+    return Operation("split_long_sentences", f"short sentences (at most {n} words each)", check, _on_body(edit),
+                     {"n": n})
+
+
+def _is_list(body: str) -> bool:
+    lines = [ln for ln in _lines(body) if ln.strip()]
+    return bool(lines) and all(_MARKER.match(ln) for ln in lines)
+
+
+def _prefix_line(text: str) -> Operation:
+    line = text.strip()
+
+    def edit(t):
+        head, body, tail = split_frame(t)
+        head = [h for h in head if not _GREETING.match(h.strip())] if _GREETING.match(line) else head
+        return _join([line] + [h for h in head if h.strip() != line], body, tail)
+    return Operation("prefix_line", f"starts with the line '{line}'",
+                     lambda t: _lines(t)[:1] == [line] if t.strip() else False, edit, {"text": line})
+
+
+def _closing_line(text: str) -> Operation:
+    line = text.strip()
+
+    def edit(t):
+        head, body, tail = split_frame(t)
+        return _join(head, body, []) + "\n\n" + line
+    return Operation("closing_line", f"ends with the line '{line}'",
+                     lambda t: bool(t.strip()) and _lines(t)[-1].strip() == line, edit, {"text": line})
+
+
+def _remove_closing() -> Operation:
+    def edit(t):
+        head, body, tail = split_frame(t)
+        return _join(head, body, [] if _is_closing(tail) else tail)
+    return Operation("remove_closing", "no sign-off or closing line", lambda t: not _is_closing(split_frame(t)[2]),
+                     edit)
+
+
+def _replace_terms(terms: dict[str, str]) -> Operation:
+    patterns = [(re.compile(rf"\b{re.escape(a)}\b", re.I), b) for a, b in terms.items()]
+
+    def repl(b: str) -> Callable[[re.Match], str]:
+        def fn(m: re.Match) -> str:
+            return b[:1].upper() + b[1:] if m.group(0)[:1].isupper() and b else b
+        return fn
+
+    def edit(t):
+        for pat, b in patterns:
+            t = pat.sub(repl(b), t)
+        return t
+    listed = ", ".join(f"'{b}' instead of '{a}'" for a, b in list(terms.items())[:4])
+    return Operation("replace_terms", f"plain words: {listed}", lambda t: not any(p.search(t) for p, _ in patterns),
+                     edit, {"terms": dict(terms)})
+
+
+def _delete_phrases(phrases: list[str]) -> Operation:
+    patterns = [re.compile(rf"\s*\b{re.escape(p)}\b[,.!]?", re.I) for p in phrases]
+
+    def edit(t):
+        for pat in patterns:
+            t = pat.sub("", t)
+        return re.sub(r"[ \t]{2,}", " ", t).strip()
+    return Operation("delete_phrases", "no stock phrases such as '" + "', '".join(phrases[:3]) + "'",
+                     lambda t: not any(p.search(t) for p in patterns), edit, {"phrases": list(phrases)})
+
+
+def _no_exclamation() -> Operation:
+    return Operation("no_exclamation", "no exclamation marks", lambda t: "!" not in t,
+                     lambda t: re.sub(r"!+", ".", t))
+
+
+def _append_emojis(emojis: str = "✨🚀", min_count: int = 1) -> Operation:
+    def check(t):
+        return len(_EMOJI.findall(t)) >= min_count
+
+    def edit(t):
+        missing = min_count - len(_EMOJI.findall(t))
+        return t.rstrip() + " " + (emojis * max(1, missing))[: max(len(emojis), missing)]
+    return Operation("append_emojis", f"with emojis like {emojis}", check, edit,
+                     {"emojis": emojis, "min_count": min_count})
+
+
+_QUESTIONS = ("What is it about?", "What stands out?", "What is the verdict?", "Anything else?")
+
+
+def _question_answer(questions: list[str] | None = None) -> Operation:
+    qs = list(questions or _QUESTIONS)
+
+    def check(t):
+        lines = [ln.strip() for ln in _lines(_body(t)) if ln.strip()]
+        return (len(lines) >= 2 and len(lines) % 2 == 0
+                and all(ln.startswith("Q:" if i % 2 == 0 else "A:") for i, ln in enumerate(lines)))
+
+    def edit(body):
+        sents = sentences(body) or [body.strip() or "Nothing to add."]
+        groups = min(len(qs), len(sents))
+        size = -(-len(sents) // groups)
+        out = []
+        for i in range(groups):
+            chunk = sents[i * size:(i + 1) * size]
+            if chunk:
+                out += [f"Q: {qs[i]}", "A: " + " ".join(chunk)]
+        return "\n".join(out)
+    return Operation("question_answer", "question-answer format (Q:/A: lines)", check, _on_body(edit),
+                     {"questions": qs})
+
+
+def _tldr_first(prefix: str = "TL;DR:") -> Operation:
+    def check(t):
+        return bool(t.strip()) and _lines(t)[0].startswith(prefix)
+
+    def edit(t):
+        head, body, tail = split_frame(t)
+        first = (sentences(body) or ["(nothing)"])[0]
+        return _join([f"{prefix} {first}"] + [h for h in head if not h.upper().startswith("TL;DR")], body, tail)
+    return Operation("tldr_first", f"a '{prefix}' line first", check, edit, {"prefix": prefix})
+
+
+def _heading(text: str | None = None, words: int = 5) -> Operation:
+    def check(t):
+        return bool(t.strip()) and _lines(t)[0].startswith("# ")
+
+    def edit(t):
+        head, body, tail = split_frame(t)
+        title = text or " ".join(_words((sentences(body) or ["Summary"])[0])[:words]).rstrip(".,;:!?")
+        return _join([f"# {title}"] + [h for h in head if not h.startswith("#")], body, tail)
+    return Operation("heading", "a heading line ('# …') first", check, edit, {"text": text, "words": words})
+
+
+def _hashtags(tags: list[str]) -> Operation:
+    tags = [t if t.startswith("#") else "#" + t for t in tags]
+    return Operation("hashtags", "hashtags such as " + " ".join(tags[:3]),
+                     lambda t: bool(re.search(r"(^|\s)#\w", t)), lambda t: t.rstrip() + " " + " ".join(tags),
+                     {"tags": tags})
+
+
+def _end_with_question(question: str) -> Operation:
+    q = question.strip()
+
+    def check(t):
+        return _body(t).rstrip().endswith("?")
+
+    def edit(t):
+        head, body, tail = split_frame(t)
+        sep = "\n" if _is_list(body) else " "
+        return _join(head, (body + sep + q).strip(), tail)
+    return Operation("end_with_question", f"ends by asking the reader a question, e.g. '{q}'", check, edit,
+                     {"question": q})
+
+
+OPERATIONS: dict[str, Callable[..., Operation]] = {
+    "bullets": _bullets, "numbered": _numbered, "max_sentences": _max_sentences, "max_words": _max_words,
+    "split_long_sentences": _split_long_sentences, "prefix_line": _prefix_line, "closing_line": _closing_line,
+    "remove_closing": _remove_closing, "replace_terms": _replace_terms, "delete_phrases": _delete_phrases,
+    "no_exclamation": _no_exclamation, "append_emojis": _append_emojis, "question_answer": _question_answer,
+    "tldr_first": _tldr_first, "heading": _heading, "hashtags": _hashtags, "end_with_question": _end_with_question,
+}
+
+
+def build_operation(spec: dict) -> Operation:
+    """An ``Operation`` from ``{"op": kind, **params}``; unknown kinds or parameters raise ``ValueError``.
+
+    >>> build_operation({"op": "max_words", "n": 3}).edit("One two three. Four five.")
+    'One two three.'
+    """
+    spec = dict(spec)
+    kind = spec.pop("op", None)
+    description = spec.pop("description", None)
+    if kind not in OPERATIONS:
+        raise ValueError(f"unknown operation {kind!r}; choose one of: {', '.join(OPERATIONS)}")
+    try:
+        op = OPERATIONS[kind](**spec)
+    except TypeError as exc:
+        raise ValueError(f"bad parameters for operation {kind!r}: {exc}") from exc
+    if description:
+        op.description = description
+    return op

@@ -1,0 +1,196 @@
+"""Turn harness results into ``summary.json``, ``report.md`` and PNG plots (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["summarize", "write_report", "format_table", "format_selection", "grouped_bars"]
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray(values, dtype=float)
+    return (float(arr.mean()), float(arr.std())) if len(arr) else (float("nan"), float("nan"))
+
+
+def _selection(streams: list) -> dict | None:
+    """For methods that select among candidates: rounds per selection kind, and per seed the first round
+    (1-based, as in the plots) whose draft was picked by the reward; None for greedy methods."""
+    kinds = [k for s in streams for k in getattr(s, "selections", []) or []]
+    if not any(k not in (None, "greedy") for k in kinds):
+        return None
+    counts: dict[str, float] = {}
+    for k in kinds:
+        key = k or "unknown"
+        counts[key] = counts.get(key, 0) + 1
+    first = {}
+    for s in streams:
+        rounds = [t + 1 for t, k in enumerate(s.selections) if k == "reward"]
+        first[str(s.seed)] = rounds[0] if rounds else None
+    return {"rounds_per_seed": {k: round(v / len(streams), 2) for k, v in sorted(counts.items())},
+            "first_reward_round": first}
+
+
+def summarize(results: dict) -> dict:
+    """Per method: cumulative cost mean/std over seeds (population std), per-source cost, preference
+    accuracy (share of rounds whose preference is closest to the true one; None when the method infers none),
+    agent tokens in/out per seed, wall time per stream."""
+    by_method: dict[str, list] = {}
+    for s in results["streams"]:
+        by_method.setdefault(s.method, []).append(s)
+    methods = {}
+    for name, streams in by_method.items():
+        cum = [sum(s.costs) for s in streams]
+        mean, std = _mean_std(cum)
+        flags = [c for s in streams for c in s.correct if c is not None]
+        sources = sorted({src for s in streams for src in s.sources})
+        per_source = {src: float(np.mean([sum(c for c, x in zip(s.costs, s.sources) if x == src) for s in streams]))
+                      for src in sources}
+        curve = np.mean([np.cumsum(s.costs) for s in streams], axis=0)
+        curve_std = np.std([np.cumsum(s.costs) for s in streams], axis=0)
+        methods[name] = {
+            "cumulative_cost_mean": round(mean, 2), "cumulative_cost_std": round(std, 2),
+            "cumulative_cost_per_seed": cum,
+            "preference_accuracy": round(float(np.mean(flags)), 4) if flags else None,
+            "tokens_in": round(float(np.mean([s.tokens_in for s in streams])), 1),
+            "tokens_out": round(float(np.mean([s.tokens_out for s in streams])), 1),
+            "user_tokens": round(float(np.mean([s.user_tokens for s in streams])), 1),
+            "wall_time_s": round(float(np.mean([s.wall_time_s for s in streams])), 2),
+            "zero_cost_rounds": round(float(np.mean([sum(c == 0 for c in s.costs) for s in streams])), 2),
+            "cost_per_source": {k: round(v, 2) for k, v in per_source.items()},
+            "cumulative_curve_mean": [round(float(x), 2) for x in curve],
+            "cumulative_curve_std": [round(float(x), 2) for x in curve_std],
+            "rounds": len(streams[0].costs), "seeds": [s.seed for s in streams],
+            "selection": _selection(streams),
+        }
+    return {"config": results.get("config", {}), "methods": methods, "skipped": results.get("skipped", {}),
+            "machine": {"platform": platform.platform(), "python": platform.python_version(),
+                        "cpus": __import__("os").cpu_count()},
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+def format_table(summary: dict) -> str:
+    """A Markdown table, one row per method."""
+    rows = ["| method | cumulative cost (mean ± std) | zero-cost rounds | preference accuracy | tokens in / out | wall time (s) |",
+            "|---|---|---|---|---|---|"]
+    for name, m in summary["methods"].items():
+        acc = "n/a" if m["preference_accuracy"] is None else f"{m['preference_accuracy']:.2f}"
+        rows.append(f"| {name} | {m['cumulative_cost_mean']:,.0f} ± {m['cumulative_cost_std']:,.0f} | "
+                    f"{m['zero_cost_rounds']:g} | {acc} | {m['tokens_in']:,.0f} / {m['tokens_out']:,.0f} | "
+                    f"{m['wall_time_s']:,.0f} |")
+    for name, why in summary.get("skipped", {}).items():
+        rows.append(f"| {name} | not available: {why} | | | | |")
+    return "\n".join(rows)
+
+
+def format_selection(summary: dict) -> str:
+    """For each method that selects among candidates (redline*): from which round the reward picked the draft."""
+    rows = []
+    every = (summary.get("config") or {}).get("retrain_every")
+    remote = (summary.get("config") or {}).get("target")
+    for name, m in summary["methods"].items():
+        sel = m.get("selection")
+        if not sel:
+            continue
+        firsts = sel["first_reward_round"]
+        n_rounds = m["rounds"]
+        when = "; ".join(f"seed {seed}: " + (f"round {r} of {n_rounds}" if r else f"never in {n_rounds} rounds")
+                         for seed, r in firsts.items())
+        counts = ", ".join(f"{k} {v:g}" for k, v in sel["rounds_per_seed"].items())
+        rows.append(f"| {name} | {when} | {counts} |")
+    if not rows:
+        return ""
+    schedule = ("the server's own schedule (--target)" if remote else
+                f"retrained after every {every} new preference pairs" if every else "the settings' schedule")
+    return "\n".join([
+        f"Selection (reward heads {schedule}): `reward` = the user's routed reward picked the draft among the "
+        "candidates; `cold-start` = no heads or no routing state yet, so the agent drafted from the target "
+        "preference only (as greedy).", "",
+        "| method | reward-driven selection from | rounds per seed by selection |", "|---|---|---|", *rows])
+
+
+def grouped_bars(ax, groups: list[str], series: dict[str, list[float]], *, rotation: float = 0) -> None:
+    """One group of bars per entry of ``groups``, one bar (and legend entry) per series."""
+    width = 0.8 / max(1, len(series))
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar(np.arange(len(groups)) + i * width, values, width, label=name)
+    ax.set_xticks(np.arange(len(groups)) + width * (len(series) - 1) / 2, groups, rotation=rotation)
+
+
+def _plots(summary: dict, out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    methods = summary["methods"]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, m in methods.items():
+        mean, std = np.asarray(m["cumulative_curve_mean"]), np.asarray(m["cumulative_curve_std"])
+        x = np.arange(1, len(mean) + 1)
+        ax.plot(x, mean, label=name)
+        ax.fill_between(x, mean - std, mean + std, alpha=0.15)
+    task = summary["config"].get("task", "")
+    ax.set(xlabel="round", ylabel="cumulative edit cost (words)", title=f"Cumulative edit cost — {task}")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "cumulative_cost.png", dpi=110)
+    plt.close(fig)
+    files.append("cumulative_cost.png")
+
+    sources = sorted({s for m in methods.values() for s in m["cost_per_source"]})
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    grouped_bars(ax, sources, {name: [m["cost_per_source"].get(s, 0) for s in sources]
+                               for name, m in methods.items()}, rotation=15)
+    ax.set(ylabel="edit cost (words, mean over seeds)", title=f"Edit cost per source — {task}")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "cost_per_source.png", dpi=110)
+    plt.close(fig)
+    files.append("cost_per_source.png")
+    return files
+
+
+def write_report(results: dict, out: Path | str) -> dict:
+    """Write ``summary.json``, ``report.md`` and the PNG plots into ``out``; returns the summary."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(results)
+    plots = _plots(summary, out) if summary["methods"] else []
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
+    cfg = summary["config"]
+    specs = results.get("specs") or {}
+    lines = [f"# Evaluation: {cfg.get('task')} ({cfg.get('user_model')} user)", "",
+             f"Command: `{cfg.get('command') or 'n/a'}`", "",
+             f"Rounds: {cfg.get('rounds_completed', cfg.get('rounds'))}"
+             + (f" (of {cfg.get('rounds')} requested; the run was stopped early and every method is cut to the "
+                "rounds all completed)" if cfg.get('rounds_completed', cfg.get('rounds')) != cfg.get('rounds') else "")
+             + f", seeds: {cfg.get('seeds')}, finished {summary['finished']} on "
+             f"{summary['machine']['platform']} ({summary['machine']['cpus']} CPUs).", "",
+             format_table(summary), "",
+             "Cumulative cost: word-level edit distance between draft and the user's edit, summed over rounds "
+             "(mean ± population std over seeds). Preference accuracy: share of rounds whose preference is "
+             "closest (MiniLM cosine) to the true user's description among the task's users; n/a for methods "
+             "that infer none. Tokens: the agent's generator tokens per seed (user tokens excluded).", ""]
+    selection = format_selection(summary)
+    if selection:
+        lines += ["## Selection", "", selection, ""]
+    lines += [f"![{p}]({p})" for p in plots]
+    if specs:
+        lines += ["", "## Users (latent preferences)", "", "| source | description (given to the oracle) |", "|---|---|"]
+        lines += [f"| {s} | {spec.description} |" for s, spec in specs.items()]
+    lines += ["", "## Cost per source", "", "| method | " + " | ".join(
+        sorted({s for m in summary["methods"].values() for s in m["cost_per_source"]})) + " |"]
+    srcs = sorted({s for m in summary["methods"].values() for s in m["cost_per_source"]})
+    lines.append("|---" * (len(srcs) + 1) + "|")
+    for name, m in summary["methods"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{m['cost_per_source'].get(s, 0):,.0f}" for s in srcs) + " |")
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return summary

