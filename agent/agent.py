@@ -18,7 +18,8 @@ from redline.policies import (RewardCheckpoints, RewardFeatures, batch_layout, d
                       score_candidates, select, update_state)
 from redline.policies.routing import replay
 from redline.policies.training import EmbeddingCache, pair_features
-from redline.retrieval import Conflict, Embedder, IndexCache, NotFound, Store
+from redline.retrieval import Embedder, IndexCache
+from redline.store import Conflict, NotFound, Store
 
 from . import prompts
 from .cipher import Cipher, Retrieved
@@ -315,12 +316,12 @@ class Agent:
     def process_pending(self, *, limit: int = 100) -> int:
         """Learn every accepted edit not yet learned (recovery after a crash); returns how many."""
         done = 0
-        for job in self.store.pending_jobs(limit=limit):
-            self.store.mark_job(job["id"], "running")
+        for job in self.store.jobs.pending(limit=limit):
+            self.store.jobs.mark(job["id"], "running")
             try:
                 self.process_edit(job["interaction_id"])
             except GeneratorUnavailable as exc:
-                self.store.mark_job(job["id"], "pending", error=str(exc))
+                self.store.jobs.mark(job["id"], "pending", error=str(exc))
                 raise
             done += 1
         return done
@@ -441,13 +442,9 @@ class Agent:
             user_id = self.store.user_id(tenant, validate_user(user), create=False)
         except NotFound:
             return []
-        rows = self.store._query(
-            "SELECT i.draft, i.context_vector, e.edited_text FROM edits e JOIN interactions i"
-            " ON i.id = e.interaction_id WHERE e.user_id = ? AND e.is_edit = 1", (user_id,))
+        rows = self.store.edited_drafts(user_id)
         if not rows or k < 1:
             return []
-        from redline.retrieval.store import blob_to_vector
-
         vector = self.embedder.encode([context])[0]
-        sims = np.stack([blob_to_vector(r["context_vector"]) for r in rows]) @ vector
+        sims = np.stack([r["context_vector"] for r in rows]) @ vector
         return [(rows[i]["draft"], rows[i]["edited_text"]) for i in np.argsort(-sims, kind="stable")[:k]]

@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from redline.retrieval import IndexCache, PreferenceIndex, Store
+from redline.retrieval import IndexCache, PreferenceIndex
+from redline.store import Store
 
 from . import prompts
 from .edit_analysis import describe_edit, looks_like_preference

@@ -15,6 +15,7 @@ from redline.agent import Agent, AgentError, GenerateOptions, Settings
 from redline.agent.agent import STRATEGIES
 from redline.agent.prompts import TASKS
 from redline.retrieval import RetrievalError
+from redline.store import StoreError
 
 __all__ = ["main", "cli"]
 
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (AgentError, RetrievalError) as exc:
+    except (AgentError, RetrievalError, StoreError) as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:

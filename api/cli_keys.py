@@ -7,7 +7,7 @@ import re
 
 import click
 
-from redline.retrieval import NotFound, Store
+from redline.store import NotFound, Store
 
 
 __all__ = ["keys"]
@@ -36,7 +36,7 @@ def create(state, tenant, name):
     if not TENANT.match(tenant):
         raise click.ClickException("tenant must be 1-64 characters: letters, digits and . _ - "
                                    "(starting with a letter or digit)")
-    key, row = _store(state).create_api_key(tenant, name)
+    key, row = _store(state).keys.create(tenant, name)
     emit(state, {**row, "key": key}, key)
     if not state.as_json:
         click.echo(f"(key {row['id']} for tenant {tenant}; shown once, store it now)", err=True)
@@ -47,7 +47,7 @@ def create(state, tenant, name):
 @click.pass_obj
 def list_keys(state, tenant):
     """List keys: id, tenant, name, prefix, created and revoked dates (never the keys)."""
-    rows = _store(state).api_keys(tenant=tenant)
+    rows = _store(state).keys.list(tenant=tenant)
     lines = ["\t".join([str(r["id"]), r["tenant"], r["prefix"] + "…", r["name"] or "-", r["created_at"]]
                        + ([f"revoked {r['revoked_at']}"] if r["revoked_at"] else [])) for r in rows]
     emit(state, {"keys": rows}, "\n".join(lines) or "no API keys")
@@ -59,7 +59,7 @@ def list_keys(state, tenant):
 def revoke(state, key_id):
     """Revoke key KEY_ID (from `redline keys list`); requests with it get 401 from then on."""
     try:
-        row = _store(state).revoke_api_key(key_id)
+        row = _store(state).keys.revoke(key_id)
     except NotFound as exc:
         raise click.ClickException(f"no active API key with id {key_id}") from exc
     emit(state, row, f"revoked key {key_id} ({row['tenant']}, {row['prefix']}…)")

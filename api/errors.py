@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from redline.agent import AgentError, GeneratorUnavailable
-from redline.retrieval import Conflict, EmbedderUnavailable, NotFound, RetrievalError
+from redline.retrieval import EmbedderUnavailable, RetrievalError
+from redline.store import Conflict, NotFound, StoreError
 
 __all__ = ["ApiError", "error_body", "error_response", "install_error_handlers"]
 log = logging.getLogger(__name__)
@@ -69,8 +70,9 @@ def install_error_handlers(app: FastAPI, *, retry_after: int) -> None:
             log.warning("%s: %s", type(exc).__name__, exc)
         return error_response(exc.status, str(exc), exc.code, headers)
 
+    @app.exception_handler(StoreError)
     @app.exception_handler(RetrievalError)
-    async def retrieval_error(request: Request, exc: RetrievalError):
+    async def retrieval_error(request: Request, exc: RetrievalError | StoreError):
         if isinstance(exc, NotFound):
             return error_response(404, str(exc))
         if isinstance(exc, Conflict):

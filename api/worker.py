@@ -13,6 +13,7 @@ import time
 
 from redline.agent import Agent, AgentError, GeneratorUnavailable
 from redline.retrieval import RetrievalError
+from redline.store import StoreError
 
 from .observability import Metrics, request_id_var
 
@@ -74,7 +75,7 @@ class LearningWorker:
         """Learn every queued edit; returns True when the generator is down (back off, retry later)."""
         store = self.agent.store
         while not self._stopping.is_set():
-            jobs = store.pending_jobs(limit=50)
+            jobs = store.jobs.pending(limit=50)
             if not jobs:
                 return False
             for job in jobs:
@@ -89,28 +90,28 @@ class LearningWorker:
         token = request_id_var.set(f"job-{job['id']}")
         start = time.perf_counter()
         try:
-            store.mark_job(job["id"], "running")
+            store.jobs.mark(job["id"], "running")
             result = self.agent.process_edit(job["interaction_id"])
             if result.already_learned:  # complete_learning marks its job done; this covers an older crash
-                store.mark_job(job["id"], "done")
+                store.jobs.mark(job["id"], "done")
             self.learned += 1
             self.metrics.observe_learning(time.perf_counter() - start, "learned", result)
             return False
         except GeneratorUnavailable as exc:
             log.warning("generator unavailable; learning of %s retried in %ss: %s", job["interaction_id"],
                         self.retry_after, exc)
-            store.mark_job(job["id"], "pending", error=str(exc))
+            store.jobs.mark(job["id"], "pending", error=str(exc))
             self.metrics.observe_learning(time.perf_counter() - start, "retry")
             return True
-        except (AgentError, RetrievalError) as exc:  # e.g. the user was deleted meanwhile
+        except (AgentError, RetrievalError, StoreError) as exc:  # e.g. the user was deleted meanwhile
             log.info("learning job %s dropped: %s", job["id"], exc)
-            store.mark_job(job["id"], "failed", error=str(exc))
+            store.jobs.mark(job["id"], "failed", error=str(exc))
             self.metrics.observe_learning(time.perf_counter() - start, "dropped")
             return False
         except Exception as exc:
             log.exception("learning job %s failed", job["id"])
             attempts = (job.get("attempts") or 0) + 1
-            store.mark_job(job["id"], "failed" if attempts >= MAX_ATTEMPTS else "pending", error=repr(exc))
+            store.jobs.mark(job["id"], "failed" if attempts >= MAX_ATTEMPTS else "pending", error=repr(exc))
             self.metrics.observe_learning(time.perf_counter() - start, "error")
             return attempts < MAX_ATTEMPTS  # back off before retrying
         finally:

@@ -34,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from redline.retrieval.store import Store, now_iso, vector_to_blob  # noqa: E402
+from redline.store import Store, now_iso, vector_to_blob  # noqa: E402
 
 WORDS = ("budget transit council report revenue growth team launch demo schedule customer product review "
          "summary quarterly market policy research paper results method data model training city school").split()
@@ -151,7 +151,7 @@ def main() -> None:
         store = Store(data / "redline.db")
         t0 = time.perf_counter()
         names, fresh = seed(store, args.users, args.edits, args.requests * len(levels), rng)
-        key, _ = store.create_api_key("bench", "bench")
+        key, _ = store.keys.create("bench", "bench")
         counts = store.counts()
         store.close()
         print(f"seeded {counts} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)

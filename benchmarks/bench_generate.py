@@ -35,7 +35,7 @@ def main() -> None:
 
     from redline.agent import Agent, Settings
     from redline.agent.generators.model_files import ensure_converted_model
-    from redline.retrieval.store import vector_to_blob, now_iso
+    from redline.store import now_iso, vector_to_blob
 
     repo = Path(__file__).resolve().parents[1]
     model = ensure_converted_model(repo / ".redline" / "models")

@@ -1,11 +1,8 @@
-"""Embeddings, the SQLite store, and per-user FAISS indexes over past contexts."""
+"""Embeddings and per-user FAISS indexes over past contexts (caches of the store's preference rows)."""
 
 from .embedder import Embedder, packaged_model_path
-from .errors import Conflict, EmbedderUnavailable, NotFound, RetrievalError
+from .errors import EmbedderUnavailable, RetrievalError
 from .index import IndexCache, Neighbour, PreferenceIndex
-from .store import SCHEMA_VERSION, Store
 
-__all__ = [
-    "Embedder", "packaged_model_path", "Store", "SCHEMA_VERSION", "PreferenceIndex", "IndexCache",
-    "Neighbour", "RetrievalError", "NotFound", "Conflict", "EmbedderUnavailable",
-]
+__all__ = ["Embedder", "packaged_model_path", "PreferenceIndex", "IndexCache", "Neighbour", "RetrievalError",
+           "EmbedderUnavailable"]

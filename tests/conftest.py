@@ -21,7 +21,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 @pytest.fixture
 def fresh_store():
-    from redline.retrieval import Store
+    from redline.store import Store
 
     store = Store(":memory:")
     yield store

@@ -178,10 +178,10 @@ def test_generator_down_stores_nothing_and_keeps_accepted_edits(agent):
     agent.submit_edit(gen.interaction_id, "- kept")
     with pytest.raises(GeneratorUnavailable):
         agent.process_pending()
-    assert agent.store.job_counts() == {"pending": 1}
+    assert agent.store.jobs.counts() == {"pending": 1}
     agent.generator.down = False
     assert agent.process_pending() == 1
-    assert agent.store.job_counts() == {"done": 1}
+    assert agent.store.jobs.counts() == {"done": 1}
     assert agent.preferences("alice")["stats"]["preferences"] == 1
 
 

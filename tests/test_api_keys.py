@@ -7,20 +7,20 @@ from click.testing import CliRunner
 
 from redline.api.cli import cli
 from redline.api.errors import error_body
-from redline.retrieval import NotFound, Store
+from redline.store import ApiKeys, NotFound, Store
 
 
 def test_store_keeps_only_hashes_and_resolves_tenants(fresh_store: Store):
-    key, row = fresh_store.create_api_key("acme", "ci")
+    key, row = fresh_store.keys.create("acme", "ci")
     assert key.startswith("rl-") and len(key) > 40 and row["prefix"] == key[:10] and row["tenant"] == "acme"
-    stored = fresh_store._one("SELECT * FROM api_keys WHERE id = ?", (row["id"],))
-    assert key not in json.dumps(stored) and stored["key_hash"] == Store.hash_api_key(key)
-    assert fresh_store.api_key_tenant(key) == "acme" and fresh_store.api_key_tenant(key + "x") is None
-    assert fresh_store.count_active_api_keys() == 1
-    fresh_store.revoke_api_key(row["id"])
-    assert fresh_store.api_key_tenant(key) is None and fresh_store.count_active_api_keys() == 0
+    stored = fresh_store.db["api_keys"].get(row["id"])
+    assert key not in json.dumps(stored) and stored["key_hash"] == ApiKeys.hash(key)
+    assert fresh_store.keys.tenant(key) == "acme" and fresh_store.keys.tenant(key + "x") is None
+    assert fresh_store.keys.count_active() == 1
+    fresh_store.keys.revoke(row["id"])
+    assert fresh_store.keys.tenant(key) is None and fresh_store.keys.count_active() == 0
     with pytest.raises(NotFound):
-        fresh_store.revoke_api_key(row["id"])
+        fresh_store.keys.revoke(row["id"])
 
 
 def test_keys_cli_create_list_revoke(tmp_path):

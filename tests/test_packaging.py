@@ -2,6 +2,7 @@
 ``package-dir``), every package folder and every data file inside one is listed, and a wheel holds nothing else."""
 
 import glob
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -60,8 +61,14 @@ def test_every_data_file_inside_a_package_is_in_package_data():
 
 
 def test_the_wheel_holds_only_the_redline_namespace(tmp_path):
+    source = tmp_path / "source"  # a copy: a build writes build/ and *.egg-info beside pyproject.toml
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    for folder in _setuptools_config()["package-dir"].values():
+        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "--disable-pip-version-check", "-w", str(tmp_path), str(REPO)], check=True, capture_output=True)
+                    "--disable-pip-version-check", "-w", str(tmp_path), str(source)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("redline-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}

@@ -3,7 +3,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from redline.retrieval import SCHEMA_VERSION, Conflict, NotFound, Store
+from redline.store import SCHEMA_VERSION, Conflict, NotFound, Store
 
 
 def _interaction(store, user_id, draft="draft text", vec=None):
@@ -65,7 +65,7 @@ def test_submit_edit_is_idempotent_and_conflicts_on_other_text(fresh_store):
     assert not created2 and row2["created_at"] == row["created_at"]
     with pytest.raises(Conflict):
         fresh_store.submit_edit(iid, "something else", cost=3, is_edit=True)
-    assert fresh_store.job_counts() == {"pending": 1}
+    assert fresh_store.jobs.counts() == {"pending": 1}
     with pytest.raises(NotFound):
         fresh_store.submit_edit("nope", "x", cost=1, is_edit=True)
 
@@ -81,7 +81,7 @@ def test_complete_learning_is_atomic_and_once(fresh_store):
     assert pid is not None
     assert fresh_store.user_version(uid) == v0 + 1
     assert fresh_store.edit(iid)["preference_id"] == pid
-    assert fresh_store.job_counts() == {"done": 1}
+    assert fresh_store.jobs.counts() == {"done": 1}
     assert len(fresh_store.pairs(user_id=uid)) == 1
     first = fresh_store.pairs()[0]["id"]
     assert fresh_store.count_pairs() == 1 and fresh_store.count_pairs(since_id=first) == 0
@@ -201,7 +201,7 @@ def test_aggregations_belong_to_their_user_and_go_with_preference_changes(fresh_
 def test_an_older_schema_opens_and_upgrades(tmp_path, version):
     import sqlite_utils
 
-    from redline.retrieval.store import MIGRATIONS
+    from redline.store.schema import MIGRATIONS
 
     path = tmp_path / "old.db"
     db = sqlite_utils.Database(path)

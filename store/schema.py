@@ -1,0 +1,90 @@
+"""The schema as forward migrations numbered from 1; ``meta.schema_version`` records the last one applied."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import sqlite_utils
+
+from ._sqlite import SQLite
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version"]
+
+
+def _m1_initial(db: sqlite_utils.Database) -> None:
+    db["users"].create({"id": int, "tenant": str, "name": str, "created_at": str, "version": int},
+                       pk="id", not_null={"tenant", "name"}, defaults={"version": 0})
+    db["users"].create_index(["tenant", "name"], unique=True)
+    db["interactions"].create({
+        "id": str, "user_id": int, "task": str, "context": str, "context_vector": bytes,
+        "prompt": str, "draft": str, "preference_used": str, "preference_ids": str,
+        "neighbours": str, "candidates": str, "strategy": str, "model": str,
+        "tokens_in": int, "tokens_out": int, "timings": str, "created_at": str,
+    }, pk="id", foreign_keys=[("user_id", "users", "id")])
+    db["interactions"].create_index(["user_id", "created_at"])
+    db["edits"].create({
+        "interaction_id": str, "user_id": int, "edited_text": str, "cost": int, "is_edit": int,
+        "created_at": str, "learned_at": str, "preference_id": int,
+    }, pk="interaction_id", foreign_keys=[("interaction_id", "interactions", "id")])
+    db["edits"].create_index(["user_id", "created_at"])
+    db["preferences"].create({
+        "id": int, "user_id": int, "text": str, "kind": str, "context_vector": bytes,
+        "interaction_id": str, "created_at": str, "updated_at": str, "user_edited": int,
+    }, pk="id", foreign_keys=[("user_id", "users", "id")], defaults={"user_edited": 0})
+    db["preferences"].create_index(["user_id", "id"])
+    db["pairs"].create({
+        "id": int, "user_id": int, "interaction_id": str, "context": str, "chosen": str,
+        "rejected": str, "source": str, "created_at": str,
+    }, pk="id")
+    db["pairs"].create_index(["user_id"])
+    db["router_states"].create({"user_id": int, "weights": str, "steps": int, "updated_at": str},
+                               pk="user_id")
+    db["jobs"].create({
+        "id": int, "kind": str, "interaction_id": str, "status": str, "attempts": int,
+        "error": str, "created_at": str, "updated_at": str,
+    }, pk="id", defaults={"attempts": 0})
+    db["jobs"].create_index(["kind", "interaction_id"], unique=True)
+    db["jobs"].create_index(["status", "id"])
+    db["api_keys"].create({
+        "id": int, "tenant": str, "name": str, "key_hash": str, "prefix": str,
+        "created_at": str, "revoked_at": str,
+    }, pk="id")
+    db["api_keys"].create_index(["key_hash"], unique=True)
+    db["aggregations"].create({"key": str, "text": str, "created_at": str}, pk="key")
+
+
+def _m2_aggregation_owner(db: sqlite_utils.Database) -> None:
+    """Cached aggregations get the id of the user whose preferences they combine, so a hard delete
+    can remove them. Rows cached before this have no owner and their key is a one-way hash, so they
+    cannot be attributed: the cache is emptied (it refills on demand, one LLM call per neighbourhood)."""
+    db.execute("DELETE FROM aggregations")
+    db["aggregations"].add_column("user_id", int)
+    db["aggregations"].create_index(["user_id"])
+
+
+# Forward migrations; append only. Each runs once, in its own transaction.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_aggregation_owner]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(sql: SQLite) -> int:
+    """The last migration applied to the database (0 for a new one)."""
+    if not sql.db["meta"].exists():
+        return 0
+    row = sql.one("SELECT value FROM meta WHERE key = 'schema_version'")
+    return int(row["value"]) if row else 0
+
+
+def migrate(sql: SQLite) -> None:
+    """Apply the migrations the database lacks; refuse a database written by a newer redline."""
+    with sql.transaction():
+        if not sql.db["meta"].exists():
+            sql.db["meta"].create({"key": str, "value": str}, pk="key")
+        current = schema_version(sql)
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(f"store {sql.path} has schema {current}, newer than this redline "
+                               f"({SCHEMA_VERSION}); upgrade redline")
+        for number in range(current + 1, SCHEMA_VERSION + 1):
+            MIGRATIONS[number - 1](sql.db)
+            sql.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                           (str(number),))
