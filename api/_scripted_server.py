@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from redline.agent import Agent, GeneratorUnavailable, ScriptedGenerator, Settings
+from redline.runtime import quiet_offline_models
 
 from .app import create_app
 from .server import configure_logging, run_server
@@ -44,9 +45,7 @@ class ToggleGenerator(ScriptedGenerator):
 
 
 def main() -> None:
-    for name, value in (("HF_HUB_OFFLINE", "1"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
-                        ("TRANSFORMERS_VERBOSITY", "error"), ("TOKENIZERS_PARALLELISM", "false")):
-        os.environ.setdefault(name, value)
+    quiet_offline_models()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)

@@ -14,6 +14,7 @@ import click
 from redline.agent import Agent, AgentError, GenerateOptions, Settings
 from redline.agent.agent import STRATEGIES
 from redline.agent.prompts import TASKS
+from redline.runtime import quiet_offline_models
 from redline.retrieval import RetrievalError
 from redline.store import StoreError
 
@@ -217,12 +218,7 @@ _register_optional_commands()
 
 def main(argv: list[str] | None = None) -> None:
     # Model loading chatter (progress bars, hub notices) is noise on a terminal; -v shows our own logs.
-    import os
-
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet_offline_models()
     try:
         cli.main(args=argv, prog_name="redline", standalone_mode=False)
     except click.exceptions.Abort:

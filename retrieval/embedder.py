@@ -14,14 +14,11 @@ from typing import Sequence
 
 import numpy as np
 
+from redline.runtime import MODEL_LOADING
+
 from .errors import EmbedderUnavailable
 
-__all__ = ["Embedder", "packaged_model_path", "MODEL_LOADING"]
-
-# Every model load in the process holds this. transformers imports its submodules lazily, and two threads
-# importing them at once (the server's warm-up loading MiniLM while a request converts SmolLM2) can be
-# handed a partially initialised module: "cannot import name 'AutoConfig' from 'transformers'".
-MODEL_LOADING = threading.RLock()
+__all__ = ["Embedder", "packaged_model_path"]
 
 
 def packaged_model_path() -> Path:

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from redline.runtime import quiet_offline_models
+
+quiet_offline_models()
 
 REPO = Path(__file__).resolve().parents[1]
 # Converted once and shared by every test session and subprocess (gitignored).

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from redline.runtime import quiet_offline_models
+
 REPO = Path(__file__).resolve().parents[1]
 RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
@@ -24,8 +26,8 @@ class Server:
         self.log_path = data_dir / f"server-{time.monotonic_ns()}.log"
         data_dir.mkdir(parents=True, exist_ok=True)
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("REDLINE_")}
-        full_env.update(HF_HUB_OFFLINE="1", HF_HUB_DISABLE_PROGRESS_BARS="1", TRANSFORMERS_VERBOSITY="error",
-                        TOKENIZERS_PARALLELISM="false", REDLINE_DATA_DIR=str(data_dir), **env)
+        quiet_offline_models(full_env)
+        full_env.update(REDLINE_DATA_DIR=str(data_dir), **env)
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env=full_env, stdout=self._log,
                                      stderr=subprocess.STDOUT)

@@ -1,4 +1,4 @@
-"""Model loads in one process take turns (retrieval.embedder.MODEL_LOADING).
+"""Model loads in one process take turns (redline.runtime.MODEL_LOADING).
 
 The server's warm-up thread loaded MiniLM while a first /v1/generate converted SmolLM2; transformers'
 lazy submodule imports raced and the request failed with "cannot import name 'AutoConfig'". Each test
@@ -13,7 +13,7 @@ from redline.agent import GeneratorUnavailable
 from redline.agent.generators import model_files
 from redline.agent.generators.transformers_backend import TransformersGenerator
 from redline.retrieval import Embedder
-from redline.retrieval.embedder import MODEL_LOADING
+from redline.runtime import MODEL_LOADING
 
 
 def held_by_another_thread() -> bool:

@@ -82,7 +82,7 @@ def test_installed_names_are_redline_only(tmp_path):
     code = ("import importlib, importlib.util, sys\n"
             f"for name in {sorted(_setuptools_config()['packages'])!r}:\n"
             "    importlib.import_module(name)\n"
-            "bare = [n for n in ('agent', 'api', 'cli', 'evals', 'policies', 'retrieval', 'store', 'testing')\n"
+            "bare = [n for n in ('agent', 'api', 'cli', 'evals', 'policies', 'retrieval', 'runtime', 'store', 'testing')\n"
             "        if n in sys.modules or importlib.util.find_spec(n) is not None]\n"
             "assert not bare, bare\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)

@@ -46,3 +46,5 @@ def test_core_packages_do_not_import_the_edges():
     for package in ("retrieval", "store", "policies"):
         for path in (root / package).rglob("*.py"):
             assert "redline.agent" not in path.read_text(), path
+    for path in (root / "runtime").rglob("*.py"):
+        assert "from redline" not in path.read_text() and "import redline" not in path.read_text(), path

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from redline.retrieval.embedder import MODEL_LOADING
+from redline.runtime import MODEL_LOADING
 
 __all__ = ["packaged_gguf", "ensure_converted_model", "EMBEDDED_MODEL_NAME"]
 
@@ -40,7 +40,7 @@ def ensure_converted_model(models_dir: str | os.PathLike) -> Path:
     into a temporary folder, and renames it into place, so a crash never leaves half a model behind.
     """
     target = Path(models_dir) / EMBEDDED_MODEL_NAME
-    with MODEL_LOADING:  # see retrieval.embedder.MODEL_LOADING; also one conversion per process
+    with MODEL_LOADING:  # see redline.runtime.MODEL_LOADING; also one conversion per process
         if not ((target / "config.json").exists() and (target / "model.safetensors").exists()):
             _convert(packaged_gguf(), target)
     return target

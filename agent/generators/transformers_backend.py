@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
-from redline.retrieval.embedder import MODEL_LOADING
+from redline.runtime import MODEL_LOADING
 
 from ..errors import GeneratorUnavailable
 from .base import ChatPrompt, Generation, GenerationParams, apply_stop
@@ -35,7 +35,7 @@ class TransformersGenerator:
 
     def _load(self):
         if self._model is None:
-            with MODEL_LOADING:  # see retrieval.embedder.MODEL_LOADING
+            with MODEL_LOADING:  # see redline.runtime.MODEL_LOADING
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 import torch
                 from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Sequence
 
-from redline.retrieval.embedder import MODEL_LOADING
+from redline.runtime import MODEL_LOADING
 
 from ..errors import GeneratorUnavailable
 from .base import ChatPrompt, Generation, GenerationParams
@@ -33,7 +33,7 @@ class VLLMGenerator:
 
     def _load(self):
         if self._llm is None:
-            with MODEL_LOADING:  # see retrieval.embedder.MODEL_LOADING
+            with MODEL_LOADING:  # see redline.runtime.MODEL_LOADING
                 try:
                     from vllm import LLM
                 except ImportError as exc:

@@ -1,0 +1,29 @@
+"""Process-wide concerns every package shares and none owns: the model-loading lock and the environment the
+model libraries (transformers, sentence-transformers, the Hugging Face hub) read.
+
+Imports nothing from redline, so every package may import it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+__all__ = ["MODEL_LOADING", "quiet_offline_models"]
+
+# Every model load in the process holds this. transformers imports its submodules lazily, and two threads
+# importing them at once (the server's warm-up loading MiniLM while a request converts SmolLM2) can be
+# handed a partially initialised module: "cannot import name 'AutoConfig' from 'transformers'".
+MODEL_LOADING = threading.RLock()
+
+_QUIET_OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
+                  "TOKENIZERS_PARALLELISM": "false"}
+
+
+def quiet_offline_models(environ: dict | None = None) -> dict:
+    """Default the model libraries to offline and quiet (no hub downloads, progress bars or fork warnings) in
+    ``environ`` (default ``os.environ``), keeping values already set; returns it."""
+    environ = os.environ if environ is None else environ
+    for name, value in _QUIET_OFFLINE.items():
+        environ.setdefault(name, value)
+    return environ
