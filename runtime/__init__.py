@@ -1,7 +1,7 @@
 """Process-wide concerns every package shares and none owns: the model-loading lock and the environment the
 model libraries (transformers, sentence-transformers, the Hugging Face hub) read.
 
-Imports nothing from redline, so every package may import it.
+It imports no other part of redline, so every package may import it.
 """
 
 from __future__ import annotations
