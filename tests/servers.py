@@ -77,7 +77,7 @@ def scripted_server(data_dir: Path, **env: str) -> Server:
 
 
 def create_key(data_dir: Path, tenant: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "redline.api.cli", "--data-dir", str(data_dir), "keys", "create",
+    out = subprocess.run([sys.executable, "-m", "redline.cli", "--data-dir", str(data_dir), "keys", "create",
                           "--tenant", tenant], cwd=REPO, capture_output=True, text=True, check=True)
     return out.stdout.strip()
 

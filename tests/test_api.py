@@ -80,12 +80,12 @@ def test_auth_missing_invalid_and_revoked_keys(stack):
                            "code": "invalid_api_key"}
     key = create_key(stack["server"].data_dir, "temp")
     assert httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 200
-    listed = subprocess.run([sys.executable, "-m", "redline.api.cli", "--data-dir", str(stack["server"].data_dir), "--json",
+    listed = subprocess.run([sys.executable, "-m", "redline.cli", "--data-dir", str(stack["server"].data_dir), "--json",
                              "keys", "list", "--tenant", "temp"], cwd=REPO, capture_output=True, text=True,
                             check=True)
     assert key not in listed.stdout and key[:10] in listed.stdout
     key_id = __import__("json").loads(listed.stdout)["keys"][0]["id"]
-    subprocess.run([sys.executable, "-m", "redline.api.cli", "--data-dir", str(stack["server"].data_dir), "keys", "revoke",
+    subprocess.run([sys.executable, "-m", "redline.cli", "--data-dir", str(stack["server"].data_dir), "keys", "revoke",
                     str(key_id)], cwd=REPO, check=True, capture_output=True)
     assert httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code == 401
     with sqlite3.connect(stack["server"].data_dir / "redline.db") as db:  # only hashes are stored
@@ -419,7 +419,7 @@ def llm(tmp_path_factory, smollm_path):
     """`redline serve` on the packaged SmolLM2, auth on."""
     data = tmp_path_factory.mktemp("llm")
     key = create_key(data, "writers")
-    server = Server(["-m", "redline.api.cli", "serve", "--port", "0"], data, REDLINE_GENERATOR_MODEL=str(smollm_path),
+    server = Server(["-m", "redline.cli", "serve", "--port", "0"], data, REDLINE_GENERATOR_MODEL=str(smollm_path),
                     REDLINE_MAX_TOKENS="24", REDLINE_TEMPERATURE="0").wait_ready()
     yield server, key
     server.stop()

@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from redline.api.cli import cli
+from redline.cli import cli
 from redline.api.errors import error_body
 from redline.store import ApiKeys, NotFound, Store
 

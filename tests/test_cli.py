@@ -8,9 +8,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-import redline.api.cli as cli_module
+import redline.cli._common as cli_common
+import redline.cli.commands as cli_commands
 from redline.agent import ScriptedGenerator
-from redline.api.cli import cli
+from redline.cli import cli
 
 CONTEXTS = [
     "The city council voted to extend library hours on weekends after a petition gathered 3,000 signatures.",
@@ -31,7 +32,7 @@ def trained(make_agent, monkeypatch, tmp_path):
         agent.learn(r.interaction_id, f"In short: {ctx.split(',')[0]}.")
     agent.maintenance()
     assert agent.rewards.current() is not None and agent.store.router_state(1) is not None
-    monkeypatch.setattr(cli_module, "Agent", lambda settings: agent)
+    monkeypatch.setattr(cli_common, "Agent", lambda settings: agent)
     context = tmp_path / "context.txt"
     context.write_text(NEW)
     return agent, gen, str(context)
@@ -100,7 +101,14 @@ def test_preferences_shows_the_routing_state(trained):
 
 def test_routing_line_names_the_head_the_user_leans_on():
     leaning = {"weights": [0.1, 0.7, 0.2], "steps": 4, "heads": 3, "top_head": 1, "entropy": 0.73}
-    assert cli_module._routing_text(leaning) == ("routing: leans on reward head 1 of 3 (weights 0.10 0.70 0.20; "
+    assert cli_commands._routing_text(leaning) == ("routing: leans on reward head 1 of 3 (weights 0.10 0.70 0.20; "
                                               "entropy 0.73, 1 = no lean; 4 steps)")
     even = {"weights": [0.5, 0.5], "steps": 3, "heads": 2, "top_head": 0, "entropy": 1.0}
-    assert cli_module._routing_text(even).startswith("routing: no lean yet across 2 reward heads")
+    assert cli_commands._routing_text(even).startswith("routing: no lean yet across 2 reward heads")
+
+
+def test_json_is_accepted_before_and_after_the_command(trained):
+    _, _, context = trained
+    assert json.loads(run("--json", "preferences", "--user", "alice")) == json.loads(
+        run("preferences", "--user", "alice", "--json"))
+    assert json.loads(run("generate", "--user", "alice", "--context-file", context, "--json"))["interaction_id"]

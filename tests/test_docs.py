@@ -20,7 +20,7 @@ def _commands(cmd: click.Command, prefix: list[str]):
 
 
 def test_every_cli_command_is_in_the_readme():
-    from redline.api.cli import cli
+    from redline.cli import cli
 
     commands = list(_commands(cli, ["redline"]))
     assert len(commands) >= 10

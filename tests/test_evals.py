@@ -286,7 +286,7 @@ def test_harness_and_report(tmp_path):
 def test_report_from_logs_of_a_stopped_run(tmp_path):
     from click.testing import CliRunner
 
-    from redline.api.cli import cli
+    from redline.cli import cli
     from redline.evals.harness import EvalConfig, results_from_logs, run_eval
     from redline.evals.methods import parse_methods
 
@@ -400,7 +400,7 @@ def test_harness_over_http_against_the_real_app(tmp_path):
 def test_cli_errors_are_one_sentence(tmp_path):
     from click.testing import CliRunner
 
-    from redline.api.cli import cli
+    from redline.cli import cli
 
     res = CliRunner().invoke(cli, ["eval", "--task", "summarize", "--methods", "gpt", "--out", str(tmp_path)])
     assert res.exit_code == 1 and res.output.strip().endswith(

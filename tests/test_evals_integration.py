@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 def test_eval_cli_three_rounds_two_methods(tmp_path, smollm_path):
     from click.testing import CliRunner
 
-    from redline.api.cli import cli
+    from redline.cli import cli
 
     out = tmp_path / "out"
     args = ["--data-dir", str(tmp_path / "data"), "--generator-model", str(smollm_path), "--max-tokens", "16",
@@ -52,7 +52,7 @@ def test_eval_cli_redline_selects_with_trained_heads(tmp_path, smollm_path):
     rounds ask for several candidates (greedy copies, which transformers cannot sample) and the reward picks."""
     from click.testing import CliRunner
 
-    from redline.api.cli import cli
+    from redline.cli import cli
     from redline.evals.methods import parse_method, strategy_available
 
     if not strategy_available(parse_method("redline")):

@@ -23,7 +23,7 @@ ALICE_EDIT = "- Council expands bike lanes by 40 miles\n- Five-year plan\n- Safe
 def run(data_dir: Path, model: Path, *args: str, stdin: bytes | None = None, check: bool = True):
     env = dict(os.environ, REDLINE_DATA_DIR=str(data_dir), REDLINE_GENERATOR_MODEL=str(model),
                REDLINE_MAX_TOKENS="40")
-    proc = subprocess.run([sys.executable, "-m", "redline.api.cli", *args], input=stdin, capture_output=True, env=env,
+    proc = subprocess.run([sys.executable, "-m", "redline.cli", *args], input=stdin, capture_output=True, env=env,
                           timeout=600, cwd=Path(__file__).resolve().parents[1])
     if check:
         assert proc.returncode == 0, proc.stderr.decode()

@@ -117,7 +117,7 @@ def run_cli(*args, data_dir):
     """The CLI in process (the models load once per session); returns (exit code, stdout, stderr)."""
     from click.testing import CliRunner
 
-    from redline.api.cli import cli
+    from redline.cli import cli
 
     result = CliRunner().invoke(cli, ["--data-dir", str(data_dir), *args], catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr

@@ -150,7 +150,7 @@ def test_selection_strategies_through_vllm(make_agent, recorded, strategy):
 
 def test_redline_server_on_vllm(tmp_path, vllm_url):
     """`redline serve --generator openai` in front of vLLM: generate, edit, generate, then best-of-n."""
-    server = Server(["-m", "redline.api.cli", "serve", "--port", "0", "--no-auth"], tmp_path / "data",
+    server = Server(["-m", "redline.cli", "serve", "--port", "0", "--no-auth"], tmp_path / "data",
                     REDLINE_GENERATOR="openai", REDLINE_GENERATOR_URL=vllm_url, REDLINE_MAX_TOKENS="32",
                     REDLINE_TEMPERATURE="0", REDLINE_REWARD_RETRAIN_EVERY="1").wait_ready()
     try:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from ._common import State
+
 __all__ = ["eval_command"]
 
 DEFAULT_METHODS = "no-learning,oracle,icl-edit-5,cipher-1,cipher-5,redline"
@@ -82,7 +84,6 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
     """
     from tqdm import tqdm
 
-    from redline.agent import Settings
     from redline.evals.methods import parse_methods
 
     if report_only:
@@ -98,8 +99,8 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
             click.echo("\n" + format_selection(summary))
         return
 
-    state = ctx.obj
-    overrides = dict(state.overrides) if state is not None else {}
+    state = ctx.find_object(State)
+    overrides = dict(state.overrides)
     if context_chars:
         overrides["context_chars_in_prompt"] = context_chars
     try:
@@ -122,7 +123,7 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
         bars.append(bar)
         return lambda: bar.update(1)
 
-    settings = Settings(**{k: v for k, v in overrides.items() if k != "k"})
+    settings = state.settings_with(**overrides)
     started = time.perf_counter()
     embedder = generator = None
     if target is None or user_model == "llm" or task == "replay-lamp":
@@ -179,5 +180,3 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
     click.echo(f"\nwrote {out}/summary.json, report.md, cumulative_cost.png, cost_per_source.png, logs/ "
                f"in {time.perf_counter() - started:.0f} s")
 
-
-eval = eval_command  # the name api.cli registers

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from .server import configure_logging, run_server
+from ._common import State, pass_state
 
 __all__ = ["serve"]
 
@@ -20,21 +20,17 @@ __all__ = ["serve"]
               help="Serve without API keys, everything in tenant 'default' (local use only) [env REDLINE_AUTH=false].")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True,
               help="Server log level.")
-@click.pass_obj
-def serve(state, host, port, no_auth, log_level):
+@pass_state
+def serve(state: State, host, port, no_auth, log_level):
     """Serve the HTTP API (OpenAPI page at /docs).
 
     With auth on (the default) every /v1 request needs 'Authorization: Bearer KEY'; create keys with
     `redline keys create --tenant NAME`. For local use without keys: `redline serve --no-auth`.
     """
-    from .app import create_app
+    from redline.api.app import create_app
+    from redline.api.server import configure_logging, run_server
 
-    overrides = dict(state.overrides)
-    if no_auth:
-        overrides["auth"] = False
-    from redline.agent import Settings
-
-    settings = Settings(**overrides)
+    settings = state.settings_with(auth=False) if no_auth else state.settings
     configure_logging(getattr(logging, log_level.upper()))
     if not settings.auth and host not in ("127.0.0.1", "localhost", "::1"):
         logging.getLogger("redline").warning("auth is off on a non-loopback interface (%s): anyone who can reach "

@@ -1,70 +1,28 @@
-"""The ``redline`` command line. It only parses arguments, calls ``agent.Agent`` and prints;
-library errors become one-line messages with exit status 1.
-"""
+"""The ``redline`` group, its global options and the learning-loop commands (generate, feedback, preferences,
+learn-pending); ``serve``, ``keys``, ``rewards`` and ``eval`` live in their own modules."""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
 
 import click
 
-from redline.agent import Agent, AgentError, GenerateOptions, Settings
+from redline.agent import AgentError, GenerateOptions
 from redline.agent.agent import STRATEGIES
 from redline.agent.prompts import TASKS
-from redline.runtime import quiet_offline_models
 from redline.retrieval import RetrievalError
+from redline.runtime import quiet_offline_models
 from redline.store import StoreError
 
+from ._common import State, emit, json_option, pass_state, read_text
+from .eval import eval_command
+from .keys import keys
+from .rewards import rewards
+from .serve import serve
+
 __all__ = ["main", "cli"]
-
-MAX_FILE_BYTES = 10 * 1024 * 1024
-
-
-class State:
-    def __init__(self, overrides: dict, as_json: bool):
-        self.overrides = {k: v for k, v in overrides.items() if v is not None}
-        self.as_json = as_json
-        self._agent: Agent | None = None
-
-    @property
-    def settings(self) -> Settings:
-        return Settings(**self.overrides)
-
-    @property
-    def agent(self) -> Agent:
-        if self._agent is None:
-            self._agent = Agent(self.settings)
-        return self._agent
-
-
-pass_state = click.make_pass_decorator(State)
-
-
-def read_text(path: str, what: str) -> str:
-    """Contents of a UTF-8 text file, or '-' for standard input; errors are one sentence."""
-    try:
-        if path == "-":
-            data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
-        else:
-            p = Path(path)
-            if not p.is_file():
-                raise click.ClickException(f"cannot read {what} file {path}: no such file")
-            data = p.read_bytes()[: MAX_FILE_BYTES + 1]
-    except OSError as exc:
-        raise click.ClickException(f"cannot read {what} file {path}: {exc.strerror or exc}") from exc
-    if len(data) > MAX_FILE_BYTES:
-        raise click.ClickException(f"{what} file {path} is larger than {MAX_FILE_BYTES} bytes")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise click.ClickException(f"{what} file {path} is not valid UTF-8 text") from exc
-
-
-def emit(state: State, payload: dict, human: str) -> None:
-    click.echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str) if state.as_json else human)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -93,6 +51,10 @@ def cli(ctx, data_dir, generator, generator_url, generator_model, k, delta, max_
                          generator_model=generator_model, k=k, delta=delta, max_tokens=max_tokens), as_json)
 
 
+for command in (serve, keys, rewards, eval_command):
+    cli.add_command(command)
+
+
 @cli.command()
 @click.option("--user", required=True, help="The user the response is for.")
 @click.option("--context-file", required=True, help="File with the document/notes/message ('-' for stdin).")
@@ -105,6 +67,7 @@ def cli(ctx, data_dir, generator, generator_url, generator_model, k, delta, max_
 @click.option("--temperature", type=float, help="Sampling temperature (0 = greedy).")
 @click.option("--seed", type=int, help="Sampling seed.")
 @click.option("--tenant", default="default", show_default=True, help="Tenant the user belongs to.")
+@json_option
 @pass_state
 def generate(state: State, user, context_file, task, strategy, n, temperature, seed, tenant):
     """Write a response for USER, shaped by preferences learned from similar past contexts."""
@@ -115,7 +78,7 @@ def generate(state: State, user, context_file, task, strategy, n, temperature, s
     human = (f"{result.text}\n\n---\ninteraction: {result.interaction_id}\n"
              f"preference used: {result.preference or '(none yet)'}\nneighbours: {neighbours}")
     human += _candidates_text(result.strategy, result.candidates)
-    emit(state, result.to_dict(), human)
+    emit(result.to_dict(), human)
 
 
 def _one_line(text: str | None, width: int) -> str:
@@ -143,6 +106,7 @@ def _candidates_text(strategy: str, candidates: list[dict]) -> str:
 @cli.command()
 @click.option("--interaction", "interaction_id", required=True, help="Interaction id printed by `generate`.")
 @click.option("--edited-file", required=True, help="File with the text as the user kept it ('-' for stdin).")
+@json_option
 @pass_state
 def feedback(state: State, interaction_id, edited_file):
     """Learn from the user's edit of a generated response."""
@@ -156,7 +120,7 @@ def feedback(state: State, interaction_id, edited_file):
         status = "no edit (cost at or below delta)"
     human = (f"{status}: edit cost {result.cost} words\n"
              f"preference stored: {result.preference or '(none)'}")
-    emit(state, result.to_dict(), human)
+    emit(result.to_dict(), human)
 
 
 @cli.command()
@@ -164,6 +128,7 @@ def feedback(state: State, interaction_id, edited_file):
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="How many, newest first.")
 @click.option("--offset", type=click.IntRange(0), default=0, help="Skip this many.")
 @click.option("--tenant", default="default", show_default=True, help="Tenant the user belongs to.")
+@json_option
 @pass_state
 def preferences(state: State, user, limit, offset, tenant):
     """What redline believes USER prefers, and which edit taught each belief."""
@@ -178,7 +143,7 @@ def preferences(state: State, user, limit, offset, tenant):
         if item.get("edited_text") is not None:
             lines.append(f"  draft: {(item['draft'] or '')[:100]!r}")
             lines.append(f"  edit:  {item['edited_text'][:100]!r} (cost {item['cost']})")
-    emit(state, data, "\n".join(lines))
+    emit(data, "\n".join(lines))
 
 
 def _routing_text(routing: dict) -> str:
@@ -191,29 +156,12 @@ def _routing_text(routing: dict) -> str:
 
 
 @cli.command("learn-pending")
+@json_option
 @pass_state
 def learn_pending(state: State):
     """Learn every accepted edit that was not learned yet (e.g. after a crash)."""
     count = state.agent.process_pending(limit=1_000_000)
-    emit(state, {"learned": count}, f"learned {count} pending edits")
-
-
-def _register_optional_commands() -> None:
-    """Command groups that live in their own modules (server, keys, rewards, eval)."""
-    import importlib
-
-    for module, name in (("redline.api.cli_serve", "serve"), ("redline.api.cli_keys", "keys"), ("redline.api.cli_rewards", "rewards"),
-                         ("redline.api.cli_eval", "eval")):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        cli.add_command(getattr(mod, name), name)
-
-
-_register_optional_commands()
+    emit({"learned": count}, f"learned {count} pending edits")
 
 
 def main(argv: list[str] | None = None) -> None:

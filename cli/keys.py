@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 import click
 
 from redline.store import NotFound, Store
 
+from ._common import State, emit, json_option, pass_state
 
 __all__ = ["keys"]
 TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
 
 
-def _store(state) -> Store:
+def _store(state: State) -> Store:
     return Store(state.settings.store_path)
-
-
-def emit(state, payload: dict, human: str) -> None:
-    click.echo(json.dumps(payload, indent=2, ensure_ascii=False) if state.as_json else human)
 
 
 @click.group("keys")
@@ -30,36 +26,39 @@ def keys():
 @keys.command("create")
 @click.option("--tenant", required=True, help="Tenant the key acts in: 1-64 letters, digits, . _ -")
 @click.option("--name", default="", help="A label to recognise the key by.")
-@click.pass_obj
-def create(state, tenant, name):
+@json_option
+@pass_state
+def create(state: State, tenant, name):
     """Create a key and print it. It is shown once; only its hash is stored."""
     if not TENANT.match(tenant):
         raise click.ClickException("tenant must be 1-64 characters: letters, digits and . _ - "
                                    "(starting with a letter or digit)")
     key, row = _store(state).keys.create(tenant, name)
-    emit(state, {**row, "key": key}, key)
+    emit({**row, "key": key}, key)
     if not state.as_json:
         click.echo(f"(key {row['id']} for tenant {tenant}; shown once, store it now)", err=True)
 
 
 @keys.command("list")
 @click.option("--tenant", help="Only this tenant's keys.")
-@click.pass_obj
-def list_keys(state, tenant):
+@json_option
+@pass_state
+def list_keys(state: State, tenant):
     """List keys: id, tenant, name, prefix, created and revoked dates (never the keys)."""
     rows = _store(state).keys.list(tenant=tenant)
     lines = ["\t".join([str(r["id"]), r["tenant"], r["prefix"] + "…", r["name"] or "-", r["created_at"]]
                        + ([f"revoked {r['revoked_at']}"] if r["revoked_at"] else [])) for r in rows]
-    emit(state, {"keys": rows}, "\n".join(lines) or "no API keys")
+    emit({"keys": rows}, "\n".join(lines) or "no API keys")
 
 
 @keys.command("revoke")
 @click.argument("key_id", type=int)
-@click.pass_obj
-def revoke(state, key_id):
+@json_option
+@pass_state
+def revoke(state: State, key_id):
     """Revoke key KEY_ID (from `redline keys list`); requests with it get 401 from then on."""
     try:
         row = _store(state).keys.revoke(key_id)
     except NotFound as exc:
         raise click.ClickException(f"no active API key with id {key_id}") from exc
-    emit(state, row, f"revoked key {key_id} ({row['tenant']}, {row['prefix']}…)")
+    emit(row, f"revoked key {key_id} ({row['tenant']}, {row['prefix']}…)")

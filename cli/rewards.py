@@ -10,9 +10,11 @@ from pathlib import Path
 
 import click
 
+from ._common import State, emit, json_option, pass_state
+
 __all__ = ["rewards"]
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]  # the checkout, beside ../shared
 
 
 def _default_data() -> Path:
@@ -22,10 +24,6 @@ def _default_data() -> Path:
     from redline.policies.lamp import VENDORED_DATA
 
     return VENDORED_DATA
-
-
-def _emit(as_json: bool, payload: dict, human: str) -> None:
-    click.echo(json.dumps(payload, indent=2, ensure_ascii=False, default=str) if as_json else human)
 
 
 @click.group("rewards")
@@ -39,13 +37,12 @@ def rewards():
 @click.option("--heads", type=click.IntRange(1, 64), help="Number of reward heads [default: setting reward_heads].")
 @click.option("--seed", type=int, help="Training seed [default: setting reward_seed].")
 @click.option("--tenant", default="default", show_default=True, help="Tenant of the users named in --pairs.")
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-@click.pass_obj
-def train(state, pairs_file, heads, seed, tenant, as_json):
+@json_option
+@pass_state
+def train(state: State, pairs_file, heads, seed, tenant):
     """Import pairs (optional), retrain the shared heads on every stored pair and swap the checkpoint."""
     from redline.policies import read_pairs_jsonl
 
-    as_json = as_json or state.as_json
     imported = 0
     if pairs_file is not None:
         if not pairs_file.is_file():
@@ -58,7 +55,7 @@ def train(state, pairs_file, heads, seed, tenant, as_json):
     if summary is None:
         raise click.ClickException("no preference pairs to train on: learn some edits or pass --pairs")
     summary["imported"] = imported
-    _emit(as_json, summary, f"trained {summary['heads']} heads on {summary['pairs']} pairs "
+    emit(summary, f"trained {summary['heads']} heads on {summary['pairs']} pairs "
                             f"(imported {imported}) in {summary['seconds']} s; checkpoint {summary['checkpoint']}; "
                             f"routing replayed for {summary['users_routed']} users")
 
@@ -75,14 +72,13 @@ def train(state, pairs_file, heads, seed, tenant, as_json):
 @click.option("--limit", type=click.IntRange(1), help="Use only the first N records of each writer (quick runs).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Results file (JSON; a .md table is written beside it) [default: DATA_DIR/rewards/eval.json].")
-@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-@click.pass_obj
-def eval_(state, data_dir, heads, folds, tau, seed, limit, out, as_json):
+@json_option
+@pass_state
+def eval_(state: State, data_dir, heads, folds, tau, seed, limit, out):
     """Held-out pairwise accuracy of single BT, mixture and per-writer routing on real writers' edits."""
     from redline.policies.lamp import evaluate_lamp, format_table, load_writers
     from redline.retrieval import Embedder
 
-    as_json = as_json or state.as_json
     if tau <= 0:
         raise click.ClickException("tau must be greater than 0")
     data_dir = data_dir or _default_data()
@@ -104,7 +100,7 @@ def eval_(state, data_dir, heads, folds, tau, seed, limit, out, as_json):
         out.with_suffix(".md").write_text("```\n" + table + "\n```\n")
     except OSError as exc:
         raise click.ClickException(f"cannot write results file {out}: {exc.strerror or exc}") from exc
-    _emit(as_json, result, table + f"\n\nresults: {out}")
+    emit(result, table + f"\n\nresults: {out}")
 
 
 eval_.name = "eval"
