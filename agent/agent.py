@@ -16,8 +16,7 @@ import numpy as np
 
 from redline.policies import (RewardCheckpoints, RewardFeatures, batch_layout, describe_state, plan_candidates,
                       score_candidates, select, update_state)
-from redline.policies.routing import replay
-from redline.policies.training import EmbeddingCache, pair_features
+from redline.policies.training import EmbeddingCache, train_reward_model
 from redline.retrieval import Embedder, IndexCache
 from redline.store import Conflict, NotFound, Store
 
@@ -359,23 +358,18 @@ class Agent:
                 return None
             clock = time.perf_counter()
             cache = EmbeddingCache(self.embedder.encode, self.settings.rewards_dir / "embeddings.npz")
-            ctx, phi_w, phi_l = pair_features(pairs, cache, self.reward_features)
-            cache.save()
-            from redline.policies import MixtureRewardModel
-
             k = n_heads or self.settings.reward_heads
-            model = MixtureRewardModel(n_heads=k, seed=self.settings.reward_seed if seed is None else seed).fit(
-                ctx, phi_w, phi_l, groups=[p["user_id"] for p in pairs])
+            trained = train_reward_model([{**p, "user": p["user_id"]} for p in pairs], cache, n_heads=k,
+                                         seed=self.settings.reward_seed if seed is None else seed,
+                                         tau=self.settings.reward_tau, features=self.reward_features)
+            cache.save()
             meta = {"last_pair_id": max(p["id"] for p in pairs), "pairs": len(pairs), "heads": k,
                     "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            name = self.rewards.publish(model, meta)
-            losses = model.head_losses(phi_w, phi_l)
-            users = sorted({p["user_id"] for p in pairs if p["user_id"] is not None})
-            for user_id in users:
-                rows = [i for i, p in enumerate(pairs) if p["user_id"] == user_id]
-                self.store.put_router_state(user_id, replay(losses[rows], k, tau=self.settings.reward_tau))
-            summary = {"checkpoint": name, **meta, "new_pairs": new, "users_routed": len(users),
-                       "loss": round(model.loss_, 4), "seconds": round(time.perf_counter() - clock, 2)}
+            name = self.rewards.publish(trained.model, meta)
+            for user_id, state in trained.routing.items():
+                self.store.put_router_state(user_id, state)
+            summary = {"checkpoint": name, **meta, "new_pairs": new, "users_routed": len(trained.routing),
+                       "loss": round(trained.model.loss_, 4), "seconds": round(time.perf_counter() - clock, 2)}
             log.info("reward heads retrained %s", summary)
             return summary
 

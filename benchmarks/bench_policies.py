@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from redline.policies import MixtureRewardModel, RewardFeatures, score_candidates, select, update_state  # noqa: E402
-from redline.policies.lamp import VENDORED_DATA, load_writers  # noqa: E402
+from redline.evals.lamp import LAMP_DATA, load_writers  # noqa: E402
 
 
 def timed(fn, repeat: int) -> dict:
@@ -47,7 +47,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
     from redline.retrieval import Embedder
 
-    writers = load_writers(VENDORED_DATA)
+    writers = load_writers(LAMP_DATA)
     rows = next(iter(writers.values()))[:8]
     context = rows[0]["instruction"]
     drafts, edits = [r["preedit"] for r in rows], [r["postedit"] for r in rows]  # ~200-word paragraphs

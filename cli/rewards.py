@@ -1,6 +1,6 @@
 """``redline rewards train|eval``: the shared reward heads (MiCRo) — retrain on demand, evaluate on real edits.
 
-Only parses arguments and prints; the work is in ``agent.Agent.train_rewards`` and ``policies.lamp``.
+Only parses arguments and prints; the work is in ``Agent.train_rewards`` and ``redline.evals.lamp``.
 """
 
 from __future__ import annotations
@@ -13,18 +13,6 @@ import click
 from ._common import State, emit, json_option, pass_state
 
 __all__ = ["rewards"]
-
-REPO = Path(__file__).resolve().parents[1]  # the checkout, beside ../shared
-
-
-def _default_data() -> Path:
-    shared = REPO.parent / "shared" / "data" / "edits"
-    if shared.is_dir():
-        return shared
-    from redline.policies.lamp import VENDORED_DATA
-
-    return VENDORED_DATA
-
 
 @click.group("rewards")
 def rewards():
@@ -63,7 +51,7 @@ def train(state: State, pairs_file, heads, seed, tenant):
 @rewards.command("eval")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of writer edit files (JSON lists with preedit/postedit) "
-                   "[default: ../shared/data/edits beside the repo, else the vendored LAMP copy].")
+                   "[default: the LAMP edits shipped in redline/evals/data].")
 @click.option("--heads", type=click.IntRange(2, 64), default=4, show_default=True, help="Heads of the mixture.")
 @click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True,
               help="Cross-validation folds over paragraphs.")
@@ -76,12 +64,12 @@ def train(state: State, pairs_file, heads, seed, tenant):
 @pass_state
 def eval_(state: State, data_dir, heads, folds, tau, seed, limit, out):
     """Held-out pairwise accuracy of single BT, mixture and per-writer routing on real writers' edits."""
-    from redline.policies.lamp import evaluate_lamp, format_table, load_writers
+    from redline.evals.lamp import LAMP_DATA, evaluate_lamp, format_table, load_writers
     from redline.retrieval import Embedder
 
     if tau <= 0:
         raise click.ClickException("tau must be greater than 0")
-    data_dir = data_dir or _default_data()
+    data_dir = data_dir or LAMP_DATA
     try:
         writers = load_writers(data_dir)
         if limit:

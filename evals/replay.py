@@ -18,17 +18,13 @@ import numpy as np
 from redline.agent import edit_cost
 
 from .backends import LocalBackend
+from .lamp import load_writers
 from .methods import Method, parse_method, strategy_available
 from .report import grouped_bars
-from .tasks import DATA_DIR
 
-__all__ = ["WRITERS", "load_writer", "run_replay", "write_replay_report"]
+__all__ = ["WRITERS", "run_replay", "write_replay_report"]
 
 WRITERS = ("W3", "W12")
-
-
-def load_writer(writer: str) -> list[dict]:
-    return json.loads((DATA_DIR / f"lamp_{writer}_edits.json").read_text(encoding="utf-8"))
 
 
 def run_replay(methods: list[Method], out: Path, *, embedder, generator, learn_edits: int = 10,
@@ -39,8 +35,9 @@ def run_replay(methods: list[Method], out: Path, *, embedder, generator, learn_e
     (out / "logs").mkdir(parents=True, exist_ok=True)
     methods = [parse_method("no-learning")] + [m for m in methods if m.name != "no-learning"]
     results: dict = {"writers": {}, "skipped": {}, "learn_edits": learn_edits}
+    edits = load_writers()
     for writer in WRITERS:
-        items = load_writer(writer)
+        items = edits[writer]
         train, test = items[:learn_edits], items[learn_edits:]
         if held_out:
             test = test[:held_out]

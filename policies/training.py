@@ -12,6 +12,7 @@ import os
 import shutil
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -19,8 +20,10 @@ import numpy as np
 
 from .features import RewardFeatures
 from .mixture import MixtureRewardModel
+from .routing import replay
 
-__all__ = ["EmbeddingCache", "pair_features", "read_pairs_jsonl", "train_reward_model", "RewardCheckpoints"]
+__all__ = ["EmbeddingCache", "pair_features", "read_pairs_jsonl", "TrainedRewards", "train_reward_model",
+           "RewardCheckpoints"]
 
 Encode = Callable[[Sequence[str]], np.ndarray]
 
@@ -96,13 +99,35 @@ def read_pairs_jsonl(path: str | Path) -> list[dict]:
     return pairs
 
 
-def train_reward_model(pairs: Sequence[dict], encode: Encode, *, n_heads: int = 4, seed: int = 0,
-                       features: RewardFeatures | None = None, **hyper) -> MixtureRewardModel:
-    """Fit a ``MixtureRewardModel`` on text pairs; raises ``ValueError`` without pairs."""
+@dataclass(frozen=True)
+class TrainedRewards:
+    """One training: the shared reward heads, and each user's routing state (``{"weights", "steps"}``) after
+    Hedge steps over that user's pairs in order under the new heads."""
+
+    model: MixtureRewardModel
+    routing: dict
+
+
+def train_reward_model(pairs: Sequence[dict], encode: Encode, *, n_heads: int = 4, seed: int = 0, tau: float = 1.0,
+                       features: RewardFeatures | None = None, group_by_user: bool = True, **hyper) -> TrainedRewards:
+    """Fit the mixture on text pairs ``{"context", "chosen", "rejected", "user"?}`` (its router grouped by
+    ``user`` unless ``group_by_user=False``), then replay the routing of every user (not None) over the heads'
+    losses on that user's pairs. Raises ``ValueError`` without pairs.
+
+    The agent's retraining and the LAMP evaluation both train this way.
+    """
     if not pairs:
         raise ValueError("no preference pairs to train on")
     ctx, phi_w, phi_l = pair_features(pairs, encode, features)
-    return MixtureRewardModel(n_heads=n_heads, seed=seed, **hyper).fit(ctx, phi_w, phi_l)
+    users = [p.get("user") for p in pairs]
+    model = MixtureRewardModel(n_heads=n_heads, seed=seed, **hyper).fit(
+        ctx, phi_w, phi_l, groups=users if group_by_user else None)
+    losses = model.head_losses(phi_w, phi_l)
+    routing = {}
+    for user in dict.fromkeys(u for u in users if u is not None):
+        rows = [i for i, u in enumerate(users) if u == user]
+        routing[user] = replay(losses[rows], n_heads, tau=tau)
+    return TrainedRewards(model, routing)
 
 
 class RewardCheckpoints:

@@ -12,7 +12,7 @@ import redline.policies as policies
 from redline.policies import (CandidatePlan, MixtureRewardModel, NotFittedError, RewardCheckpoints, RewardFeatures,
                       StyleFeatures, batch_layout, combine, hedge_step, plan_candidates, read_pairs_jsonl, replay,
                       score_candidates, select, update_state)
-from redline.policies.lamp import evaluate_lamp, format_table, load_writers
+from redline.evals.lamp import evaluate_lamp, format_table, load_writers
 
 
 def test_policies_all():
@@ -20,7 +20,7 @@ def test_policies_all():
         "StyleFeatures", "RewardFeatures", "MixtureRewardModel", "NotFittedError", "hedge_step", "update_state",
         "replay", "combine", "describe_state", "STRATEGIES", "CandidatePlan", "plan_candidates", "batch_layout",
         "score_candidates", "select", "EmbeddingCache", "RewardCheckpoints", "pair_features", "read_pairs_jsonl",
-        "train_reward_model"])
+        "TrainedRewards", "train_reward_model"])
 
 
 # -- features ---------------------------------------------------------------------------------------

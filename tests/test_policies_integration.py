@@ -124,10 +124,10 @@ def run_cli(*args, data_dir):
 
 
 def test_rewards_eval_json_on_vendored_data(tmp_path):
-    from redline.policies.lamp import VENDORED_DATA
+    from redline.evals.lamp import LAMP_DATA
 
     out = tmp_path / "eval.json"
-    proc = run_cli("rewards", "eval", "--data", str(VENDORED_DATA), "--limit", "10", "--folds", "2",
+    proc = run_cli("rewards", "eval", "--data", str(LAMP_DATA), "--limit", "10", "--folds", "2",
                    "--json", "--out", str(out), data_dir=tmp_path / "d")
     code, stdout, stderr = proc
     assert code == 0, stderr

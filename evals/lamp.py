@@ -17,19 +17,33 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from .features import RewardFeatures
-from .mixture import MixtureRewardModel
-from .routing import combine, describe_state, replay
+from redline.policies import RewardFeatures, combine, describe_state, train_reward_model
+from redline.policies.routing import initial_state
 
-__all__ = ["load_writers", "evaluate_lamp", "format_table", "VENDORED_DATA"]
+from .tasks import DATA_DIR
 
-VENDORED_DATA = Path(__file__).resolve().parent / "data" / "lamp"
+__all__ = ["EditRecord", "load_writers", "evaluate_lamp", "format_table", "LAMP_DATA"]
+
+LAMP_DATA = DATA_DIR  # the vendored lamp_W*_edits.json (provenance and licence in evals/data/SOURCES.md)
 METHODS = ("single_bt", "mixture", "routed")
+KINDS = ("vs_draft", "vs_other_writer")
+
+
+@dataclass(frozen=True)
+class EditRecord:
+    """One writer's edit of one LLM paragraph."""
+
+    writer: str
+    paragraph: str  # the draft, whitespace-normalised: the same paragraph for every writer
+    context: str  # the instruction the paragraph was written for (the draft when there is none)
+    draft: str
+    edit: str
 
 
 def _writer_name(path: Path) -> str:
@@ -37,7 +51,7 @@ def _writer_name(path: Path) -> str:
     return re.sub(r"_edits$", "", name) or path.stem
 
 
-def load_writers(folder: str | Path) -> dict[str, list[dict]]:
+def load_writers(folder: str | Path = LAMP_DATA) -> dict[str, list[dict]]:
     """``{writer: [records]}`` from every ``*.json`` file in ``folder``; raises ``ValueError`` when the
     folder has no usable file."""
     folder = Path(folder)
@@ -86,60 +100,52 @@ def evaluate_lamp(writers: dict[str, list[dict]], encode: Callable[[Sequence[str
         raise ValueError("folds must be at least 2")
     features = features or RewardFeatures()
     names = sorted(writers)
-    records = []  # (writer, paragraph key, context, draft, edit)
-    for w in names:
-        for r in writers[w]:
-            if _key(r["postedit"]) != _key(r["preedit"]):
-                records.append((w, _key(r["preedit"]), r.get("instruction") or r["preedit"], r["preedit"],
-                                r["postedit"]))
-    by_paragraph: dict[str, dict[str, tuple]] = {}
+    records = [EditRecord(w, _key(r["preedit"]), r.get("instruction") or r["preedit"], r["preedit"], r["postedit"])
+               for w in names for r in writers[w] if _key(r["postedit"]) != _key(r["preedit"])]
+    by_paragraph: dict[str, dict[str, EditRecord]] = {}
     for rec in records:
-        by_paragraph.setdefault(rec[1], {})[rec[0]] = rec
-    texts = list(dict.fromkeys(t for rec in records for t in rec[2:]))
+        by_paragraph.setdefault(rec.paragraph, {})[rec.writer] = rec
+    texts = list(dict.fromkeys(t for rec in records for t in (rec.context, rec.draft, rec.edit)))
     vectors = dict(zip(texts, encode(texts)))
 
-    def phi(ctx_texts, cand_texts):
-        return features.transform(np.stack([vectors[t] for t in ctx_texts]),
-                                  np.stack([vectors[t] for t in cand_texts]), list(cand_texts))
+    def lookup(batch: Sequence[str]) -> np.ndarray:
+        return np.stack([vectors[t] for t in batch])
 
-    counts = {m: {t: [0.0, 0] for t in ("vs_draft", "vs_other_writer")} for m in METHODS}
-    per_writer = {w: {m: {t: [0.0, 0] for t in ("vs_draft", "vs_other_writer")} for m in METHODS} for w in names}
+    def phi(ctx_texts, cand_texts):
+        return features.transform(lookup(ctx_texts), lookup(cand_texts), list(cand_texts))
+
+    counts = {m: {t: [0.0, 0] for t in KINDS} for m in METHODS}
+    per_writer = {w: {m: {t: [0.0, 0] for t in KINDS} for m in METHODS} for w in names}
     states_by_fold = []
     for f in range(folds):
-        train = [rec for rec in records if _fold(rec[1], folds, seed) != f]
-        test = [rec for rec in records if _fold(rec[1], folds, seed) == f]
+        train = [rec for rec in records if _fold(rec.paragraph, folds, seed) != f]
+        test = [rec for rec in records if _fold(rec.paragraph, folds, seed) == f]
         if not train or not test:
             continue
-        ctx = np.stack([vectors[r[2]] for r in train])
-        phi_w, phi_l = phi([r[2] for r in train], [r[4] for r in train]), phi([r[2] for r in train],
-                                                                               [r[3] for r in train])
-        single = MixtureRewardModel(n_heads=1, seed=seed, **hyper).fit(ctx, phi_w, phi_l)
-        mixture = MixtureRewardModel(n_heads=n_heads, seed=seed, **hyper).fit(
-            ctx, phi_w, phi_l, groups=[r[0] for r in train] if user_groups else None)
-        states = {}
-        for w in names:
-            idx = [i for i, r in enumerate(train) if r[0] == w]
-            losses = mixture.head_losses(phi_w[idx], phi_l[idx]) if idx else np.zeros((0, n_heads))
-            states[w] = replay(losses, n_heads, tau=tau)
+        pairs = [{"context": r.context, "chosen": r.edit, "rejected": r.draft, "user": r.writer} for r in train]
+        single = train_reward_model(pairs, lookup, n_heads=1, seed=seed, tau=tau, features=features,
+                                    group_by_user=False, **hyper).model
+        mixture = train_reward_model(pairs, lookup, n_heads=n_heads, seed=seed, tau=tau, features=features,
+                                     group_by_user=user_groups, **hyper)
+        states = {w: mixture.routing.get(w, initial_state(n_heads)) for w in names}
         states_by_fold.append(states)
         for rec in test:
-            w, key, context = rec[0], rec[1], rec[2]
-            tests = {"vs_draft": [rec[3]],
-                     "vs_other_writer": [o[4] for ow, o in by_paragraph[key].items()
-                                         if ow != w and _key(o[4]) != _key(rec[4])]}
+            tests = {"vs_draft": [rec.draft],
+                     "vs_other_writer": [o.edit for ow, o in by_paragraph[rec.paragraph].items()
+                                         if ow != rec.writer and _key(o.edit) != _key(rec.edit)]}
             for kind, rejected in tests.items():
                 if not rejected:
                     continue
-                ctx_t = np.stack([vectors[context]] * len(rejected))
-                a = phi([context] * len(rejected), [rec[4]] * len(rejected))
-                b = phi([context] * len(rejected), rejected)
-                routed_w = combine(mixture.route(ctx_t), states[w]["weights"])
+                ctx_t = np.stack([vectors[rec.context]] * len(rejected))
+                a = phi([rec.context] * len(rejected), [rec.edit] * len(rejected))
+                b = phi([rec.context] * len(rejected), rejected)
+                routed_w = combine(mixture.model.route(ctx_t), states[rec.writer]["weights"])
                 probs = {"single_bt": single.predict_proba(ctx_t, a, b),
-                         "mixture": mixture.predict_proba(ctx_t, a, b),
-                         "routed": mixture.predict_proba(ctx_t, a, b, weights=routed_w)}
+                         "mixture": mixture.model.predict_proba(ctx_t, a, b),
+                         "routed": mixture.model.predict_proba(ctx_t, a, b, weights=routed_w)}
                 for m, p in probs.items():
                     c, n = _accuracy(p)
-                    for table in (counts[m][kind], per_writer[w][m][kind]):
+                    for table in (counts[m][kind], per_writer[rec.writer][m][kind]):
                         table[0] += c
                         table[1] += n
 
@@ -150,7 +156,7 @@ def evaluate_lamp(writers: dict[str, list[dict]], encode: Callable[[Sequence[str
     result["writers"] = len(names)
     result["per_writer"] = {w: {m: {t: rate(per_writer[w][m][t]) for t in per_writer[w][m]} for m in METHODS}
                             for w in names}
-    result["n_pairs"] = {t: counts["single_bt"][t][1] for t in ("vs_draft", "vs_other_writer")}
+    result["n_pairs"] = {t: counts["single_bt"][t][1] for t in KINDS}
     tops = [[int(np.argmax(s[w]["weights"])) for w in names] for s in states_by_fold]
     result["routing"] = {
         "per_fold": [{w: describe_state(s[w]) for w in names} for s in states_by_fold],
