@@ -3,7 +3,7 @@ non-generation part of /generate, at several concurrency levels, on a store seed
 past learned edits.
 
 The server runs in a subprocess (the real app on uvicorn, auth on) with the scripted generator
-(``api._scripted_server``), whose call takes ~0.1 ms, so /generate's latency is everything but the
+(``redline.testing.server``), whose call takes ~0.1 ms, so /generate's latency is everything but the
 generator call: auth, validation, embedding the context (MiniLM on CPU), FAISS retrieval over the
 user's past contexts, aggregation-cache lookup, storing the interaction. The learning worker runs
 during the test, as in production.
@@ -91,7 +91,7 @@ def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REDLINE_")}
     env.update(REDLINE_DATA_DIR=str(data_dir), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     log = open(data_dir / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "redline.api._scripted_server", "--port", "0"], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "redline.testing.server", "--port", "0"], cwd=REPO, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     end = time.monotonic() + 180
     url = None

@@ -1,11 +1,12 @@
-"""Shared fixtures: cheap in-memory stores, a scripted generator, and the real embedded models
-(MiniLM and SmolLM2) loaded once per test session."""
+"""Shared fixtures: cheap in-memory stores, a scripted generator, a hash embedder for the fast tests, and the
+real embedded models (MiniLM and SmolLM2) loaded once per test session for the integration tests."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from redline.runtime import quiet_offline_models
@@ -29,18 +30,38 @@ def fresh_store():
 
 @pytest.fixture
 def scripted():
-    from redline.agent import ScriptedGenerator
+    from redline.testing import ScriptedGenerator
 
     return ScriptedGenerator()
 
 
+class HashEmbedder:
+    """Bag-of-words hashing into 64 dims, L2-normalised: a real, fast, deterministic stand-in for MiniLM
+    (texts that share words are near), so the fast tests load no model."""
+
+    def encode(self, texts):
+        out = np.zeros((len(texts), 64), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in t.lower().split():
+                out[i, sum(map(ord, w.strip(".,'\"()"))) % 64] += 1
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-6)
+
+
 @pytest.fixture(scope="session")
-def embedder():
+def _minilm():
     from redline.retrieval import Embedder
 
     emb = Embedder()
     emb.encode(["warm up"])
     return emb
+
+
+@pytest.fixture
+def embedder(request, _minilm):
+    """The real MiniLM, for integration tests only: a fast test that asks for it fails."""
+    if request.node.get_closest_marker("integration") is None:
+        pytest.fail("the real embedder is for tests marked integration; fast tests use HashEmbedder")
+    return _minilm
 
 
 @pytest.fixture(scope="session")
@@ -58,9 +79,13 @@ def smollm(smollm_path):
 
 
 @pytest.fixture
-def make_agent(tmp_path, embedder):
-    """Build an Agent on a fresh data dir with the real embedder and a given generator."""
+def make_agent(request, tmp_path):
+    """Build an Agent on a fresh data dir with a given generator; the embedder is MiniLM in integration tests
+    and ``HashEmbedder`` in the fast ones."""
     from redline.agent import Agent, Settings
+
+    embedder = (request.getfixturevalue("embedder") if request.node.get_closest_marker("integration")
+                else HashEmbedder())
 
     def build(generator, **settings):
         settings.setdefault("data_dir", tmp_path / "data")

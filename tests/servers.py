@@ -73,7 +73,7 @@ class Server:
 
 def scripted_server(data_dir: Path, **env: str) -> Server:
     env.setdefault("REDLINE_RETRY_AFTER_SECONDS", "1")
-    return Server(["-m", "redline.api._scripted_server", "--port", "0"], data_dir, **env)
+    return Server(["-m", "redline.testing.server", "--port", "0"], data_dir, **env)
 
 
 def create_key(data_dir: Path, tenant: str) -> str:

@@ -1,10 +1,11 @@
-"""The agent's CIPHER loop with the real embedder and a scripted generator (fast, deterministic)."""
+"""The agent's CIPHER loop with the hash embedder and a scripted generator (fast, deterministic)."""
 
 import pytest
 
 from redline.agent.cipher import consensus_preference
-from redline.agent import (EditConflict, GenerateOptions, GeneratorUnavailable, InvalidInput, ScriptedGenerator,
-                   UnknownInteraction, UnknownPreference, UnknownUser)
+from redline.agent import (EditConflict, GenerateOptions, GeneratorUnavailable, InvalidInput, UnknownInteraction,
+                           UnknownPreference, UnknownUser)
+from redline.testing import ScriptedGenerator
 
 BIKES = "The city council voted to expand the bike lane network by forty miles over five years."
 BIKES2 = "County officials approved new protected bike lanes downtown after a rise in cycling crashes."

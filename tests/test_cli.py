@@ -1,4 +1,4 @@
-"""`redline generate --strategy/--n` and the routing line of `redline preferences`, in process with the real
+"""`redline generate --strategy/--n` and the routing line of `redline preferences`, in process with the hash
 embedder and a scripted generator (reward heads trained on scripted edits; fast)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import redline.cli._common as cli_common
 import redline.cli.commands as cli_commands
-from redline.agent import ScriptedGenerator
+from redline.testing import ScriptedGenerator
 from redline.cli import cli
 
 CONTEXTS = [

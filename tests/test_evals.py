@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from redline.agent import GenerationParams, ScriptedGenerator
+from conftest import HashEmbedder
+from redline.agent import GenerationParams
 from redline.evals.ops import OPERATIONS, build_operation, sentences, split_frame
+from redline.testing import ScriptedGenerator
 
 DRAFT = ("Hello team,\n\nThe new model is great! It uses a novel method, which improves results by a lot and "
          "makes everything much faster than before for almost every user. We utilize public data.\n\nBest regards,\nAnn")
@@ -165,17 +167,6 @@ def test_methods_parse():
 
 
 # -- fakes ---------------------------------------------------------------------------------------
-
-class HashEmbedder:
-    """Bag-of-words hashing into 64 dims, L2-normalised: a real, fast stand-in for MiniLM."""
-
-    def encode(self, texts):
-        out = np.zeros((len(texts), 64), dtype=np.float32)
-        for i, t in enumerate(texts):
-            for w in t.lower().split():
-                out[i, sum(map(ord, w.strip(".,'\"()"))) % 64] += 1
-        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-6)
-
 
 def test_preference_accuracy():
     from redline.evals.harness import PreferenceScorer

@@ -49,7 +49,7 @@ class Recording(Counting):
 @pytest.fixture
 def trained_agent(make_agent, smollm):
     """Edits learned and heads trained with a scripted generator (fast); then SmolLM2 writes the candidates."""
-    from redline.agent import ScriptedGenerator
+    from redline.testing import ScriptedGenerator
 
     said = iter(range(10**6))
     agent = make_agent(ScriptedGenerator(lambda prompt, i: f"plain words number {next(said)}"), max_tokens=8,
@@ -94,7 +94,7 @@ def test_best_of_n_and_rps_make_one_batched_call(trained_agent):
 
 def test_routing_state_updates_after_an_edit_and_cold_start(trained_agent):
     agent, gen = trained_agent
-    from redline.agent import ScriptedGenerator
+    from redline.testing import ScriptedGenerator
 
     agent._generator = ScriptedGenerator(lambda prompt, i: f"a short plain summary {i}")
     before = agent.preferences("alice")["routing"]

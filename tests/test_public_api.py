@@ -10,7 +10,6 @@ def test_agent_all():
         "Agent", "GenerateOptions", "GenerateResult", "EditReceipt", "LearnResult", "Settings", "get_settings",
         "EditCost", "edit_cost", "tokenize", "AgentError", "InvalidInput", "UnknownInteraction", "UnknownUser",
         "UnknownPreference", "EditConflict", "GeneratorUnavailable", "Generation", "GenerationParams", "Generator",
-        "ScriptedGenerator",
     ])
     for name in agent.__all__:
         assert hasattr(agent, name), name

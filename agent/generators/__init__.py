@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from .base import ChatPrompt, Generation, GenerationParams, Generator, apply_stop
-from .scripted import ScriptedGenerator
 
-__all__ = ["ChatPrompt", "Generation", "GenerationParams", "Generator", "ScriptedGenerator", "apply_stop",
-           "build_generator"]
+__all__ = ["ChatPrompt", "Generation", "GenerationParams", "Generator", "apply_stop", "build_generator"]
 
 
 def build_generator(settings) -> Generator:

@@ -1,6 +1,6 @@
 """Rebuild ``evals/data/`` from the shared public samples (run once by a developer, not at run time).
 
-    python -m redline.evals._vendor ../shared/data
+    .venv/bin/python scripts/vendor_eval_data.py ../shared/data
 
 Writes ``summarize.jsonl`` and ``email.jsonl`` (id, source, origin, text) and copies the LAMP edit files.
 Selection is deterministic: the first documents of each source (by file order) within a length range.
@@ -14,7 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
-OUT = Path(__file__).with_name("data")
+OUT = Path(__file__).resolve().parents[1] / "evals" / "data"
 PER_SOURCE = 50
 
 
