@@ -1,14 +1,17 @@
 """The personalization loop (CIPHER), prompts, edit cost, configuration and generator back-ends."""
 
-from .agent import Agent, EditReceipt, GenerateOptions, GenerateResult, LearnResult
-from .config import Settings, get_settings
+from .agent import Agent
+from .config import Settings
 from .editcost import EditCost, edit_cost, tokenize
-from .errors import (AgentError, EditConflict, GeneratorUnavailable, InvalidInput, UnknownInteraction,
-                     UnknownPreference, UnknownUser)
+from .errors import (AgentError, EditConflict, EmbeddingUnavailable, GeneratorUnavailable, InvalidInput,
+                     UnknownApiKey, UnknownInteraction, UnknownPreference, UnknownUser)
 from .generators import Generation, GenerationParams, Generator
+from .jobs import JobOutcome
+from .types import EditReceipt, GenerateOptions, GenerateResult, LearnResult
 
 __all__ = [
-    "Agent", "GenerateOptions", "GenerateResult", "EditReceipt", "LearnResult", "Settings", "get_settings",
+    "Agent", "GenerateOptions", "GenerateResult", "EditReceipt", "LearnResult", "JobOutcome", "Settings",
     "EditCost", "edit_cost", "tokenize", "AgentError", "InvalidInput", "UnknownInteraction", "UnknownUser",
-    "UnknownPreference", "EditConflict", "GeneratorUnavailable", "Generation", "GenerationParams", "Generator",
+    "UnknownPreference", "UnknownApiKey", "EditConflict", "GeneratorUnavailable", "EmbeddingUnavailable",
+    "Generation", "GenerationParams", "Generator",
 ]

@@ -5,14 +5,13 @@ CLI flags override individual fields (``Settings(**overrides)``).
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["Settings"]
 
 
 class Settings(BaseSettings):
@@ -70,7 +69,3 @@ class Settings(BaseSettings):
     def rewards_dir(self) -> Path:
         return self.data_dir / "rewards"
 
-
-@lru_cache
-def get_settings() -> Settings:
-    return Settings()

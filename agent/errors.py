@@ -1,4 +1,15 @@
-"""Exceptions of the agent package. Edges (CLI, API) turn them into one-line messages / 4xx-5xx."""
+"""Exceptions of the agent package. Edges (CLI, API) turn them into one-line messages / 4xx-5xx.
+
+Errors of the packages below (store, retrieval) are translated here at the agent's boundary, so an edge
+only ever handles ``AgentError``.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from redline.retrieval import EmbedderUnavailable
 
 
 class AgentError(Exception):
@@ -30,6 +41,11 @@ class UnknownPreference(AgentError):
     code = "not_found"
 
 
+class UnknownApiKey(AgentError):
+    status = 404
+    code = "not_found"
+
+
 class EditConflict(AgentError):
     """A different edited text was already accepted for this interaction."""
 
@@ -42,3 +58,19 @@ class GeneratorUnavailable(AgentError):
 
     status = 503
     code = "generator_unavailable"
+
+
+class EmbeddingUnavailable(AgentError):
+    """The embedding model could not be found or loaded; the message says why."""
+
+    status = 503
+    code = "embedder_unavailable"
+
+
+@contextmanager
+def embedding_errors() -> Iterator[None]:
+    """Raise the embedder's failure to load as ``EmbeddingUnavailable``."""
+    try:
+        yield
+    except EmbedderUnavailable as exc:
+        raise EmbeddingUnavailable(str(exc)) from exc

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Sequence
 
 __all__ = ["TASKS", "task_prompt", "inference_prompt", "aggregation_prompt", "clean_preference",
-           "revision_prompt_for_chat", "icl_edit_history", "user_judge_prompt", "user_rewrite_prompt"]
+           "icl_edit_history", "user_judge_prompt", "user_rewrite_prompt"]
 
 SYSTEM = "You are a writing assistant. Answer with the requested text only, without preamble."
 
@@ -37,8 +37,6 @@ AGGREGATE_PREFERENCES = (
     "Combine them into one short preference (at most 15 words) that keeps what they agree on and drops "
     "what is rare. Answer with the combined preference only."
 )
-
-REVISE_FOR_CHAT = "Revise your answer below to suit this user's preference: {preference}.\n\nAnswer:\n{draft}"
 
 
 def _truncate(text: str, limit: int) -> str:
@@ -71,10 +69,6 @@ def inference_prompt(task: str, context: str, draft: str, edited: str, *, observ
 def aggregation_prompt(preferences: Sequence[str]) -> list[dict]:
     listed = "\n".join(f"- {p}" for p in preferences)
     return [{"role": "user", "content": AGGREGATE_PREFERENCES.format(preferences=listed)}]
-
-
-def revision_prompt_for_chat(draft: str, preference: str) -> list[dict]:
-    return [{"role": "user", "content": REVISE_FOR_CHAT.format(preference=preference, draft=draft)}]
 
 
 def clean_preference(text: str, *, max_words: int = 25) -> str:

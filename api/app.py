@@ -39,9 +39,8 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
     async def lifespan(app: FastAPI):
         app.state.agent = agent or Agent(settings)
         app.state.warm, app.state.warm_error = threading.Event(), None
-        store = app.state.agent.store
-        metrics.queue_depth.set_function(store.jobs.queued)
-        if settings.auth and store.keys.count_active() == 0:
+        metrics.queue_depth.set_function(app.state.agent.queue_depth)
+        if settings.auth and app.state.agent.keys.count_active() == 0:
             log.warning("auth is on and no API key exists: create one with `redline keys create --tenant NAME`, "
                         "or run locally without keys: `redline serve --no-auth`")
         elif not settings.auth:

@@ -44,7 +44,7 @@ def get_tenant(request: Request,
         raise ApiError(401, "missing API key: send the header 'Authorization: Bearer <key>' "
                             "(create one with `redline keys create --tenant NAME`)", "missing_api_key",
                        {"WWW-Authenticate": "Bearer"})
-    tenant = request.app.state.agent.store.keys.tenant(credentials.credentials)
+    tenant = request.app.state.agent.keys.tenant(credentials.credentials)
     if tenant is None:
         raise ApiError(401, "invalid or revoked API key", "invalid_api_key", {"WWW-Authenticate": "Bearer"})
     return tenant

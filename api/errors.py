@@ -14,9 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from redline.agent import AgentError, GeneratorUnavailable
-from redline.retrieval import EmbedderUnavailable, RetrievalError
-from redline.store import Conflict, NotFound, StoreError
+from redline.agent import AgentError, EmbeddingUnavailable, GeneratorUnavailable
 
 __all__ = ["ApiError", "error_body", "error_response", "install_error_handlers"]
 log = logging.getLogger(__name__)
@@ -68,21 +66,9 @@ def install_error_handlers(app: FastAPI, *, retry_after: int) -> None:
         headers = unavailable_headers() if isinstance(exc, GeneratorUnavailable) or exc.status == 503 else None
         if exc.status >= 500:
             log.warning("%s: %s", type(exc).__name__, exc)
-        return error_response(exc.status, str(exc), exc.code, headers)
-
-    @app.exception_handler(StoreError)
-    @app.exception_handler(RetrievalError)
-    async def retrieval_error(request: Request, exc: RetrievalError | StoreError):
-        if isinstance(exc, NotFound):
-            return error_response(404, str(exc))
-        if isinstance(exc, Conflict):
-            return error_response(409, str(exc))
-        if isinstance(exc, EmbedderUnavailable):
-            log.warning("embedder unavailable: %s", exc)
-            return error_response(503, "the embedding model is unavailable", "embedder_unavailable",
-                                  unavailable_headers())
-        log.exception("store error")
-        return error_response(500, "internal error", "internal_error")
+        # the embedder's failure names paths on this machine: logged above, not sent
+        message = "the embedding model is unavailable" if isinstance(exc, EmbeddingUnavailable) else str(exc)
+        return error_response(exc.status, message, exc.code, headers)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):

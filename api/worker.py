@@ -1,8 +1,9 @@
-"""The background learner: one thread that drains the store's job table through ``agent.process_edit``.
+"""The background learner: one thread that drains the learning queue through ``Agent.run_jobs``.
 
 Durability comes from the store: an accepted edit and its job are committed together before the
-``202``; ``complete_learning`` marks the job done in the same transaction as the learning step, so
-after a crash the jobs left 'pending' or 'running' are simply learned on the next start, once.
+``202``; the learning step marks the job done in the same transaction, so after a crash the jobs left
+'pending' or 'running' are simply learned on the next start, once. What a failure does to a job is the agent's
+one rule (``redline.agent.jobs``); this thread only backs off when a job must wait, and records metrics.
 """
 
 from __future__ import annotations
@@ -10,16 +11,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import contextmanager
 
-from redline.agent import Agent, AgentError, GeneratorUnavailable
-from redline.retrieval import RetrievalError
-from redline.store import StoreError
+from redline.agent import Agent, JobOutcome
 
 from .observability import Metrics, request_id_var
 
 __all__ = ["LearningWorker"]
 log = logging.getLogger(__name__)
-MAX_ATTEMPTS = 5
+
+
+@contextmanager
+def _job_log_context(job: dict):
+    """Every log line written while a job runs names it (``job-N``) where a request id would stand."""
+    token = request_id_var.set(f"job-{job['id']}")
+    try:
+        yield
+    finally:
+        request_id_var.reset(token)
 
 
 class LearningWorker:
@@ -72,47 +81,12 @@ class LearningWorker:
             self._wake.wait(self.retry_after if backoff else self.poll_interval)  # a new edit wakes it early
 
     def drain(self) -> bool:
-        """Learn every queued edit; returns True when the generator is down (back off, retry later)."""
-        store = self.agent.store
-        while not self._stopping.is_set():
-            jobs = store.jobs.pending(limit=50)
-            if not jobs:
-                return False
-            for job in jobs:
-                if self._stopping.is_set():
-                    return False
-                if self._learn(job):
-                    return True
-        return False
+        """Learn every queued edit; returns True when a job must wait (generator down): back off, retry later."""
+        outcomes = self.agent.run_jobs(stopping=self._stopping.is_set, context=_job_log_context,
+                                       on_outcome=self._observe)
+        return bool(outcomes) and outcomes[-1].requeued
 
-    def _learn(self, job: dict) -> bool:
-        store = self.agent.store
-        token = request_id_var.set(f"job-{job['id']}")
-        start = time.perf_counter()
-        try:
-            store.jobs.mark(job["id"], "running")
-            result = self.agent.process_edit(job["interaction_id"])
-            if result.already_learned:  # complete_learning marks its job done; this covers an older crash
-                store.jobs.mark(job["id"], "done")
+    def _observe(self, outcome: JobOutcome) -> None:
+        if outcome.outcome == "learned":
             self.learned += 1
-            self.metrics.observe_learning(time.perf_counter() - start, "learned", result)
-            return False
-        except GeneratorUnavailable as exc:
-            log.warning("generator unavailable; learning of %s retried in %ss: %s", job["interaction_id"],
-                        self.retry_after, exc)
-            store.jobs.mark(job["id"], "pending", error=str(exc))
-            self.metrics.observe_learning(time.perf_counter() - start, "retry")
-            return True
-        except (AgentError, RetrievalError, StoreError) as exc:  # e.g. the user was deleted meanwhile
-            log.info("learning job %s dropped: %s", job["id"], exc)
-            store.jobs.mark(job["id"], "failed", error=str(exc))
-            self.metrics.observe_learning(time.perf_counter() - start, "dropped")
-            return False
-        except Exception as exc:
-            log.exception("learning job %s failed", job["id"])
-            attempts = (job.get("attempts") or 0) + 1
-            store.jobs.mark(job["id"], "failed" if attempts >= MAX_ATTEMPTS else "pending", error=repr(exc))
-            self.metrics.observe_learning(time.perf_counter() - start, "error")
-            return attempts < MAX_ATTEMPTS  # back off before retrying
-        finally:
-            request_id_var.reset(token)
+        self.metrics.observe_learning(outcome.seconds, outcome.outcome, outcome.result)

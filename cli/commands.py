@@ -10,11 +10,8 @@ from pathlib import Path
 import click
 
 from redline.agent import AgentError, GenerateOptions
-from redline.agent.agent import STRATEGIES
-from redline.agent.prompts import TASKS
-from redline.retrieval import RetrievalError
+from redline.agent.types import STRATEGIES, TASKS
 from redline.runtime import quiet_offline_models
-from redline.store import StoreError
 
 from ._common import State, emit, json_option, pass_state, read_text
 from .eval import eval_command
@@ -175,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (AgentError, RetrievalError, StoreError) as exc:
+    except AgentError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import click
-
-from redline.store import NotFound, Store
 
 from ._common import State, emit, json_option, pass_state
 
 __all__ = ["keys"]
-TENANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
-
-
-def _store(state: State) -> Store:
-    return Store(state.settings.store_path)
 
 
 @click.group("keys")
@@ -30,10 +21,7 @@ def keys():
 @pass_state
 def create(state: State, tenant, name):
     """Create a key and print it. It is shown once; only its hash is stored."""
-    if not TENANT.match(tenant):
-        raise click.ClickException("tenant must be 1-64 characters: letters, digits and . _ - "
-                                   "(starting with a letter or digit)")
-    key, row = _store(state).keys.create(tenant, name)
+    key, row = state.agent.keys.create(tenant, name)
     emit({**row, "key": key}, key)
     if not state.as_json:
         click.echo(f"(key {row['id']} for tenant {tenant}; shown once, store it now)", err=True)
@@ -45,7 +33,7 @@ def create(state: State, tenant, name):
 @pass_state
 def list_keys(state: State, tenant):
     """List keys: id, tenant, name, prefix, created and revoked dates (never the keys)."""
-    rows = _store(state).keys.list(tenant=tenant)
+    rows = state.agent.keys.list(tenant=tenant)
     lines = ["\t".join([str(r["id"]), r["tenant"], r["prefix"] + "…", r["name"] or "-", r["created_at"]]
                        + ([f"revoked {r['revoked_at']}"] if r["revoked_at"] else [])) for r in rows]
     emit({"keys": rows}, "\n".join(lines) or "no API keys")
@@ -57,8 +45,5 @@ def list_keys(state: State, tenant):
 @pass_state
 def revoke(state: State, key_id):
     """Revoke key KEY_ID (from `redline keys list`); requests with it get 401 from then on."""
-    try:
-        row = _store(state).keys.revoke(key_id)
-    except NotFound as exc:
-        raise click.ClickException(f"no active API key with id {key_id}") from exc
+    row = state.agent.keys.revoke(key_id)
     emit(row, f"revoked key {key_id} ({row['tenant']}, {row['prefix']}…)")

@@ -123,17 +123,15 @@ class LocalBackend:
             r = self.agent.learn(interaction_id, edited)
             trained = None
             if self.method.strategy != "greedy":
-                before = self.agent.rewards.current_info()
-                self.agent.maintenance()
-                after = self.agent.rewards.current_info()
-                if after is not None and after != before:  # a new checkpoint was published
-                    trained = {k: after.get(k) for k in ("name", "pairs", "heads")}
+                summary = self.agent.maintenance()
+                if summary is not None:  # a new checkpoint was published
+                    trained = {"name": summary["checkpoint"], "pairs": summary["pairs"], "heads": summary["heads"]}
             return Outcome(r.cost, r.preference, r.tokens_in, r.tokens_out, heads_trained=trained)
         receipt = self.agent.submit_edit(interaction_id, edited)
         return Outcome(receipt.cost, None)
 
     def close(self) -> None:
-        self.agent.store.close()
+        self.agent.close()
 
 
 HTTP_METHODS = "cipher-K (the server's configured k), redline, redline-rps, redline-best_of_n"

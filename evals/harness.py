@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from .backends import HTTP_METHODS, HTTPBackend, LocalBackend
-from .methods import Method, strategy_available
+from .methods import Method
 from .tasks import Document, load_documents, round_order
 from .users import LLMUser, RuleUser, UserSpec, load_user_specs
 
@@ -178,10 +178,6 @@ def run_eval(config: EvalConfig, *, embedder, generator, progress: Callable[[str
     for method in config.methods:
         if config.target is not None and not method.learns:
             skipped[method.name] = f"not available over HTTP (use {HTTP_METHODS})"
-            continue
-        if config.target is None and not strategy_available(method):
-            skipped[method.name] = (f"strategy {method.strategy!r} is not available in this agent "
-                                    "(agent.agent.STRATEGIES)")
             continue
         tick = progress(method.name, config.rounds * len(config.seeds)) if progress else (lambda: None)
         for seed in config.seeds:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Method", "parse_method", "parse_methods", "strategy_available"]
+__all__ = ["Method", "parse_method", "parse_methods"]
 
 _NAME = re.compile(r"^(no-learning|oracle|icl-edit-(\d+)|cipher-(\d+)|redline(?:-(rps|best_of_n))?)$")
 
@@ -71,9 +71,3 @@ def parse_methods(text: str, *, n: int = 4) -> list[Method]:
         raise ValueError("a method is listed twice")
     return [parse_method(s, n=n) for s in names]
 
-
-def strategy_available(method: Method) -> bool:
-    """Whether the agent in this process supports the method's selection strategy."""
-    from redline.agent import agent as agent_module
-
-    return method.strategy in getattr(agent_module, "STRATEGIES", ("greedy",))

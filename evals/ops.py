@@ -208,7 +208,7 @@ def _split_long_sentences(n: int) -> Operation:
         out = []
         for s in sentences(body):
             out.extend(split(s))
-        return _rebuild_like(body, out) if not _is_list(body) else _rebuild_like(body, out)
+        return _rebuild_like(body, out)
     return Operation("split_long_sentences", f"short sentences (at most {n} words each)", check, _on_body(edit),
                      {"n": n})
 

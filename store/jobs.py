@@ -42,6 +42,10 @@ class Jobs:
             conn.execute("UPDATE jobs SET status = ?, error = ?, attempts = attempts + (? = 'running'),"
                          " updated_at = ? WHERE id = ?", (status, error, status, now_iso(), job_id))
 
+    def get(self, interaction_id: str, *, kind: str = "learn") -> dict | None:
+        """The interaction's job, or None."""
+        return self._sql.one("SELECT * FROM jobs WHERE interaction_id = ? AND kind = ?", (interaction_id, kind))
+
     def counts(self) -> dict[str, int]:
         """Jobs per status."""
         return {r["status"]: r["n"] for r in self._sql.query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")}

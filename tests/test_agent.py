@@ -216,3 +216,38 @@ def test_delete_user_drops_the_cached_index_and_aggregations(make_agent):
     assert removed["aggregations"] == 1
     assert uid not in agent.index_cache
     assert agent.store.db["aggregations"].count == 0
+
+
+def test_one_failure_rule_for_queued_jobs(agent, monkeypatch):
+    """run_jobs (the server's worker) and process_pending (learn-pending) treat a failing job alike."""
+    from redline.agent.jobs import MAX_ATTEMPTS
+
+    ids = []
+    for ctx in (BIKES, BIKES2, BAKING):
+        r = agent.generate("alice", ctx)
+        agent.submit_edit(r.interaction_id, "- kept " + ctx[:12])
+        ids.append(r.interaction_id)
+    real = agent.process_edit
+
+    def failing(interaction_id):
+        if interaction_id == ids[0]:
+            raise UnknownInteraction("deleted meanwhile")
+        if interaction_id == ids[1]:
+            raise RuntimeError("boom")
+        return real(interaction_id)
+
+    monkeypatch.setattr(agent, "process_edit", failing)
+    outcomes = agent.run_jobs()
+    assert [(o.outcome, o.requeued) for o in outcomes] == [("dropped", False), ("error", True)]
+    assert agent.store.jobs.counts() == {"failed": 1, "pending": 2}  # nothing is left 'running'
+    raised = 0
+    for _ in range(MAX_ATTEMPTS):
+        try:
+            learned = agent.process_pending()
+        except RuntimeError:
+            raised += 1
+            assert agent.store.jobs.counts() == {"failed": 1, "pending": 2}
+        else:
+            break
+    assert raised == MAX_ATTEMPTS - 2 and learned == 1  # the fifth attempt fails the job for good
+    assert agent.store.jobs.counts() == {"failed": 2, "done": 1}

@@ -246,9 +246,8 @@ def test_harness_and_report(tmp_path):
                         rounds=6, seeds=[0, 1], out=tmp_path / "out", workers=3, command="redline eval test")
     results = run_eval(config, embedder=HashEmbedder(), generator=gen)
     summary = write_report(results, tmp_path / "out")
-    # redline runs when the agent offers the RPS strategy, and is reported as skipped otherwise
-    assert set(summary["methods"]) - {"redline"} == {"no-learning", "oracle", "icl-edit-2", "cipher-1"}
-    assert ("redline" in summary["skipped"]) != ("redline" in summary["methods"])
+    assert set(summary["methods"]) == {"no-learning", "oracle", "icl-edit-2", "cipher-1", "redline"}
+    assert "redline" not in summary["skipped"]
     for name, m in summary["methods"].items():
         for key in ("cumulative_cost_mean", "cumulative_cost_std", "preference_accuracy", "tokens_in", "tokens_out",
                     "wall_time_s", "cost_per_source", "cumulative_curve_mean"):
@@ -417,12 +416,10 @@ def test_redline_trains_reward_heads_during_a_run(tmp_path):
     """LocalBackend calls agent.maintenance() after each learned edit: with --retrain-every 2 the redline
     stream gets reward heads after two edits and later drafts are picked by the reward; cipher-5 never."""
     from redline.evals.harness import EvalConfig, results_from_logs, run_eval
-    from redline.evals.methods import parse_methods, strategy_available
+    from redline.evals.methods import parse_methods
     from redline.evals.report import write_report
 
     methods = parse_methods("cipher-5,redline")
-    if not strategy_available(methods[1]):
-        pytest.skip("this agent has no RPS strategy")
     out = tmp_path / "out"
     config = EvalConfig(task="summarize", methods=methods, rounds=6, seeds=[0], out=out, workers=2,
                         retrain_every=2, command="redline eval test")
@@ -453,11 +450,9 @@ def test_redline_trains_reward_heads_during_a_run(tmp_path):
 
 def test_redline_without_retraining_stays_cold(tmp_path):
     from redline.evals.harness import EvalConfig, run_eval
-    from redline.evals.methods import parse_methods, strategy_available
+    from redline.evals.methods import parse_methods
 
     methods = parse_methods("redline")
-    if not strategy_available(methods[0]):
-        pytest.skip("this agent has no RPS strategy")
     config = EvalConfig(task="email", methods=methods, rounds=3, seeds=[0], out=tmp_path / "out", workers=1,
                         retrain_every=50)
     (stream,) = run_eval(config, embedder=HashEmbedder(), generator=ScriptedGenerator(_respond_varied))["streams"]

@@ -53,10 +53,6 @@ def test_eval_cli_redline_selects_with_trained_heads(tmp_path, smollm_path):
     from click.testing import CliRunner
 
     from redline.cli import cli
-    from redline.evals.methods import parse_method, strategy_available
-
-    if not strategy_available(parse_method("redline")):
-        pytest.skip("this agent has no RPS strategy")
     out = tmp_path / "out"
     args = ["--data-dir", str(tmp_path / "data"), "--generator-model", str(smollm_path), "--max-tokens", "8",
             "eval", "--task", "email", "--methods", "redline", "--rounds", "3", "--seeds", "0", "--workers", "1",

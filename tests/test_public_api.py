@@ -7,9 +7,10 @@ import redline.store as store
 
 def test_agent_all():
     assert sorted(agent.__all__) == sorted([
-        "Agent", "GenerateOptions", "GenerateResult", "EditReceipt", "LearnResult", "Settings", "get_settings",
+        "Agent", "GenerateOptions", "GenerateResult", "EditReceipt", "LearnResult", "JobOutcome", "Settings",
         "EditCost", "edit_cost", "tokenize", "AgentError", "InvalidInput", "UnknownInteraction", "UnknownUser",
-        "UnknownPreference", "EditConflict", "GeneratorUnavailable", "Generation", "GenerationParams", "Generator",
+        "UnknownPreference", "UnknownApiKey", "EditConflict", "GeneratorUnavailable", "EmbeddingUnavailable",
+        "Generation", "GenerationParams", "Generator",
     ])
     for name in agent.__all__:
         assert hasattr(agent, name), name

@@ -21,7 +21,7 @@ def ready(request: Request) -> JSONResponse:
     state = request.app.state
     checks = {}
     try:
-        checks["store"] = bool(state.agent.store.ping())
+        checks["store"] = bool(state.agent.ping())
     except Exception:
         checks["store"] = False
     checks["models_loaded"] = bool(state.warm.is_set()) and not state.warm_error

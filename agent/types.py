@@ -1,0 +1,87 @@
+"""What goes into the agent and what comes out: per-call options, results, and the user-id rule."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+from redline.policies import STRATEGIES
+
+from .errors import InvalidInput
+from .prompts import TASKS
+
+__all__ = ["GenerateOptions", "GenerateResult", "EditReceipt", "LearnResult", "USER_PATTERN", "validate_user",
+           "TASKS", "STRATEGIES"]
+
+USER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:+\-]{0,127}$"  # also the API's path and body pattern
+_USER_ID = re.compile(USER_PATTERN)
+
+
+def validate_user(user: str) -> str:
+    """``user`` when it is a valid user id (1-128 letters, digits and . _ @ : + -), else ``InvalidInput``."""
+    if not isinstance(user, str) or not _USER_ID.match(user):
+        raise InvalidInput("user must be 1-128 characters: letters, digits and . _ @ : + - "
+                           "(starting with a letter or digit)")
+    return user
+
+
+@dataclass
+class GenerateOptions:
+    """Per-call options; ``None`` means the configured default."""
+
+    strategy: str = "greedy"
+    n: int | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    seed: int | None = None
+    history: Sequence[dict] = ()
+    preference: str | None = None  # an explicit preference overrides retrieval (oracle/ablations)
+    use_retrieval: bool = True
+
+
+@dataclass
+class GenerateResult:
+    interaction_id: str
+    user: str
+    task: str
+    text: str
+    preference: str | None
+    neighbours: list[dict]
+    prompt: list[dict]
+    candidates: list[dict]
+    strategy: str
+    model: str
+    tokens_in: int
+    tokens_out: int
+    timings_ms: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class EditReceipt:
+    interaction_id: str
+    cost: int
+    is_edit: bool
+    created: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class LearnResult:
+    interaction_id: str
+    cost: int
+    is_edit: bool
+    preference: str | None
+    preference_id: int | None
+    kind: str | None
+    already_learned: bool = False
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)

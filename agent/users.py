@@ -1,0 +1,100 @@
+"""What a user (through their backend) can read and change of what redline learned: one interaction and its
+learning status, the preferences and their stats, corrections and deletions, an export and a hard delete."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from redline.policies import describe_state
+from redline.store import NotFound
+
+from .errors import UnknownPreference, UnknownUser
+from .types import validate_user
+
+__all__ = ["UserData"]
+
+
+class UserData:
+    """Inspection and control, part of ``Agent`` (which provides the store and the embedder)."""
+
+    def _user_id(self, user: str, tenant: str) -> int:
+        validate_user(user)
+        try:
+            return self.store.user_id(tenant, user, create=False)
+        except NotFound as exc:
+            raise UnknownUser(f"unknown user {user!r}") from exc
+
+    def interaction(self, interaction_id: str, *, tenant: str | None = None) -> dict:
+        """One interaction as the user's backend sees it: the text generated, the user's edit (None before
+        one arrived) and ``learning``: its ``status`` (awaiting_edit, pending, running, learned or failed),
+        when it was learned, and the preference stored from it (None when the edit taught none)."""
+        row = self._interaction(interaction_id, tenant)
+        edit = self.store.edit(interaction_id)
+        learning = {"status": "awaiting_edit", "learned_at": None, "preference": None, "error": None}
+        if edit is not None:
+            job = self.store.jobs.get(interaction_id) or {}
+            stored = self.store.preferences_by_id([edit["preference_id"]]) if edit["preference_id"] else {}
+            pref = stored.get(edit["preference_id"])
+            status = "learned" if edit["learned_at"] is not None else job.get("status", "pending")
+            learning = {"status": status, "learned_at": edit["learned_at"],
+                        "preference": {"id": pref["id"], "text": pref["text"], "kind": pref["kind"]} if pref else None,
+                        "error": job.get("error") if status == "failed" else None}
+            edit = {"edited_text": edit["edited_text"], "cost": edit["cost"], "is_edit": bool(edit["is_edit"]),
+                    "created_at": edit["created_at"]}
+        return {"interaction_id": interaction_id, "user": row["user"], "task": row["task"], "text": row["draft"],
+                "preference": row["preference_used"], "strategy": row["strategy"], "model": row["model"],
+                "created_at": row["created_at"], "edit": edit, "learning": learning}
+
+    def preferences(self, user: str, *, tenant: str = "default", limit: int = 50, offset: int = 0,
+                    window: int = 10) -> dict:
+        """What redline believes ``user`` prefers, newest first, with where each belief came from,
+        and stats: edits, mean cost of the first and of the last ``window`` edits."""
+        user_id = self._user_id(user, tenant)
+        items = self.store.preferences(user_id, limit=limit, offset=offset)
+        for item in items:
+            item["user_edited"] = bool(item["user_edited"])
+            ctx = item.pop("context") or ""
+            item["context_snippet"] = ctx[:200] + ("…" if len(ctx) > 200 else "")
+        costs = self.store.edit_costs(user_id)
+        mean = (lambda xs: round(float(np.mean(xs)), 2) if xs else None)
+        stats = {"edits": len(costs), "preferences": self.store.count_preferences(user_id),
+                 "mean_cost_first": mean(costs[:window]), "mean_cost_last": mean(costs[-window:]), "window": window}
+        routing = describe_state(self.store.router_state(user_id))
+        return {"user": user, "items": items, "stats": stats, "limit": limit, "offset": offset, "routing": routing}
+
+    def update_preference(self, user: str, preference_id: int, text: str, *, tenant: str = "default") -> dict:
+        self._check_text(text, "preference text")
+        try:
+            return self.store.update_preference(self._user_id(user, tenant), preference_id, text.strip())
+        except NotFound as exc:
+            raise UnknownPreference(f"unknown preference id {preference_id}") from exc
+
+    def delete_preference(self, user: str, preference_id: int, *, tenant: str = "default") -> None:
+        try:
+            self.store.delete_preference(self._user_id(user, tenant), preference_id)
+        except NotFound as exc:
+            raise UnknownPreference(f"unknown preference id {preference_id}") from exc
+
+    def export_user(self, user: str, *, tenant: str = "default") -> dict:
+        return self.store.export_user(self._user_id(user, tenant))
+
+    def delete_user(self, user: str, *, tenant: str = "default") -> dict:
+        user_id = self._user_id(user, tenant)
+        removed = self.store.delete_user(user_id)
+        self.index_cache.drop(user_id)
+        return removed
+
+    def nearest_edits(self, user: str, context: str, k: int, *, tenant: str = "default") -> list[tuple[str, str]]:
+        """The ``k`` past (draft, edited text) pairs of ``user`` whose contexts are nearest to ``context``,
+        most similar first (edits above δ only); the ICL-edit baseline puts them in the prompt."""
+        try:
+            user_id = self.store.user_id(tenant, validate_user(user), create=False)
+        except NotFound:
+            return []
+        rows = self.store.edited_drafts(user_id)
+        if not rows or k < 1:
+            return []
+        vector = self._encode([context])[0]
+        sims = np.stack([r["context_vector"] for r in rows]) @ vector
+        return [(rows[i]["draft"], rows[i]["edited_text"]) for i in np.argsort(-sims, kind="stable")[:k]]
+
