@@ -19,9 +19,9 @@ from redline.store import Store
 from .cipher import Cipher
 from .config import Settings
 from .editcost import EditCost
-from .errors import GeneratorUnavailable, InvalidInput, embedding_errors
+from .errors import InvalidInput, embedding_errors
 from .generate import Generating
-from .generators import GenerationParams, Generator, build_generator
+from .generators import GenerationParams, Generator, load_generator
 from .keys import Keys
 from .learning import Learning
 from .types import GenerateOptions
@@ -58,10 +58,7 @@ class Agent(Generating, Learning, UserData):
         if self._generator is None:
             with self._generator_lock:
                 if self._generator is None:
-                    try:
-                        self._generator = build_generator(self.settings)
-                    except (OSError, RuntimeError, ValueError) as exc:
-                        raise GeneratorUnavailable(f"could not set up the generator: {exc}") from exc
+                    self._generator = load_generator(self.settings)
         return self._generator
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:

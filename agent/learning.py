@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Callable, ContextManager, Sequence
 
 import numpy as np
 
-from redline.policies import update_state
+from redline.policies import read_pairs_jsonl, update_state
 from redline.policies.training import EmbeddingCache, train_reward_model
 from redline.store import Conflict, NotFound
 
-from .errors import EditConflict, UnknownInteraction
+from .errors import EditConflict, InvalidInput, UnknownInteraction
 from .jobs import JobOutcome, JobRunner
 from .types import EditReceipt, LearnResult, validate_user
 
@@ -166,6 +167,14 @@ class Learning:
                        "loss": round(trained.model.loss_, 4), "seconds": round(time.perf_counter() - clock, 2)}
             log.info("reward heads retrained %s", summary)
             return summary
+
+    def import_pairs_file(self, path: str | Path, *, tenant: str = "default") -> int:
+        """``import_pairs`` from a JSONL file (``policies.read_pairs_jsonl``); a bad line is ``InvalidInput``."""
+        try:
+            pairs = read_pairs_jsonl(path)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidInput(str(exc)) from exc
+        return self.import_pairs(pairs, tenant=tenant)
 
     def import_pairs(self, pairs: Sequence[dict], *, tenant: str = "default") -> int:
         """Add preference pairs ``{"context", "chosen", "rejected", "user"?}`` to the pair log; returns how many."""

@@ -16,7 +16,7 @@ from redline.agent import Agent, Settings
 
 from .errors import install_error_handlers
 from .observability import Metrics, RequestMiddleware
-from .routes import chat, edits, generate, ops, users
+from .routes import chat, generate, interactions, ops, users
 from .worker import LearningWorker
 
 __all__ = ["create_app"]
@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """Responses shaped by what each user's edits taught redline.
 
 `POST /v1/generate` → text + `interaction_id`; `POST /v1/interactions/{id}/edit` with the text the user kept →
-`202`, learned in the background; `GET /v1/users/{user}/preferences` shows what was learned. `/v1/chat/completions`
+`202`, learned in the background (`GET /v1/interactions/{id}` says when); `GET /v1/users/{user}/preferences`
+shows what was learned. `/v1/chat/completions`
 is OpenAI-compatible (set `user`). Authenticate with `Authorization: Bearer <key>` (`redline keys create`).
 Errors: `{"error": {"message", "type", "code"}}`; every response carries `X-Request-ID`."""
 
@@ -56,7 +57,7 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
     app = FastAPI(title="redline", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings, app.state.metrics, app.state.agent_injected = settings, metrics, agent is not None
     install_error_handlers(app, retry_after=settings.retry_after_seconds)
-    for module in (generate, edits, users, chat, ops):
+    for module in (generate, interactions, users, chat, ops):
         app.include_router(module.router)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     return app

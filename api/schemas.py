@@ -6,11 +6,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-__all__ = ["Text", "GenerateRequest", "GenerateResponse", "EditRequest", "EditResponse", "PreferencePatch",
-           "PreferenceItem", "PreferencesResponse", "DeleteUserResponse", "ChatRequest", "ModelList",
-           "ErrorResponse", "USER_PATTERN"]
+from redline.agent.types import STRATEGIES, TASKS, USER_PATTERN
 
-USER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:+\-]{0,127}$"
+__all__ = ["Text", "GenerateRequest", "GenerateResponse", "EditRequest", "EditResponse", "InteractionResponse",
+           "PreferencePatch", "PreferenceItem", "PreferencesResponse", "DeleteUserResponse", "ChatRequest",
+           "ModelList", "ErrorResponse", "USER_PATTERN", "Usage"]
+
+Task = Literal[TASKS]  # OpenAPI lists the values; anything else is a 422 before the agent is called
+Strategy = Literal[STRATEGIES]
 
 
 def _encodable(value: str) -> str:
@@ -41,8 +44,8 @@ class GenerateRequest(BaseModel):
 
     user: UserId
     context: Text = Field(description="The document, notes or message to respond to.")
-    task: str = Field("summarize", description="What to write (e.g. summarize, email, chat).")
-    strategy: str = Field("greedy", description="Candidate plan: greedy (one text), best_of_n (n samples of the "
+    task: Task = Field("summarize", description="What to write.")
+    strategy: Strategy = Field("greedy", description="Candidate plan: greedy (one text), best_of_n (n samples of the "
                           "target-preference prompt) or rps (one candidate per preference in the neighbourhood); "
                           "the user's routed reward picks the answer. Falls back to greedy before reward heads "
                           "exist or before the user's first edit.")
@@ -65,6 +68,12 @@ class Usage(BaseModel):
     completion_tokens: int
     total_tokens: int
 
+    @classmethod
+    def of(cls, result) -> "Usage":
+        """The generator tokens one ``GenerateResult`` spent."""
+        return cls(prompt_tokens=result.tokens_in, completion_tokens=result.tokens_out,
+                   total_tokens=result.tokens_in + result.tokens_out)
+
 
 class Candidate(BaseModel):
     text: str
@@ -79,11 +88,11 @@ class Candidate(BaseModel):
 class GenerateResponse(BaseModel):
     interaction_id: str
     user: str
-    task: str
+    task: Task
     text: str
     preference: str | None = Field(description="The preference the generator was prompted with.")
     neighbours: list[Neighbour] = Field(description="Past contexts it came from, most similar first.")
-    strategy: str
+    strategy: Strategy
     candidates: list[Candidate] = Field(description="Every candidate with its score; one for greedy.")
     model: str
     usage: Usage
@@ -102,6 +111,42 @@ class EditResponse(BaseModel):
     cost: int = Field(description="Word-level Levenshtein distance between the draft and the edit.")
     is_edit: bool = Field(description="Whether the cost is above delta (otherwise it counts as accepted as is).")
     created: bool = Field(description="False when the same text had already been submitted.")
+
+
+class EditView(BaseModel):
+    edited_text: str
+    cost: int
+    is_edit: bool
+    created_at: str
+
+
+class LearnedPreference(BaseModel):
+    id: int
+    text: str
+    kind: str | None
+
+
+class Learning(BaseModel):
+    status: Literal["awaiting_edit", "pending", "running", "learned", "failed"] = Field(
+        description="awaiting_edit: no edit posted yet; pending/running: queued for the background learner; "
+                    "learned: done, exactly once; failed: dropped (e.g. the user was deleted meanwhile).")
+    learned_at: str | None
+    preference: LearnedPreference | None = Field(
+        description="The preference stored from this edit; null when it taught none (or it was deleted since).")
+    error: str | None = Field(description="Why learning failed, when it did.")
+
+
+class InteractionResponse(BaseModel):
+    interaction_id: str
+    user: str
+    task: Task
+    text: str = Field(description="The text generated (the draft the user edits).")
+    preference: str | None = Field(description="The preference the generator was prompted with.")
+    strategy: Strategy
+    model: str
+    created_at: str
+    edit: EditView | None = Field(description="The text as the user kept it; null before it was posted.")
+    learning: Learning
 
 
 class PreferencePatch(BaseModel):

@@ -125,26 +125,13 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
 
     settings = state.settings_with(**overrides)
     started = time.perf_counter()
-    embedder = generator = None
+    from redline.evals.backends import load_embedder, load_run_generator
+
+    embedder = load_embedder(settings)
+    generator = None
     if target is None or user_model == "llm" or task == "replay-lamp":
-        from redline.agent.generators import build_generator
-        from redline.agent.generators.cache import CachingGenerator
-        from redline.evals._batching import BatchingGenerator, GreedyCopies
-        from redline.evals.backends import LockedEmbedder
-        from redline.retrieval import Embedder
-
-        embedder = LockedEmbedder(Embedder(settings.embedding_model))
-        try:
-            generator = BatchingGenerator(build_generator(settings))
-        except (OSError, RuntimeError, ValueError) as exc:
-            raise click.ClickException(f"could not set up the generator: {exc}") from exc
-        if not no_cache:
-            generator = CachingGenerator(generator, cache_path or out / "generator-cache.sqlite")
-        generator = GreedyCopies(generator)  # greedy n > 1 (best-of-n / RPS at temperature 0): one text, n copies
-    elif target:
-        from redline.retrieval import Embedder
-
-        embedder = Embedder(settings.embedding_model)
+        generator = load_run_generator(settings, cache_path=None if no_cache else
+                                       cache_path or out / "generator-cache.sqlite")
     try:
         if task == "replay-lamp":
             if target:

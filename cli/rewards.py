@@ -29,16 +29,11 @@ def rewards():
 @pass_state
 def train(state: State, pairs_file, heads, seed, tenant):
     """Import pairs (optional), retrain the shared heads on every stored pair and swap the checkpoint."""
-    from redline.policies import read_pairs_jsonl
-
     imported = 0
     if pairs_file is not None:
         if not pairs_file.is_file():
             raise click.ClickException(f"cannot read pairs file {pairs_file}: no such file")
-        try:
-            imported = state.agent.import_pairs(read_pairs_jsonl(pairs_file), tenant=tenant)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise click.ClickException(str(exc)) from exc
+        imported = state.agent.import_pairs_file(pairs_file, tenant=tenant)
     summary = state.agent.train_rewards(force=True, n_heads=heads, seed=seed)
     if summary is None:
         raise click.ClickException("no preference pairs to train on: learn some edits or pass --pairs")
@@ -64,8 +59,8 @@ def train(state: State, pairs_file, heads, seed, tenant):
 @pass_state
 def eval_(state: State, data_dir, heads, folds, tau, seed, limit, out):
     """Held-out pairwise accuracy of single BT, mixture and per-writer routing on real writers' edits."""
+    from redline.evals.backends import load_embedder
     from redline.evals.lamp import LAMP_DATA, evaluate_lamp, format_table, load_writers
-    from redline.retrieval import Embedder
 
     if tau <= 0:
         raise click.ClickException("tau must be greater than 0")
@@ -77,7 +72,7 @@ def eval_(state: State, data_dir, heads, folds, tau, seed, limit, out):
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     settings = state.settings
-    result = evaluate_lamp(writers, Embedder(settings.embedding_model).encode, n_heads=heads, folds=folds,
+    result = evaluate_lamp(writers, load_embedder(settings).encode, n_heads=heads, folds=folds,
                            seed=seed, tau=tau)
     result["setup"]["data"] = str(data_dir)
     table = format_table(result)

@@ -1,18 +1,13 @@
-"""Generator wrappers for the harness.
+"""A Generator wrapper for the harness.
 
 ``BatchingGenerator`` merges concurrent calls from the harness's worker threads into one batched call: each
 simulated user runs in its own thread; while one waits for its draft, the others' prompts with the same
 sampling parameters join the same ``inner.generate`` call, so a batching back-end (transformers with
 padding, vLLM) serves several users per forward pass.
-
-``GreedyCopies`` answers a greedy (temperature 0) request for ``n`` > 1 texts per prompt with one greedy
-text repeated ``n`` times, which is what greedy decoding yields anyway. It sits above the generator cache so
-best-of-n / RPS rounds reuse the cached ``n`` = 1 drafts of the greedy methods instead of decoding again.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import queue
 import threading
 from concurrent.futures import Future
@@ -20,27 +15,7 @@ from typing import Sequence
 
 from redline.agent.generators import ChatPrompt, Generation, GenerationParams, Generator
 
-__all__ = ["BatchingGenerator", "GreedyCopies"]
-
-
-class GreedyCopies:
-    """Greedy requests with ``n`` > 1: one text per prompt from ``inner``, repeated ``n`` times.
-
-    Token accounting follows what a back-end that decodes the ``n`` copies reports (the OpenAI API counts
-    completion tokens over all choices): prompt tokens once, completion tokens ``n`` times.
-    """
-
-    def __init__(self, inner: Generator):
-        self.inner = inner
-        self.model_name = inner.model_name
-
-    def generate(self, prompts: Sequence[ChatPrompt], params: GenerationParams) -> list[Generation]:
-        if params.temperature > 0 or params.n == 1:
-            return self.inner.generate(prompts, params)
-        n = params.n
-        one = self.inner.generate(prompts, dataclasses.replace(params, n=1))
-        return [Generation(g.texts[:1] * n, g.prompt_tokens, g.completion_tokens * n, dict(g.extra))
-                for g in one]
+__all__ = ["BatchingGenerator"]
 
 
 class BatchingGenerator:

@@ -11,10 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from redline.agent import Agent, GenerateOptions, Settings, prompts
+from redline.agent.errors import embedding_errors
+from redline.agent.generators import Generator, GreedyCopies, load_generator
+from redline.agent.generators.cache import CachingGenerator
+from redline.retrieval import Embedder
 
+from ._batching import BatchingGenerator
 from .methods import Method
 
-__all__ = ["Draft", "Outcome", "LocalBackend", "HTTPBackend", "LockedEmbedder", "BackendError", "selection_of"]
+__all__ = ["Draft", "Outcome", "LocalBackend", "HTTPBackend", "LockedEmbedder", "BackendError", "selection_of",
+           "load_embedder", "load_run_generator"]
 
 
 class BackendError(RuntimeError):
@@ -73,11 +79,26 @@ class LockedEmbedder:
         self._lock = threading.Lock()
 
     def encode(self, texts, *args, **kwargs):
-        with self._lock:
+        with self._lock, embedding_errors():
             return self._inner.encode(texts, *args, **kwargs)
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
+
+
+def load_embedder(settings: Settings) -> LockedEmbedder:
+    """The configured embedder for a run, shared by its threads; a failure to load is ``EmbeddingUnavailable``."""
+    return LockedEmbedder(Embedder(settings.embedding_model))
+
+
+def load_run_generator(settings: Settings, *, cache_path: Path | None) -> Generator:
+    """The configured generator for a run: the workers' concurrent calls batched, outputs cached in SQLite at
+    ``cache_path`` (None: no cache), greedy requests for several texts answered with copies (``GreedyCopies``,
+    above the cache, so best-of-n / RPS at temperature 0 reuse greedy drafts)."""
+    generator: Generator = BatchingGenerator(load_generator(settings))
+    if cache_path is not None:
+        generator = CachingGenerator(generator, cache_path)
+    return GreedyCopies(generator)
 
 
 def _options(method: Method, *, preference: str | None, history: list[dict], max_tokens: int | None,
@@ -140,7 +161,7 @@ HTTP_METHODS = "cipher-K (the server's configured k), redline, redline-rps, redl
 class HTTPBackend:
     """The same calls against a running redline server: ``POST /v1/generate``, then
     ``POST /v1/interactions/{id}/edit``; learning runs in the server's background worker, so after each edit
-    the backend waits (polling ``GET /v1/users/{user}/preferences``) until the edit is learned, keeping the
+    the backend waits (polling ``GET /v1/interactions/{id}``) until the edit is learned, keeping the
     protocol's order: learn from round t before drafting round t+1.
 
     Only what the API offers can be evaluated this way: CIPHER with the server's ``k`` and its selection
@@ -157,8 +178,6 @@ class HTTPBackend:
         self.learn_timeout = learn_timeout
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = client or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers)
-        self._expected: dict[str, int] = {}
-        self._users: dict[str, str] = {}
 
     def _request(self, verb: str, path: str, body: dict | None = None) -> dict:
         import httpx
@@ -179,9 +198,7 @@ class HTTPBackend:
             if value is not None:
                 body[key] = value
         data = self._request("POST", "/v1/generate", body)
-        self._users[data["interaction_id"]] = user
         usage = data.get("usage") or {}
-        self._used = data.get("preference")
         candidates = data.get("candidates")
         return Draft(data["interaction_id"], data["text"], data.get("preference"), usage.get("prompt_tokens", 0),
                      usage.get("completion_tokens", 0), selection_of(self.method.strategy, candidates),
@@ -189,23 +206,22 @@ class HTTPBackend:
 
     def feedback(self, interaction_id: str, edited: str) -> Outcome:
         data = self._request("POST", f"/v1/interactions/{interaction_id}/edit", {"edited_text": edited})
-        user = self._users.pop(interaction_id)
-        # a learned edit stores a preference when it is an edit, or when a preference was used
-        if data.get("is_edit") or self._used:
-            self._expected[user] = self._expected.get(user, 0) + 1
-        preference = self._wait_learned(user)
-        return Outcome(int(data["cost"]), preference)
+        return Outcome(int(data["cost"]), self._wait_learned(interaction_id))
 
-    def _wait_learned(self, user: str) -> str | None:
+    def _wait_learned(self, interaction_id: str) -> str | None:
+        """The preference the server learned from the interaction's edit (None: it taught none), once learned."""
         import time
 
         deadline = time.monotonic() + self.learn_timeout
         while True:
-            data = self._request("GET", f"/v1/users/{user}/preferences?limit=1")
-            if data["stats"]["preferences"] >= self._expected.get(user, 0):
-                return data["items"][0]["text"] if data["items"] else None
+            learning = self._request("GET", f"/v1/interactions/{interaction_id}")["learning"]
+            if learning["status"] == "learned":
+                return (learning["preference"] or {}).get("text")
+            if learning["status"] == "failed":
+                raise BackendError(f"the server could not learn the edit of {interaction_id}: {learning['error']}")
             if time.monotonic() > deadline:
-                raise BackendError(f"the server did not learn {user}'s edit within {self.learn_timeout:.0f} s")
+                raise BackendError(f"the server did not learn the edit of {interaction_id} within "
+                                   f"{self.learn_timeout:.0f} s")
             time.sleep(0.1)
 
     def close(self) -> None:

@@ -52,7 +52,8 @@ def test_health_ready_docs_and_request_ids(stack):
     docs = httpx.get(url + "/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     paths = httpx.get(url + "/openapi.json").json()["paths"]
-    for path in ("/v1/generate", "/v1/interactions/{interaction_id}/edit", "/v1/users/{user}/preferences",
+    for path in ("/v1/generate", "/v1/interactions/{interaction_id}/edit", "/v1/interactions/{interaction_id}",
+                 "/v1/users/{user}/preferences",
                  "/v1/users/{user}/preferences/{preference_id}", "/v1/users/{user}/export", "/v1/users/{user}",
                  "/v1/chat/completions", "/v1/models", "/health", "/ready", "/metrics"):
         assert path in paths, path
@@ -124,6 +125,12 @@ def test_generate_edit_preferences_flow(stack):
     assert item["text"] and item["kind"] == "inferred" and item["interaction_id"] == iid
     assert item["context_snippet"] == ARTICLE and item["edited_text"] == edited
     assert item["draft"] == body["text"] and item["cost"] == receipt["cost"] and item["created_at"]
+    shown = c.get(f"/v1/interactions/{iid}").json()  # the learning status the backend can poll
+    assert shown["learning"]["status"] == "learned" and shown["learning"]["learned_at"]
+    assert shown["learning"]["preference"] == {"id": item["id"], "text": item["text"], "kind": "inferred"}
+    assert shown["text"] == body["text"] and shown["edit"]["edited_text"] == edited
+    assert shown["edit"]["cost"] == receipt["cost"] and shown["user"] == "alice"
+    assert c.get("/v1/interactions/0123abc").status_code == 404
     second = c.post("/v1/generate", json={"user": "alice", "context": SIMILAR}).json()
     assert second["preference"] == item["text"]
     assert [n["interaction_id"] for n in second["neighbours"]] == [iid]
@@ -242,7 +249,8 @@ BAD = [
     ("wrong method", "GET", "/v1/generate", None, None, 405,
      {"message": "Method Not Allowed", "type": "invalid_request_error", "code": "method_not_allowed"}),
     ("unknown task", "POST", "/v1/generate", b'{"user": "al", "context": "x", "task": "poem"}', "application/json",
-     400, None),
+     422, {"message": "task: Input should be 'summarize', 'email', 'revise' or 'chat'",
+           "type": "invalid_request_error", "code": "invalid_request"}),
     ("max_tokens over limit", "POST", "/v1/generate", b'{"user": "al", "context": "x", "max_tokens": 5000}',
      "application/json", 400,
      {"message": "max_tokens is 5000; this server allows at most 2048", "type": "invalid_request_error",
@@ -252,7 +260,8 @@ BAD = [
      {"message": "n: Input should be less than or equal to 16", "type": "invalid_request_error",
       "code": "invalid_request"}),
     ("unknown strategy", "POST", "/v1/generate", b'{"user": "al", "context": "x", "strategy": "best"}',
-     "application/json", 400, None),
+     "application/json", 422, {"message": "strategy: Input should be 'greedy', 'best_of_n' or 'rps'",
+                               "type": "invalid_request_error", "code": "invalid_request"}),
     ("chat without user", "POST", "/v1/chat/completions", b'{"model": "m", "messages": [{"role": "user", '
      b'"content": "hi"}]}', "application/json", 400,
      {"message": "user is required: set `user` to the id of the person the reply is for",
@@ -343,6 +352,7 @@ def test_metrics_expose_latency_queue_edits_and_tokens(stack):
 # -- fuzz -------------------------------------------------------------------------------------------
 
 FUZZED = [("POST", "/v1/generate"), ("POST", "/v1/interactions/{interaction_id}/edit"),
+          ("GET", "/v1/interactions/{interaction_id}"),
           ("GET", "/v1/users/{user}/preferences"), ("PATCH", "/v1/users/{user}/preferences/{preference_id}"),
           ("DELETE", "/v1/users/{user}/preferences/{preference_id}"), ("GET", "/v1/users/{user}/export"),
           ("DELETE", "/v1/users/{user}"), ("POST", "/v1/chat/completions"), ("GET", "/v1/models")]

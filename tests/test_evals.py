@@ -335,7 +335,9 @@ def test_http_backend_against_a_mock_transport():
                                              "usage": {"prompt_tokens": 5, "completion_tokens": 2}})
         if request.url.path.endswith("/edit"):
             return httpx.Response(202, json={"cost": 3, "is_edit": True})
-        return httpx.Response(200, json={"stats": {"preferences": 1}, "items": [{"text": "brief"}]})
+        polls = sum(path == "/v1/interactions/abc" for _, path, _ in seen)  # learned at the second poll
+        return httpx.Response(200, json={"learning": {"status": "learned" if polls > 1 else "pending",
+                                                      "preference": {"id": 1, "text": "brief", "kind": "inferred"}}})
 
     client = httpx.Client(base_url="http://redline", transport=httpx.MockTransport(handler))
     backend = HTTPBackend(parse_method("cipher-5"), "http://redline", client=client)
@@ -344,7 +346,8 @@ def test_http_backend_against_a_mock_transport():
     outcome = backend.feedback("abc", "edited")
     assert (outcome.cost, outcome.preference) == (3, "brief")
     assert seen[0][2] == {"user": "u", "context": "ctx", "task": "summarize", "strategy": "greedy", "max_tokens": 10}
-    assert seen[1][:2] == ("POST", "/v1/interactions/abc/edit") and seen[2][:2] == ("GET", "/v1/users/u/preferences")
+    assert seen[1][:2] == ("POST", "/v1/interactions/abc/edit")
+    assert [s[:2] for s in seen[2:]] == [("GET", "/v1/interactions/abc")] * 2  # polled until learned
     for name in ("icl-edit-5", "oracle", "no-learning"):
         with pytest.raises(BackendError, match=f"method {name} is not available over HTTP"):
             HTTPBackend(parse_method(name), "http://redline")
@@ -460,7 +463,7 @@ def test_redline_without_retraining_stays_cold(tmp_path):
 
 
 def test_greedy_copies():
-    from redline.evals._batching import GreedyCopies
+    from redline.agent.generators import GreedyCopies
 
     inner = ScriptedGenerator(lambda p, i: f"text {i}")
     gen = GreedyCopies(inner)

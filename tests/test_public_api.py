@@ -48,3 +48,21 @@ def test_core_packages_do_not_import_the_edges():
             assert "redline.agent" not in path.read_text(), path
     for path in (root / "runtime").rglob("*.py"):
         assert "from redline" not in path.read_text() and "import redline" not in path.read_text(), path
+
+
+def _imports(package: str) -> set[str]:
+    """The redline packages that the modules of ``package`` import."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(agent.__file__).resolve().parents[1]
+    found = set()
+    for path in (root / package).rglob("*.py"):
+        found |= set(re.findall(r"^\s*(?:from|import) redline\.(\w+)", path.read_text(), re.M))
+    return found - {package}
+
+
+def test_the_edges_are_thin_over_the_agent():
+    assert _imports("api") == {"agent"}  # the HTTP package never reaches the store, policies or the evals
+    assert _imports("cli") <= {"agent", "api", "evals", "runtime"}  # api for serve, evals for eval
+    assert "api" not in _imports("evals") and "cli" not in _imports("evals")

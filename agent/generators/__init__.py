@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from ..errors import GeneratorUnavailable
 from .base import ChatPrompt, Generation, GenerationParams, Generator, apply_stop
+from .greedy import GreedyCopies
 
-__all__ = ["ChatPrompt", "Generation", "GenerationParams", "Generator", "apply_stop", "build_generator"]
+__all__ = ["ChatPrompt", "Generation", "GenerationParams", "Generator", "GreedyCopies", "apply_stop",
+           "build_generator", "load_generator"]
 
 
 def build_generator(settings) -> Generator:
@@ -26,6 +29,15 @@ def build_generator(settings) -> Generator:
 
         return VLLMGenerator(settings.generator_model or str(_embedded_path(settings)))
     raise ValueError(f"unknown generator back-end {settings.generator!r}")
+
+
+def load_generator(settings) -> Generator:
+    """``build_generator``, with a failure to set it up (model files missing, bad settings) raised as
+    ``GeneratorUnavailable``."""
+    try:
+        return build_generator(settings)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise GeneratorUnavailable(f"could not set up the generator: {exc}") from exc
 
 
 def _embedded_path(settings):

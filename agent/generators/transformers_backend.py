@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
@@ -13,6 +12,7 @@ from redline.runtime import MODEL_LOADING
 
 from ..errors import GeneratorUnavailable
 from .base import ChatPrompt, Generation, GenerationParams, apply_stop
+from .greedy import greedy_copies
 
 __all__ = ["TransformersGenerator"]
 log = logging.getLogger(__name__)
@@ -68,9 +68,7 @@ class TransformersGenerator:
         if params.n > 1 and params.temperature <= 0:
             # transformers refuses num_return_sequences > 1 without sampling; greedy decoding would give n equal
             # texts anyway. Decode once and copy; completion tokens are reported per copy, as the OpenAI API does.
-            once = self.generate(prompts, dataclasses.replace(params, n=1))
-            return [Generation(g.texts * params.n, g.prompt_tokens, g.completion_tokens * params.n, dict(g.extra))
-                    for g in once]
+            return greedy_copies(self.generate, prompts, params)
         with self._lock:
             tokenizer, model = self._load()
             texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]

@@ -1,5 +1,5 @@
 """One router per feature; each route only validates, calls the Agent and shapes the answer."""
 
-from . import chat, edits, generate, ops, users
+from . import chat, generate, interactions, ops, users
 
-__all__ = ["chat", "edits", "generate", "ops", "users"]
+__all__ = ["chat", "generate", "interactions", "ops", "users"]

@@ -5,7 +5,6 @@ import json
 import re
 import time
 
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
@@ -13,8 +12,8 @@ from redline.agent import GenerateOptions
 
 from ..deps import AgentDep, MetricsDep, SettingsDep, TenantDep
 from ..errors import ApiError
-from ..schemas import ChatRequest, ModelCard, ModelList
-from ._common import errors
+from ..schemas import ChatRequest, ModelCard, ModelList, Usage
+from ._common import check_max_tokens, errors
 
 router = APIRouter(tags=["openai"])
 INTERACTION_HEADER = "X-Redline-Interaction-Id"
@@ -44,18 +43,14 @@ def chat_completions(body: ChatRequest, agent: AgentDep, tenant: TenantDep, sett
     last = body.messages[-1]
     if last.role != "user" or not last.text().strip():
         raise ApiError(400, "the last message must be a non-empty user message", "invalid_input")
-    max_tokens = body.max_completion_tokens or body.max_tokens
-    if max_tokens is not None and max_tokens > settings.max_request_tokens:
-        raise ApiError(400, f"max_tokens is {max_tokens}; this server allows at most "
-                            f"{settings.max_request_tokens}", "invalid_input")
+    max_tokens = check_max_tokens(body.max_completion_tokens or body.max_tokens, settings)
     history = [{"role": m.role, "content": m.text()} for m in body.messages[:-1] if m.role in ("user", "assistant")]
     options = GenerateOptions(max_tokens=max_tokens, temperature=body.temperature, seed=body.seed, history=history)
     result = agent.generate(body.user, last.text(), "chat", options, tenant=tenant)
     metrics.observe_generation(result)
     created = int(time.time())
     cid = f"chatcmpl-{result.interaction_id}"
-    usage = {"prompt_tokens": result.tokens_in, "completion_tokens": result.tokens_out,
-             "total_tokens": result.tokens_in + result.tokens_out}
+    usage = Usage.of(result).model_dump()
     extra = {"interaction_id": result.interaction_id, "preference": result.preference}
     headers = {INTERACTION_HEADER: result.interaction_id}
     if not body.stream:

@@ -5,9 +5,8 @@ from fastapi import APIRouter
 from redline.agent import GenerateOptions
 
 from ..deps import AgentDep, MetricsDep, SettingsDep, TenantDep
-from ..errors import ApiError
-from ..schemas import GenerateRequest, GenerateResponse
-from ._common import errors
+from ..schemas import GenerateRequest, GenerateResponse, Usage
+from ._common import check_max_tokens, errors
 
 router = APIRouter(tags=["generate"])
 
@@ -18,17 +17,13 @@ def generate(body: GenerateRequest, agent: AgentDep, tenant: TenantDep, settings
     """Write a response for `user` on `context`, shaped by the preferences learned from the user's past
     edits on similar contexts. Returns the text, the interaction id to post the edit to, the preference
     used and the neighbours it came from. `503` with `Retry-After` when the generator is down."""
-    if body.max_tokens is not None and body.max_tokens > settings.max_request_tokens:
-        raise ApiError(400, f"max_tokens is {body.max_tokens}; this server allows at most "
-                            f"{settings.max_request_tokens}", "invalid_input")
-    options = GenerateOptions(strategy=body.strategy, n=body.n, max_tokens=body.max_tokens,
-                              temperature=body.temperature, seed=body.seed)
+    max_tokens = check_max_tokens(body.max_tokens, settings)
+    options = GenerateOptions(strategy=body.strategy, n=body.n, max_tokens=max_tokens, temperature=body.temperature,
+                              seed=body.seed)
     result = agent.generate(body.user, body.context, body.task, options, tenant=tenant)
     metrics.observe_generation(result)
     return GenerateResponse(
         interaction_id=result.interaction_id, user=result.user, task=result.task, text=result.text,
         preference=result.preference, neighbours=result.neighbours, strategy=result.strategy,
         candidates=result.candidates, model=result.model,
-        usage={"prompt_tokens": result.tokens_in, "completion_tokens": result.tokens_out,
-               "total_tokens": result.tokens_in + result.tokens_out},
-        timings_ms=result.timings_ms)
+        usage=Usage.of(result), timings_ms=result.timings_ms)
