@@ -55,3 +55,22 @@ def test_params_validate_themselves():
         GenerationParams(temperature=3)
     with pytest.raises(ValueError, match="max_tokens"):
         GenerationParams(max_tokens=0)
+
+
+def test_a_busy_server_is_retried_and_a_rejected_request_is_not():
+    calls = []
+
+    def busy_once(request):
+        calls.append(request.url.path)
+        if len(calls) == 1:
+            return httpx.Response(429, text="slow down")
+        return handler(request)
+
+    gen = OpenAIGenerator("http://server/v1", "m", retries=2, backoff=0, transport=httpx.MockTransport(busy_once))
+    assert gen.generate([[{"role": "user", "content": "a"}]], GenerationParams())[0].texts == ["a#0"]
+    assert len(calls) == 2
+    rejected = OpenAIGenerator("http://server/v1", "m", retries=2, backoff=0,
+                               transport=httpx.MockTransport(lambda r: calls.append(1) or httpx.Response(400)))
+    with pytest.raises(GeneratorUnavailable, match=r"rejected the request \(400\)"):
+        rejected.generate([[{"role": "user", "content": "a"}]], GenerationParams())
+    assert len(calls) == 3  # a 400 is not retried

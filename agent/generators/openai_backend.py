@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import httpx
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from ..errors import GeneratorUnavailable
 from .base import ChatPrompt, Generation, GenerationParams
@@ -16,12 +16,16 @@ __all__ = ["OpenAIGenerator"]
 log = logging.getLogger(__name__)
 
 
+class _Overloaded(Exception):
+    """The server answered, but with 429 or 5xx: worth another attempt."""
+
+
 class OpenAIGenerator:
     """``POST {base_url}/chat/completions`` with ``n`` samples per request; different prompts are sent
     as concurrent requests so the server's continuous batching and prefix caching share the work.
 
-    Failures (connection refused, timeouts, 5xx) are retried with exponential backoff, then raised as
-    ``GeneratorUnavailable`` with the URL in the message.
+    Failures (connection refused, timeouts, 429, 5xx) are retried ``retries`` times with exponential backoff
+    (tenacity), then raised as ``GeneratorUnavailable`` with the URL in the message.
     """
 
     def __init__(self, base_url: str, model: str | None = None, *, api_key: str = "EMPTY",
@@ -42,23 +46,23 @@ class OpenAIGenerator:
         return self._model
 
     def _request(self, method: str, path: str, **kwargs) -> dict:
-        last: Exception | None = None
-        for attempt in range(self.retries + 1):
-            try:
-                response = self._client.request(method, path, **kwargs)
-            except httpx.HTTPError as exc:
-                last = exc
-            else:
-                if response.status_code < 500 and response.status_code != 429:
-                    if response.status_code >= 400:
-                        raise GeneratorUnavailable(
-                            f"generator at {self.base_url} rejected the request ({response.status_code}): "
-                            f"{response.text[:300]}")
-                    return response.json()
-                last = RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
-            if attempt < self.retries:
-                time.sleep(self.backoff * 2 ** attempt)
-        raise GeneratorUnavailable(f"generator at {self.base_url} is unreachable or failing: {last}") from last
+        retrying = Retrying(stop=stop_after_attempt(self.retries + 1), wait=wait_exponential(multiplier=self.backoff),
+                            retry=retry_if_exception_type((httpx.HTTPError, _Overloaded)))
+        try:
+            response = retrying(self._send, method, path, **kwargs)
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            raise GeneratorUnavailable(f"generator at {self.base_url} is unreachable or failing: {last}") from last
+        if response.status_code >= 400:
+            raise GeneratorUnavailable(f"generator at {self.base_url} rejected the request ({response.status_code}): "
+                                       f"{response.text[:300]}")
+        return response.json()
+
+    def _send(self, method: str, path: str, **kwargs) -> httpx.Response:
+        response = self._client.request(method, path, **kwargs)
+        if response.status_code >= 500 or response.status_code == 429:
+            raise _Overloaded(f"HTTP {response.status_code}: {response.text[:200]}")
+        return response
 
     def models(self) -> list[str]:
         data = self._request("GET", "/models")
