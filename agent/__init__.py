@@ -3,8 +3,17 @@
 from .agent import Agent
 from .config import Settings
 from .editcost import EditCost, edit_cost, tokenize
-from .errors import (AgentError, EditConflict, EmbeddingUnavailable, GeneratorUnavailable, InvalidInput,
-                     UnknownApiKey, UnknownInteraction, UnknownPreference, UnknownUser)
+from .errors import (
+                     AgentError,
+                     EditConflict,
+                     EmbeddingUnavailable,
+                     GeneratorUnavailable,
+                     InvalidInput,
+                     UnknownApiKey,
+                     UnknownInteraction,
+                     UnknownPreference,
+                     UnknownUser,
+)
 from .generators import Generation, GenerationParams, Generator
 from .jobs import JobOutcome
 from .types import EditReceipt, GenerateOptions, GenerateResult, LearnResult

@@ -19,14 +19,16 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path.home() / ".redline", description="Where the store, models and checkpoints live.")
     generator: Literal["transformers", "openai", "vllm"] = Field(
-        "transformers", description="Generator back-end: in-process CPU model, OpenAI-compatible server, or in-process vLLM.")
+        "transformers",
+        description="Generator back-end: in-process CPU model, OpenAI-compatible server, or in-process vLLM.")
     generator_url: str = Field("http://127.0.0.1:8000/v1", description="Base URL of the OpenAI-compatible server.")
     generator_model: str | None = Field(
         None, description="Model name (openai/vllm) or local model folder (transformers); default: packaged SmolLM2.")
     generator_api_key: str = Field("EMPTY", description="API key sent to the OpenAI-compatible server.")
     generator_timeout: float = Field(120.0, gt=0, description="Seconds before a generator request times out.")
     generator_retries: int = Field(2, ge=0, description="Retries (with backoff) for a failed generator request.")
-    embedding_model: Path | None = Field(None, description="sentence-transformers folder; default: packaged all-MiniLM-L6-v2.")
+    embedding_model: Path | None = Field(
+        None, description="sentence-transformers folder; default: packaged all-MiniLM-L6-v2.")
     k: int = Field(5, ge=1, le=50, description="CIPHER: how many nearest past contexts to retrieve.")
     delta: int = Field(0, ge=0, description="Edits whose word-level cost is at or below this count as 'no edit'.")
     max_tokens: int = Field(192, ge=1, le=8192, description="Default maximum tokens per generated text.")
@@ -58,7 +60,8 @@ class Settings(BaseSettings):
         return self.data_dir / "models"
 
     # -- reward heads and selection (policies/) --
-    reward_heads: int = Field(4, ge=1, le=64, description="MiCRo: number of Bradley-Terry reward heads (1 = single BT).")
+    reward_heads: int = Field(4, ge=1, le=64,
+                              description="MiCRo: number of Bradley-Terry reward heads (1 = single BT).")
     reward_tau: float = Field(1.0, gt=0, description="MiCRo: temperature of the per-user online routing (Hedge) step.")
     reward_retrain_every: int = Field(20, ge=1, description="Retrain the shared reward heads once this many new "
                                                             "preference pairs arrived since the last checkpoint.")

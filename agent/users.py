@@ -56,7 +56,10 @@ class UserData:
             ctx = item.pop("context") or ""
             item["context_snippet"] = ctx[:200] + ("…" if len(ctx) > 200 else "")
         costs = self.store.edit_costs(user_id)
-        mean = (lambda xs: round(float(np.mean(xs)), 2) if xs else None)
+
+        def mean(xs: list[int]) -> float | None:
+            return round(float(np.mean(xs)), 2) if xs else None
+
         stats = {"edits": len(costs), "preferences": self.store.count_preferences(user_id),
                  "mean_cost_first": mean(costs[:window]), "mean_cost_last": mean(costs[-window:]), "window": window}
         routing = describe_state(self.store.router_state(user_id))

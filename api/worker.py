@@ -37,7 +37,8 @@ class LearningWorker:
     def __init__(self, agent: Agent, metrics: Metrics, *, retry_after: float = 10.0,
                  maintenance_interval: float = 300.0, poll_interval: float = 5.0):
         self.agent, self.metrics = agent, metrics
-        self.retry_after, self.maintenance_interval, self.poll_interval = retry_after, maintenance_interval, poll_interval
+        self.retry_after, self.maintenance_interval = retry_after, maintenance_interval
+        self.poll_interval = poll_interval
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None

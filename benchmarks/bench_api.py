@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -163,7 +162,8 @@ def main() -> None:
                 edits = [(f"/v1/interactions/{next(fresh_iter)}/edit",
                           {"edited_text": " ".join(rng.choice(WORDS, 25))}) for _ in range(args.requests)]
                 gens = [("/v1/generate", {"user": names[int(rng.integers(len(names)))],
-                                          "context": " ".join(rng.choice(WORDS, 80))}) for _ in range(args.generate_requests)]
+                                          "context": " ".join(rng.choice(WORDS, 80))})
+                        for _ in range(args.generate_requests)]
                 for route, reqs in (("edit", edits), ("generate", gens)):
                     res = asyncio.run(run_level(url, key, level, reqs))
                     results[route].append(res)
@@ -177,7 +177,7 @@ def main() -> None:
               "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    print(f"\n| route | clients | req/s | p50 ms | p95 ms |\n|---|---|---|---|---|")
+    print("\n| route | clients | req/s | p50 ms | p95 ms |\n|---|---|---|---|---|")
     for route in ("edit", "generate"):
         for r in results[route]:
             print(f"| {route} | {r['concurrency']} | {r['per_second']} | {r['p50_ms']} | {r['p95_ms']} |")

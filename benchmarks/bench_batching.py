@@ -93,8 +93,8 @@ def main() -> None:
             rows.append({"case": f"best_of_n n={n}", "batched": batched, "sequential": sequential})
         batched = measure(lambda: generator.generate(rps_prompts, params(1, 0)), args.repeats)
         bar.update()
-        sequential = measure(lambda: [o for i, p in enumerate(rps_prompts) for o in generator.generate([p], params(1, i))],
-                             args.repeats)
+        sequential = measure(
+            lambda: [o for i, p in enumerate(rps_prompts) for o in generator.generate([p], params(1, i))], args.repeats)
         bar.update()
         rows.append({"case": f"rps {len(rps_prompts)} prompts", "batched": batched, "sequential": sequential})
     for r in rows:

@@ -39,8 +39,8 @@ def main() -> None:
 
     repo = Path(__file__).resolve().parents[1]
     model = ensure_converted_model(repo / ".redline" / "models")
-    docs = [json.loads(line)["instruction"] for line in
-            (repo.parent / "shared/data/sources/reddit_tldr_test.jsonl").read_text().splitlines()[: args.history + args.calls]]
+    lines = (repo.parent / "shared/data/sources/reddit_tldr_test.jsonl").read_text().splitlines()
+    docs = [json.loads(line)["instruction"] for line in lines[: args.history + args.calls]]
     with tempfile.TemporaryDirectory() as tmp:
         agent = Agent(Settings(data_dir=tmp, generator_model=str(model), k=args.k, max_tokens=args.max_tokens,
                                temperature=0.0))

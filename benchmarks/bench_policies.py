@@ -25,8 +25,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from redline.policies import MixtureRewardModel, RewardFeatures, score_candidates, select, update_state  # noqa: E402
 from redline.evals.lamp import LAMP_DATA, load_writers  # noqa: E402
+from redline.policies import MixtureRewardModel, RewardFeatures, score_candidates, select, update_state  # noqa: E402
 
 
 def timed(fn, repeat: int) -> dict:

@@ -5,8 +5,9 @@ A simulated user wants short, plain text: their edit of any draft keeps its firs
 35 words, and drops exclamations and adverbs of degree. For each context the generator writes n candidates
 (one batched call per round); the edit cost of each candidate is the word-level Levenshtein distance to the
 user's edit of it. Leaving one context out at a time, the other contexts give pairs (user's edit ≻ candidate)
-for the reward heads and the user's routing state; on the held-out context we count how often the routed reward picks the lowest-cost candidate
-(ties count), its mean cost and regret, against random choice and the first sample (what greedy would keep).
+for the reward heads and the user's routing state; on the held-out context we count how often the routed reward
+picks the lowest-cost candidate (ties count), its mean cost and regret, against random choice and the first
+sample (what greedy would keep).
 
     .venv/bin/python benchmarks/selection_regret.py --contexts 12 --n 4 --max-tokens 48
 
@@ -27,8 +28,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from redline.agent import GenerationParams, edit_cost  # noqa: E402
-from redline.agent import prompts  # noqa: E402
+from redline.agent import (  # noqa: E402
+    GenerationParams,
+    edit_cost,
+    prompts,  # noqa: E402
+)
 from redline.policies import MixtureRewardModel, RewardFeatures, combine, replay  # noqa: E402
 
 DEGREE = re.compile(r"\b(very|really|extremely|incredibly|truly|highly|quite|absolutely)\s+", re.I)
@@ -84,7 +88,6 @@ def main(argv=None) -> dict:
     def phi(cs, ts):
         return feats.transform(np.stack([vec[c] for c in cs]), np.stack([vec[t] for t in ts]), ts)
 
-    rng = np.random.default_rng(args.seed)
     rows, states, n_train = [], [], []
     for held in range(len(ctxs)):  # leave one context out: train on the others' pairs, pick on it
         train = [(c, t, e) for i, (c, cands, eds) in enumerate(zip(ctxs, outs, edits)) if i != held
@@ -114,7 +117,8 @@ def main(argv=None) -> dict:
         "picks_lowest_cost": {"routed": mean("hit"), "random": mean("random_hit")},
         "mean_edit_cost": {"routed": mean("routed"), "random": mean("random"), "first_sample": mean("first"),
                            "oracle": mean("min")},
-        "mean_regret": {"routed": round(mean("routed") - mean("min"), 3), "random": round(mean("random") - mean("min"), 3)},
+        "mean_regret": {"routed": round(mean("routed") - mean("min"), 3),
+                        "random": round(mean("random") - mean("min"), 3)},
         "contexts_with_all_candidates_tied": mean("all_tied"),
         "candidate_costs": costs.tolist(),
         "routing_states": states,

@@ -23,10 +23,14 @@ __all__ = ["main", "cli"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Data directory [env REDLINE_DATA_DIR; default ~/.redline].")
-@click.option("--generator", type=click.Choice(["transformers", "openai", "vllm"]), help="Generator back-end [env REDLINE_GENERATOR; default transformers].")
-@click.option("--generator-url", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 [env REDLINE_GENERATOR_URL].")
-@click.option("--generator-model", help="Model name (openai/vllm) or local folder (transformers) [env REDLINE_GENERATOR_MODEL].")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Data directory [env REDLINE_DATA_DIR; default ~/.redline].")
+@click.option("--generator", type=click.Choice(["transformers", "openai", "vllm"]),
+              help="Generator back-end [env REDLINE_GENERATOR; default transformers].")
+@click.option("--generator-url",
+              help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 [env REDLINE_GENERATOR_URL].")
+@click.option("--generator-model",
+              help="Model name (openai/vllm) or local folder (transformers) [env REDLINE_GENERATOR_MODEL].")
 @click.option("-k", "k", type=int, help="CIPHER: nearest past contexts to retrieve [env REDLINE_K; default 5].")
 @click.option("--delta", type=int, help="Edit costs at or below this count as no edit [env REDLINE_DELTA; default 0].")
 @click.option("--max-tokens", type=int, help="Maximum tokens per generation [env REDLINE_MAX_TOKENS].")

@@ -180,7 +180,10 @@ def format_table(result: dict) -> str:
              f"{'':<34}{'(n=' + str(n.get('vs_draft')) + ')':>10}{'(n=' + str(n.get('vs_other_writer')) + ')':>18}"]
     label = {"single_bt": "(a) single BT", "mixture": "(b) mixture, context router",
              "routed": "(c) mixture, per-writer routing"}
-    fmt = (lambda v: "-" if v is None else f"{v:.3f}")
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
     for m in METHODS:
         lines.append(f"{label[m]:<34}{fmt(result[m]['vs_draft']):>10}{fmt(result[m]['vs_other_writer']):>18}")
     lines.append("")

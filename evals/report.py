@@ -75,8 +75,8 @@ def summarize(results: dict) -> dict:
 
 def format_table(summary: dict) -> str:
     """A Markdown table, one row per method."""
-    rows = ["| method | cumulative cost (mean ± std) | zero-cost rounds | preference accuracy | tokens in / out | wall time (s) |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| method | cumulative cost (mean ± std) | zero-cost rounds | preference accuracy | tokens in / out "
+            "| wall time (s) |", "|---|---|---|---|---|---|"]
     for name, m in summary["methods"].items():
         acc = "n/a" if m["preference_accuracy"] is None else f"{m['preference_accuracy']:.2f}"
         rows.append(f"| {name} | {m['cumulative_cost_mean']:,.0f} ± {m['cumulative_cost_std']:,.0f} | "
@@ -184,7 +184,8 @@ def write_report(results: dict, out: Path | str) -> dict:
         lines += ["## Selection", "", selection, ""]
     lines += [f"![{p}]({p})" for p in plots]
     if specs:
-        lines += ["", "## Users (latent preferences)", "", "| source | description (given to the oracle) |", "|---|---|"]
+        lines += ["", "## Users (latent preferences)", "", "| source | description (given to the oracle) |",
+                  "|---|---|"]
         lines += [f"| {s} | {spec.description} |" for s, spec in specs.items()]
     lines += ["", "## Cost per source", "", "| method | " + " | ".join(
         sorted({s for m in summary["methods"].values() for s in m["cost_per_source"]})) + " |"]

@@ -7,8 +7,14 @@ from .features import RewardFeatures, StyleFeatures
 from .mixture import MixtureRewardModel, NotFittedError
 from .routing import combine, describe_state, hedge_step, replay, update_state
 from .selection import STRATEGIES, CandidatePlan, batch_layout, plan_candidates, score_candidates, select
-from .training import (EmbeddingCache, RewardCheckpoints, TrainedRewards, pair_features, read_pairs_jsonl,
-                       train_reward_model)
+from .training import (
+                       EmbeddingCache,
+                       RewardCheckpoints,
+                       TrainedRewards,
+                       pair_features,
+                       read_pairs_jsonl,
+                       train_reward_model,
+)
 
 __all__ = [
     "StyleFeatures", "RewardFeatures", "MixtureRewardModel", "NotFittedError",

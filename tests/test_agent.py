@@ -2,9 +2,16 @@
 
 import pytest
 
+from redline.agent import (
+    EditConflict,
+    GenerateOptions,
+    GeneratorUnavailable,
+    InvalidInput,
+    UnknownInteraction,
+    UnknownPreference,
+    UnknownUser,
+)
 from redline.agent.cipher import consensus_preference
-from redline.agent import (EditConflict, GenerateOptions, GeneratorUnavailable, InvalidInput, UnknownInteraction,
-                           UnknownPreference, UnknownUser)
 from redline.testing import ScriptedGenerator
 
 BIKES = "The city council voted to expand the bike lane network by forty miles over five years."

@@ -457,7 +457,7 @@ def test_openai_sdk_chat_completion_personalizes_and_learns(llm):
                   {"role": "user", "content": "Now a two-line note inviting the team to Monday's demo."}]
         second = client.chat.completions.create(model="redline", messages=follow, user="sam")
         assert second.model_extra["preference"] == data["preferences"][0]["text"]
-        stored = c.get(f"/v1/users/sam/export").json()["interactions"][-1]["prompt"]
+        stored = c.get("/v1/users/sam/export").json()["interactions"][-1]["prompt"]
         assert {"role": "assistant", "content": edited} in stored  # the history reached the generator
 
 

@@ -5,8 +5,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from redline.cli import cli
 from redline.api.errors import error_body
+from redline.cli import cli
 from redline.store import ApiKeys, NotFound, Store
 
 

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import HashEmbedder
 from redline.agent import GenerationParams
 from redline.evals.ops import OPERATIONS, build_operation, sentences, split_frame
 from redline.testing import ScriptedGenerator
 
+from conftest import HashEmbedder
+
 DRAFT = ("Hello team,\n\nThe new model is great! It uses a novel method, which improves results by a lot and "
-         "makes everything much faster than before for almost every user. We utilize public data.\n\nBest regards,\nAnn")
+         "makes everything much faster than before for almost every user. We utilize public data."
+         "\n\nBest regards,\nAnn")
 
 # one parameterised example per operation kind
 OPS = {
@@ -254,7 +255,8 @@ def test_harness_and_report(tmp_path):
             assert key in m, (name, key)
         per_round = []
         for seed in (0, 1):
-            rows = [json.loads(x) for x in (tmp_path / "out" / "logs" / f"{name}-s{seed}.jsonl").read_text().splitlines()]
+            log = tmp_path / "out" / "logs" / f"{name}-s{seed}.jsonl"
+            rows = [json.loads(x) for x in log.read_text().splitlines()]
             assert len(rows) == 6 and rows[-1]["cumulative_cost"] == sum(r["cost"] for r in rows)
             per_round.append(rows[-1]["cumulative_cost"])
         assert m["cumulative_cost_mean"] == pytest.approx(np.mean(per_round))
@@ -262,8 +264,8 @@ def test_harness_and_report(tmp_path):
     assert summary["methods"]["no-learning"]["preference_accuracy"] is None
     assert summary["methods"]["oracle"]["preference_accuracy"] == 1.0
     # same documents in the same order for every method of one seed
-    orders = {n: [json.loads(x)["doc_id"] for x in (tmp_path / "out" / "logs" / f"{n}-s0.jsonl").read_text().splitlines()]
-              for n in summary["methods"]}
+    logs = {n: (tmp_path / "out" / "logs" / f"{n}-s0.jsonl").read_text().splitlines() for n in summary["methods"]}
+    orders = {n: [json.loads(x)["doc_id"] for x in lines] for n, lines in logs.items()}
     assert len({tuple(v) for v in orders.values()}) == 1
     for f in ("summary.json", "report.md", "cumulative_cost.png", "cost_per_source.png"):
         assert (tmp_path / "out" / f).stat().st_size > 0

@@ -2,6 +2,7 @@
 ``package-dir``), every package folder and every data file inside one is listed, and a wheel holds nothing else."""
 
 import glob
+import re
 import shutil
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+BARE = ("agent", "api", "cli", "evals", "policies", "retrieval", "runtime", "store", "testing")  # the folders
 
 
 def _setuptools_config() -> dict:
@@ -78,12 +80,24 @@ def test_the_wheel_holds_only_the_redline_namespace(tmp_path):
 
 
 def test_installed_names_are_redline_only(tmp_path):
-    """Away from the repository (no folder on sys.path), only ``redline.*`` imports; nothing bare does."""
-    code = ("import importlib, importlib.util, sys\n"
+    """Away from the repository (no folder on sys.path) every module imports, and nothing bare does."""
+    code = ("import importlib, importlib.util, pkgutil, sys\n"
             f"for name in {sorted(_setuptools_config()['packages'])!r}:\n"
-            "    importlib.import_module(name)\n"
-            "bare = [n for n in ('agent', 'api', 'cli', 'evals', 'policies', 'retrieval', 'runtime', 'store', 'testing')\n"
+            "    package = importlib.import_module(name)\n"
+            "    for module in pkgutil.iter_modules(package.__path__, name + '.'):\n"
+            "        importlib.import_module(module.name)\n"
+            "bare = [n for n in " + repr(BARE) + "\n"
             "        if n in sys.modules or importlib.util.find_spec(n) is not None]\n"
             "assert not bare, bare\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_no_code_imports_a_folder_by_its_bare_name():
+    """``import agent`` would load a second copy of redline.agent from a checkout (its classes not the same)."""
+    bare = "|".join(BARE)
+    pattern = re.compile(rf"^\s*(?:from|import) (?:{bare})\b|[\"']-m[\"'], [\"'](?:{bare})\.", re.M)
+    files = [p for folder in (*_setuptools_config()["package-dir"].values(), "tests", "benchmarks", "scripts")
+             for p in (REPO / folder).rglob("*") if p.is_file() and p.suffix in (".py", "")]
+    offenders = [str(p.relative_to(REPO)) for p in files if pattern.search(p.read_text(errors="replace"))]
+    assert not offenders, offenders

@@ -9,10 +9,24 @@ import numpy as np
 import pytest
 
 import redline.policies as policies
-from redline.policies import (CandidatePlan, MixtureRewardModel, NotFittedError, RewardCheckpoints, RewardFeatures,
-                      StyleFeatures, batch_layout, combine, hedge_step, plan_candidates, read_pairs_jsonl, replay,
-                      score_candidates, select, update_state)
 from redline.evals.lamp import evaluate_lamp, format_table, load_writers
+from redline.policies import (
+    CandidatePlan,
+    MixtureRewardModel,
+    NotFittedError,
+    RewardCheckpoints,
+    RewardFeatures,
+    StyleFeatures,
+    batch_layout,
+    combine,
+    hedge_step,
+    plan_candidates,
+    read_pairs_jsonl,
+    replay,
+    score_candidates,
+    select,
+    update_state,
+)
 
 
 def test_policies_all():
@@ -74,10 +88,10 @@ def accuracy(p):
 
 
 def test_planted_mixture_is_recovered_and_single_bt_cannot_be():
-    ctx, w, l, g = planted()
+    ctx, w, lo, g = planted()
     cte, we, le, ge = planted(seed=1)
-    single = MixtureRewardModel(n_heads=1, seed=0).fit(ctx, w, l)
-    mixture = MixtureRewardModel(n_heads=2, seed=0).fit(ctx, w, l)
+    single = MixtureRewardModel(n_heads=1, seed=0).fit(ctx, w, lo)
+    mixture = MixtureRewardModel(n_heads=2, seed=0).fit(ctx, w, lo)
     assert accuracy(single.predict_proba(cte, we, le)) <= 0.62  # irreducible: the groups cancel out
     assert accuracy(mixture.predict_proba(cte, we, le)) >= 0.9
     # each group is routed to its own head, and that head ranks the group's pairs
@@ -85,20 +99,20 @@ def test_planted_mixture_is_recovered_and_single_bt_cannot_be():
     assert np.argmax(pi[ge == 0].mean(0)) != np.argmax(pi[ge == 1].mean(0))
     # online routing from a handful of a group's pairs concentrates on the same head as the router
     for group in (0, 1):
-        state = replay(mixture.head_losses(w[g == group][:15], l[g == group][:15]), 2)
+        state = replay(mixture.head_losses(w[g == group][:15], lo[g == group][:15]), 2)
         assert max(state["weights"]) > 0.9
         assert np.argmax(state["weights"]) == np.argmax(pi[ge == group].mean(0))
 
 
 def test_same_contexts_need_online_routing():
     """Users who write the same kind of context but want opposite things: only their routing state tells them apart."""
-    ctx, w, l, g = planted(same_context=True)
+    ctx, w, lo, g = planted(same_context=True)
     cte, we, le, ge = planted(seed=1, same_context=True)
-    mixture = MixtureRewardModel(n_heads=2, seed=0).fit(ctx, w, l, groups=g)
+    mixture = MixtureRewardModel(n_heads=2, seed=0).fit(ctx, w, lo, groups=g)
     assert accuracy(mixture.predict_proba(cte, we, le)) <= 0.62
     routed = np.zeros(len(ge))
     for group in (0, 1):
-        state = replay(mixture.head_losses(w[g == group][:10], l[g == group][:10]), 2)
+        state = replay(mixture.head_losses(w[g == group][:10], lo[g == group][:10]), 2)
         mask = ge == group
         routed[mask] = mixture.predict_proba(cte[mask], we[mask], le[mask],
                                              weights=combine(mixture.route(cte[mask]), state["weights"]))
@@ -106,13 +120,13 @@ def test_same_contexts_need_online_routing():
 
 
 def test_fit_returns_self_and_is_deterministic():
-    ctx, w, l, _ = planted(n=80)
+    ctx, w, lo, _ = planted(n=80)
     a = MixtureRewardModel(n_heads=3, seed=4, max_iter=50)
-    assert a.fit(ctx, w, l) is a
-    b = MixtureRewardModel(n_heads=3, seed=4, max_iter=50).fit(ctx, w, l)
+    assert a.fit(ctx, w, lo) is a
+    b = MixtureRewardModel(n_heads=3, seed=4, max_iter=50).fit(ctx, w, lo)
     np.testing.assert_array_equal(a.head_weights_, b.head_weights_)
-    before = a.loss(ctx, w, l)
-    assert a.partial_fit(ctx, w, l) is a and a.loss(ctx, w, l) <= before + 1e-9
+    before = a.loss(ctx, w, lo)
+    assert a.partial_fit(ctx, w, lo) is a and a.loss(ctx, w, lo) <= before + 1e-9
     assert a.n_pairs_seen_ == 160
 
 
@@ -129,14 +143,14 @@ def test_not_fitted_and_bad_parameters():
 
 
 def test_save_load_roundtrip(tmp_path):
-    ctx, w, l, _ = planted(n=60)
-    model = MixtureRewardModel(n_heads=2, seed=1, max_iter=40).fit(ctx, w, l)
+    ctx, w, lo, _ = planted(n=60)
+    model = MixtureRewardModel(n_heads=2, seed=1, max_iter=40).fit(ctx, w, lo)
     folder = model.save(tmp_path / "ckpt", meta={"pairs": 60})
     config = json.loads((folder / "config.json").read_text())
     assert config["format"] == "redline.mixture_reward" and config["format_version"] == 1
     assert set(config["versions"]) >= {"redline", "numpy"} and config["hyperparameters"]["n_heads"] == 2
     loaded = MixtureRewardModel.load(folder)
-    np.testing.assert_allclose(loaded.predict_proba(ctx, w, l), model.predict_proba(ctx, w, l), rtol=1e-6)
+    np.testing.assert_allclose(loaded.predict_proba(ctx, w, lo), model.predict_proba(ctx, w, lo), rtol=1e-6)
     assert loaded.meta_ == {"pairs": 60} and loaded.get_params() == model.get_params()
     (folder / "config.json").write_text(json.dumps({**config, "format_version": 99}))
     with pytest.raises(ValueError, match="not a version-1"):
@@ -144,10 +158,10 @@ def test_save_load_roundtrip(tmp_path):
 
 
 def test_checkpoints_swap_atomically(tmp_path):
-    ctx, w, l, _ = planted(n=40)
+    ctx, w, lo, _ = planted(n=40)
     ckpts = RewardCheckpoints(tmp_path / "rewards", keep=2)
     assert ckpts.current() is None
-    names = [ckpts.publish(MixtureRewardModel(n_heads=2, max_iter=5, seed=s).fit(ctx, w, l), {"last_pair_id": s})
+    names = [ckpts.publish(MixtureRewardModel(n_heads=2, max_iter=5, seed=s).fit(ctx, w, lo), {"last_pair_id": s})
              for s in range(3)]
     assert ckpts.current_info()["name"] == names[-1] and ckpts.current_info()["last_pair_id"] == 2
     assert ckpts.current().seed == 2

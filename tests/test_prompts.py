@@ -42,6 +42,7 @@ def test_clean_preference_caps_words():
 
 
 def test_inference_prompt_lists_observed_changes():
-    content = prompts.inference_prompt("summarize", "C", "D", "E", observations=["bullet points", "brief"])[0]["content"]
+    prompt = prompts.inference_prompt("summarize", "C", "D", "E", observations=["bullet points", "brief"])
+    content = prompt[0]["content"]
     assert "Changes in form noticed so far: bullet points, brief." in content
     assert "noticed so far: none." in prompts.inference_prompt("email", "C", "D", "E")[0]["content"]
