@@ -20,7 +20,7 @@ from redline.agent import edit_cost
 from .backends import LocalBackend
 from .lamp import load_writers
 from .methods import Method, parse_method
-from .report import grouped_bars
+from .report import figure, grouped_bars
 
 __all__ = ["WRITERS", "run_replay", "write_replay_report"]
 
@@ -97,18 +97,8 @@ def write_replay_report(results: dict, out: Path, command: str = "") -> str:
 
 def _plot(results: dict, names: list[str], out: Path) -> None:
     """``replay_cost.png``: one group of bars per writer, one bar per reference or method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     writers = list(results["writers"])
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    grouped_bars(ax, writers, {name: [results["writers"][w][name] for w in writers] for name in names})
-    ax.set(ylabel="edit distance to the writer's postedit (words, mean)",
-           title=f"Real-edit replay after {results['learn_edits']} learned edits (lower is better)")
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "replay_cost.png", dpi=110)
-    plt.close(fig)
+    with figure(out / "replay_cost.png", grid="y") as ax:
+        grouped_bars(ax, writers, {name: [results["writers"][w][name] for w in writers] for name in names})
+        ax.set(ylabel="edit distance to the writer's postedit (words, mean)",
+               title=f"Real-edit replay after {results['learn_edits']} learned edits (lower is better)")

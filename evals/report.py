@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import platform
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["summarize", "write_report", "format_table", "format_selection", "grouped_bars"]
+__all__ = ["summarize", "write_report", "format_table", "format_selection", "grouped_bars", "figure"]
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -121,41 +123,42 @@ def grouped_bars(ax, groups: list[str], series: dict[str, list[float]], *, rotat
     ax.set_xticks(np.arange(len(groups)) + width * (len(series) - 1) / 2, groups, rotation=rotation)
 
 
-def _plots(summary: dict, out: Path) -> list[str]:
+@contextmanager
+def figure(path: Path, *, grid: str = "both") -> Iterator[Any]:
+    """The axes of one report plot: drawn on inside the block, then given a legend and a light ``grid``
+    (both, x or y) and written to ``path`` as PNG (matplotlib, Agg back-end)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    files = []
-    methods = summary["methods"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, m in methods.items():
-        mean, std = np.asarray(m["cumulative_curve_mean"]), np.asarray(m["cumulative_curve_std"])
-        x = np.arange(1, len(mean) + 1)
-        ax.plot(x, mean, label=name)
-        ax.fill_between(x, mean - std, mean + std, alpha=0.15)
-    task = summary["config"].get("task", "")
-    ax.set(xlabel="round", ylabel="cumulative edit cost (words)", title=f"Cumulative edit cost — {task}")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "cumulative_cost.png", dpi=110)
-    plt.close(fig)
-    files.append("cumulative_cost.png")
+    try:
+        yield ax
+        ax.legend(fontsize=8)
+        ax.grid(axis=grid, alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+    finally:
+        plt.close(fig)
 
+
+def _plots(summary: dict, out: Path) -> list[str]:
+    methods = summary["methods"]
+    task = summary["config"].get("task", "")
+    with figure(out / "cumulative_cost.png") as ax:
+        for name, m in methods.items():
+            mean, std = np.asarray(m["cumulative_curve_mean"]), np.asarray(m["cumulative_curve_std"])
+            x = np.arange(1, len(mean) + 1)
+            ax.plot(x, mean, label=name)
+            ax.fill_between(x, mean - std, mean + std, alpha=0.15)
+        ax.set(xlabel="round", ylabel="cumulative edit cost (words)", title=f"Cumulative edit cost — {task}")
     sources = sorted({s for m in methods.values() for s in m["cost_per_source"]})
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    grouped_bars(ax, sources, {name: [m["cost_per_source"].get(s, 0) for s in sources]
-                               for name, m in methods.items()}, rotation=15)
-    ax.set(ylabel="edit cost (words, mean over seeds)", title=f"Edit cost per source — {task}")
-    ax.legend(fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "cost_per_source.png", dpi=110)
-    plt.close(fig)
-    files.append("cost_per_source.png")
-    return files
+    with figure(out / "cost_per_source.png", grid="y") as ax:
+        grouped_bars(ax, sources, {name: [m["cost_per_source"].get(s, 0) for s in sources]
+                                   for name, m in methods.items()}, rotation=15)
+        ax.set(ylabel="edit cost (words, mean over seeds)", title=f"Edit cost per source — {task}")
+    return ["cumulative_cost.png", "cost_per_source.png"]
 
 
 def write_report(results: dict, out: Path | str) -> dict:
