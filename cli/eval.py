@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ._common import State
+from ._common import State, emit, json_option
 
 __all__ = ["eval_command"]
 
@@ -66,6 +66,7 @@ def _seeds(text: str) -> list[int]:
 @click.option("--report-only", is_flag=True,
               help="Do not run: rebuild summary.json, report.md and plots from OUT/logs (e.g. of a stopped run; "
                    "every method is cut to the rounds all completed).")
+@json_option
 @click.pass_context
 def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out, workers, temperature, n,
                  retrain_every, learn_edits, cache_path, no_cache, context_chars, target, api_key, report_only):
@@ -88,15 +89,13 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
 
     if report_only:
         from redline.evals.harness import results_from_logs
-        from redline.evals.report import format_selection, format_table, write_report
+        from redline.evals.report import write_report
 
         try:
             summary = write_report(results_from_logs(out), out)
         except (OSError, ValueError) as exc:
             raise click.ClickException(f"cannot rebuild the report from {out}: {exc}") from exc
-        click.echo(format_table(summary))
-        if format_selection(summary):
-            click.echo("\n" + format_selection(summary))
+        emit(summary, _tables(summary))
         return
 
     state = ctx.find_object(State)
@@ -144,10 +143,10 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
                                  max_tokens=overrides.get("max_tokens"))
             for bar in bars:
                 bar.close()
-            click.echo(write_replay_report(results, out, command))
+            emit(results, write_replay_report(results, out, command))
             return
         from redline.evals.harness import EvalConfig, run_eval
-        from redline.evals.report import format_selection, format_table, write_report
+        from redline.evals.report import write_report
 
         config = EvalConfig(task=task, methods=method_list, rounds=rounds, seeds=seed_list, user_model=user_model,
                             users_file=users_file, out=out, workers=workers, temperature=temperature,
@@ -160,10 +159,14 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
         for bar in bars:
             bar.close()
     summary = write_report(results, out)
-    click.echo(format_table(summary))
+    emit(summary, _tables(summary) + f"\n\nwrote {out}/summary.json, report.md, cumulative_cost.png, "
+                                     f"cost_per_source.png, logs/ in {time.perf_counter() - started:.0f} s")
+
+
+def _tables(summary: dict) -> str:
+    """The methods' table, and the selection table when a method selects among candidates."""
+    from redline.evals.report import format_selection, format_table
+
     selection = format_selection(summary)
-    if selection:
-        click.echo("\n" + selection)
-    click.echo(f"\nwrote {out}/summary.json, report.md, cumulative_cost.png, cost_per_source.png, logs/ "
-               f"in {time.perf_counter() - started:.0f} s")
+    return format_table(summary) + ("\n\n" + selection if selection else "")
 

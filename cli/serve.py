@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from ._common import State, pass_state
+from ._common import State, json_option, pass_state
 
 __all__ = ["serve"]
 
@@ -20,6 +20,7 @@ __all__ = ["serve"]
               help="Serve without API keys, everything in tenant 'default' (local use only) [env REDLINE_AUTH=false].")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True,
               help="Server log level.")
+@json_option
 @pass_state
 def serve(state: State, host, port, no_auth, log_level):
     """Serve the HTTP API (OpenAPI page at /docs).

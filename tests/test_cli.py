@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -112,3 +113,15 @@ def test_json_is_accepted_before_and_after_the_command(trained):
     assert json.loads(run("--json", "preferences", "--user", "alice")) == json.loads(
         run("preferences", "--user", "alice", "--json"))
     assert json.loads(run("generate", "--user", "alice", "--context-file", context, "--json"))["interaction_id"]
+
+
+def test_every_command_takes_json_after_its_name():
+    def leaves(command, path):
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                yield from leaves(sub, path + [name])
+        else:
+            yield path, command
+
+    for path, command in leaves(cli, []):
+        assert any("--json" in p.opts for p in command.params), " ".join(path)
