@@ -22,6 +22,7 @@ _MARKER = re.compile(r"^\s*(?:[-*•]\s+|\d+[.)]\s+|[QA]:\s*)")
 _GREETING = re.compile(r"^(hi|hey|hello|dear|greetings|good (morning|afternoon|evening))\b", re.I)
 _CLOSING = re.compile(r"^(best|regards|kind regards|warm regards|best regards|sincerely|yours|thanks|thank you|"
                       r"many thanks|cheers|all the best|take care|talk soon)\b[^.?]*[,.!]?$", re.I)
+_SENTENCE_START = re.compile(r"(^|[.!?…]\s+|\n\s*(?:[-*•]\s+|\d+[.)]\s+|[QA]:\s*)?)$")
 _EMOJI = re.compile("[\U0001F300-\U0001FAFF\u2600-\u27BF\u2B50\u2B06\u2934\u2935]")
 
 
@@ -93,6 +94,19 @@ def sentences(text: str) -> list[str]:
         if line:
             out.extend(s.strip() for s in _SENT_END.split(line) if s.strip())
     return out
+
+
+_PIECE_END = re.compile(r"[.!?…][\"')\]]*(?=\s+[\"'(\[]?[A-Z0-9#\-*])")
+
+
+def _sentence_pieces(line: str) -> list[str]:
+    """The sentences of one line exactly as written (closing quotes and brackets kept)."""
+    pieces, start = [], 0
+    for m in _PIECE_END.finditer(line):
+        pieces.append(line[start:m.end()].strip())
+        start = m.end()
+    pieces.append(line[start:].strip())
+    return [p for p in pieces if p]
 
 
 def _words(text: str) -> list[str]:
@@ -182,27 +196,50 @@ def _max_words(n: int) -> Operation:
                      _on_body(edit), {"n": n})
 
 
+_CONJUNCTIONS = {"and": None, "or": None, "but": "But", "so": "So", "yet": "Yet", "which": "This"}
+
+
+def _split_points(tokens: list[str]) -> list[tuple[int, str | None]]:
+    """Where a person would split a sentence given as whitespace tokens: after ';', ':' or a dash, or after a
+    comma that a coordinating conjunction or 'which' follows. Each point is (index of the first token of the
+    second part, how that token is rewritten: None drops it, e.g. 'and'). Both parts keep at least 3 words."""
+    points = []
+    for i in range(1, len(tokens)):
+        prev, word = tokens[i - 1], tokens[i]
+        if prev in ("-", "—", "–"):
+            point = (i, word)
+        elif prev.endswith((";", ":")):
+            point = (i, word)
+        elif prev.endswith(",") and word.lower() in _CONJUNCTIONS:
+            point = (i, _CONJUNCTIONS[word.lower()])
+        else:
+            continue
+        first = [t for t in tokens[:i] if t not in ("-", "—", "–")]
+        rest = tokens[i + (1 if point[1] is None else 0):]
+        if len(_words(" ".join(first))) >= 3 and len(_words(" ".join(rest))) >= 3:
+            points.append(point)
+    return points
+
+
 def _split_long_sentences(n: int) -> Operation:
+    """Sentences over ``n`` words are split where they can be (see ``_split_points``); a long sentence with
+    no such place is left as it is, as a person would rather than cut it mid-clause."""
+
     def split(sentence: str) -> list[str]:
-        words = _words(sentence)
-        if len(words) <= n:
+        tokens = sentence.split()
+        points = _split_points(tokens) if len(_words(sentence)) > n else []
+        if not points:
             return [sentence]
-        # cut at the last comma/conjunction within the limit, else hard at n words
-        cut = n
-        for i in range(min(n, len(words) - 1), 1, -1):
-            if words[i - 1].endswith((",", ";", ":")) or words[i].lower() in ("and", "but", "which", "so", "while"):
-                cut = i
-                break
-        first = " ".join(words[:cut]).rstrip(",;:")
-        rest = words[cut:]
-        if rest and rest[0].lower() in ("and", "which", "while") and len(rest) > 1:
-            rest = rest[1:]
+        fitting = [p for p in points if len(_words(" ".join(tokens[:p[0]]))) <= n]
+        cut, replacement = fitting[-1] if fitting else points[0]
+        first = " ".join(t for t in tokens[:cut] if t not in ("-", "—", "–")).rstrip(",;:")
+        rest = tokens[cut + 1:] if replacement is None else [replacement] + tokens[cut + 1:]
         rest_text = " ".join(rest)
         rest_text = rest_text[:1].upper() + rest_text[1:]
         return [_end(first)] + split(rest_text)
 
     def check(text):
-        return all(len(_words(s)) <= n for s in sentences(_body(text)))
+        return all(len(_words(s)) <= n or not _split_points(s.split()) for s in sentences(_body(text)))
 
     def edit(body):
         out = []
@@ -218,15 +255,28 @@ def _is_list(body: str) -> bool:
     return bool(lines) and all(_MARKER.match(ln) for ln in lines)
 
 
+_INLINE_GREETING = re.compile(r"^(hi|hey|hello|dear|greetings|good (morning|afternoon|evening))\b[^,.!?:\n]{0,30}"
+                              r"[,!:]\s*", re.I)
+
+
 def _prefix_line(text: str) -> Operation:
+    """The text opens with ``text``: a draft that already starts with it (on its own line or followed by
+    more) is left alone; a greeting replaces the draft's greeting, whether a line or the start of a sentence."""
     line = text.strip()
+
+    def check(t):
+        first = _lines(t)[0] if t.strip() else ""
+        return first == line or (first.startswith(line) and first[len(line):len(line) + 1].isspace())
 
     def edit(t):
         head, body, tail = split_frame(t)
-        head = [h for h in head if not _GREETING.match(h.strip())] if _GREETING.match(line) else head
+        if _GREETING.match(line):
+            head = [h for h in head if not _GREETING.match(h.strip())]
+            if not head:
+                body = _INLINE_GREETING.sub("", body, count=1)
+                body = body[:1].upper() + body[1:]
         return _join([line] + [h for h in head if h.strip() != line], body, tail)
-    return Operation("prefix_line", f"starts with the line '{line}'",
-                     lambda t: _lines(t)[:1] == [line] if t.strip() else False, edit, {"text": line})
+    return Operation("prefix_line", f"starts with the line '{line}'", check, edit, {"text": line})
 
 
 def _closing_line(text: str) -> Operation:
@@ -234,6 +284,8 @@ def _closing_line(text: str) -> Operation:
 
     def edit(t):
         head, body, tail = split_frame(t)
+        if tail and not _is_closing(tail):  # a short last paragraph of content stays; only a sign-off goes
+            body, tail = _join([], body, tail), []
         return _join(head, body, []) + "\n\n" + line
     return Operation("closing_line", f"ends with the line '{line}'",
                      lambda t: bool(t.strip()) and _lines(t)[-1].strip() == line, edit, {"text": line})
@@ -251,8 +303,9 @@ def _replace_terms(terms: dict[str, str]) -> Operation:
     patterns = [(re.compile(rf"\b{re.escape(a)}\b", re.I), b) for a, b in terms.items()]
 
     def repl(b: str) -> Callable[[re.Match], str]:
-        def fn(m: re.Match) -> str:
-            return b[:1].upper() + b[1:] if m.group(0)[:1].isupper() and b else b
+        def fn(m: re.Match) -> str:  # capitalised where a sentence starts, as written elsewhere ("Then OP left")
+            at_start = _SENTENCE_START.search(m.string[:m.start()]) is not None
+            return b[:1].upper() + b[1:] if at_start and m.group(0)[:1].isupper() and b else b
         return fn
 
     def edit(t):
@@ -265,12 +318,21 @@ def _replace_terms(terms: dict[str, str]) -> Operation:
 
 
 def _delete_phrases(phrases: list[str]) -> Operation:
-    patterns = [re.compile(rf"\s*\b{re.escape(p)}\b[,.!]?", re.I) for p in phrases]
+    """No stock phrases: a person deletes the whole sentence (or line) that carries one, never a piece of it."""
+    patterns = [re.compile(rf"\b{re.escape(p)}\b", re.I) for p in phrases]
+
+    def stock(sentence: str) -> bool:
+        return any(p.search(sentence) for p in patterns)
 
     def edit(t):
-        for pat in patterns:
-            t = pat.sub("", t)
-        return re.sub(r"[ \t]{2,}", " ", t).strip()
+        lines = []
+        for line in t.strip().splitlines():
+            marker = _MARKER.match(line)
+            prefix = marker.group(0) if marker else ""
+            kept = [s for s in _sentence_pieces(line[len(prefix):].strip()) if s.strip() and not stock(s)]
+            if kept or not line.strip():
+                lines.append((prefix + " ".join(k.strip() for k in kept)).rstrip() if kept else "")
+        return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     return Operation("delete_phrases", "no stock phrases such as '" + "', '".join(phrases[:3]) + "'",
                      lambda t: not any(p.search(t) for p in patterns), edit, {"phrases": list(phrases)})
 
@@ -346,15 +408,22 @@ def _hashtags(tags: list[str]) -> Operation:
 
 
 def _end_with_question(question: str) -> Operation:
+    """The text ends (before any sign-off) by asking the reader a question; added as its own last line."""
     q = question.strip()
 
+    def split_signoff(t: str) -> tuple[str, list[str]]:
+        head, body, tail = split_frame(t)
+        if tail and _is_closing(tail):
+            return _join(head, body, []), tail
+        return t.strip(), []
+
     def check(t):
-        return _body(t).rstrip().endswith("?")
+        content, _ = split_signoff(t)
+        return bool(content) and _lines(content)[-1].rstrip().endswith("?")
 
     def edit(t):
-        head, body, tail = split_frame(t)
-        sep = "\n" if _is_list(body) else " "
-        return _join(head, (body + sep + q).strip(), tail)
+        content, signoff = split_signoff(t)
+        return _join([], (content + "\n\n" + q).strip(), signoff)
     return Operation("end_with_question", f"ends by asking the reader a question, e.g. '{q}'", check, edit,
                      {"question": q})
 
