@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from evals.ops import build_operation
-from evals.tasks import load_documents
-from evals.users import RuleUser, load_user_specs
+from redline.evals.ops import build_operation
+from redline.evals.tasks import load_documents
+from redline.evals.users import RuleUser, load_user_specs
 
 
 def op(kind, **params):
