@@ -1,0 +1,429 @@
+"""Learned edit rules: the exact fixes a user makes again and again, made for them.
+
+Mining proposes candidate rules from one (draft, kept text) pair; evidence counts, over every later
+edit, whether the draft offered the chance and the user made the fix (support) or left it
+(contradiction); a rule is active above a support and precision threshold. Active rules are applied in
+a fixed order (content, then form, then frame lines). Everything here is deterministic and pure: no
+generator call, no storage (the store keeps rules and their per-interaction observations).
+
+>>> rules = mine("We utilize the tool. It helps!", "We use the tool. It helps!")
+>>> [r.describe() for r in rules]
+["replace 'utilize' with 'use'"]
+>>> apply_rules("Teams utilize it daily.", rules)[0]
+'Teams use it daily.'
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Iterable, Sequence
+
+from rapidfuzz import fuzz
+
+from . import _rule_text as tx
+from ._rule_kinds import (KINDS, BulletList, ClosingLine, DeletePhrase, EndText, MaxSentences, MaxSentenceWords,
+                          MaxWords, NoExclamation, NumberedList, OpeningLine, RemoveClosing, ReplacePhrase, Rule,
+                          rule_from_dict)
+from .editcost import edit_cost
+
+__all__ = [
+    "Rule", "KINDS", "ReplacePhrase", "DeletePhrase", "MaxSentenceWords", "MaxSentences", "MaxWords", "BulletList",
+    "NumberedList", "NoExclamation", "EndText", "RemoveClosing", "ClosingLine", "OpeningLine", "rule_from_dict",
+    "mine", "Thresholds", "Counts", "RuleEvidence", "Observation", "observe", "update_evidence", "evidence_over",
+    "tally", "active_here", "precision_on", "apply_rules",
+]
+
+# -- mining ----------------------------------------------------------------------------------------
+
+MATCH = 0.6            # sentence similarity (0..1) above which a draft sentence is the edited one
+MAX_SPLIT = 5          # a draft sentence may become up to this many edited sentences
+MAX_REPLACE_WORDS = 4  # each side of a phrase replacement
+MIN_CUT = 0.15         # share of the body's words a cut removes before it counts as a length limit
+
+
+def _words_grid(n: int) -> int:
+    """Round a word count up to a grid, so evidence accumulates across edits (57 -> 60, 130 -> 150)."""
+    step = 10 if n <= 100 else 25 if n <= 300 else 50
+    return max(step, math.ceil(n / step) * step)
+
+
+def _sim(a: str, b: str) -> float:
+    return fuzz.ratio(tx.norm(a), tx.norm(b)) / 100
+
+
+def _align(draft: list[str], edited: list[str]) -> list[tuple[int, list[int]]]:
+    """Monotone alignment of draft sentences to edited ones: ``[(i, [j, ...]), ...]``, each draft
+    sentence matched to one or several consecutive edited sentences (a split); unmatched sentences on
+    either side were deleted or inserted."""
+    m, n = len(draft), len(edited)
+    best = [[0.0] * (n + 1) for _ in range(m + 1)]
+    back: list[list[tuple]] = [[()] * (n + 1) for _ in range(m + 1)]
+    for i in range(m + 1):
+        for j in range(n + 1):
+            if i == 0 and j == 0:
+                continue
+            options = []
+            if i:
+                options.append((best[i - 1][j], ("del",)))
+            if j:
+                options.append((best[i][j - 1], ("ins",)))
+            if i and j:
+                for r in range(1, min(MAX_SPLIT, j) + 1):
+                    s = _sim(draft[i - 1], " ".join(edited[j - r:j]))
+                    if s >= MATCH:
+                        options.append((best[i - 1][j - r] + s + 0.01 * (r == 1), ("match", r)))
+            best[i][j], back[i][j] = max(options, key=lambda o: o[0])
+    pairs, i, j = [], m, n
+    while i or j:
+        step = back[i][j]
+        if step[0] == "del":
+            i -= 1
+        elif step[0] == "ins":
+            j -= 1
+        else:
+            r = step[1]
+            pairs.append((i - 1, list(range(j - r, j))))
+            i, j = i - 1, j - r
+    return pairs[::-1]
+
+
+def _tokens(text: str) -> list[tuple[str, int, int]]:
+    return [(m.group(0), m.start(), m.end()) for m in tx.TOKEN.finditer(text)]
+
+
+def _has_word(tokens) -> bool:
+    return any(t[0][:1].isalnum() or t[0][:1] == "_" for t in tokens)
+
+
+def _core(tokens: list) -> list:
+    """Tokens without leading/trailing punctuation."""
+    while tokens and not _has_word(tokens[:1]):
+        tokens = tokens[1:]
+    while tokens and not _has_word(tokens[-1:]):
+        tokens = tokens[:-1]
+    return tokens
+
+
+def _span(text: str, tokens: list) -> str:
+    return text[tokens[0][1]:tokens[-1][2]] if tokens else ""
+
+
+def _phrase_candidates(a: str, b: str, at_start: bool) -> list[Rule]:
+    """Short aligned substitutions and deleted phrases between one draft sentence and its edit."""
+    ta, tb = _tokens(a), _tokens(b)
+    ops = difflib.SequenceMatcher(None, [t[0].lower() for t in ta], [t[0].lower() for t in tb],
+                                  autojunk=False).get_opcodes()
+    out: list[Rule] = []
+    for tag, i1, i2, j1, j2 in ops:
+        old, new = _core(ta[i1:i2]), _core(tb[j1:j2])
+        wa = sum(_has_word([t]) for t in old)
+        wb = sum(_has_word([t]) for t in new)
+        if tag == "replace" and 1 <= wa <= MAX_REPLACE_WORDS and 1 <= wb <= MAX_REPLACE_WORDS:
+            o, n = _span(a, old), _span(b, new)
+            if i1 == 0 and at_start:
+                o, n = _positional_lower(o), _positional_lower(n)
+            try:
+                out.append(ReplacePhrase(o, n))
+            except ValueError:
+                pass
+        elif tag in ("delete", "replace") and wb == 0 and 2 <= wa <= 12:
+            try:
+                out.append(DeletePhrase(_span(a, old)))
+            except ValueError:
+                pass
+    return out
+
+
+def _positional_lower(phrase: str) -> str:
+    from ._rule_kinds import _positional_lower as lower
+    return lower(phrase)
+
+
+def _own(draft_body: str, edited_body: str) -> list[str]:
+    """The edited body's sentences without trailing ones that are not in the draft (text the user
+    appended, which length limits do not count)."""
+    es = tx.sentences(edited_body)
+    ds = tx.sentences(draft_body)
+    while es and not any(_sim(es[-1], d) >= MATCH or fuzz.partial_ratio(tx.norm(es[-1]), tx.norm(d)) >= 90
+                         for d in ds):
+        es = es[:-1]
+    return es
+
+
+def mine(draft: str, edited: str) -> list[Rule]:
+    """Candidate rules from one edit: each is followed by this edit and, applied to the draft alone,
+    brings it closer to the kept text. Deterministic; at most a handful per edit.
+
+    >>> [r.describe() for r in mine("Hi Ann,\\n\\nThe plan passed.\\n\\nBest,\\nBo",
+    ...                             "Hey!\\n\\nThe plan passed.")]
+    ["start with the line 'Hey!'", 'no sign-off or closing line']
+    """
+    if draft.strip() == edited.strip() or not draft.strip() or not edited.strip():
+        return []
+    dh, db, dt = tx.split_frame(draft)
+    eh, eb, et = tx.split_frame(edited)
+    draft_lines = {tx.norm(ln) for ln in tx.lines(draft)}
+    cands: list[Rule] = []
+
+    # frame lines
+    first = tx.lines(edited)[0].strip()
+    if eh and eh[0].strip() == first and tx.norm(first) not in draft_lines:
+        cands.append(OpeningLine(first) if len(first.split()) <= 10 else None)
+    if et and not any(tx.norm(ln) in draft_lines for ln in et):
+        closing = "\n".join(et) if tx.is_closing(et) and len(et) == 2 else et[-1]
+        cands.append(ClosingLine(closing) if all(len(ln.split()) <= 10 for ln in closing.splitlines()) else None)
+    if tx.is_closing(dt) and not tx.is_closing(et):
+        cands.append(RemoveClosing())
+
+    # sentences: aligned, deleted, split, appended
+    ds, es = tx.sentences(db), tx.sentences(eb)
+    pairs = _align(ds, es)
+    matched = {i for i, _ in pairs}
+    last = max(matched) if matched else -1
+    for i, js in pairs:
+        cands += _phrase_candidates(ds[i], " ".join(es[j] for j in js), at_start=True)
+    for i, s in enumerate(ds):
+        if i not in matched and i < last and len(tx.words(s)) <= 12:
+            cands.append(_maybe(DeletePhrase, s))
+    last_e = max((j for _, js in pairs for j in js), default=-1)
+    appended = es[last_e + 1:]
+    if appended and len(" ".join(appended).split()) <= 12:
+        cands.append(_maybe(EndText, " ".join(appended)))
+    own = _own(db, eb)
+    dw, ow = len(tx.words(db)), sum(len(tx.words(s)) for s in own)
+    if any(i not in matched for i in range(last + 1, len(ds))) and own and dw and (dw - ow) >= MIN_CUT * dw:
+        cands.append(MaxSentences(len(own)))
+        cands.append(MaxWords(_words_grid(ow)))
+    if any(len(js) > 1 for _, js in pairs) and own:
+        longest = max(len(tx.words(s)) for s in own)
+        cands.append(MaxSentenceWords(max(5, math.ceil(longest / 5) * 5)))
+
+    # layout
+    marker = tx.list_marker(eb)
+    if marker and marker != tx.list_marker(db):
+        cands.append(NumberedList() if marker == "1." else BulletList(marker))
+    if "!" in db and "!" not in eb:
+        cands.append(NoExclamation())
+
+    base = edit_cost(draft, edited)
+    out, seen = [], set()
+    for rule in cands:
+        if rule is None or rule.key in seen:
+            continue
+        seen.add(rule.key)
+        if rule.followed(draft, edited) is True and edit_cost(rule.apply(draft), edited) < base:
+            out.append(rule)
+    return out
+
+
+def _maybe(cls, *args) -> Rule | None:
+    try:
+        return cls(*args)
+    except ValueError:
+        return None
+
+
+# -- evidence --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a rule is active: at least ``min_support`` supporting edits and a precision (support over
+    support plus contradictions) of at least ``min_precision``."""
+
+    min_support: int = 2
+    min_precision: float = 0.8
+
+    def __post_init__(self):
+        if self.min_support < 1:
+            raise ValueError("min_support must be at least 1")
+        if not 0.0 <= self.min_precision <= 1.0:
+            raise ValueError("min_precision must be between 0 and 1")
+
+
+@dataclass(frozen=True)
+class Counts:
+    support: int = 0
+    contradictions: int = 0
+
+    @property
+    def precision(self) -> float:
+        seen = self.support + self.contradictions
+        return self.support / seen if seen else 0.0
+
+    def active(self, thresholds: Thresholds = Thresholds()) -> bool:
+        return self.support >= thresholds.min_support and self.precision >= thresholds.min_precision
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One interaction's verdict on one rule: the row phase 2 stores per (rule, interaction)."""
+
+    key: str
+    interaction_id: str
+    supported: bool
+
+
+@dataclass
+class RuleEvidence:
+    """A rule and what the user's edits said about it. ``enabled`` is the user's override (None: the
+    thresholds decide)."""
+
+    rule: Rule
+    support: int = 0
+    contradictions: int = 0
+    supported_by: list[str] = field(default_factory=list)       # provenance: the edits that taught it
+    contradicted_by: list[str] = field(default_factory=list)
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    enabled: bool | None = None
+
+    @property
+    def counts(self) -> Counts:
+        return Counts(self.support, self.contradictions)
+
+    @property
+    def precision(self) -> float:
+        return self.counts.precision
+
+    def active(self, thresholds: Thresholds = Thresholds()) -> bool:
+        return self.enabled if self.enabled is not None else self.counts.active(thresholds)
+
+    def record(self, supported: bool, interaction_id: str, when: datetime) -> None:
+        if supported:
+            self.support += 1
+            self.supported_by.append(interaction_id)
+        else:
+            self.contradictions += 1
+            self.contradicted_by.append(interaction_id)
+        self.first_seen = self.first_seen or when
+        self.last_seen = when
+
+
+def observe(rules: Iterable[Rule], draft: str, edited: str) -> dict[str, bool]:
+    """Each rule's verdict on one edit, for the rules the draft gave a chance: ``{key: supported}``."""
+    out = {}
+    for rule in rules:
+        verdict = rule.followed(draft, edited)
+        if verdict is not None:
+            out[rule.key] = verdict
+    return out
+
+
+def update_evidence(rules_by_key: dict[str, RuleEvidence], draft: str, edited: str, interaction_id: str, *,
+                    when: datetime | None = None,
+                    history: Sequence[tuple[str, str, str]] = ()) -> list[Observation]:
+    """Learn from one edit, in place: mine new rules into ``rules_by_key``, then count this edit for
+    EVERY known rule (support when the draft offered the chance and the user made the fix,
+    contradiction when they left it). A newly mined rule is first counted over ``history`` (earlier
+    ``(interaction_id, draft, edited)`` of the user), so it does not start with a clean slate. Returns
+    the observations made (the rows to store, for counting over nearest contexts).
+
+    ``draft`` is the text before rules were applied (the generator's candidate): a rule that fired and
+    was kept counts as support, one the user undid as a contradiction.
+    """
+    when = when or datetime.now(timezone.utc)
+    made: list[Observation] = []
+    for rule in mine(draft, edited):
+        if rule.key in rules_by_key:
+            continue
+        ev = rules_by_key[rule.key] = RuleEvidence(rule)
+        for past_id, past_draft, past_edited in history:
+            verdict = rule.followed(past_draft, past_edited)
+            if verdict is not None:
+                ev.record(verdict, past_id, when)
+                made.append(Observation(rule.key, past_id, verdict))
+    for key, supported in observe([ev.rule for ev in rules_by_key.values()], draft, edited).items():
+        rules_by_key[key].record(supported, interaction_id, when)
+        made.append(Observation(key, interaction_id, supported))
+    return made
+
+
+def evidence_over(rule: Rule, examples: Iterable[tuple[str, str]]) -> Counts:
+    """Support and contradictions of ``rule`` over ``(draft, edited)`` pairs (e.g. the k nearest contexts)."""
+    verdicts = [rule.followed(d, e) for d, e in examples]
+    return Counts(sum(v is True for v in verdicts), sum(v is False for v in verdicts))
+
+
+def precision_on(rule: Rule, history: Iterable[tuple[str, str]]) -> float:
+    """The rule's precision on ``(draft, edited)`` pairs: of the edits that offered the chance, the share
+    where the user made the fix (0.0 when none offered it)."""
+    return evidence_over(rule, history).precision
+
+
+def tally(observations: Iterable[Observation], interaction_ids: Iterable[str]) -> dict[str, Counts]:
+    """Stored observations summed over a subset of interactions (the k nearest contexts): ``{key: Counts}``."""
+    ids = set(interaction_ids)
+    acc: dict[str, list[int]] = {}
+    for ob in observations:
+        if ob.interaction_id in ids:
+            c = acc.setdefault(ob.key, [0, 0])
+            c[0 if ob.supported else 1] += 1
+    return {k: Counts(s, c) for k, (s, c) in acc.items()}
+
+
+def active_here(overall: RuleEvidence, local: Counts | None, thresholds: Thresholds = Thresholds()) -> bool:
+    """Whether a rule applies in one context. ``local`` counts the rule over the k nearest past contexts.
+
+    - The user's override wins (``enabled`` True/False).
+    - Active locally (enough support and precision among the neighbours): applies.
+    - A rule that holds everywhere (active over all the user's edits) applies unless a neighbour
+      contradicted it; with no local evidence either way it applies.
+    """
+    if overall.enabled is not None:
+        return overall.enabled
+    local = local or Counts()
+    if local.active(thresholds):
+        return True
+    return overall.counts.active(thresholds) and local.contradictions == 0
+
+
+# -- applying --------------------------------------------------------------------------------------
+
+def _ordered(rules: Iterable[Rule]) -> list[Rule]:
+    unique = {r.key: r for r in rules}
+    return sorted(unique.values(), key=lambda r: (r.stage, r.order, r.key))
+
+
+def _pipeline(text: str, rules: list[Rule]) -> tuple[str, list[Rule]]:
+    endings = [r for r in rules if isinstance(r, EndText)]
+    # text a rule appends is set aside while length limits count, then appended again
+    stripped = text
+    for r in endings:
+        if r.done(stripped):
+            head, body, tail = tx.split_frame(stripped)
+            toks = list(tx.TOKEN.finditer(body))
+            n = len(tx.TOKEN.findall(r.ending))
+            cut = toks[-n].start()
+            rest = re.sub(r"\n?[ \t]*(?:[-*•]|\d+[.)])?[ \t]*\Z", "", body[:cut]).rstrip()
+            stripped = tx.join_frame(head, rest, tail) if rest else stripped
+    applied = []
+    current = stripped
+    for rule in rules:
+        new = rule.apply(current)
+        if new != current and not (isinstance(rule, EndText) and rule.done(text)):
+            applied.append(rule)
+        current = new
+    return current, applied
+
+
+def apply_rules(text: str, rules: Iterable[Rule]) -> tuple[str, list[Rule]]:
+    """``(text, applied)``: the rules applied in a fixed order (content edits: replace, delete; form:
+    sentence length, length limits, lists, no exclamation; frame: appended text, closing, opening),
+    and those that changed the text. Idempotent: applying the result again changes nothing.
+
+    >>> apply_rules("Hi Ann,\\n\\nGreat news! We won.", [NoExclamation(), OpeningLine("Hey!")])[0]
+    'Hey!\\n\\nGreat news. We won.'
+    """
+    ordered = _ordered(rules)
+    current, applied = text, []
+    for _ in range(3):               # until stable: a rule may open a chance for an earlier one
+        new, changed = _pipeline(current, ordered)
+        applied += [r for r in changed if r not in applied]
+        if new == current:
+            break
+        current = new
+    return (text, []) if current == text else (current, applied)
