@@ -216,7 +216,17 @@ class DeletePhrase(Rule):
     def followed(self, draft: str, edited: str) -> bool | None:
         if not self.opportunity(draft):
             return None
-        return not re.search(tx.phrase_pattern(self.phrase), edited, re.I)
+        pattern = re.compile(tx.phrase_pattern(self.phrase), re.I)
+        if pattern.search(edited):
+            return False
+        # gone with the sentences around it to the end: the user cut the end, which says nothing
+        # about this phrase
+        ds = tx.sentences(tx.body_of(draft))
+        at = next((i for i, s in enumerate(ds) if pattern.search(s)), None)
+        cut = max((i + 1 for i, s in enumerate(ds) if tx.survives(s, edited)), default=0)
+        if at is not None and at >= cut and len(ds) - cut >= 2:
+            return None
+        return True
 
     def _fix(self, text: str) -> str:
         for start, end, cap in reversed(self._spans(text)):
@@ -235,6 +245,17 @@ def _on_body(text: str, fn) -> str:
     head, body, tail = tx.split_frame(text)
     new = fn(body)
     return text if new == body else tx.join_frame(head, new, tail)
+
+
+def _own(draft: str, edited: str) -> list[str]:
+    return tx.own_sentences(tx.body_of(draft), tx.body_of(edited))
+
+
+def _cut_end(draft: str, edited: str) -> bool:
+    """The user cut the end of the body (its last sentence is gone), as a length limit does; shorter
+    by deletions in the middle says nothing about a limit."""
+    ds = tx.sentences(tx.body_of(draft))
+    return bool(ds) and not tx.survives(ds[-1], tx.body_of(edited))
 
 
 def _split_sentence(sentence: str, n: int) -> list[str]:
@@ -271,6 +292,11 @@ class MaxSentenceWords(Rule):
     def describe(self) -> str:
         return f"sentences of at most {self.n} words"
 
+    def followed(self, draft: str, edited: str) -> bool | None:
+        if not self.opportunity(draft):
+            return None
+        return all(len(tx.words(s)) <= self.n for s in _own(draft, edited))
+
     def done(self, text: str) -> bool:
         return all(len(tx.words(s)) <= self.n for s in tx.sentences(tx.body_of(text)))
 
@@ -292,6 +318,13 @@ class MaxSentences(Rule):
     def describe(self) -> str:
         return f"at most {self.n} sentence{'s' if self.n != 1 else ''}"
 
+    def followed(self, draft: str, edited: str) -> bool | None:
+        if not self.opportunity(draft):
+            return None
+        if len(_own(draft, edited)) > self.n:
+            return False
+        return True if _cut_end(draft, edited) else None
+
     def done(self, text: str) -> bool:
         return len(tx.sentences(tx.body_of(text))) <= self.n
 
@@ -312,6 +345,13 @@ class MaxWords(Rule):
 
     def describe(self) -> str:
         return f"at most {self.n} words"
+
+    def followed(self, draft: str, edited: str) -> bool | None:
+        if not self.opportunity(draft):
+            return None
+        if sum(len(tx.words(s)) for s in _own(draft, edited)) > self.n:
+            return False
+        return True if _cut_end(draft, edited) else None
 
     def done(self, text: str) -> bool:
         return len(tx.words(tx.body_of(text))) <= self.n

@@ -141,6 +141,25 @@ def map_sentences(body: str, fn) -> str:
     return "\n\n".join(paragraphs)
 
 
+def survives(sentence: str, text: str) -> bool:
+    """Most of ``sentence`` is still in ``text`` (edited or not)."""
+    from rapidfuzz import fuzz
+
+    return fuzz.partial_ratio(norm(sentence), norm(text)) >= 80
+
+
+def own_sentences(draft_body: str, edited_body: str) -> list[str]:
+    """The edited body's sentences without the trailing ones that are not from the draft (text the user
+    appended, which length limits do not count)."""
+    from rapidfuzz import fuzz
+
+    es, ds = sentences(edited_body), [norm(d) for d in sentences(draft_body)]
+    while es and not any(fuzz.ratio(norm(es[-1]), d) >= 60 or fuzz.partial_ratio(norm(es[-1]), d) >= 90
+                         for d in ds):
+        es = es[:-1]
+    return es
+
+
 def capitalise_at(text: str, i: int) -> str:
     """``text`` with the first letter at or after ``i`` (on the same line) in upper case."""
     m = re.compile(r"[ \t\"'(\[]*([a-z])").match(text, i)

@@ -42,6 +42,7 @@ __all__ = [
 MATCH = 0.6            # sentence similarity (0..1) above which a draft sentence is the edited one
 MAX_SPLIT = 5          # a draft sentence may become up to this many edited sentences
 MAX_REPLACE_WORDS = 4  # each side of a phrase replacement
+PHRASE_CONTEXT = 0.7   # sentence similarity below which no phrase rule is read from a sentence pair
 MIN_CUT = 0.15         # share of the body's words a cut removes before it counts as a length limit
 
 
@@ -118,7 +119,13 @@ def _phrase_candidates(a: str, b: str, at_start: bool) -> list[Rule]:
     ops = difflib.SequenceMatcher(None, [t[0].lower() for t in ta], [t[0].lower() for t in tb],
                                   autojunk=False).get_opcodes()
     out: list[Rule] = []
-    for tag, i1, i2, j1, j2 in ops:
+    if _sim(a, b) < PHRASE_CONTEXT:
+        return out      # a rewritten sentence: its pieces are a paraphrase, not a fix to repeat
+    for k, (tag, i1, i2, j1, j2) in enumerate(ops):
+        # an aligned change sits between unchanged runs (of two tokens, or the sentence's edge)
+        if not all(not 0 <= x < len(ops) or ops[x][0] == "equal" and (
+                ops[x][2] - ops[x][1] >= 2 or ops[x][1] == 0 or ops[x][2] == len(ta)) for x in (k - 1, k + 1)):
+            continue
         old, new = _core(ta[i1:i2]), _core(tb[j1:j2])
         wa = sum(_has_word([t]) for t in old)
         wb = sum(_has_word([t]) for t in new)
@@ -141,17 +148,6 @@ def _phrase_candidates(a: str, b: str, at_start: bool) -> list[Rule]:
 def _positional_lower(phrase: str) -> str:
     from ._rule_kinds import _positional_lower as lower
     return lower(phrase)
-
-
-def _own(draft_body: str, edited_body: str) -> list[str]:
-    """The edited body's sentences without trailing ones that are not in the draft (text the user
-    appended, which length limits do not count)."""
-    es = tx.sentences(edited_body)
-    ds = tx.sentences(draft_body)
-    while es and not any(_sim(es[-1], d) >= MATCH or fuzz.partial_ratio(tx.norm(es[-1]), tx.norm(d)) >= 90
-                         for d in ds):
-        es = es[:-1]
-    return es
 
 
 def mine(draft: str, edited: str) -> list[Rule]:
@@ -187,13 +183,12 @@ def mine(draft: str, edited: str) -> list[Rule]:
     for i, js in pairs:
         cands += _phrase_candidates(ds[i], " ".join(es[j] for j in js), at_start=True)
     for i, s in enumerate(ds):
-        if i not in matched and i < last and len(tx.words(s)) <= 12:
+        if i not in matched and len(tx.words(s)) <= 12:
             cands.append(_maybe(DeletePhrase, s))
-    last_e = max((j for _, js in pairs for j in js), default=-1)
-    appended = es[last_e + 1:]
+    own = tx.own_sentences(db, eb)
+    appended = es[len(own):]
     if appended and len(" ".join(appended).split()) <= 12:
         cands.append(_maybe(EndText, " ".join(appended)))
-    own = _own(db, eb)
     dw, ow = len(tx.words(db)), sum(len(tx.words(s)) for s in own)
     if any(i not in matched for i in range(last + 1, len(ds))) and own and dw and (dw - ow) >= MIN_CUT * dw:
         cands.append(MaxSentences(len(own)))
@@ -209,15 +204,14 @@ def mine(draft: str, edited: str) -> list[Rule]:
     if "!" in db and "!" not in eb:
         cands.append(NoExclamation())
 
+    # keep what this edit follows and what brings the draft closer to it, alone or among the others
+    unique = {r.key: r for r in cands if r is not None and r.followed(draft, edited) is True}
+    rules = list(unique.values())
     base = edit_cost(draft, edited)
-    out, seen = [], set()
-    for rule in cands:
-        if rule is None or rule.key in seen:
-            continue
-        seen.add(rule.key)
-        if rule.followed(draft, edited) is True and edit_cost(rule.apply(draft), edited) < base:
-            out.append(rule)
-    return out
+    together = edit_cost(apply_rules(draft, rules)[0], edited)
+    return [r for r in rules
+            if edit_cost(r.apply(draft), edited) < base
+            or together < edit_cost(apply_rules(draft, [o for o in rules if o is not r])[0], edited)]
 
 
 def _maybe(cls, *args) -> Rule | None:
@@ -384,8 +378,17 @@ def active_here(overall: RuleEvidence, local: Counts | None, thresholds: Thresho
 # -- applying --------------------------------------------------------------------------------------
 
 def _ordered(rules: Iterable[Rule]) -> list[Rule]:
+    """Unique rules in application order; of several limits of one kind only the loosest (the others
+    are implied by the user's edits that taught it, and a tighter cut would remove what they keep)."""
     unique = {r.key: r for r in rules}
-    return sorted(unique.values(), key=lambda r: (r.stage, r.order, r.key))
+    loosest: dict[str, Rule] = {}
+    for r in unique.values():
+        if isinstance(r, (MaxWords, MaxSentences, MaxSentenceWords)):
+            if r.kind not in loosest or r.n > loosest[r.kind].n:
+                loosest[r.kind] = r
+    kept = [r for r in unique.values()
+            if not isinstance(r, (MaxWords, MaxSentences, MaxSentenceWords)) or loosest[r.kind] is r]
+    return sorted(kept, key=lambda r: (r.stage, r.order, r.key))
 
 
 def _pipeline(text: str, rules: list[Rule]) -> tuple[str, list[Rule]]:
