@@ -38,21 +38,28 @@ def is_closing(tail: list[str]) -> bool:
 
 
 def split_frame(text: str) -> tuple[list[str], str, list[str]]:
-    """``(head_lines, body, tail_lines)``, as the simulated users see a text (``evals.ops.split_frame``)."""
+    """``(head_lines, body, tail_lines)``, as the simulated users see a text (``evals.ops.split_frame``):
+    greeting/heading/TL;DR lines (or a short first paragraph of one line) on top; a sign-off (or a short
+    last paragraph of one line) below. One difference: a short paragraph taken for a frame line is given
+    back when nothing else is left for the body (a body cut to one short sentence stays the body)."""
     paragraphs = [p.strip("\n") for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
     head: list[str] = []
+    guessed_head = False
     while paragraphs:
         first = lines(paragraphs[0])
         if is_head(first[0]):
             head.append(first[0])
             rest = "\n".join(first[1:]).strip()
             paragraphs = ([rest] if rest else []) + paragraphs[1:]
+            guessed_head = False
         elif len(paragraphs) > 1 and len(first) == 1 and len(first[0].split()) <= 10:
             head.append(first[0])
             paragraphs = paragraphs[1:]
+            guessed_head = True
         else:
             break
     tail: list[str] = []
+    guessed_tail = False
     if paragraphs:
         last = lines(paragraphs[-1])
         if len(last) >= 2 and CLOSING.match(last[-2].strip()) and len(last[-1].split()) <= 3:
@@ -60,10 +67,14 @@ def split_frame(text: str) -> tuple[list[str], str, list[str]]:
         elif CLOSING.match(last[-1].strip()) and len(last[-1].split()) <= 8:
             tail = last[-1:]
         elif len(paragraphs) > 1 and len(last) == 1 and len(last[0].split()) <= 10:
-            tail = last
+            tail, guessed_tail = last, True
         if tail:
             rest = "\n".join(last[:len(last) - len(tail)]).strip()
             paragraphs = paragraphs[:-1] + ([rest] if rest else [])
+    if not paragraphs and guessed_tail:
+        paragraphs, tail = ["\n".join(tail)], []
+    elif not paragraphs and guessed_head:
+        paragraphs = [head.pop()]
     return head, "\n\n".join(paragraphs).strip(), tail
 
 

@@ -27,7 +27,7 @@ from rapidfuzz import fuzz
 from . import _rule_text as tx
 from ._rule_kinds import (KINDS, BulletList, ClosingLine, DeletePhrase, EndText, MaxSentences, MaxSentenceWords,
                           MaxWords, NoExclamation, NumberedList, OpeningLine, RemoveClosing, ReplacePhrase, Rule,
-                          rule_from_dict)
+                          _positional_lower, rule_from_dict)
 from .editcost import edit_cost
 
 __all__ = [
@@ -145,11 +145,6 @@ def _phrase_candidates(a: str, b: str, at_start: bool) -> list[Rule]:
     return out
 
 
-def _positional_lower(phrase: str) -> str:
-    from ._rule_kinds import _positional_lower as lower
-    return lower(phrase)
-
-
 def mine(draft: str, edited: str) -> list[Rule]:
     """Candidate rules from one edit: each is followed by this edit and, applied to the draft alone,
     brings it closer to the kept text. Deterministic; at most a handful per edit.
@@ -160,7 +155,7 @@ def mine(draft: str, edited: str) -> list[Rule]:
     """
     if draft.strip() == edited.strip() or not draft.strip() or not edited.strip():
         return []
-    dh, db, dt = tx.split_frame(draft)
+    _, db, dt = tx.split_frame(draft)
     eh, eb, et = tx.split_frame(edited)
     draft_lines = {tx.norm(ln) for ln in tx.lines(draft)}
     cands: list[Rule] = []
@@ -168,10 +163,9 @@ def mine(draft: str, edited: str) -> list[Rule]:
     # frame lines
     first = tx.lines(edited)[0].strip()
     if eh and eh[0].strip() == first and tx.norm(first) not in draft_lines:
-        cands.append(OpeningLine(first) if len(first.split()) <= 10 else None)
+        cands.append(_maybe(OpeningLine, first))
     if et and not any(tx.norm(ln) in draft_lines for ln in et):
-        closing = "\n".join(et) if tx.is_closing(et) and len(et) == 2 else et[-1]
-        cands.append(ClosingLine(closing) if all(len(ln.split()) <= 10 for ln in closing.splitlines()) else None)
+        cands.append(_maybe(ClosingLine, "\n".join(et) if tx.is_closing(et) and len(et) == 2 else et[-1]))
     if tx.is_closing(dt) and not tx.is_closing(et):
         cands.append(RemoveClosing())
 
@@ -377,17 +371,28 @@ def active_here(overall: RuleEvidence, local: Counts | None, thresholds: Thresho
 
 # -- applying --------------------------------------------------------------------------------------
 
+# Kinds of which one text can follow only one rule: the first given wins (callers pass rules best first).
+_ONE_OF = {"opening_line": "opening", "closing_line": "closing", "end_text": "ending", "bullets": "list",
+           "numbered": "list"}
+_LIMITS = (MaxWords, MaxSentences, MaxSentenceWords)
+
+
 def _ordered(rules: Iterable[Rule]) -> list[Rule]:
-    """Unique rules in application order; of several limits of one kind only the loosest (the others
-    are implied by the user's edits that taught it, and a tighter cut would remove what they keep)."""
-    unique = {r.key: r for r in rules}
+    """Unique rules in application order. Of several limits of one kind only the loosest applies (a
+    tighter cut would remove what the user keeps); of rules that exclude each other (two opening lines,
+    bullets and numbers) the first given."""
+    unique = list({r.key: r for r in rules}.values())
     loosest: dict[str, Rule] = {}
-    for r in unique.values():
-        if isinstance(r, (MaxWords, MaxSentences, MaxSentenceWords)):
-            if r.kind not in loosest or r.n > loosest[r.kind].n:
-                loosest[r.kind] = r
-    kept = [r for r in unique.values()
-            if not isinstance(r, (MaxWords, MaxSentences, MaxSentenceWords)) or loosest[r.kind] is r]
+    for r in unique:
+        if isinstance(r, _LIMITS) and (r.kind not in loosest or r.n > loosest[r.kind].n):
+            loosest[r.kind] = r
+    kept, taken = [], set()
+    for r in unique:
+        group = _ONE_OF.get(r.kind)
+        if (isinstance(r, _LIMITS) and loosest[r.kind] is not r) or (group and group in taken):
+            continue
+        taken.add(group)
+        kept.append(r)
     return sorted(kept, key=lambda r: (r.stage, r.order, r.key))
 
 
@@ -416,7 +421,8 @@ def _pipeline(text: str, rules: list[Rule]) -> tuple[str, list[Rule]]:
 def apply_rules(text: str, rules: Iterable[Rule]) -> tuple[str, list[Rule]]:
     """``(text, applied)``: the rules applied in a fixed order (content edits: replace, delete; form:
     sentence length, length limits, lists, no exclamation; frame: appended text, closing, opening),
-    and those that changed the text. Idempotent: applying the result again changes nothing.
+    and those that changed the text. Idempotent: applying the result again changes nothing. Pass
+    ``rules`` best first: of rules that exclude each other (two opening lines) the first applies.
 
     >>> apply_rules("Hi Ann,\\n\\nGreat news! We won.", [NoExclamation(), OpeningLine("Hey!")])[0]
     'Hey!\\n\\nGreat news. We won.'

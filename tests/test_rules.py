@@ -456,3 +456,37 @@ def test_rule_users_are_reproduced_after_four_edits(task, source):
 def test_question_answer_user_learns_nothing_wrong():
     rules, active, without, with_rules, _ = learn_user("summarize", "movie_review")
     assert with_rules == without
+
+
+# -- idempotence under any mix of rules and drafts ----------------------------------------------------------
+
+def _all_rules():
+    return [c.values[3] for c in kind_cases()] + [
+        MaxSentenceWords(12), BulletList("*"), ClosingLine("Best,\nLee"), OpeningLine("Once upon a time, here is what happened."),
+        EndText("#research 🚀✨"), DeletePhrase("Thank you for your time"), ReplacePhrase("it is", "it's"), MaxWords(20)]
+
+
+def test_any_mix_of_rules_is_idempotent_on_any_draft():
+    hypothesis = pytest.importorskip("hypothesis")
+    st = hypothesis.strategies
+    texts = [d for task, src in [("summarize", "news"), ("summarize", "arxiv"), ("email", "reddit"),
+                                 ("email", "paper_abstract"), ("summarize", "wikipedia"), ("email", "peer_review")]
+             for d in drafts(task, src)[:12]]
+
+    @hypothesis.settings(max_examples=400, deadline=None, derandomize=True)
+    @hypothesis.given(st.sampled_from(texts), st.lists(st.sampled_from(_all_rules()), max_size=6))
+    def check(text, rules):
+        once, _ = apply_rules(text, rules)
+        assert apply_rules(once, rules) == (once, [])
+
+    check()
+
+
+def test_a_body_cut_to_one_short_sentence_stays_the_body():
+    rules = [OpeningLine("Hey!"), MaxSentences(1), EndText("What do you think?"), ClosingLine("Kind regards,")]
+    draft = ("Hi Sam,\n\nI hope this message finds you well. The match went to extra time and we won it on "
+             "penalties.\n\nBest,\nAl")
+    out, _ = apply_rules(draft, rules)
+    assert out == "Hey!\n\nI hope this message finds you well. What do you think?\n\nKind regards,"
+    assert apply_rules(out, rules) == (out, [])
+    assert tx.split_frame("Hey!\n\nShort body.\n\nKind regards,") == (["Hey!"], "Short body.", ["Kind regards,"])
