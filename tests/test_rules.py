@@ -282,7 +282,7 @@ def test_evidence_over_a_subset_of_contexts():
     signed, unsigned = "We won the game.\n\nBest,\nAl", "We won the game."
     examples = [(signed, unsigned), (signed, unsigned), (signed, signed)]
     assert evidence_over(rule, examples) == Counts(2, 1)
-    assert precision_on(rule, examples) == pytest.approx(2 / 3)
+    assert precision_on(rule, examples) == rule.precision_on(examples) == pytest.approx(2 / 3)
     assert observe([rule], signed, unsigned) == {rule.key: True}
     obs = [Observation(rule.key, "a", True), Observation(rule.key, "b", True), Observation(rule.key, "c", False)]
     assert tally(obs, ["a", "b"]) == {rule.key: Counts(2, 0)}
