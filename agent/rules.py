@@ -25,9 +25,24 @@ from typing import Iterable, Sequence
 from rapidfuzz import fuzz
 
 from . import _rule_text as tx
-from ._rule_kinds import (KINDS, BulletList, ClosingLine, DeletePhrase, EndText, MaxSentences, MaxSentenceWords,
-                          MaxWords, NoExclamation, NumberedList, OpeningLine, RemoveClosing, ReplacePhrase, Rule,
-                          _positional_lower, rule_from_dict)
+from ._rule_kinds import (
+    KINDS,
+    BulletList,
+    ClosingLine,
+    DeletePhrase,
+    EndText,
+    MaxSentences,
+    MaxSentenceWords,
+    MaxWords,
+    NoExclamation,
+    NumberedList,
+    OpeningLine,
+    RemoveClosing,
+    ReplacePhrase,
+    Rule,
+    _positional_lower,
+    rule_from_dict,
+)
 from .editcost import edit_cost
 
 __all__ = [

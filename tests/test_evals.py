@@ -58,7 +58,8 @@ def test_operation_details():
     assert build_operation({"op": "max_words", "n": 3}).edit("One two three. Four five.") == "One two three."
     assert build_operation({"op": "bullets"}).edit("A b. C d!") == "- A b.\n- C d!"
     assert build_operation({"op": "numbered"}).edit("A b. C d!") == "1. A b.\n2. C d!"
-    split = build_operation({"op": "split_long_sentences", "n": 5}).edit("One two three four, and five six seven eight.")
+    split_op = build_operation({"op": "split_long_sentences", "n": 5})
+    split = split_op.edit("One two three four, and five six seven eight.")
     assert split == "One two three four. Five six seven eight."
     assert build_operation({"op": "replace_terms", "terms": {"utilize": "use"}}).edit("Utilize it.") == "Use it."
     assert build_operation({"op": "no_exclamation"}).edit("Wow!! Yes!") == "Wow. Yes."

@@ -14,16 +14,40 @@ from pathlib import Path
 
 import pytest
 
-from agent import _rule_text as tx
-from agent.editcost import edit_cost
-from agent.rules import (KINDS, BulletList, ClosingLine, Counts, DeletePhrase, EndText, MaxSentences, MaxSentenceWords,
-                         MaxWords, NoExclamation, NumberedList, Observation, OpeningLine, RemoveClosing, ReplacePhrase,
-                         RuleEvidence, Thresholds, active_here, apply_rules, evidence_over, mine, observe,
-                         precision_on, rule_from_dict, tally, update_evidence)
-from evals import ops
-from evals.ops import build_operation
-from evals.tasks import DATA_DIR, load_documents
-from evals.users import RuleUser, load_user_specs
+from redline.agent import _rule_text as tx
+from redline.agent.editcost import edit_cost
+from redline.agent.rules import (
+    KINDS,
+    BulletList,
+    ClosingLine,
+    Counts,
+    DeletePhrase,
+    EndText,
+    MaxSentences,
+    MaxSentenceWords,
+    MaxWords,
+    NoExclamation,
+    NumberedList,
+    Observation,
+    OpeningLine,
+    RemoveClosing,
+    ReplacePhrase,
+    RuleEvidence,
+    Thresholds,
+    active_here,
+    apply_rules,
+    evidence_over,
+    mine,
+    observe,
+    precision_on,
+    rule_from_dict,
+    tally,
+    update_evidence,
+)
+from redline.evals import ops
+from redline.evals.ops import build_operation
+from redline.evals.tasks import DATA_DIR, load_documents
+from redline.evals.users import RuleUser, load_user_specs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -176,8 +200,8 @@ def test_split_long_sentences_is_mined_and_splits_at_clause_boundaries():
      "Costs stay within the budget that the city council set last year.",
      "The plan passed on Monday. Work starts in May and ends in June."),
     (MaxSentences(3), "The plan passed on Monday. Work starts in May and ends in June.\n\nCosts stay low. "
-     "Nobody objected to it at the long meeting that night.", "The plan passed on Monday. Work starts in May and ends in June."
-     "\n\nCosts stay low."),
+     "Nobody objected to it at the long meeting that night.",
+     "The plan passed on Monday. Work starts in May and ends in June.\n\nCosts stay low."),
     (EndText("How would you feel?"), "- A.\n- B.", "- A.\n- B.\n- How would you feel?"),
 ])
 def test_apply_leaves_well_formed_text(rule, text, expected):
@@ -395,7 +419,7 @@ def test_describe_in_plain_words():
 # -- the product module stands alone; its text helpers agree with the simulated users' --------------------
 
 def test_rules_do_not_import_evals():
-    code = "import sys, agent.rules; print('evals' in sys.modules)"
+    code = "import sys, redline.agent.rules; print('redline.evals' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "False"
 
@@ -462,8 +486,9 @@ def test_question_answer_user_learns_nothing_wrong():
 
 def _all_rules():
     return [c.values[3] for c in kind_cases()] + [
-        MaxSentenceWords(12), BulletList("*"), ClosingLine("Best,\nLee"), OpeningLine("Once upon a time, here is what happened."),
-        EndText("#research 🚀✨"), DeletePhrase("Thank you for your time"), ReplacePhrase("it is", "it's"), MaxWords(20)]
+        MaxSentenceWords(12), BulletList("*"), ClosingLine("Best,\nLee"),
+        OpeningLine("Once upon a time, here is what happened."), EndText("#research 🚀✨"),
+        DeletePhrase("Thank you for your time"), ReplacePhrase("it is", "it's"), MaxWords(20)]
 
 
 def test_any_mix_of_rules_is_idempotent_on_any_draft():
