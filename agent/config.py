@@ -23,7 +23,12 @@ class Settings(BaseSettings):
         description="Generator back-end: in-process CPU model, OpenAI-compatible server, or in-process vLLM.")
     generator_url: str = Field("http://127.0.0.1:8000/v1", description="Base URL of the OpenAI-compatible server.")
     generator_model: str | None = Field(
-        None, description="Model name (openai/vllm) or local model folder (transformers); default: packaged SmolLM2.")
+        None, description="transformers/vllm: a packaged model's short name (qwen2.5-coder-0.5b, the default, or "
+                          "smollm2) or a local model folder; openai: the served model's name (default: the first "
+                          "one the server lists).")
+    generator_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="transformers: precision; auto = bfloat16 on CPUs with native bf16 (AVX-512 BF16/AMX), "
+                            "else float32.")
     generator_api_key: str = Field("EMPTY", description="API key sent to the OpenAI-compatible server.")
     generator_timeout: float = Field(120.0, gt=0, description="Seconds before a generator request times out.")
     generator_retries: int = Field(2, ge=0, description="Retries (with backoff) for a failed generator request.")

@@ -30,7 +30,8 @@ __all__ = ["main", "cli"]
 @click.option("--generator-url",
               help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 [env REDLINE_GENERATOR_URL].")
 @click.option("--generator-model",
-              help="Model name (openai/vllm) or local folder (transformers) [env REDLINE_GENERATOR_MODEL].")
+              help="transformers/vllm: qwen2.5-coder-0.5b (default), smollm2, or a model folder; openai: the "
+                   "served model name [env REDLINE_GENERATOR_MODEL].")
 @click.option("-k", "k", type=int, help="CIPHER: nearest past contexts to retrieve [env REDLINE_K; default 5].")
 @click.option("--delta", type=int, help="Edit costs at or below this count as no edit [env REDLINE_DELTA; default 0].")
 @click.option("--max-tokens", type=int, help="Maximum tokens per generation [env REDLINE_MAX_TOKENS].")

@@ -68,7 +68,16 @@ def embedder(request, _minilm):
 def smollm_path() -> Path:
     from redline.agent.generators.model_files import ensure_converted_model
 
-    return ensure_converted_model(MODELS_DIR)
+    return ensure_converted_model(MODELS_DIR, "smollm2")  # the fast model: tests that need speed keep it
+
+
+@pytest.fixture(scope="session")
+def qwen():
+    """The default generator (Qwen2.5-Coder-0.5B-Instruct, converted once), in the precision the CPU computes fastest."""
+    from redline.agent.generators.model_files import ensure_converted_model
+    from redline.agent.generators.transformers_backend import TransformersGenerator
+
+    return TransformersGenerator(ensure_converted_model(MODELS_DIR, "qwen2.5-coder-0.5b")).load()
 
 
 @pytest.fixture(scope="session")

@@ -48,7 +48,7 @@ def test_gguf_conversion_runs_under_the_lock(monkeypatch, tmp_path):
         (target / "config.json").write_text("{}")
         (target / "model.safetensors").write_bytes(b"")
 
-    monkeypatch.setattr(model_files, "packaged_gguf", lambda: tmp_path / "model.gguf")
+    monkeypatch.setattr(model_files, "assemble_gguf", lambda model, folder: tmp_path / "model.gguf")
     monkeypatch.setattr(model_files, "_convert", convert)
     target = model_files.ensure_converted_model(tmp_path / "models")
     assert seen == [True] and (target / "config.json").exists()

@@ -191,7 +191,7 @@ def in_process_vllm():
     from redline.agent.generators.vllm_backend import VLLMGenerator
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-    return VLLMGenerator(str(ensure_converted_model(MODELS_DIR)))
+    return VLLMGenerator(str(ensure_converted_model(MODELS_DIR, "smollm2")))
 
 
 def test_in_process_vllm_batches_prompts_and_samples_and_learns(in_process_vllm, make_agent):

@@ -13,11 +13,11 @@ __all__ = ["ChatPrompt", "Generation", "GenerationParams", "Generator", "GreedyC
 def build_generator(settings) -> Generator:
     """The back-end that ``settings.generator`` names, configured from ``settings``."""
     if settings.generator == "transformers":
-        from .model_files import ensure_converted_model
+        from .model_files import resolve_model
         from .transformers_backend import TransformersGenerator
 
-        path = settings.generator_model or ensure_converted_model(settings.models_dir)
-        return TransformersGenerator(path)
+        return TransformersGenerator(resolve_model(settings.generator_model, settings.models_dir),
+                                     dtype=settings.generator_dtype)
     if settings.generator == "openai":
         from .openai_backend import OpenAIGenerator
 
@@ -25,9 +25,13 @@ def build_generator(settings) -> Generator:
                                api_key=settings.generator_api_key, timeout=settings.generator_timeout,
                                retries=settings.generator_retries)
     if settings.generator == "vllm":
+        from .model_files import MODELS, resolve_model
         from .vllm_backend import VLLMGenerator  # optional extra: redline[vllm]
 
-        return VLLMGenerator(settings.generator_model or str(_embedded_path(settings)))
+        model = settings.generator_model
+        if model is None or model in MODELS:  # a packaged model: its converted folder
+            model = str(resolve_model(model, settings.models_dir))
+        return VLLMGenerator(model)
     raise ValueError(f"unknown generator back-end {settings.generator!r}")
 
 
@@ -38,9 +42,3 @@ def load_generator(settings) -> Generator:
         return build_generator(settings)
     except (OSError, RuntimeError, ValueError) as exc:
         raise GeneratorUnavailable(f"could not set up the generator: {exc}") from exc
-
-
-def _embedded_path(settings):
-    from .model_files import ensure_converted_model
-
-    return ensure_converted_model(settings.models_dir)

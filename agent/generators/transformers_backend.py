@@ -1,4 +1,9 @@
-"""In-process CPU generator on transformers: the embedded default (SmolLM2-135M-Instruct)."""
+"""In-process CPU generator on transformers: the embedded default (see ``model_files``).
+
+Precision: ``dtype="auto"`` runs in bfloat16 where the CPU computes it natively (AVX-512 BF16 or AMX;
+on this project's machines 2-5x faster than float32 for a 0.5B model, most of all when prompts are
+batched) and in float32 elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -14,21 +19,45 @@ from ..errors import GeneratorUnavailable
 from .base import ChatPrompt, Generation, GenerationParams, apply_stop
 from .greedy import greedy_copies
 
-__all__ = ["TransformersGenerator"]
+__all__ = ["TransformersGenerator", "cpu_has_bf16", "resolve_dtype"]
 log = logging.getLogger(__name__)
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU computes bfloat16 natively (Linux ``/proc/cpuinfo`` flags avx512_bf16 or amx_bf16)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = set(cpuinfo.split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_dtype(dtype: str) -> str:
+    """``auto`` → ``bfloat16`` on a CPU with native bf16, else ``float32``; other names pass through."""
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+    if dtype == "auto":
+        return "bfloat16" if cpu_has_bf16() else "float32"
+    return dtype
 
 
 class TransformersGenerator:
     """Batched sampling with ``model.generate``: all prompts (left-padded) × ``n`` in one forward loop.
 
-    ``model_path`` is a local transformers folder; the model loads on the first call.
+    ``model_path`` is a local transformers folder; the model loads on the first call, in ``dtype``
+    (``auto``, ``float32`` or ``bfloat16``; see ``resolve_dtype``).
     """
 
-    def __init__(self, model_path: str | os.PathLike, *, max_batch: int = 16, threads: int | None = None):
+    def __init__(self, model_path: str | os.PathLike, *, max_batch: int = 16, threads: int | None = None,
+                 dtype: str = "auto"):
         self.model_path = Path(model_path)
         self.model_name = self.model_path.name
         self.max_batch = max_batch
         self.threads = threads
+        self.dtype = resolve_dtype(dtype)
         self._model = None
         self._tokenizer = None
         self._lock = threading.Lock()
@@ -44,7 +73,7 @@ class TransformersGenerator:
                     torch.set_num_threads(self.threads)
                 try:
                     tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-                    model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
+                    model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=getattr(torch, self.dtype))
                 except Exception as exc:
                     raise GeneratorUnavailable(
                         f"could not load generator model from {self.model_path}: {exc}") from exc
