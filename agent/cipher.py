@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -16,10 +17,14 @@ from redline.retrieval import IndexCache, PreferenceIndex
 from redline.store import Store
 
 from . import prompts
-from .edit_analysis import describe_edit, looks_like_preference
+from .edit_analysis import edit_evidence, looks_like_preference, preference_items
 from .generators import GenerationParams, Generator
 
-__all__ = ["Cipher", "Retrieved", "Aggregate", "consensus_preference"]
+__all__ = ["Cipher", "Retrieved", "Aggregate", "Inference", "consensus_preference", "usable_answer"]
+
+# a quoted span in a preference: apostrophes inside words (I'm) do not end it
+_QUOTE = re.compile(r"'((?:[^']|'(?=\w))+)'")
+_EXACT_LINE = re.compile(r"^(?:start|end) with (?:the line )?'(.+)'$")
 
 
 @dataclass(frozen=True)
@@ -42,30 +47,59 @@ class Aggregate:
 
 
 def consensus_preference(preferences: list[str]) -> str:
-    """The phrases (comma- or semicolon-separated parts) that more than half of ``preferences`` contain,
-    in order of first appearance; the first preference when no phrase has a majority.
+    """The parts (``preference_items``: ';'-separated, or ','-separated) that more than half of ``preferences``
+    contain, in order of first appearance; the first preference when no part has a majority.
 
     What the aggregation prompt asks for, done by counting: it stands in when the generator's answer is
-    unusable, which for SmolLM2 is nearly always (chat filler, or a refusal).
+    unusable, which for small generators is nearly always.
 
     >>> consensus_preference(["brief, bullet points", "bullet points", "formal tone, bullet points, brief"])
-    'brief, bullet points'
+    'brief; bullet points'
+    >>> consensus_preference(["start with the line 'Hi there,'; at most 60 words", "start with the line 'Hi there,'"])
+    "start with the line 'Hi there,'"
     >>> consensus_preference(["formal tone", "bullet points"])
     'formal tone'
     """
     counts: dict[str, int] = {}
     shown: dict[str, str] = {}  # as first written
     for text in preferences:
-        parts = {p.strip().lower(): p.strip() for p in text.replace(";", ",").split(",") if p.strip()}
+        parts = {p.lower(): p for p in preference_items(text)}
         for key, part in parts.items():
             counts[key] = counts.get(key, 0) + 1
             shown.setdefault(key, part)
     agreed = [shown[key] for key, count in counts.items() if 2 * count > len(preferences)]
-    return ", ".join(agreed) if agreed else preferences[0]
+    return "; ".join(agreed) if agreed else preferences[0]
+
+
+def usable_answer(answer: str, required: list[str], *sources: str) -> bool:
+    """Whether an LLM's preference answer is used: it must read as a preference (``looks_like_preference``,
+    judged on its words outside the quotes it takes from ``required``, so quoting the user's own lines is not
+    copying) and keep every exact line that ``required`` quotes (start/end with the line '…')."""
+    quoted = {q for item in required for q in _QUOTE.findall(item)}
+    for item in required:
+        line = _EXACT_LINE.match(item)
+        if line and line.group(1) not in answer:
+            return False
+    rest = answer
+    for q in sorted(quoted, key=len, reverse=True):
+        rest = rest.replace(f"'{q}'", " ").replace(f'"{q}"', " ")
+    return looks_like_preference(rest, *sources, max_words=40)
+
+
+@dataclass(frozen=True)
+class Inference:
+    """A preference inferred from one edit: ``source`` says whether the generator's answer was used (``llm``)
+    or, the answer being unusable, the evidence measured in the edit (``evidence``)."""
+
+    text: str
+    source: str
+    evidence: tuple[str, ...]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class Cipher:
-    def __init__(self, store: Store, cache: IndexCache, *, k: int = 5, max_tokens: int = 48):
+    def __init__(self, store: Store, cache: IndexCache, *, k: int = 5, max_tokens: int = 80):
         self.store = store
         self.cache = cache
         self.k = k
@@ -109,21 +143,22 @@ class Cipher:
             return Aggregate(hit, cached=True)
         out = generator.generate([prompts.aggregation_prompt(texts)], self.params)[0]
         text = prompts.clean_preference(out.texts[0])
-        if not looks_like_preference(text, max_words=25):  # unusable answer (small generators): vote instead
-            text = consensus_preference([r.preference for r in retrieved if r.preference])
+        shared = consensus_preference([r.preference for r in retrieved if r.preference])
+        if not usable_answer(text, preference_items(shared), prompts.AGGREGATE_PREFERENCES):
+            text = shared  # unusable answer (small generators): vote instead
         self.store.cache_aggregation(user_id, key, text)
         return Aggregate(text, False, out.prompt_tokens, out.completion_tokens)
 
-    def infer(self, generator: Generator, *, task: str, context: str, draft: str, edited: str) -> tuple[str, int, int]:
-        """The preference that explains the user's edit; returns (text, prompt tokens, completion tokens).
+    def infer(self, generator: Generator, *, task: str, context: str, draft: str, edited: str) -> Inference:
+        """The preference that explains the user's edit.
 
-        An answer that restates content or the instructions (long, or copying a phrase of the texts or
-        of the prompt) is replaced by the observed form changes; the text is empty when neither says anything.
+        The generator sees the kept text and the evidence measured in the edit (``edit_evidence``); an answer
+        that is not a preference (long, copying the texts or the instructions, dropping an exact line the user
+        added) is replaced by the evidence itself. The text is empty when neither says anything.
         """
-        notes = describe_edit(draft, edited)
-        out = generator.generate([prompts.inference_prompt(task, context, draft, edited, observations=notes)],
-                                 self.params)[0]
+        evidence = edit_evidence(draft, edited)
+        out = generator.generate([prompts.inference_prompt(task, edited, evidence)], self.params)[0]
         text = prompts.clean_preference(out.texts[0])
-        if not looks_like_preference(text, draft, edited, context, prompts.INFER_PREFERENCE):
-            text = ", ".join(notes)
-        return text, out.prompt_tokens, out.completion_tokens
+        if usable_answer(text, evidence, draft, edited, context, prompts.INFER_PREFERENCE):
+            return Inference(text, "llm", tuple(evidence), out.prompt_tokens, out.completion_tokens)
+        return Inference("; ".join(evidence), "evidence", tuple(evidence), out.prompt_tokens, out.completion_tokens)

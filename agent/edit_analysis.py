@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .editcost import tokenize
 
-__all__ = ["TextShape", "describe_edit", "looks_like_preference"]
+__all__ = ["TextShape", "describe_edit", "edit_evidence", "looks_like_preference", "preference_items"]
 
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
 _BULLET = re.compile(r"^\s*[-*•]\s+")
@@ -21,6 +21,8 @@ _EMOJI = re.compile("[\U0001F300-\U0001FAFF\u2600-\u27BF]")
 _GREETING = re.compile(r"^\s*(hi|hello|hey|dear|greetings)\b", re.I)
 _CLOSING = re.compile(r"^\s*(best|regards|thanks|thank you|cheers|sincerely|kind regards|best regards)\b", re.I)
 _SECOND_PERSON = re.compile(r"\b(you|your|yours|yourself)\b", re.I)
+_QA_LINE = re.compile(r"^\s*[QA]:\s", re.M)
+_HASHTAG = re.compile(r"(?:^|\s)#\w")
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,10 @@ def describe_edit(draft: str, edited: str) -> list[str]:
         notes.append("no exclamation marks")
     if b.emojis > a.emojis:
         notes.append("with emojis")
+    if len(_QA_LINE.findall(edited)) >= 2 > len(_QA_LINE.findall(draft)):
+        notes.append("question-answer format (Q:/A: lines)")
+    if _HASHTAG.search(edited) and not _HASHTAG.search(draft):
+        notes.append("with hashtags")
     if b.second_person > a.second_person + 0.02:
         notes.append("addresses the reader as 'you'")
     if a.words and b.words < 0.75 * a.words:
@@ -97,6 +103,59 @@ def describe_edit(draft: str, edited: str) -> list[str]:
     if b.sentences >= 2 and b.mean_sentence_words < 0.75 * a.mean_sentence_words and not b.bullets:
         notes.append("short sentences")
     return notes
+
+
+# describe_edit notes that a mined rule of these kinds states more precisely
+_COVERED_BY_RULES = {
+    "bullet points": {"bullets"}, "numbered steps": {"numbered"}, "a title line first": {"opening_line"},
+    "starts with a greeting": {"opening_line"}, "ends with a sign-off": {"closing_line"},
+    "no closing line": {"remove_closing"}, "no exclamation marks": {"no_exclamation"},
+    "brief": {"max_words", "max_sentences"}, "short sentences": {"max_sentence_words"},
+}
+
+
+def edit_evidence(draft: str, edited: str, *, limit: int = 8) -> list[str]:
+    """What the edit did, as precise statements a generator can act on: the rules mined from it (exact lines
+    added, words replaced, phrases deleted, limits; ``agent.rules.mine``) first, then the form changes of
+    ``describe_edit`` that no mined rule states already; at most ``limit`` of them.
+
+    >>> edit_evidence("Dear Sam,\n\nI am late. Sorry!", "Hey!\n\nI'm late. Sorry.")
+    ["start with the line 'Hey!'", "replace 'I am' with 'I'm'", 'no exclamation marks']
+    """
+    from rapidfuzz.distance import Levenshtein
+
+    from .rules import mine  # imported late: the rule kinds are heavier than this module
+
+    # A rewrite that keeps little of the draft has no aligned phrases or lines to mine from: only its form.
+    rewritten = Levenshtein.normalized_similarity(tokenize(draft), tokenize(edited)) < 0.3
+    rules = [] if rewritten else mine(draft, edited)
+    kinds = {rule.kind for rule in rules}
+    items = [rule.describe() for rule in rules]
+    items += [note for note in describe_edit(draft, edited) if not _COVERED_BY_RULES.get(note, set()) & kinds]
+    return list(dict.fromkeys(items))[:limit]
+
+
+def preference_items(text: str) -> list[str]:
+    """The parts of a preference: split on ';' (or, when there is none, on ','), never inside quotes.
+
+    >>> preference_items("start with the line 'Hi there,'; replace 'I am' with 'I'm'")
+    ["start with the line 'Hi there,'", "replace 'I am' with 'I'm'"]
+    """
+    outside: dict[str, list[int]] = {";": [], ",": []}
+    quoted = None
+    for i, ch in enumerate(text):
+        if ch in "'\"":
+            if 0 < i < len(text) - 1 and text[i - 1].isalnum() and text[i + 1].isalnum():
+                continue  # an apostrophe inside a word (I'm) opens or closes nothing
+            if quoted is None:
+                quoted = ch
+            elif quoted == ch:
+                quoted = None
+        elif ch in outside and quoted is None:
+            outside[ch].append(i)
+    cuts = outside[";"] or outside[","]
+    bounds = zip([-1] + cuts, cuts + [len(text)])
+    return [part for part in (text[a + 1:b].strip() for a, b in bounds) if part]
 
 
 # Words that name the texts in the inference and aggregation prompts, or say nothing about style:

@@ -75,12 +75,13 @@ class Learning:
             return LearnResult(**base, preference=pref["text"] if pref else None, preference_id=edit["preference_id"],
                                kind=pref["kind"] if pref else None, already_learned=True)
         tokens_in = tokens_out = 0
-        pair = None
+        pair = inferred_by = None
         if edit["is_edit"]:
-            text, tokens_in, tokens_out = self.cipher.infer(
+            inference = self.cipher.infer(
                 self.generator, task=interaction["task"], context=interaction["context"],
                 draft=interaction["draft"], edited=edit["edited_text"])
-            text = text or _fallback_preference(interaction["draft"], edit["edited_text"])
+            tokens_in, tokens_out, inferred_by = inference.prompt_tokens, inference.completion_tokens, inference.source
+            text = inference.text or _fallback_preference(interaction["draft"], edit["edited_text"])
             kind = "inferred"
             pair = {"context": interaction["context"], "chosen": edit["edited_text"], "rejected": interaction["draft"]}
         else:
@@ -94,7 +95,8 @@ class Learning:
             return self.process_edit(interaction_id)
         log.info("learned interaction=%s cost=%d kind=%s preference=%r", interaction_id, edit["cost"], kind, text)
         return LearnResult(**base, preference=text if preference else None, preference_id=preference_id,
-                           kind=kind if preference else None, tokens_in=tokens_in, tokens_out=tokens_out)
+                           kind=kind if preference else None, tokens_in=tokens_in, tokens_out=tokens_out,
+                           inferred_by=inferred_by)
 
     def learn(self, interaction_id: str, edited_text: str, *, tenant: str | None = None) -> LearnResult:
         """``submit_edit`` then ``process_edit``: the synchronous path (CLI, evaluation harness)."""

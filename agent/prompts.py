@@ -5,6 +5,7 @@ Templates are plain ``str.format`` strings; builders below turn them into chat m
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 __all__ = ["TASKS", "task_prompt", "inference_prompt", "aggregation_prompt", "clean_preference",
@@ -23,21 +24,24 @@ TASKS = tuple(TASK_TEMPLATES)
 
 PREFERENCE_SUFFIX = "\n\nWrite it to suit this user's preference: {preference}."
 
+# The inference sees the kept text and what redline measured in the edit (agent.edit_analysis.edit_evidence:
+# exact lines added, words replaced, limits, form changes); a small generator cannot compare two long texts,
+# but it can turn precise evidence into instructions, and add the tone the kept text shows.
 INFER_PREFERENCE = (
-    "A user asked for a {task} of a text. The assistant wrote a draft and the user edited it.\n\n"
-    "Text (beginning):\n{context}\n\nDraft:\n{draft}\n\nUser's edited version:\n{edited}\n\n"
-    "Changes in form noticed so far: {observations}.\n\n"
-    "Compare the draft with the edited version. In one short phrase (at most 15 words), describe the "
-    "writing style or format this user prefers, for example 'bullet points, brief' or "
-    "'casual tone, no closing'. Answer with the phrase only."
+    "A user edited a {task} that a writing assistant wrote for them. The version the user kept:\n{edited}\n\n"
+    "What the edit changed:\n{evidence}\n\n"
+    "Write this user's preferences for their next {task} as one line of short instructions separated by "
+    "semicolons. Keep quoted lines exactly. Add the tone or style the kept version shows, if any. "
+    "Answer with the line only."
 )
 
 AGGREGATE_PREFERENCES = (
-    "Here are preferences a user showed on similar past texts:\n{preferences}\n\n"
-    "Combine them into one short preference (at most 15 words) that keeps what they agree on and drops "
-    "what is rare. Answer with the combined preference only."
+    "Here are preferences a user showed on similar past texts, one per line:\n{preferences}\n\n"
+    "Combine them into one line of short instructions separated by semicolons: keep what most of them "
+    "agree on, keep quoted lines exactly, drop what is rare. Answer with the line only."
 )
 
+TASK_NOUNS = {"summarize": "summary", "email": "email", "revise": "revision", "chat": "reply"}
 
 def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
@@ -57,13 +61,12 @@ def task_prompt(task: str, context: str, preference: str | None = None, *,
     return [{"role": "system", "content": SYSTEM}, *history, {"role": "user", "content": content}]
 
 
-def inference_prompt(task: str, context: str, draft: str, edited: str, *, observations: Sequence[str] = (),
-                     context_chars: int = 1200) -> list[dict]:
-    """Messages asking the LLM which preference explains the user's edit of ``draft`` into ``edited``;
-    ``observations`` are form changes found by ``agent.edit_analysis.describe_edit``."""
+def inference_prompt(task: str, edited: str, evidence: Sequence[str], *, edited_chars: int = 1500) -> list[dict]:
+    """Messages asking the LLM which preference explains the user's edit, from the kept text and the
+    evidence ``agent.edit_analysis.edit_evidence`` measured in the edit."""
+    listed = "\n".join(f"- {item}" for item in evidence) or "- small rewording"
     return [{"role": "user", "content": INFER_PREFERENCE.format(
-        task=task, context=_truncate(context, context_chars), draft=draft, edited=edited,
-        observations=", ".join(observations) or "none")}]
+        task=TASK_NOUNS.get(task, task), edited=_truncate(edited, edited_chars), evidence=listed)}]
 
 
 def aggregation_prompt(preferences: Sequence[str]) -> list[dict]:
@@ -71,25 +74,38 @@ def aggregation_prompt(preferences: Sequence[str]) -> list[dict]:
     return [{"role": "user", "content": AGGREGATE_PREFERENCES.format(preferences=listed)}]
 
 
-def clean_preference(text: str, *, max_words: int = 25) -> str:
-    """The first non-empty line of an LLM answer, without quotes, labels or list markers, capped in words.
+_LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 
-    A line ending in a colon introduces the answer ("Here's a possible combination:"), so it is skipped.
+
+def clean_preference(text: str, *, max_words: int = 40) -> str:
+    """An LLM answer as one preference line: without quotes around it, labels or list markers, capped in words.
+
+    A line ending in a colon introduces the answer ("Here's a possible combination:"), so it is skipped; an
+    answer written as a list (one instruction per marked line) is joined with semicolons; otherwise only the
+    first line counts (what follows is commentary).
     """
-    for line in text.splitlines():
-        line = line.strip().strip("\"'`*-• ").strip()
-        if line.endswith(":"):
+    lines, listed = [], False
+    for raw in text.splitlines():
+        marked = bool(_LIST_MARKER.match(raw))
+        line = _LIST_MARKER.sub("", raw).strip().strip("*• ").strip()
+        if len(line) > 1 and line[0] == line[-1] and line[0] in "\"`":
+            line = line[1:-1].strip()
+        if not line or line.endswith(":"):
             continue
+        if lines and not (listed and marked):
+            break
+        if not lines:
+            listed = marked
         lowered = line.lower()
-        for label in ("preference:", "combined preference:", "combined:", "user preference:", "answer:",
-                      "the user prefers"):
+        for label in ("preferences:", "preference:", "combined preference:", "combined:", "user preference:",
+                      "answer:", "the user prefers"):
             if lowered.startswith(label):
                 line = line[len(label):].strip(" :")
                 lowered = line.lower()
         if line:
-            words = line.split()
-            return " ".join(words[:max_words]).rstrip(".,;:")
-    return ""
+            lines.append(line.rstrip(".;"))
+    words = "; ".join(lines).split()
+    return " ".join(words[:max_words]).rstrip(".,;:")
 
 
 # -- evaluation: in-context edit examples (ICL-edit baseline) and the simulated LLM user --------------

@@ -82,6 +82,7 @@ class LearnResult:
     already_learned: bool = False
     tokens_in: int = 0
     tokens_out: int = 0
+    inferred_by: str | None = None  # llm: the generator's answer was used; evidence: what the edit measured
 
     def to_dict(self) -> dict:
         return asdict(self)

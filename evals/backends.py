@@ -46,6 +46,7 @@ class Outcome:
     tokens_in: int = 0
     tokens_out: int = 0
     heads_trained: dict | None = None  # the new checkpoint (name, pairs, heads) when maintenance retrained the heads
+    inferred_by: str | None = None  # llm or evidence: whether the generator's answer became the preference
 
 
 def selection_of(strategy: str, candidates: list[dict] | None) -> str | None:
@@ -147,7 +148,8 @@ class LocalBackend:
                 summary = self.agent.maintenance()
                 if summary is not None:  # a new checkpoint was published
                     trained = {"name": summary["checkpoint"], "pairs": summary["pairs"], "heads": summary["heads"]}
-            return Outcome(r.cost, r.preference, r.tokens_in, r.tokens_out, heads_trained=trained)
+            return Outcome(r.cost, r.preference, r.tokens_in, r.tokens_out, heads_trained=trained,
+                           inferred_by=r.inferred_by)
         receipt = self.agent.submit_edit(interaction_id, edited)
         return Outcome(receipt.cost, None)
 

@@ -97,6 +97,7 @@ class StreamResult:
     wall_time_s: float
     error: str | None = None
     selections: list[str | None] = field(default_factory=list)  # per round: greedy, reward, cold-start, None
+    inferred_by: list[str | None] = field(default_factory=list)  # per round: llm, evidence, None (nothing inferred)
 
 
 RUN_ID = uuid.uuid4().hex[:8]  # a server's store outlives a run: fresh user names per run
@@ -111,7 +112,7 @@ def run_stream(backend, method: Method, seed: int, order: list[Document], config
                tick: Callable[[], None] = lambda: None) -> StreamResult:
     """One simulated user's rounds for one method; appends one JSON line per round to ``log_path``."""
     name = _user_name(method, seed, remote=config.target is not None)
-    costs, sources, correct, selections = [], [], [], []
+    costs, sources, correct, selections, inferred_by = [], [], [], [], []
     tokens_in = tokens_out = user_tokens = 0
     started = time.perf_counter()
     cumulative = 0
@@ -133,12 +134,14 @@ def run_stream(backend, method: Method, seed: int, order: list[Document], config
             sources.append(doc.source)
             correct.append(ok)
             selections.append(draft.selection)
+            inferred_by.append(outcome.inferred_by)
             log.write(json.dumps({
                 "method": method.name, "seed": seed, "round": t, "doc_id": doc.id, "source": doc.source,
                 "cost": outcome.cost, "cumulative_cost": cumulative, "satisfied": fb.satisfied,
                 "preference_used": draft.preference, "preference_learned": outcome.preference,
                 "preference_correct": ok, "selection": draft.selection, "candidates": draft.candidates,
                 "chosen_source": draft.chosen_source, "heads_trained": outcome.heads_trained,
+                "inferred_by": outcome.inferred_by,
                 "tokens_in": draft.tokens_in + outcome.tokens_in,
                 "tokens_out": draft.tokens_out + outcome.tokens_out, "user_tokens": fb.tokens_in + fb.tokens_out,
                 "wall_ms": round((time.perf_counter() - t0) * 1000, 1), "draft": draft.text, "edited": fb.edited,
@@ -146,7 +149,7 @@ def run_stream(backend, method: Method, seed: int, order: list[Document], config
             log.flush()
             tick()
     return StreamResult(method.name, seed, costs, sources, correct, tokens_in, tokens_out, user_tokens,
-                        round(time.perf_counter() - started, 2), selections=selections)
+                        round(time.perf_counter() - started, 2), selections=selections, inferred_by=inferred_by)
 
 
 def build_user(config: EvalConfig, specs: dict[str, UserSpec], generator=None):
@@ -231,7 +234,8 @@ def results_from_logs(out: Path | str, rounds: int | None = None) -> dict:
                                     [r["preference_correct"] for r in rs], sum(r["tokens_in"] for r in rs),
                                     sum(r["tokens_out"] for r in rs), sum(r["user_tokens"] for r in rs),
                                     round(sum(r["wall_ms"] for r in rs) / 1000, 2),
-                                    selections=[r.get("selection") for r in rs]))
+                                    selections=[r.get("selection") for r in rs],
+                                    inferred_by=[r.get("inferred_by") for r in rs]))
     skipped_path = out / "skipped.json"
     skipped = json.loads(skipped_path.read_text()) if skipped_path.exists() else {}
     config["rounds_completed"] = common

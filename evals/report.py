@@ -54,7 +54,9 @@ def summarize(results: dict) -> dict:
                       for src in sources}
         curve = np.mean([np.cumsum(s.costs) for s in streams], axis=0)
         curve_std = np.std([np.cumsum(s.costs) for s in streams], axis=0)
+        inferred = [k for s in streams for k in getattr(s, "inferred_by", []) or [] if k]
         methods[name] = {
+            "inferred_by": {k: inferred.count(k) for k in sorted(set(inferred))},
             "cumulative_cost_mean": round(mean, 2), "cumulative_cost_std": round(std, 2),
             "cumulative_cost_per_seed": cum,
             "preference_accuracy": round(float(np.mean(flags)), 4) if flags else None,
@@ -185,6 +187,16 @@ def write_report(results: dict, out: Path | str) -> dict:
     selection = format_selection(summary)
     if selection:
         lines += ["## Selection", "", selection, ""]
+    inference = [(name, m["inferred_by"]) for name, m in summary["methods"].items() if m.get("inferred_by")]
+    if inference:
+        lines += ["## Preference inference", "", "Preferences learned from edits: how many were the generator's own "
+                  "answer (llm) and how many the evidence redline measured in the edit, used when the answer was "
+                  "not a usable preference (evidence).", "",
+                  "| method | llm | evidence | llm share |", "|---|---|---|---|"]
+        for name, counts in inference:
+            llm, evidence = counts.get("llm", 0), counts.get("evidence", 0)
+            lines.append(f"| {name} | {llm} | {evidence} | {llm / max(1, llm + evidence):.2f} |")
+        lines.append("")
     lines += [f"![{p}]({p})" for p in plots]
     if specs:
         lines += ["", "## Users (latent preferences)", "", "| source | description (given to the oracle) |",

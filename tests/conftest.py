@@ -73,7 +73,7 @@ def smollm_path() -> Path:
 
 @pytest.fixture(scope="session")
 def qwen():
-    """The default generator (Qwen2.5-Coder-0.5B-Instruct, converted once), in the precision the CPU computes fastest."""
+    """The default generator (Qwen2.5-Coder-0.5B-Instruct, converted once), in the CPU's fastest precision."""
     from redline.agent.generators.model_files import ensure_converted_model
     from redline.agent.generators.transformers_backend import TransformersGenerator
 

@@ -25,7 +25,7 @@ def answering(*, combined, inferred, draft=lambda content, i: f"draft {i} for: {
         content = prompt[-1]["content"]
         if "Combine them" in content:
             return combined
-        if "describe the writing style" in content:
+        if "What the edit changed" in content:
             return inferred
         return draft(content, i)
     return respond
@@ -107,7 +107,7 @@ def test_answers_that_echo_prompt_labels_are_not_stored_as_preferences(make_agen
     agent = make_agent(ScriptedGenerator(label_echo), k=3)
     first = agent.generate("alice", BIKES)
     learned = agent.learn(first.interaction_id, "- Council adds 40 miles\n- Five years")
-    assert learned.preference == "bullet points, more detailed"  # the observed form changes stand in
+    assert learned.preference == "bullet points; more detailed"  # the observed form changes stand in
     agent.update_preference("alice", learned.preference_id, "formal tone")
     second = agent.generate("alice", BIKES2)
     agent.learn(second.interaction_id, "- Protected lanes\n- After crashes")
@@ -118,7 +118,7 @@ def test_answers_that_echo_prompt_labels_are_not_stored_as_preferences(make_agen
 
 @pytest.mark.parametrize("preferences,expected", [
     (["asks questions", "asks questions, short sentences", "Bullet points, asks questions"], "asks questions"),
-    (["brief; formal tone", "formal tone, brief", "with emojis"], "brief, formal tone"),
+    (["brief; formal tone", "formal tone, brief", "with emojis"], "brief; formal tone"),
     (["formal tone", "bullet points"], "formal tone"),  # no majority: the nearest
     (["asks questions", "asks questions", "bullet points"], "asks questions"),  # repeats count
 ])
@@ -138,11 +138,11 @@ def test_unusable_aggregation_answer_is_replaced_by_the_neighbours_consensus(mak
 def test_an_answer_copying_the_instructions_is_not_a_preference(make_agent):
     # SmolLM2's answer to a real email edit (docs/results.md)
     echo = "The user requested a draft of a text. The assistant wrote a draft and the user edited it"
-    agent = make_agent(ScriptedGenerator(lambda p, i: echo if "describe the writing style" in p[-1]["content"]
+    agent = make_agent(ScriptedGenerator(lambda p, i: echo if "What the edit changed" in p[-1]["content"]
                                          else "A short draft about the new bike lanes."), k=1)
     first = agent.generate("alice", BIKES)
     learned = agent.learn(first.interaction_id, "Hello,\nA short draft about the new bike lanes.")
-    assert learned.preference.startswith("starts with a greeting")  # the observed changes, not the echo
+    assert learned.preference.startswith("start with the line 'Hello,'")  # the measured evidence, not the echo
 
 
 def test_user_edits_and_deletes_of_preferences_apply_at_once(agent):

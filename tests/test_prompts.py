@@ -21,9 +21,12 @@ def test_unknown_task():
         prompts.task_prompt("poem", "x")
 
 
-def test_inference_prompt_sees_context_draft_and_edit():
-    content = prompts.inference_prompt("summarize", "CONTEXT", "DRAFT", "EDITED")[0]["content"]
-    assert content.index("CONTEXT") < content.index("DRAFT") < content.index("EDITED")
+def test_inference_prompt_sees_the_kept_text_and_the_evidence_not_the_document():
+    evidence = ["start with the line 'Hey!'", "brief"]
+    content = prompts.inference_prompt("summarize", "EDITED TEXT", evidence)[0]["content"]
+    assert "EDITED TEXT" in content and "- start with the line 'Hey!'\n- brief" in content
+    assert "next summary" in content
+    assert "- small rewording" in prompts.inference_prompt("email", "E", [])[0]["content"]
 
 
 @pytest.mark.parametrize("raw,clean", [
@@ -32,6 +35,8 @@ def test_inference_prompt_sees_context_draft_and_edit():
     ("\n\n- short sentences", "short sentences"),
     ("Here's a possible combination of your preferences:\n\n* brief, formal", "brief, formal"),
     ("", ""),
+    ("- Start with 'Hey!'\n- use contractions\n\nI hope this helps!", "Start with 'Hey!'; use contractions"),
+    ("start with the line 'Hi there,'; no closing", "start with the line 'Hi there,'; no closing"),
 ])
 def test_clean_preference(raw, clean):
     assert prompts.clean_preference(raw) == clean
@@ -41,8 +46,3 @@ def test_clean_preference_caps_words():
     assert len(prompts.clean_preference("word " * 100, max_words=10).split()) == 10
 
 
-def test_inference_prompt_lists_observed_changes():
-    prompt = prompts.inference_prompt("summarize", "C", "D", "E", observations=["bullet points", "brief"])
-    content = prompt[0]["content"]
-    assert "Changes in form noticed so far: bullet points, brief." in content
-    assert "noticed so far: none." in prompts.inference_prompt("email", "C", "D", "E")[0]["content"]
