@@ -57,6 +57,9 @@ def _seeds(text: str) -> list[int]:
                    "server trains on its own schedule and this option is ignored.")
 @click.option("--learn-edits", type=click.IntRange(1, 49), default=10, show_default=True,
               help="replay-lamp: edits learned from per writer before the held-out drafts.")
+@click.option("--data", "replay_data", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="replay-lamp: a folder of LAMP-format edit files (JSON lists of instruction/preedit/postedit, "
+                   "one file per writer, any number of writers) [default: the shipped LAMP edits].")
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path),
               help="SQLite generator-output cache [default: OUT/generator-cache.sqlite].")
 @click.option("--no-cache", is_flag=True, help="Do not cache generator outputs.")
@@ -69,7 +72,8 @@ def _seeds(text: str) -> list[int]:
 @json_option
 @click.pass_context
 def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out, workers, temperature, n,
-                 retrain_every, learn_edits, cache_path, no_cache, context_chars, target, api_key, report_only):
+                 retrain_every, learn_edits, replay_data, cache_path, no_cache, context_chars, target, api_key,
+                 report_only):
     """Run simulated users against the agent and compare methods by cumulative edit cost.
 
     \b
@@ -139,8 +143,8 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
 
             results = run_replay(method_list, out, embedder=embedder, generator=generator, learn_edits=learn_edits,
                                  held_out=rounds, settings={**overrides, "reward_retrain_every": retrain_every},
-                                 progress=progress,
-                                 max_tokens=overrides.get("max_tokens"))
+                                 progress=progress, max_tokens=overrides.get("max_tokens"),
+                                 **({"data": replay_data} if replay_data else {}))
             for bar in bars:
                 bar.close()
             emit(results, write_replay_report(results, out, command))

@@ -18,26 +18,24 @@ import numpy as np
 from redline.agent import edit_cost
 
 from .backends import LocalBackend
-from .lamp import load_writers
+from .lamp import LAMP_DATA, load_writers
 from .methods import Method, parse_method
 from .report import figure, grouped_bars
 
-__all__ = ["WRITERS", "run_replay", "write_replay_report"]
-
-WRITERS = ("W3", "W12")
+__all__ = ["run_replay", "write_replay_report"]
 
 
 def run_replay(methods: list[Method], out: Path, *, embedder, generator, learn_edits: int = 10,
                held_out: int | None = None, max_tokens: int | None = None, settings: dict | None = None,
-               progress=None) -> dict:
-    """Per writer and method: mean held-out cost, plus the two references."""
+               progress=None, data: str | Path = LAMP_DATA) -> dict:
+    """Per writer (every LAMP-format file in ``data``, default the shipped LAMP edits) and method: mean
+    held-out cost, plus the two references."""
     out = Path(out)
     (out / "logs").mkdir(parents=True, exist_ok=True)
     methods = [parse_method("no-learning")] + [m for m in methods if m.name != "no-learning"]
     results: dict = {"writers": {}, "skipped": {}, "learn_edits": learn_edits}
-    edits = load_writers()
-    for writer in WRITERS:
-        items = edits[writer]
+    edits = load_writers(data)
+    for writer, items in edits.items():
         train, test = items[:learn_edits], items[learn_edits:]
         if held_out:
             test = test[:held_out]

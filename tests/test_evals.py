@@ -323,6 +323,22 @@ def test_replay_lamp_with_scripted_generator(tmp_path):
     assert (tmp_path / "replay_cost.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_replay_lamp_reads_any_folder_of_writers(tmp_path):
+    """Any number of writers from any folder of LAMP-format files, named after their files."""
+    from redline.evals.lamp import LAMP_DATA
+    from redline.evals.methods import parse_methods
+    from redline.evals.replay import run_replay
+
+    rows = json.loads((LAMP_DATA / "lamp_W3_edits.json").read_text())[:4]
+    data = tmp_path / "writers"
+    data.mkdir()
+    for name in ("ann", "bo", "cy"):
+        (data / f"lamp_{name}_edits.json").write_text(json.dumps(rows))
+    res = run_replay(parse_methods("cipher-1"), tmp_path / "out", embedder=HashEmbedder(),
+                     generator=ScriptedGenerator(lambda p, i: "A revised paragraph."), learn_edits=2, data=data)
+    assert set(res["writers"]) == {"ann", "bo", "cy"}
+
+
 def test_http_backend_against_a_mock_transport():
     import httpx
 
