@@ -2,7 +2,7 @@
 
 from .agent import Agent
 from .config import Settings
-from .editcost import EditCost, edit_cost, tokenize
+from .editcost import EditCost, edit_cost, tokenize, word_diff
 from .errors import (
                      AgentError,
                      EditConflict,
@@ -20,7 +20,7 @@ from .types import EditReceipt, GenerateOptions, GenerateResult, LearnResult
 
 __all__ = [
     "Agent", "GenerateOptions", "GenerateResult", "EditReceipt", "LearnResult", "JobOutcome", "Settings",
-    "EditCost", "edit_cost", "tokenize", "AgentError", "InvalidInput", "UnknownInteraction", "UnknownUser",
-    "UnknownPreference", "UnknownApiKey", "EditConflict", "GeneratorUnavailable", "EmbeddingUnavailable",
+    "EditCost", "edit_cost", "tokenize", "word_diff", "AgentError", "InvalidInput", "UnknownInteraction",
+    "UnknownUser", "UnknownPreference", "UnknownApiKey", "EditConflict", "GeneratorUnavailable", "EmbeddingUnavailable",
     "Generation", "GenerationParams", "Generator",
 ]

@@ -12,7 +12,7 @@ import re
 
 from rapidfuzz.distance import Levenshtein
 
-__all__ = ["tokenize", "edit_cost", "EditCost"]
+__all__ = ["tokenize", "edit_cost", "word_diff", "EditCost"]
 
 _TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
@@ -33,6 +33,38 @@ def edit_cost(draft: str, edited: str) -> int:
     3
     """
     return Levenshtein.distance(tokenize(draft), tokenize(edited))
+
+
+def word_diff(draft: str, edited: str) -> list[tuple[str, str]]:
+    """The edit as the cost counts it: ``(op, text)`` runs, op ``equal``, ``delete`` (draft only) or ``insert``
+    (edited only), from the token-level Levenshtein alignment. Each run carries the whitespace before its
+    tokens, so the runs other than ``delete`` join into ``edited`` exactly (and those other than ``insert``
+    into ``draft`` up to the whitespace of unchanged runs).
+
+    >>> word_diff("We utilize the tool.", "We use the tool.")
+    [('equal', 'We'), ('delete', ' utilize'), ('insert', ' use'), ('equal', ' the tool.')]
+    """
+    a, b = list(_TOKEN.finditer(draft)), list(_TOKEN.finditer(edited))
+
+    def run(text: str, tokens: list[re.Match], i: int, j: int) -> str:
+        return text[tokens[i - 1].end() if i else 0:tokens[j - 1].end()]  # from the end of the token before
+
+    runs: list[tuple[str, str]] = []
+    for op in Levenshtein.opcodes([m.group() for m in a], [m.group() for m in b]):
+        if op.tag in ("delete", "replace"):
+            runs.append(("delete", run(draft, a, op.src_start, op.src_end)))
+        if op.tag in ("insert", "replace", "equal"):
+            runs.append(("insert" if op.tag != "equal" else "equal", run(edited, b, op.dest_start, op.dest_end)))
+    tail = edited[b[-1].end():] if b else edited
+    if tail:
+        runs.append(("equal", tail))
+    merged: list[tuple[str, str]] = []
+    for op, text in runs:
+        if merged and merged[-1][0] == op:
+            merged[-1] = (op, merged[-1][1] + text)
+        elif text:
+            merged.append((op, text))
+    return merged
 
 
 class EditCost:

@@ -40,5 +40,14 @@ class Keys:
         """The tenant of a valid, unrevoked key, else None."""
         return self._keys.tenant(key)
 
+    def authenticate(self, key: str) -> dict | None:
+        """``{"id", "tenant"}`` of a valid, unrevoked key, else None: a session keeps the id, not the key."""
+        row = self._keys.find(key)
+        return {"id": row["id"], "tenant": row["tenant"]} if row else None
+
+    def tenant_of(self, key_id: int) -> str | None:
+        """The tenant of key ``key_id`` while it is not revoked, else None (a revoked key ends its sessions)."""
+        return self._keys.active_tenant(key_id)
+
     def count_active(self) -> int:
         return self._keys.count_active()

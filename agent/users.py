@@ -56,14 +56,27 @@ class UserData:
             ctx = item.pop("context") or ""
             item["context_snippet"] = ctx[:200] + ("…" if len(ctx) > 200 else "")
         costs = self.store.edit_costs(user_id)
-
-        def mean(xs: list[int]) -> float | None:
-            return round(float(np.mean(xs)), 2) if xs else None
-
         stats = {"edits": len(costs), "preferences": self.store.count_preferences(user_id),
-                 "mean_cost_first": mean(costs[:window]), "mean_cost_last": mean(costs[-window:]), "window": window}
+                 "mean_cost_first": _mean(sum(costs[:window]), len(costs[:window])),
+                 "mean_cost_last": _mean(sum(costs[-window:]), len(costs[-window:])), "window": window}
         routing = describe_state(self.store.router_state(user_id))
         return {"user": user, "items": items, "stats": stats, "limit": limit, "offset": offset, "routing": routing}
+
+    def users(self, *, tenant: str = "default", limit: int = 100, offset: int = 0, window: int = 10) -> dict:
+        """The tenant's users, most recently active first, each with ``edits``, ``preferences``,
+        ``last_activity`` and the mean edit cost of their first and last ``window`` edits (as in
+        ``preferences``' stats); ``total`` users in the tenant."""
+        rows = self.store.user_summaries(tenant, window=window, limit=limit, offset=offset)
+        users = [{"user": r["user"], "created_at": r["created_at"], "last_activity": r["last_activity"],
+                  "edits": r["edits"], "preferences": r["preferences"],
+                  "mean_cost_first": _mean(r["first_sum"], r["first_n"]),
+                  "mean_cost_last": _mean(r["last_sum"], r["last_n"])} for r in rows]
+        return {"users": users, "total": self.store.count_users(tenant), "limit": limit, "offset": offset,
+                "window": window}
+
+    def edit_history(self, user: str, *, tenant: str = "default") -> list[dict]:
+        """The user's edits oldest first: ``created_at``, ``cost`` and ``is_edit`` (cost above δ) of each."""
+        return self.store.edit_history(self._user_id(user, tenant))
 
     def update_preference(self, user: str, preference_id: int, text: str, *, tenant: str = "default") -> dict:
         self._check_text(text, "preference text")
@@ -101,3 +114,7 @@ class UserData:
         sims = np.stack([r["context_vector"] for r in rows]) @ vector
         return [(rows[i]["draft"], rows[i]["edited_text"]) for i in np.argsort(-sims, kind="stable")[:k]]
 
+
+def _mean(total: int | None, count: int) -> float | None:
+    """A mean edit cost as the API shows it (2 decimals), None over no edits."""
+    return round(total / count, 2) if count else None

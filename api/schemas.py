@@ -9,7 +9,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from redline.agent.types import STRATEGIES, TASKS, USER_PATTERN
 
 __all__ = ["Text", "GenerateRequest", "GenerateResponse", "EditRequest", "EditResponse", "InteractionResponse",
-           "PreferencePatch", "PreferenceItem", "PreferencesResponse", "DeleteUserResponse", "ChatRequest",
+           "PreferencePatch", "PreferenceItem", "PreferencesResponse", "UserSummary", "UsersResponse",
+           "DeleteUserResponse", "ChatRequest",
            "ModelList", "ErrorResponse", "USER_PATTERN", "Usage"]
 
 Task = Literal[TASKS]  # OpenAPI lists the values; anything else is a 422 before the agent is called
@@ -194,6 +195,25 @@ class PreferencesResponse(BaseModel):
                                          "null before heads exist or before the user's first edit.")
     limit: int
     offset: int
+    next_offset: int | None
+
+
+class UserSummary(BaseModel):
+    user: str
+    created_at: str
+    last_activity: str = Field(description="When the user's newest interaction or edit happened.")
+    edits: int
+    preferences: int
+    mean_cost_first: float | None = Field(description="Mean edit cost of the first `window` edits.")
+    mean_cost_last: float | None = Field(description="Mean edit cost of the last `window` edits.")
+
+
+class UsersResponse(BaseModel):
+    users: list[UserSummary]
+    total: int = Field(description="Users in your tenant.")
+    limit: int
+    offset: int
+    window: int
     next_offset: int | None
 
 

@@ -302,10 +302,44 @@ class Store:
 
     # -- stats and export -------------------------------------------------------------------------
 
+    def edit_history(self, user_id: int) -> list[dict]:
+        """The user's edits oldest first: ``created_at``, ``cost`` and ``is_edit`` (above δ) of each."""
+        rows = self._sql.query("SELECT created_at, cost, is_edit FROM edits WHERE user_id = ?"
+                               " ORDER BY created_at, rowid", (user_id,))
+        for row in rows:
+            row["is_edit"] = bool(row["is_edit"])
+        return rows
+
     def edit_costs(self, user_id: int) -> list[int]:
         """Edit costs of the user's edited interactions, oldest first."""
-        return [r["cost"] for r in self._sql.query(
-            "SELECT cost FROM edits WHERE user_id = ? ORDER BY created_at, rowid", (user_id,))]
+        return [r["cost"] for r in self.edit_history(user_id)]
+
+    def count_users(self, tenant: str) -> int:
+        return self._sql.one("SELECT COUNT(*) AS n FROM users WHERE tenant = ?", (tenant,))["n"]
+
+    def user_summaries(self, tenant: str, *, window: int = 10, limit: int = 100, offset: int = 0) -> list[dict]:
+        """The tenant's users, most recently active first: ``user``, ``created_at``, ``last_activity`` (the
+        newest interaction or edit), ``edits``, ``preferences``, and the sums and counts of the costs of their
+        first and last ``window`` edits (``first_sum``/``first_n``, ``last_sum``/``last_n``) for exact means."""
+        return self._sql.query(
+            "WITH activity AS (SELECT u.id, u.name, u.created_at, MAX("
+            "   COALESCE((SELECT MAX(created_at) FROM interactions WHERE user_id = u.id), u.created_at),"
+            "   COALESCE((SELECT MAX(created_at) FROM edits WHERE user_id = u.id), u.created_at)) AS last_activity"
+            "  FROM users u WHERE u.tenant = ?),"
+            " page AS (SELECT * FROM activity ORDER BY last_activity DESC, name LIMIT ? OFFSET ?),"
+            " ranked AS (SELECT e.user_id, e.cost,"
+            "   ROW_NUMBER() OVER (PARTITION BY e.user_id ORDER BY e.created_at, e.rowid) AS from_first,"
+            "   ROW_NUMBER() OVER (PARTITION BY e.user_id ORDER BY e.created_at DESC, e.rowid DESC) AS from_last"
+            "  FROM edits e JOIN page ON page.id = e.user_id)"
+            " SELECT page.name AS user, page.created_at, page.last_activity, COUNT(r.cost) AS edits,"
+            "  (SELECT COUNT(*) FROM preferences WHERE user_id = page.id) AS preferences,"
+            "  SUM(CASE WHEN r.from_first <= ? THEN r.cost END) AS first_sum,"
+            "  COUNT(CASE WHEN r.from_first <= ? THEN 1 END) AS first_n,"
+            "  SUM(CASE WHEN r.from_last <= ? THEN r.cost END) AS last_sum,"
+            "  COUNT(CASE WHEN r.from_last <= ? THEN 1 END) AS last_n"
+            " FROM page LEFT JOIN ranked r ON r.user_id = page.id"
+            " GROUP BY page.id ORDER BY page.last_activity DESC, page.name",
+            (tenant, limit, offset, window, window, window, window))
 
     def export_user(self, user_id: int) -> dict:
         user = self.user(user_id)

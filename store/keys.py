@@ -34,8 +34,17 @@ class ApiKeys:
 
     def tenant(self, key: str) -> str | None:
         """The tenant of a valid, unrevoked key, else None."""
-        row = self._sql.one("SELECT tenant FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
-                            (self.hash(key),))
+        row = self.find(key)
+        return row["tenant"] if row else None
+
+    def find(self, key: str) -> dict | None:
+        """The row (id, tenant, ...) of a valid, unrevoked key, else None."""
+        return self._sql.one(f"SELECT {_COLUMNS} FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+                             (self.hash(key),))
+
+    def active_tenant(self, key_id: int) -> str | None:
+        """The tenant of key ``key_id`` while it is not revoked, else None."""
+        row = self._sql.one("SELECT tenant FROM api_keys WHERE id = ? AND revoked_at IS NULL", (key_id,))
         return row["tenant"] if row else None
 
     def list(self, *, tenant: str | None = None) -> list[dict]:

@@ -8,9 +8,9 @@ import redline.store as store
 def test_agent_all():
     assert sorted(agent.__all__) == sorted([
         "Agent", "GenerateOptions", "GenerateResult", "EditReceipt", "LearnResult", "JobOutcome", "Settings",
-        "EditCost", "edit_cost", "tokenize", "AgentError", "InvalidInput", "UnknownInteraction", "UnknownUser",
-        "UnknownPreference", "UnknownApiKey", "EditConflict", "GeneratorUnavailable", "EmbeddingUnavailable",
-        "Generation", "GenerationParams", "Generator",
+        "EditCost", "edit_cost", "tokenize", "word_diff", "AgentError", "InvalidInput", "UnknownInteraction",
+        "UnknownUser", "UnknownPreference", "UnknownApiKey", "EditConflict", "GeneratorUnavailable",
+        "EmbeddingUnavailable", "Generation", "GenerationParams", "Generator",
     ])
     for name in agent.__all__:
         assert hasattr(agent, name), name

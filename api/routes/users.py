@@ -5,7 +5,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 
 from ..deps import AgentDep, TenantDep
-from ..schemas import USER_PATTERN, DeleteUserResponse, PreferenceItem, PreferencePatch, PreferencesResponse
+from ..schemas import (
+    USER_PATTERN,
+    DeleteUserResponse,
+    PreferenceItem,
+    PreferencePatch,
+    PreferencesResponse,
+    UsersResponse,
+)
 from ._common import errors
 
 router = APIRouter(tags=["users"])
@@ -13,12 +20,24 @@ User = Annotated[str, Path(pattern=USER_PATTERN, max_length=128, description="Us
 PreferenceId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 
+Window = Annotated[int, Query(ge=1, le=10_000, description="Edits compared in the mean costs (first vs last).")]
+
+
+@router.get("/v1/users", response_model=UsersResponse, responses=errors())
+def list_users(agent: AgentDep, tenant: TenantDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+               offset: Annotated[int, Query(ge=0, le=2**31)] = 0, window: Window = 10) -> UsersResponse:
+    """Your tenant's users, most recently active first, each with edits, preferences, last activity and the
+    mean edit cost of their first vs last `window` edits (are their edits getting smaller?)."""
+    data = agent.users(tenant=tenant, limit=limit, offset=offset, window=window)
+    more = offset + len(data["users"]) < data["total"]
+    return UsersResponse(**data, next_offset=offset + len(data["users"]) if more else None)
+
+
 @router.get("/v1/users/{user}/preferences", response_model=PreferencesResponse, responses=errors(404))
 def list_preferences(user: User, agent: AgentDep, tenant: TenantDep,
                      limit: Annotated[int, Query(ge=1, le=500)] = 50,
                      offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
-                     window: Annotated[int, Query(ge=1, le=10_000, description="Rounds compared in stats.")] = 10
-                     ) -> PreferencesResponse:
+                     window: Window = 10) -> PreferencesResponse:
     """The user's learned preferences, newest first, each with the context snippet, the draft → edit that
     taught it, its cost and dates; plus stats: edits, and mean cost over the first vs the last `window` edits."""
     data = agent.preferences(user, tenant=tenant, limit=limit, offset=offset, window=window)
