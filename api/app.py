@@ -1,7 +1,8 @@
 """The FastAPI application: ``create_app(settings, agent=None)``.
 
 The lifespan builds the Agent once (unless one is passed in), loads the models in the background
-(``/health`` answers at once, ``/ready`` once they are loaded) and runs the learning worker.
+(``/health`` answers at once, ``/ready`` once they are loaded) and runs the learning worker. The inspector's pages
+live under ``/ui`` (``routes/ui.py``), with their session cookie signed by a secret of the data directory.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from redline.agent import Agent, Settings
 
 from .errors import install_error_handlers
 from .observability import Metrics, RequestMiddleware
-from .routes import chat, generate, interactions, ops, users
+from .routes import chat, generate, interactions, ops, ui, users
+from .session import install_sessions
 from .worker import LearningWorker
 
 __all__ = ["create_app"]
@@ -56,9 +58,11 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
 
     app = FastAPI(title="redline", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings, app.state.metrics, app.state.agent_injected = settings, metrics, agent is not None
-    install_error_handlers(app, retry_after=settings.retry_after_seconds)
+    install_error_handlers(app, retry_after=settings.retry_after_seconds, page_error=ui.page_error)
     for module in (generate, interactions, users, chat, ops):
         app.include_router(module.router)
+    ui.install(app)
+    install_sessions(app, settings.data_dir)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     return app
 

@@ -1,4 +1,5 @@
-"""Dependencies injected into routes: the Agent built once in the lifespan, and the caller's tenant."""
+"""Dependencies injected into routes: the Agent built once in the lifespan, and the caller's tenant (from the
+Bearer key, or from the inspector's session cookie)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from redline.agent import Agent, Settings
 
+from . import session
 from .errors import ApiError
 from .observability import Metrics
 from .worker import LearningWorker
 
-__all__ = ["AgentDep", "TenantDep", "SettingsDep", "MetricsDep", "WorkerDep", "DEFAULT_TENANT"]
+__all__ = ["AgentDep", "TenantDep", "PageTenantDep", "SettingsDep", "MetricsDep", "WorkerDep", "DEFAULT_TENANT"]
 
 DEFAULT_TENANT = "default"
 _bearer = HTTPBearer(auto_error=False, description="An API key from `redline keys create --tenant NAME`.")
@@ -37,10 +39,17 @@ def get_worker(request: Request) -> LearningWorker:
 
 def get_tenant(request: Request,
                credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
-    """The tenant bound to the Bearer key; every request acts inside it. With auth off: 'default'."""
+    """The tenant bound to the Bearer key; every request acts inside it. With auth off: 'default'.
+
+    Without the header, the inspector's session cookie stands for the key (its page calls these routes), and a
+    state-changing request made with it must carry the session's CSRF token in ``X-CSRF-Token``."""
     if not request.app.state.settings.auth:
         return DEFAULT_TENANT
     if credentials is None or not credentials.credentials:
+        if (from_session := session.tenant(request)) is not None:
+            if request.method not in session.SAFE_METHODS:
+                session.check_csrf(request, request.headers.get(session.CSRF_HEADER))
+            return from_session
         raise ApiError(401, "missing API key: send the header 'Authorization: Bearer <key>' "
                             "(create one with `redline keys create --tenant NAME`)", "missing_api_key",
                        {"WWW-Authenticate": "Bearer"})
@@ -50,8 +59,19 @@ def get_tenant(request: Request,
     return tenant
 
 
+def get_page_tenant(request: Request) -> str:
+    """The tenant an inspector page acts in: the session's (auth on; without one, the login form) or 'default'."""
+    if not request.app.state.settings.auth:
+        return DEFAULT_TENANT
+    tenant = session.tenant(request)
+    if tenant is None:
+        raise session.LoginRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+    return tenant
+
+
 AgentDep = Annotated[Agent, Depends(get_agent)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 WorkerDep = Annotated[LearningWorker, Depends(get_worker)]
 TenantDep = Annotated[str, Depends(get_tenant)]
+PageTenantDep = Annotated[str, Depends(get_page_tenant)]

@@ -2,16 +2,18 @@
 
 Every exception that reaches the app boundary is rendered here: agent errors carry their status and
 code; request validation becomes 400 (unparseable body) or 422 (wrong fields); anything unexpected is
-logged with its request id and rendered as a 500 without internals.
+logged with its request id and rendered as a 500 without internals. Under the inspector's pages (``/ui``)
+the same status and message come as an HTML page (``page_error``).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from redline.agent import AgentError, EmbeddingUnavailable, GeneratorUnavailable
@@ -57,9 +59,21 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
     return 422, f"{loc}: {msg}{more}", "invalid_request"
 
 
-def install_error_handlers(app: FastAPI, *, retry_after: int) -> None:
+PageError = Callable[[Request, int, str, dict | None], Response]
+
+
+def install_error_handlers(app: FastAPI, *, retry_after: int, page_error: PageError | None = None) -> None:
+    """One error body for every route; ``page_error(request, status, message, headers)`` renders the errors of
+    the pages under ``/ui`` instead."""
+
     def unavailable_headers() -> dict:
         return {"Retry-After": str(retry_after)}
+
+    def respond(request: Request, status: int, message: str, code: str | None = None,
+                headers: dict | None = None) -> Response:
+        if page_error is not None and (request.url.path == "/ui" or request.url.path.startswith("/ui/")):
+            return page_error(request, status, message, headers)
+        return error_response(status, message, code, headers)
 
     @app.exception_handler(AgentError)
     async def agent_error(request: Request, exc: AgentError):
@@ -68,16 +82,16 @@ def install_error_handlers(app: FastAPI, *, retry_after: int) -> None:
             log.warning("%s: %s", type(exc).__name__, exc)
         # the embedder's failure names paths on this machine: logged above, not sent
         message = "the embedding model is unavailable" if isinstance(exc, EmbeddingUnavailable) else str(exc)
-        return error_response(exc.status, message, exc.code, headers)
+        return respond(request, exc.status, message, exc.code, headers)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):
-        return error_response(exc.status, exc.message, exc.code, exc.headers)
+        return respond(request, exc.status, exc.message, exc.code, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         status, message, code = _validation_message(exc)
-        return error_response(status, message, code)
+        return respond(request, status, message, code)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -86,10 +100,10 @@ def install_error_handlers(app: FastAPI, *, retry_after: int) -> None:
             message = f"no route for {request.method} {request.url.path}"
         elif exc.status_code == 400 and "parsing the body" in message:
             message, code = "the request body is not valid UTF-8 JSON", "invalid_json"
-            return error_response(400, message, code)
-        return error_response(exc.status_code, message, None, getattr(exc, "headers", None))
+            return respond(request, 400, message, code)
+        return respond(request, exc.status_code, message, None, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal error", "internal_error")
+        return respond(request, 500, "internal error", "internal_error")

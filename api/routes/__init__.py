@@ -1,5 +1,5 @@
-"""One router per feature; each route only validates, calls the Agent and shapes the answer."""
+"""One router per feature; each route only validates, calls the Agent and shapes the answer (``ui``: as pages)."""
 
-from . import chat, generate, interactions, ops, users
+from . import chat, generate, interactions, ops, ui, users
 
-__all__ = ["chat", "generate", "interactions", "ops", "users"]
+__all__ = ["chat", "generate", "interactions", "ops", "ui", "users"]
