@@ -53,7 +53,7 @@ def test_health_ready_docs_and_request_ids(stack):
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     paths = httpx.get(url + "/openapi.json").json()["paths"]
     for path in ("/v1/generate", "/v1/interactions/{interaction_id}/edit", "/v1/interactions/{interaction_id}",
-                 "/v1/users/{user}/preferences",
+                 "/v1/users", "/v1/users/{user}/preferences",
                  "/v1/users/{user}/preferences/{preference_id}", "/v1/users/{user}/export", "/v1/users/{user}",
                  "/v1/chat/completions", "/v1/models", "/health", "/ready", "/metrics"):
         assert path in paths, path
@@ -352,7 +352,7 @@ def test_metrics_expose_latency_queue_edits_and_tokens(stack):
 # -- fuzz -------------------------------------------------------------------------------------------
 
 FUZZED = [("POST", "/v1/generate"), ("POST", "/v1/interactions/{interaction_id}/edit"),
-          ("GET", "/v1/interactions/{interaction_id}"),
+          ("GET", "/v1/interactions/{interaction_id}"), ("GET", "/v1/users"),
           ("GET", "/v1/users/{user}/preferences"), ("PATCH", "/v1/users/{user}/preferences/{preference_id}"),
           ("DELETE", "/v1/users/{user}/preferences/{preference_id}"), ("GET", "/v1/users/{user}/export"),
           ("DELETE", "/v1/users/{user}"), ("POST", "/v1/chat/completions"), ("GET", "/v1/models")]
