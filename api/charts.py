@@ -9,17 +9,19 @@ import math
 __all__ = ["routing_bars", "cost_line"]
 
 
-def routing_bars(routing: dict | None, *, width: int = 420, row: int = 26, label: int = 64,
-                 value: int = 56) -> dict | None:
-    """One horizontal bar per reward head, as long as its weight (weights sum to 1); the top head marked.
-    None without a routing state."""
+def routing_bars(routing: dict | None, *, width: int = 300, row: int = 28, label: int = 54,
+                 value: int = 40) -> dict | None:
+    """One horizontal bar per reward head, as long as its weight (weights sum to 1); the top head marked when
+    it leads (within 0.005 of another it does not). None without a routing state."""
     if not routing or not routing.get("weights"):
         return None
+    weights = routing["weights"]
+    leads = sum(w >= max(weights) - 0.005 for w in weights) == 1
     span = width - label - value
     bars = [{"label": f"head {k}", "value": f"{w:.2f}", "x": label, "y": k * row + 4, "height": row - 8,
              "width": round(max(w, 0.0) * span, 1), "value_x": label + round(max(w, 0.0) * span, 1) + 6,
-             "text_y": k * row + row / 2 + 4, "top": k == routing.get("top_head")}
-            for k, w in enumerate(routing["weights"])]
+             "text_y": k * row + row / 2 + 4, "top": leads and k == routing.get("top_head")}
+            for k, w in enumerate(weights)]
     return {"width": width, "height": row * len(bars), "bars": bars, "label_x": label - 8,
             "steps": routing.get("steps", 0), "entropy": routing.get("entropy")}
 

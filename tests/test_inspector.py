@@ -92,6 +92,8 @@ def test_routing_bars_are_as_long_as_the_weights():
     assert [b["width"] for b in bars["bars"]] == [20.0, 120.0, 60.0]
     assert [b["top"] for b in bars["bars"]] == [False, True, False]
     assert [b["value"] for b in bars["bars"]] == ["0.10", "0.60", "0.30"]
+    even = routing_bars({"weights": [0.2501, 0.25, 0.2499, 0.25], "top_head": 0, "steps": 1, "entropy": 1.0})
+    assert not any(b["top"] for b in even["bars"])  # no head leads
     assert routing_bars(None) is None
 
 

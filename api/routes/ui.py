@@ -12,6 +12,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -72,10 +73,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(session.LoginRequired)
     async def login_first(request: Request, exc: session.LoginRequired):
-        return RedirectResponse(request.url_for("login_form").include_query_params(next=exc.next_path), 303)
+        # relative, like every redirect here: right behind a proxy that terminates TLS too
+        return RedirectResponse(f"/ui/login?{urlencode({'next': exc.next_path})}", 303)
 
 
-@router.get("/login", name="login_form")
+@router.get("/login")
 def login_form(request: Request, settings: SettingsDep, next: str = "/ui") -> Response:
     if not settings.auth or session.tenant(request) is not None:
         return RedirectResponse(_next(next), 303)
