@@ -111,3 +111,23 @@ def test_a_session_keeps_the_key_id_and_a_revoked_key_ends_it(agent):
     agent.keys.revoke(row["id"])
     assert agent.keys.authenticate(key) is None and agent.keys.tenant_of(row["id"]) is None
     assert agent.keys.authenticate("rl-not-a-key") is None and agent.keys.tenant_of(999) is None
+
+
+def test_the_rules_section_appears_with_rules_and_toggles_them():
+    from redline.api.routes.ui import templates
+
+    data = {"user": "alice", "items": [], "offset": 0, "limit": 20, "next_offset": None, "routing": None,
+            "stats": {"edits": 0, "preferences": 0, "mean_cost_first": None, "mean_cost_last": None, "window": 10}}
+    page = templates.get_template("user.html")
+    context = {"auth": True, "tenant": "acme", "csrf_token": "t", "data": data, "routing": None, "costs": None}
+    assert 'id="rules"' not in page.render(**context, rules=None)  # before the API has rules: no section
+    rules = [{"id": 7, "kind": "replace_phrase", "description": "replace 'utilize' with 'use'", "text": "x",
+              "support": 3, "contradictions": 0, "precision": 1.0, "active": True, "enabled": None, "origin": "mined"},
+             {"id": 8, "kind": "delete_phrase", "description": "delete '<script>'", "text": "y", "support": 2,
+              "contradictions": 1, "precision": 0.67, "active": False, "enabled": False, "origin": "user"}]
+    html = page.render(**context, rules=rules)
+    assert '<input type="checkbox" class="rule-toggle" data-url="/v1/users/alice/rules/7" ' \
+           'aria-label="rule 7 on" checked>' in html
+    assert 'data-url="/v1/users/alice/rules/8" aria-label="rule 8 on">' in html  # off
+    assert "delete &#39;&lt;script&gt;&#39; <span class=\"badge\">off by hand</span>" in html
+    assert "<td class=\"num\">0.67</td>" in html
