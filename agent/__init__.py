@@ -9,9 +9,12 @@ from .errors import (
                      EmbeddingUnavailable,
                      GeneratorUnavailable,
                      InvalidInput,
+                     InvalidRule,
+                     RuleConflict,
                      UnknownApiKey,
                      UnknownInteraction,
                      UnknownPreference,
+                     UnknownRule,
                      UnknownUser,
 )
 from .generators import Generation, GenerationParams, Generator
@@ -21,6 +24,6 @@ from .types import EditReceipt, GenerateOptions, GenerateResult, LearnResult
 __all__ = [
     "Agent", "GenerateOptions", "GenerateResult", "EditReceipt", "LearnResult", "JobOutcome", "Settings",
     "EditCost", "edit_cost", "tokenize", "word_diff", "AgentError", "InvalidInput", "UnknownInteraction",
-    "UnknownUser", "UnknownPreference", "UnknownApiKey", "EditConflict", "GeneratorUnavailable", "EmbeddingUnavailable",
-    "Generation", "GenerationParams", "Generator",
+    "UnknownUser", "UnknownPreference", "UnknownApiKey", "EditConflict", "UnknownRule", "InvalidRule",
+    "RuleConflict", "GeneratorUnavailable", "EmbeddingUnavailable", "Generation", "GenerationParams", "Generator",
 ]

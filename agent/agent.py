@@ -24,6 +24,7 @@ from .generate import Generating
 from .generators import GenerationParams, Generator, load_generator
 from .keys import Keys
 from .learning import Learning
+from .rulebook import Rulebook
 from .types import GenerateOptions
 from .users import UserData
 
@@ -49,6 +50,7 @@ class Agent(Generating, Learning, UserData):
         self.rewards = RewardCheckpoints(self.settings.rewards_dir)
         self.reward_features = RewardFeatures()
         self.keys = Keys(self.store)
+        self.rulebook = Rulebook(self.store, self.settings)
         self._train_lock = threading.Lock()
 
     # -- parts ------------------------------------------------------------------------------------

@@ -73,6 +73,17 @@ class Settings(BaseSettings):
     reward_n: int = Field(4, ge=1, le=16, description="Candidates per request for best_of_n and rps (default for n).")
     reward_seed: int = Field(0, description="Seed for training the reward heads.")
 
+    # -- learned edit rules (agent/rules.py) --
+    rules: bool = Field(True, description="Learn edit rules from users' edits and apply each user's active rules to "
+                                          "their drafts; false turns both off server-wide.")
+    rules_min_support: int = Field(2, ge=1, description="Edits that must have made a rule's fix before it is active.")
+    rules_min_precision: float = Field(0.8, ge=0.0, le=1.0, description="Share of the edits that offered the chance "
+                                       "in which the user made the fix, at least, for a rule to be active.")
+    rules_history: int = Field(200, ge=0, le=10_000, description="A newly mined (or rewritten) rule is counted over "
+                                                                 "the user's last this many edits.")
+    rules_prune_after: int = Field(50, ge=1, description="A mined rule with one supporting edit is forgotten once "
+                                                         "this many later edits gave it no chance to show again.")
+
     @property
     def rewards_dir(self) -> Path:
         return self.data_dir / "rewards"

@@ -41,6 +41,27 @@ class UnknownPreference(AgentError):
     code = "not_found"
 
 
+class UnknownRule(AgentError):
+    """A rule id the user does not have (unknown, or another user's or tenant's)."""
+
+    status = 404
+    code = "not_found"
+
+
+class InvalidRule(AgentError):
+    """A change that would make a rule invalid (empty or overlong text, a limit that is not a number, ...)."""
+
+    status = 422
+    code = "invalid_rule"
+
+
+class RuleConflict(AgentError):
+    """The change would turn a rule into another rule the user already has."""
+
+    status = 409
+    code = "conflict"
+
+
 class UnknownApiKey(AgentError):
     status = 404
     code = "not_found"

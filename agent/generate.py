@@ -1,6 +1,6 @@
 """``Agent.generate``, step by step: embed the context, retrieve the user's nearest past contexts, aggregate
-their preferences into the target, plan the candidates, draft them in one batched call, pick one with the
-user's routed reward, store the interaction."""
+their preferences into the target, plan the candidates, draft them in one batched call, apply the user's
+active edit rules to every candidate, pick one with the user's routed reward, store the interaction."""
 
 from __future__ import annotations
 
@@ -54,8 +54,9 @@ class Generating:
         """Personalized response for ``user`` on ``context``; stored as a new interaction.
 
         Embed the context, retrieve the user's nearest past contexts, aggregate their preferences into the
-        target, plan the candidates, draft them in one batched call, pick one with the user's routed reward,
-        store the interaction. ``timings_ms`` has one entry per stage.
+        target, plan the candidates, draft them in one batched call, apply the user's edit rules that are active
+        here to every candidate, pick one with the user's routed reward, store the interaction. ``timings_ms``
+        has one entry per stage.
         """
         options = options or GenerateOptions()
         params = self._validate(user, context, task, options)
@@ -71,25 +72,30 @@ class Generating:
         scorer, plan = self._plan(user_id, target.text, retrieved, options)
         drafts = self._draft(generator, task, context, plan, options, params)
         lap("generate_ms")
+        ruled = self._apply_rules(user_id, retrieved, drafts.candidates, options)
+        if ruled is not None:
+            lap("rules_ms")
         best = self._choose(drafts.candidates, scorer, vector)
         if len(drafts.candidates) > 1:
             lap("score_ms")
         prompt = drafts.prompts[drafts.slots[best][0]]
-        preference = drafts.candidates[best]["preference"]  # RPS may pick a neighbour's preference: that one was used
+        chosen = drafts.candidates[best]
+        applied = [ruled[i] for i in chosen["applied_rules"]] if ruled else []
+        preference = chosen["preference"]  # RPS may pick a neighbour's preference: that one was used
         neighbours = [r.to_dict() for r in retrieved]
         tokens_in, tokens_out = target.prompt_tokens + drafts.tokens_in, target.completion_tokens + drafts.tokens_out
         interaction_id = self.store.add_interaction(
             user_id, task=task, context=context, context_vector=vector, prompt=prompt,
-            draft=drafts.candidates[best]["text"], preference_used=preference,
+            draft=chosen["text"], preference_used=preference,
             preference_ids=[r.preference_id for r in retrieved], neighbours=neighbours, candidates=drafts.candidates,
             strategy=options.strategy, model=generator.model_name, tokens_in=tokens_in, tokens_out=tokens_out,
-            timings=lap.ms)
+            timings=lap.ms, raw_draft=chosen["raw_text"], applied_rules=chosen["applied_rules"])
         lap("store_ms")
-        log.info("generate user=%s interaction=%s neighbours=%d preference=%r %s", user, interaction_id,
-                 len(retrieved), preference, lap.ms)
-        return GenerateResult(interaction_id, user, task, drafts.candidates[best]["text"], preference, neighbours,
+        log.info("generate user=%s interaction=%s neighbours=%d preference=%r rules=%s %s", user, interaction_id,
+                 len(retrieved), preference, chosen["applied_rules"], lap.ms)
+        return GenerateResult(interaction_id, user, task, chosen["text"], preference, neighbours,
                               prompt, drafts.candidates, options.strategy, generator.model_name, tokens_in,
-                              tokens_out, lap.ms)
+                              tokens_out, lap.ms, applied)
 
     def _validate(self, user: str, context: str, task: str, options: GenerateOptions) -> GenerationParams:
         """The sampling parameters of a valid request; ``InvalidInput`` names what is wrong otherwise."""
@@ -114,6 +120,8 @@ class Generating:
         """The preference to write for: the call's explicit one, else the aggregate of the retrieved ones."""
         if options.preference is not None:
             return Aggregate(options.preference or None)
+        if not options.use_preference:
+            return Aggregate(None)
         return self.cipher.aggregate(user_id, retrieved, generator)
 
     def _plan(self, user_id: int, target: str | None, retrieved: list[Retrieved], options: GenerateOptions
@@ -123,7 +131,8 @@ class Generating:
         model = self.rewards.current() if options.strategy != "greedy" else None
         routing = self.store.router_state(user_id) if model is not None else None
         strategy = options.strategy if routing is not None else "greedy"
-        neighbours = [(f"neighbour:{r.preference_id}", r.preference) for r in retrieved]
+        neighbours = [(f"neighbour:{r.preference_id}", r.preference)
+                      for r in (retrieved if options.use_preference else [])]
         plan = plan_candidates(strategy, target, neighbours, options.n or self.settings.reward_n)
         return ((model, routing["weights"]) if routing is not None else None), plan
 
@@ -135,9 +144,27 @@ class Generating:
                                            history=options.history) for pref in layout.preferences]
         outs = generator.generate(prompt_list, self._params(options, layout.n) if layout.n > 1 else params)
         candidates = [{"text": outs[i].texts[j], "preference": item.preference, "source": item.source,
-                       "score": None} for item, (i, j) in zip(plan, layout.slots)]
+                       "score": None, "raw_text": None, "applied_rules": []}
+                      for item, (i, j) in zip(plan, layout.slots)]
         return _Drafts(prompt_list, layout.slots, candidates, sum(o.prompt_tokens for o in outs),
                        sum(o.completion_tokens for o in outs))
+
+    def _apply_rules(self, user_id: int, retrieved: list[Retrieved], candidates: list[dict],
+                     options: GenerateOptions) -> dict[int, dict] | None:
+        """The user's edit rules that are active here (counted over the same nearest past contexts the
+        preferences came from) applied to every candidate, in place: a changed candidate keeps its generated
+        text as ``raw_text`` and lists the ids of the rules that changed it. Returns ``{rule id: {id, kind,
+        description}}`` of the rules applied, or None when rules are off (server setting or request)."""
+        if not (self.settings.rules and options.rules):
+            return None
+        active = self.rulebook.active(user_id, [r.interaction_id for r in retrieved])
+        described: dict[int, dict] = {}
+        for c in candidates:
+            text, applied = self.rulebook.apply(c["text"], active)
+            if applied:
+                c["raw_text"], c["text"], c["applied_rules"] = c["text"], text, [a.id for a in applied]
+                described.update({a.id: a.to_dict() for a in applied})
+        return described
 
     def _choose(self, candidates: list[dict], scorer: tuple | None, vector: np.ndarray) -> int:
         """Index of the candidate to answer with, each marked ``chosen`` or not: the only one, or the best under

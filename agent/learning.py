@@ -62,7 +62,10 @@ class Learning:
         """Learn from the stored edit of ``interaction_id``, exactly once.
 
         Edited (cost > δ): infer a preference from (context, draft, edit) and store it with the context
-        vector, plus the pair (edit ≻ draft). Not edited: store the preference that was used, if any.
+        vector, plus the pair (edit ≻ draft). Not edited: store the preference that was used, if any. Either
+        way (with rules on): the evidence for the user's edit rules, from the draft as generated (before rules
+        changed it) to the kept text, newly mined rules counted over the user's recent edits too. All of it is
+        written in one transaction.
         """
         interaction = self._interaction(interaction_id, None)
         edit = self.store.edit(interaction_id)
@@ -88,9 +91,12 @@ class Learning:
             text, kind = interaction["preference_used"], "accepted"
         preference = {"text": text, "kind": kind, "context_vector": interaction["context_vector"]} if text else None
         router_state = self._routing_step(interaction, pair) if pair is not None else None
+        rules = self.rulebook.evidence(interaction["user_id"], interaction_id,
+                                       interaction["raw_draft"] or interaction["draft"],
+                                       edit["edited_text"]) if self.settings.rules else None
         try:
             preference_id = self.store.complete_learning(interaction_id, preference=preference, pair=pair,
-                                                         router_state=router_state)
+                                                         router_state=router_state, rules=rules)
         except Conflict:  # learned concurrently by another worker: that one counts
             return self.process_edit(interaction_id)
         log.info("learned interaction=%s cost=%d kind=%s preference=%r", interaction_id, edit["cost"], kind, text)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 from redline.policies import STRATEGIES
@@ -38,6 +38,8 @@ class GenerateOptions:
     history: Sequence[dict] = ()
     preference: str | None = None  # an explicit preference overrides retrieval (oracle/ablations)
     use_retrieval: bool = True
+    use_preference: bool = True  # False: no learned preference in the prompt (retrieval still picks the rules)
+    rules: bool = True  # apply the user's active edit rules (when the server has them on)
 
 
 @dataclass
@@ -55,6 +57,7 @@ class GenerateResult:
     tokens_in: int
     tokens_out: int
     timings_ms: dict[str, float]
+    applied_rules: list[dict] = field(default_factory=list)  # [{id, kind, description}] that changed ``text``
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,5 +1,6 @@
 """What a user (through their backend) can read and change of what redline learned: one interaction and its
-learning status, the preferences and their stats, corrections and deletions, an export and a hard delete."""
+learning status, the preferences and their stats, the edit rules, corrections and deletions, an export and a
+hard delete."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import numpy as np
 from redline.policies import describe_state
 from redline.store import NotFound
 
-from .errors import UnknownPreference, UnknownUser
+from .errors import InvalidRule, UnknownPreference, UnknownUser
+from .rulebook import UNCHANGED
 from .types import validate_user
 
 __all__ = ["UserData"]
@@ -60,7 +62,8 @@ class UserData:
                  "mean_cost_first": _mean(sum(costs[:window]), len(costs[:window])),
                  "mean_cost_last": _mean(sum(costs[-window:]), len(costs[-window:])), "window": window}
         routing = describe_state(self.store.router_state(user_id))
-        return {"user": user, "items": items, "stats": stats, "limit": limit, "offset": offset, "routing": routing}
+        return {"user": user, "items": items, "stats": stats, "limit": limit, "offset": offset, "routing": routing,
+                "rules": self.rulebook.describe(user_id)}
 
     def users(self, *, tenant: str = "default", limit: int = 100, offset: int = 0, window: int = 10) -> dict:
         """The tenant's users, most recently active first, each with ``edits``, ``preferences``,
@@ -90,6 +93,22 @@ class UserData:
             self.store.delete_preference(self._user_id(user, tenant), preference_id)
         except NotFound as exc:
             raise UnknownPreference(f"unknown preference id {preference_id}") from exc
+
+    def rules(self, user: str, *, tenant: str = "default") -> list[dict]:
+        """The user's learned edit rules (``Rulebook.describe``): active ones first."""
+        return self.rulebook.describe(self._user_id(user, tenant))
+
+    def update_rule(self, user: str, rule_id: int, *, enabled: object = UNCHANGED, text: str | None = None,
+                    tenant: str = "default") -> dict:
+        """Turn a rule on or off (``enabled`` True/False; None: its evidence decides) and/or rewrite its text;
+        ``UnknownRule`` for an id the user does not have, ``InvalidRule`` for text the rule cannot take."""
+        if enabled is UNCHANGED and text is None:
+            raise InvalidRule("nothing to change: give enabled and/or text")
+        return self.rulebook.update(self._user_id(user, tenant), rule_id, enabled=enabled, text=text)
+
+    def delete_rule(self, user: str, rule_id: int, *, tenant: str = "default") -> None:
+        """Forget a rule and its evidence; ``UnknownRule`` for an id the user does not have."""
+        self.rulebook.delete(self._user_id(user, tenant), rule_id)
 
     def export_user(self, user: str, *, tenant: str = "default") -> dict:
         return self.store.export_user(self._user_id(user, tenant))

@@ -10,8 +10,8 @@ from redline.agent.types import STRATEGIES, TASKS, USER_PATTERN
 
 __all__ = ["Text", "GenerateRequest", "GenerateResponse", "EditRequest", "EditResponse", "InteractionResponse",
            "PreferencePatch", "PreferenceItem", "PreferencesResponse", "UserSummary", "UsersResponse",
-           "DeleteUserResponse", "ChatRequest",
-           "ModelList", "ErrorResponse", "USER_PATTERN", "Usage"]
+           "DeleteUserResponse", "ChatRequest", "ModelList", "ErrorResponse", "USER_PATTERN", "Usage", "AppliedRule",
+           "RuleItem", "RulePatch"]
 
 Task = Literal[TASKS]  # OpenAPI lists the values; anything else is a 422 before the agent is called
 Strategy = Literal[STRATEGIES]
@@ -55,6 +55,10 @@ class GenerateRequest(BaseModel):
     max_tokens: int | None = Field(None, ge=1, le=8192, description="Tokens per generated text.")
     temperature: float | None = Field(None, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy).")
     seed: int | None = Field(None, ge=0, le=2**63 - 1, description="Sampling seed.")
+    rules: bool = Field(True, description="Apply the user's learned edit rules that are active here (false: the "
+                        "text as generated). Off for everyone when the server runs with REDLINE_RULES=false.")
+    use_preference: bool = Field(True, description="Prompt with the user's learned preference (false: no "
+                                 "preference in the prompt; the edit rules still apply).")
 
 
 class Neighbour(BaseModel):
@@ -84,6 +88,14 @@ class Candidate(BaseModel):
                                 "other candidates; null when there was nothing to choose from.")
     reward: float | None = None
     chosen: bool
+    raw_text: str | None = Field(None, description="The text as generated, when the user's edit rules changed it.")
+    applied_rules: list[int] = Field([], description="Ids of the edit rules that changed this candidate.")
+
+
+class AppliedRule(BaseModel):
+    id: int
+    kind: str
+    description: str = Field(description="What the rule does, in plain words.")
 
 
 class GenerateResponse(BaseModel):
@@ -98,6 +110,8 @@ class GenerateResponse(BaseModel):
     model: str
     usage: Usage
     timings_ms: dict[str, float]
+    applied_rules: list[AppliedRule] = Field(description="The user's edit rules that changed the text (empty when "
+                                             "none did, or rules are off).")
 
 
 class EditRequest(BaseModel):
@@ -187,12 +201,45 @@ class RoutingState(BaseModel):
     entropy: float = Field(description="Normalised entropy of the weights: 1 = no lean, 0 = one head.")
 
 
+class RuleItem(BaseModel):
+    id: int
+    kind: str = Field(description="replace_phrase, delete_phrase, opening_line, closing_line, end_text, "
+                      "remove_closing, bullets, numbered, max_words, max_sentences, max_sentence_words or "
+                      "no_exclamation.")
+    params: dict[str, Any]
+    text: str | None = Field(description="The part a user may rewrite (the replacement, phrase, line or limit); "
+                             "null for kinds without one.")
+    description: str = Field(description="What the rule does, in plain words.")
+    support: int = Field(description="The user's edits that offered the chance and made this fix.")
+    contradictions: int = Field(description="The user's edits that offered the chance and left it.")
+    precision: float = Field(description="support / (support + contradictions) over the user's edits.")
+    active: bool = Field(description="Applied (where no neighbouring context contradicts it): the user switched "
+                         "it on, or enough support at enough precision.")
+    enabled: bool | None = Field(description="The user's switch: true/false wins over the evidence; null: the "
+                                 "evidence decides.")
+    origin: Literal["mined", "user"] = Field(description="mined from edits, or rewritten by the user.")
+    taught_by: list[str] = Field(description="Interaction ids whose edits supported it, newest first.")
+    first_seen: str | None
+    last_seen: str | None
+    created_at: str
+    updated_at: str
+
+
+class RulePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    enabled: bool | None = Field(None, description="true: always apply; false: never; null: the evidence decides.")
+    text: Text | int | None = Field(None, description="New text for the rule (1-200 characters): the replacement, "
+                                    "the phrase, the line, or the limit.")
+
+
 class PreferencesResponse(BaseModel):
     user: str
     items: list[PreferenceItem]
     stats: PreferenceStats
     routing: RoutingState | None = Field(None, description="The user's routing over the shared reward heads; "
                                          "null before heads exist or before the user's first edit.")
+    rules: list[RuleItem] = Field([], description="The edit rules learned from the user's edits, active first.")
     limit: int
     offset: int
     next_offset: int | None
@@ -263,6 +310,7 @@ class ChatRequest(BaseModel):
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     n: int | None = Field(None, ge=1, le=1, description="Only 1 is supported.")
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    rules: bool = Field(True, description="redline's extension: apply the user's learned edit rules (default true).")
 
 
 class ModelCard(BaseModel):

@@ -17,6 +17,7 @@ from ._common import State, emit, json_option, pass_state, read_text
 from .eval import eval_command
 from .keys import keys
 from .rewards import rewards
+from .rules import rule_line, rules
 from .serve import serve
 
 __all__ = ["main", "cli"]
@@ -53,7 +54,7 @@ def cli(ctx, data_dir, generator, generator_url, generator_model, k, delta, max_
                          generator_model=generator_model, k=k, delta=delta, max_tokens=max_tokens), as_json)
 
 
-for command in (serve, keys, rewards, eval_command):
+for command in (serve, keys, rewards, rules, eval_command):
     cli.add_command(command)
 
 
@@ -68,17 +69,21 @@ for command in (serve, keys, rewards, eval_command):
               help="Candidates for best_of_n / rps [env REDLINE_REWARD_N; default 4].")
 @click.option("--temperature", type=float, help="Sampling temperature (0 = greedy).")
 @click.option("--seed", type=int, help="Sampling seed.")
+@click.option("--no-rules", is_flag=True, help="Return the text as generated, without the user's edit rules.")
 @click.option("--tenant", default="default", show_default=True, help="Tenant the user belongs to.")
 @json_option
 @pass_state
-def generate(state: State, user, context_file, task, strategy, n, temperature, seed, tenant):
-    """Write a response for USER, shaped by preferences learned from similar past contexts."""
+def generate(state: State, user, context_file, task, strategy, n, temperature, seed, no_rules, tenant):
+    """Write a response for USER, shaped by preferences learned from similar past contexts and fixed by the
+    user's learned edit rules."""
     context = read_text(context_file, "context")
-    options = GenerateOptions(strategy=strategy, n=n, temperature=temperature, seed=seed)
+    options = GenerateOptions(strategy=strategy, n=n, temperature=temperature, seed=seed, rules=not no_rules)
     result = state.agent.generate(user, context, task, options, tenant=tenant)
     neighbours = ", ".join(f"{nb['interaction_id'][:8]} ({nb['similarity']:.2f})" for nb in result.neighbours) or "none"
     human = (f"{result.text}\n\n---\ninteraction: {result.interaction_id}\n"
              f"preference used: {result.preference or '(none yet)'}\nneighbours: {neighbours}")
+    if result.applied_rules:
+        human += "\nrules applied: " + "; ".join(f"#{r['id']} {r['description']}" for r in result.applied_rules)
     human += _candidates_text(result.strategy, result.candidates)
     emit(result.to_dict(), human)
 
@@ -138,6 +143,10 @@ def preferences(state: State, user, limit, offset, tenant):
     lines = [f"{user}: {data['stats']['preferences']} preferences from {data['stats']['edits']} edits"]
     if data.get("routing"):
         lines.append(_routing_text(data["routing"]))
+    active = [r for r in data["rules"] if r["active"]]
+    if active:
+        lines.append(f"edit rules ({len(active)} active of {len(data['rules'])}; `redline rules list` for all):")
+        lines += [f"  {rule_line(r)}" for r in active]
     for item in data["items"]:
         mark = " (edited by user)" if item["user_edited"] else ""
         lines.append(f"\n#{item['id']} [{item['kind']}]{mark} {item['text']}")

@@ -19,9 +19,12 @@ from ._sqlite import SQLite, blob_to_vector, now_iso, vector_to_blob
 from .errors import Conflict, NotFound
 from .jobs import Jobs
 from .keys import ApiKeys
+from .rules import Rules
 from .schema import migrate, schema_version
 
 __all__ = ["Store"]
+
+_JSON_COLUMNS = ("prompt", "preference_ids", "neighbours", "candidates", "timings", "applied_rules")
 
 
 class Store:
@@ -37,6 +40,7 @@ class Store:
         migrate(self._sql)
         self.jobs = Jobs(self._sql)
         self.keys = ApiKeys(self._sql)
+        self.rules = Rules(self._sql)
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -87,6 +91,7 @@ class Store:
         with self._sql.transaction() as conn:
             ids = [r[0] for r in conn.execute("SELECT id FROM interactions WHERE user_id = ?", (user_id,))]
             removed["jobs"] = self.jobs.delete(conn, ids)
+            removed.update(self.rules.delete_user(conn, user_id))
             for table in ("edits", "preferences", "pairs", "router_states", "aggregations"):
                 removed[table] = conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,)).rowcount
             removed["interactions"] = conn.execute("DELETE FROM interactions WHERE user_id = ?",
@@ -100,17 +105,21 @@ class Store:
                         prompt: Any, draft: str, preference_used: str | None,
                         preference_ids: list[int], neighbours: list[dict], candidates: list[dict],
                         strategy: str, model: str, tokens_in: int, tokens_out: int,
-                        timings: dict[str, float]) -> str:
+                        timings: dict[str, float], raw_draft: str | None = None,
+                        applied_rules: list[int] | None = None) -> str:
+        """Store one generation; ``raw_draft`` is the chosen text as generated when the user's edit rules
+        changed it (``applied_rules``: their ids), else None."""
         interaction_id = uuid.uuid4().hex
         with self._sql.transaction() as conn:
             conn.execute(
                 "INSERT INTO interactions (id, user_id, task, context, context_vector, prompt, draft,"
                 " preference_used, preference_ids, neighbours, candidates, strategy, model, tokens_in,"
-                " tokens_out, timings, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " tokens_out, timings, created_at, raw_draft, applied_rules)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (interaction_id, user_id, task, context, vector_to_blob(context_vector),
                  json.dumps(prompt), draft, preference_used, json.dumps(preference_ids),
                  json.dumps(neighbours), json.dumps(candidates), strategy, model, tokens_in,
-                 tokens_out, json.dumps(timings), now_iso()))
+                 tokens_out, json.dumps(timings), now_iso(), raw_draft, json.dumps(applied_rules or [])))
         return interaction_id
 
     def interaction(self, interaction_id: str, *, tenant: str | None = None) -> dict:
@@ -119,7 +128,7 @@ class Store:
                         " JOIN users u ON u.id = i.user_id WHERE i.id = ?", (interaction_id,))
         if row is None or (tenant is not None and row["tenant"] != tenant):
             raise NotFound(f"unknown interaction id {interaction_id!r}")
-        for key in ("prompt", "preference_ids", "neighbours", "candidates", "timings"):
+        for key in _JSON_COLUMNS:
             row[key] = json.loads(row[key]) if row[key] else None
         row["context_vector"] = blob_to_vector(row["context_vector"])
         return row
@@ -164,11 +173,12 @@ class Store:
         return rows
 
     def complete_learning(self, interaction_id: str, *, preference: dict | None,
-                          pair: dict | None, router_state: dict | None = None) -> int | None:
+                          pair: dict | None, router_state: dict | None = None, rules: dict | None = None) -> int | None:
         """Apply one learning step, exactly once, in one transaction.
 
         ``preference``: ``{"text", "kind", "context_vector"}`` or None; ``pair``: ``{"context",
-        "chosen", "rejected"}`` or None; ``router_state``: ``{"weights", "steps"}`` or None.
+        "chosen", "rejected"}`` or None; ``router_state``: ``{"weights", "steps"}`` or None; ``rules``: the edit
+        rules' evidence, ``{"new_rules", "observations", "prune_after"}`` (see ``Rules.record``/``prune``) or None.
         Returns the new preference id, or None. If the edit was already learned nothing is written
         and ``Conflict`` is raised.
         """
@@ -195,6 +205,10 @@ class Store:
                              (user_id, interaction_id, pair["context"], pair["chosen"], pair["rejected"], stamp))
             if router_state is not None:
                 self._put_router_state(conn, user_id, router_state)
+            if rules is not None:
+                self.rules.record(conn, user_id, new_rules=rules["new_rules"], observations=rules["observations"],
+                                  stamp=stamp)
+                self.rules.prune(conn, user_id, recent=rules["prune_after"], keep=interaction_id)
             conn.execute("UPDATE edits SET learned_at = ?, preference_id = ? WHERE interaction_id = ?",
                          (stamp, preference_id, interaction_id))
             self.jobs.finish(conn, interaction_id, stamp=stamp)
@@ -346,7 +360,7 @@ class Store:
         interactions = self._sql.query("SELECT * FROM interactions WHERE user_id = ? ORDER BY created_at", (user_id,))
         for row in interactions:
             row.pop("context_vector", None)
-            for key in ("prompt", "preference_ids", "neighbours", "candidates", "timings"):
+            for key in _JSON_COLUMNS:
                 row[key] = json.loads(row[key]) if row[key] else None
         prefs = self._sql.query("SELECT id, text, kind, interaction_id, created_at, updated_at, user_edited"
                             " FROM preferences WHERE user_id = ? ORDER BY id", (user_id,))
@@ -359,7 +373,9 @@ class Store:
             "router_state": self.router_state(user_id),
             "aggregations": self._sql.query("SELECT text, created_at FROM aggregations WHERE user_id = ?"
                                         " ORDER BY created_at", (user_id,)),
+            "rules": self.rules.export(user_id),
         }
 
     def counts(self) -> dict[str, int]:
-        return {t: self.db[t].count for t in ("users", "interactions", "edits", "preferences", "pairs", "jobs")}
+        return {t: self.db[t].count for t in ("users", "interactions", "edits", "preferences", "pairs", "jobs",
+                                                 "rules", "rule_observations")}

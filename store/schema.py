@@ -62,8 +62,27 @@ def _m2_aggregation_owner(db: sqlite_utils.Database) -> None:
     db["aggregations"].create_index(["user_id"])
 
 
+def _m3_edit_rules(db: sqlite_utils.Database) -> None:
+    """Learned edit rules: an interaction keeps the draft as generated (``raw_draft``, before the user's rules
+    changed it; NULL when they did not) and the ids of the rules applied; each user's rules, unique on
+    (user, key); one observation per (rule, interaction): did that edit support or contradict the rule."""
+    db["interactions"].add_column("raw_draft", str)
+    db["interactions"].add_column("applied_rules", str)
+    db["rules"].create({
+        "id": int, "user_id": int, "key": str, "kind": str, "params": str, "text": str, "origin": str,
+        "enabled": int, "support": int, "contradictions": int, "first_seen": str, "last_seen": str,
+        "created_at": str, "updated_at": str,
+    }, pk="id", foreign_keys=[("user_id", "users", "id")], not_null={"user_id", "key", "kind", "origin"},
+        defaults={"support": 0, "contradictions": 0})
+    db["rules"].create_index(["user_id", "key"], unique=True)
+    db["rule_observations"].create({"rule_id": int, "interaction_id": str, "supported": int, "created_at": str},
+                                   pk=("rule_id", "interaction_id"), foreign_keys=[("rule_id", "rules", "id")],
+                                   not_null={"rule_id", "interaction_id", "supported"})
+    db["rule_observations"].create_index(["interaction_id"])
+
+
 # Forward migrations; append only. Each runs once, in its own transaction.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_aggregation_owner]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_aggregation_owner, _m3_edit_rules]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

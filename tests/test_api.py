@@ -54,7 +54,8 @@ def test_health_ready_docs_and_request_ids(stack):
     paths = httpx.get(url + "/openapi.json").json()["paths"]
     for path in ("/v1/generate", "/v1/interactions/{interaction_id}/edit", "/v1/interactions/{interaction_id}",
                  "/v1/users", "/v1/users/{user}/preferences",
-                 "/v1/users/{user}/preferences/{preference_id}", "/v1/users/{user}/export", "/v1/users/{user}",
+                 "/v1/users/{user}/preferences/{preference_id}", "/v1/users/{user}/rules/{rule_id}",
+                 "/v1/users/{user}/export", "/v1/users/{user}",
                  "/v1/chat/completions", "/v1/models", "/health", "/ready", "/metrics"):
         assert path in paths, path
         for op in paths[path].values():
@@ -104,7 +105,8 @@ def test_generate_edit_preferences_flow(stack):
     body = first.json()
     assert body["text"] and body["preference"] is None and body["neighbours"] == [] and body["model"] == "scripted"
     assert body["candidates"] == [{"text": body["text"], "preference": None, "source": "target", "score": None,
-                                   "reward": None, "chosen": True}]
+                                   "reward": None, "chosen": True, "raw_text": None, "applied_rules": []}]
+    assert body["applied_rules"] == []
     iid = body["interaction_id"]
     edited = "Council raises transit spending 12%: two new bus lines link the northern suburbs with downtown."
     resp = c.post(f"/v1/interactions/{iid}/edit", json={"edited_text": edited})
@@ -206,6 +208,74 @@ def test_tenants_never_see_each_other(stack):
     assert globex.patch(f"/v1/users/erin/preferences/{pref_id}", json={"text": "x"}).status_code == 404
     assert [i["id"] for i in globex.get("/v1/users/erin/export").json()["interactions"]] == [own["interaction_id"]]
     assert acme.get("/v1/users/erin/preferences").json()["items"][0]["text"] != "hijacked"
+
+
+UTILIZE = ("Budget notes: we utilize the reserve fund this year, and the council will utilize two new bus lines to "
+           "reach the northern suburbs.")
+
+
+def test_edit_rules_are_learned_applied_listed_switched_and_deleted(stack):
+    c, globex = stack["acme"], stack["globex"]
+
+    def generate(client, user, context=UTILIZE, **more):  # the scripted generator echoes the context's end
+        resp = client.post("/v1/generate", json={"user": user, "context": context, "use_preference": False, **more})
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    for i in range(2):
+        body = generate(c, "rita", f"{UTILIZE} Note {i}.")
+        assert "utilize" in body["text"] and body["applied_rules"] == [] and body["preference"] is None
+        c.post(f"/v1/interactions/{body['interaction_id']}/edit",
+               json={"edited_text": body["text"].replace("utilize", "use")})
+    taught = [i["id"] for i in wait_learned(c, "rita", 2)["interactions"]]
+    [rule] = [r for r in c.get("/v1/users/rita/preferences").json()["rules"] if r["kind"] == "replace_phrase"]
+    assert rule["description"] == "replace 'utilize' with 'use'" and rule["params"] == {"old": "utilize", "new": "use"}
+    assert (rule["support"], rule["contradictions"], rule["precision"], rule["active"]) == (2, 0, 1.0, True)
+    assert sorted(rule["taught_by"]) == sorted(taught) and rule["enabled"] is None and rule["origin"] == "mined"
+    applied = [{"id": rule["id"], "kind": "replace_phrase", "description": "replace 'utilize' with 'use'"}]
+
+    fixed = generate(c, "rita", f"{UTILIZE} Note 2.")
+    assert "utilize" not in fixed["text"] and fixed["applied_rules"] == applied
+    assert fixed["candidates"][0]["raw_text"].replace("utilize", "use") == fixed["text"]
+    opted_out = generate(c, "rita", f"{UTILIZE} Note 3.", rules=False)
+    assert "utilize" in opted_out["text"] and opted_out["applied_rules"] == []
+    message = "Some background first. " * 20 + UTILIZE  # the learned preference goes after what the echo reads
+    chat = c.post("/v1/chat/completions", json={"user": "rita", "messages": [{"role": "user", "content": message}]})
+    assert chat.json()["applied_rules"] == applied and chat.headers["x-redline-applied-rules"] == str(rule["id"])
+    assert "utilize" not in chat.json()["choices"][0]["message"]["content"]
+    # another tenant's rita, and another user of this tenant, get nothing of it
+    assert generate(globex, "rita")["applied_rules"] == [] and generate(c, "ron")["applied_rules"] == []
+
+    path = f"/v1/users/rita/rules/{rule['id']}"
+    off = c.patch(path, json={"enabled": False})
+    assert off.status_code == 200 and off.json()["enabled"] is False and off.json()["id"] == rule["id"]
+    assert generate(c, "rita")["applied_rules"] == []
+    mine = c.patch(path, json={"enabled": True, "text": "employ"}).json()
+    assert mine["description"] == "replace 'utilize' with 'employ'" and mine["origin"] == "user" and mine["enabled"]
+    assert "employ" in generate(c, "rita")["text"]
+    assert c.patch(path, json={"enabled": None}).json()["enabled"] is None
+
+    not_found = {"type": "not_found_error", "code": "not_found"}
+    for resp, message in ((c.patch("/v1/users/rita/rules/999999", json={"enabled": False}), "unknown rule id 999999"),
+                          (c.delete("/v1/users/rita/rules/999999"), "unknown rule id 999999"),
+                          (c.patch(f"/v1/users/ron/rules/{rule['id']}", json={"enabled": False}),  # another user's
+                           f"unknown rule id {rule['id']}"),
+                          (c.delete(f"/v1/users/ron/rules/{rule['id']}"), f"unknown rule id {rule['id']}"),
+                          (globex.patch(path, json={"enabled": False}), f"unknown rule id {rule['id']}"),
+                          (globex.delete(path), f"unknown rule id {rule['id']}")):  # another tenant's
+        assert resp.status_code == 404 and error(resp) == {"message": message, **not_found}, resp.text
+    invalid = {"type": "invalid_request_error", "code": "invalid_rule"}
+    for body, message in (({"text": ""}, "rule text must not be empty"),
+                          ({"text": "   "}, "rule text must not be empty"),
+                          ({"text": "x" * 201}, "rule text is longer than 200 characters"),
+                          ({}, "nothing to change: give enabled and/or text")):
+        resp = c.patch(path, json=body)
+        assert resp.status_code == 422 and error(resp) == {"message": message, **invalid}, resp.text
+    wrong = c.patch(path, json={"enabled": "yes"})
+    assert wrong.status_code == 422 and error(wrong)["code"] == "invalid_request"
+    assert c.delete(path).status_code == 204
+    assert c.delete(path).status_code == 404
+    assert all(r["id"] != rule["id"] for r in c.get("/v1/users/rita/preferences").json()["rules"])
 
 
 # -- bad input --------------------------------------------------------------------------------------
@@ -354,7 +424,8 @@ def test_metrics_expose_latency_queue_edits_and_tokens(stack):
 FUZZED = [("POST", "/v1/generate"), ("POST", "/v1/interactions/{interaction_id}/edit"),
           ("GET", "/v1/interactions/{interaction_id}"), ("GET", "/v1/users"),
           ("GET", "/v1/users/{user}/preferences"), ("PATCH", "/v1/users/{user}/preferences/{preference_id}"),
-          ("DELETE", "/v1/users/{user}/preferences/{preference_id}"), ("GET", "/v1/users/{user}/export"),
+          ("DELETE", "/v1/users/{user}/preferences/{preference_id}"), ("PATCH", "/v1/users/{user}/rules/{rule_id}"),
+          ("DELETE", "/v1/users/{user}/rules/{rule_id}"), ("GET", "/v1/users/{user}/export"),
           ("DELETE", "/v1/users/{user}"), ("POST", "/v1/chat/completions"), ("GET", "/v1/models")]
 
 

@@ -125,3 +125,63 @@ def test_every_command_takes_json_after_its_name():
 
     for path, command in leaves(cli, []):
         assert any("--json" in p.opts for p in command.params), " ".join(path)
+
+
+# -- redline rules ----------------------------------------------------------------------------------------------
+
+DRAFT = "We utilize the new plan for the city. It helps everyone in town."
+
+
+@pytest.fixture
+def ruled(make_agent, monkeypatch, tmp_path):
+    """An agent whose user alice replaced 'utilize' with 'use' twice; the CLI uses it."""
+    agent = make_agent(ScriptedGenerator(lambda prompt, i: DRAFT), k=2)
+    for ctx in CONTEXTS[:2]:
+        r = agent.generate("alice", ctx)
+        agent.learn(r.interaction_id, r.text.replace("utilize", "use"))
+    monkeypatch.setattr(cli_common, "Agent", lambda settings: agent)
+    context = tmp_path / "context.txt"
+    context.write_text(NEW)
+    return agent, str(context)
+
+
+def test_rules_are_listed_applied_and_switched_from_the_command_line(ruled, capsys):
+    agent, context = ruled
+    [rule] = agent.rules("alice")
+    listed = run("rules", "list", "--user", "alice")
+    assert listed.startswith("alice: 1 rules, 1 active")
+    assert (f"#{rule['id']} [active] replace 'utilize' with 'use' — 2 supporting, 0 contradicting edits "
+            "(precision 1.00)") in listed and "taught by: " in listed
+    assert json.loads(run("rules", "list", "--user", "alice", "--json"))["rules"] == agent.rules("alice")
+    out = run("generate", "--user", "alice", "--context-file", context)
+    assert out.startswith(DRAFT.replace("utilize", "use")) and f"rules applied: #{rule['id']} replace" in out
+    assert run("generate", "--user", "alice", "--context-file", context, "--no-rules").startswith(DRAFT)
+    assert "edit rules (1 active of 1" in run("preferences", "--user", "alice")
+
+    assert "[off (by user)]" in run("rules", "disable", str(rule["id"]), "--user", "alice")
+    assert run("generate", "--user", "alice", "--context-file", context).startswith(DRAFT)
+    assert "[on (by user)]" in run("rules", "enable", str(rule["id"]), "--user", "alice")
+    assert "[active]" in run("rules", "auto", str(rule["id"]), "--user", "alice")
+    edited = run("rules", "edit", str(rule["id"]), "--text", "employ", "--user", "alice")
+    assert "replace 'utilize' with 'employ'" in edited and "rewritten by user" in edited
+    assert run("rules", "delete", str(rule["id"]), "--user", "alice").strip() == f"deleted rule {rule['id']}"
+    assert agent.rules("alice") == []
+
+    for args, message in ((["rules", "disable", "99", "--user", "alice"], "Error: unknown rule id 99"),
+                          (["rules", "delete", str(rule["id"]), "--user", "alice"],
+                           f"Error: unknown rule id {rule['id']}"),
+                          (["rules", "list", "--user", "ghost"], "Error: unknown user 'ghost'")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_commands.main(args)
+        assert exit_info.value.code == 1 and capsys.readouterr().err.strip() == message
+
+
+def test_a_bad_rule_text_is_one_line_on_stderr(ruled, capsys):
+    agent, _ = ruled
+    rule_id = str(agent.rules("alice")[0]["id"])
+    for text, message in (("  ", "rule text must not be empty"),
+                          ("x" * 201, "rule text is longer than 200 characters")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_commands.main(["rules", "edit", rule_id, "--text", text, "--user", "alice"])
+        assert exit_info.value.code == 1 and capsys.readouterr().err.strip() == f"Error: {message}"
+    assert agent.rules("alice")[0]["text"] == "use"

@@ -10,7 +10,8 @@ def test_agent_all():
         "Agent", "GenerateOptions", "GenerateResult", "EditReceipt", "LearnResult", "JobOutcome", "Settings",
         "EditCost", "edit_cost", "tokenize", "word_diff", "AgentError", "InvalidInput", "UnknownInteraction",
         "UnknownUser", "UnknownPreference", "UnknownApiKey", "EditConflict", "GeneratorUnavailable",
-        "EmbeddingUnavailable", "Generation", "GenerationParams", "Generator",
+        "EmbeddingUnavailable", "Generation", "GenerationParams", "Generator", "UnknownRule", "InvalidRule",
+        "RuleConflict",
     ])
     for name in agent.__all__:
         assert hasattr(agent, name), name

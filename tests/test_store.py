@@ -127,6 +127,106 @@ def test_preferences_update_delete_and_user_delete(fresh_store):
     assert fresh_store.user_id("t", "bob", create=False) == other
 
 
+def _rule_evidence(interaction_id, supported=True, key="replace_phrase:utilize", prune_after=50, new=True):
+    rule = {"key": key, "kind": "replace_phrase", "params": {"old": "utilize", "new": "use"}, "text": "use"}
+    return {"new_rules": [rule] if new else [], "observations": [(key, interaction_id, supported)],
+            "prune_after": prune_after}
+
+
+def _learned(store, uid, supported=True, **rules):
+    iid = _interaction(store, uid)
+    store.submit_edit(iid, "kept", cost=2, is_edit=True)
+    store.complete_learning(iid, preference=None, pair=None, rules=_rule_evidence(iid, supported, **rules))
+    return iid
+
+
+def test_rule_evidence_is_recorded_with_the_learning_step_and_counted_once(fresh_store):
+    store = fresh_store
+    uid = store.user_id("t", "alice")
+    first = _learned(store, uid)
+    second = _learned(store, uid)
+    third = _learned(store, uid, supported=False)
+    [rule] = store.rules.list(uid)
+    assert (rule["support"], rule["contradictions"], rule["origin"], rule["enabled"]) == (2, 1, "mined", None)
+    assert rule["params"] == {"old": "utilize", "new": "use"}
+    assert rule["first_seen"] == store.edit(first)["created_at"]
+    assert rule["last_seen"] == store.edit(third)["created_at"]
+    assert store.rules.taught_by(uid) == {rule["id"]: [second, first]}
+    assert store.rules.counts_over(uid, [first, third, "elsewhere"]) == {rule["id"]: (1, 1)}
+    assert store.rules.history(uid, limit=2) == [(second, "draft text", "kept"), (third, "draft text", "kept")]
+    with pytest.raises(Conflict):  # learned already: nothing is counted twice
+        store.complete_learning(first, preference=None, pair=None, rules=_rule_evidence(first))
+    with store.transaction() as conn:  # the same observation again is ignored
+        store.rules.record(conn, uid, new_rules=[], observations=[(rule["key"], first, True)], stamp="now")
+    assert store.rules.get(uid, rule["id"])["support"] == 2
+
+
+def test_a_failed_learning_step_leaves_no_rule(fresh_store):
+    uid = fresh_store.user_id("t", "alice")
+    iid = _interaction(fresh_store, uid)
+    fresh_store.submit_edit(iid, "kept", cost=2, is_edit=True)
+    bad = _rule_evidence(iid)
+    del bad["prune_after"]  # fails after the rules were written
+    with pytest.raises(KeyError):
+        fresh_store.complete_learning(iid, preference=None, pair=None, rules=bad)
+    assert fresh_store.rules.list(uid) == [] and fresh_store.edit(iid)["learned_at"] is None
+
+
+def test_rules_are_per_user_and_changes_check_the_owner(fresh_store):
+    store = fresh_store
+    alice, bob = store.user_id("t", "alice"), store.user_id("t", "bob")
+    iid = _learned(store, alice)
+    _learned(store, bob)
+    rule_id = store.rules.list(alice)[0]["id"]
+    for user in (bob, store.user_id("t2", "alice")):
+        with pytest.raises(NotFound):
+            store.rules.get(user, rule_id)
+        with pytest.raises(NotFound):
+            store.rules.update(user, rule_id, enabled=False)
+        with pytest.raises(NotFound):
+            store.rules.delete(user, rule_id)
+    assert store.rules.update(alice, rule_id, enabled=False)["enabled"] is False
+    assert store.rules.update(alice, rule_id, enabled=None)["enabled"] is None
+    new = {"key": "replace_phrase:employ", "kind": "replace_phrase", "params": {"old": "utilize", "new": "employ"},
+           "text": "employ"}
+    changed = store.rules.update(alice, rule_id, rule=new, observations=[(iid, False)])
+    assert (changed["key"], changed["origin"], changed["support"], changed["contradictions"]) == (
+        "replace_phrase:employ", "user", 0, 1)
+    _learned(store, alice, key="replace_phrase:other")
+    with pytest.raises(Conflict):  # it would become another rule the user has
+        store.rules.update(alice, rule_id, rule={**new, "key": "replace_phrase:other"}, observations=[])
+    store.rules.delete(alice, rule_id)
+    assert [r["key"] for r in store.rules.list(alice)] == ["replace_phrase:other"]
+    assert len(store.rules.list(bob)) == 1
+    assert store.db["rule_observations"].count == 2  # alice's other rule and bob's
+
+
+def test_one_off_rules_are_pruned_after_edits_that_gave_them_no_chance(fresh_store):
+    store = fresh_store
+    uid = store.user_id("t", "alice")
+    _learned(store, uid, key="replace_phrase:once", prune_after=3)
+    for _ in range(2):
+        _learned(store, uid, key="replace_phrase:twice", prune_after=3)
+    assert {r["key"] for r in store.rules.list(uid)} == {"replace_phrase:once", "replace_phrase:twice"}
+    _learned(store, uid, key="replace_phrase:third", prune_after=3)  # 'once' has nothing in the last 3 edits
+    assert {r["key"]: r["support"] for r in store.rules.list(uid)} == {"replace_phrase:twice": 2,
+                                                                       "replace_phrase:third": 1}
+    [twice] = [r for r in store.rules.list(uid) if r["key"] == "replace_phrase:twice"]
+    store.rules.update(uid, twice["id"], enabled=True)
+    for key in ("a", "b", "c"):  # supported twice, or switched on by the user: kept
+        _learned(store, uid, key=f"replace_phrase:{key}", prune_after=3)
+    assert "replace_phrase:twice" in {r["key"] for r in store.rules.list(uid)}
+    assert "replace_phrase:third" not in {r["key"] for r in store.rules.list(uid)}
+
+
+def test_export_includes_rules_with_their_observations(fresh_store):
+    uid = fresh_store.user_id("t", "alice")
+    iid = _learned(fresh_store, uid)
+    [rule] = fresh_store.export_user(uid)["rules"]
+    assert rule["kind"] == "replace_phrase" and rule["support"] == 1
+    assert [(o["interaction_id"], o["supported"]) for o in rule["observations"]] == [(iid, True)]
+
+
 def _tables_with_user_id(store) -> list[str]:
     """Every table with a user_id column, found from the schema itself so a future table is covered."""
     names = [r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
@@ -150,7 +250,7 @@ def _leftovers(store, uid, interaction_ids) -> dict[str, int]:
 def test_delete_user_leaves_no_row_that_references_the_user(fresh_store):
     store = fresh_store
     assert {"interactions", "edits", "preferences", "pairs", "router_states",
-            "aggregations"} <= set(_tables_with_user_id(store))
+            "aggregations", "rules"} <= set(_tables_with_user_id(store))
     uid, other = store.user_id("t", "alice"), store.user_id("t", "bob")
     ids = []
     for who in (uid, other):
@@ -159,7 +259,8 @@ def test_delete_user_leaves_no_row_that_references_the_user(fresh_store):
         store.complete_learning(learned, preference={"text": "short", "kind": "inferred",
                                                      "context_vector": np.ones(4, dtype=np.float32)},
                                 pair={"context": "ctx", "chosen": "kept", "rejected": "draft text"},
-                                router_state={"weights": [0.5, 0.5], "steps": 1})
+                                router_state={"weights": [0.5, 0.5], "steps": 1},
+                                rules=_rule_evidence(learned))
         queued = _interaction(store, who)
         store.submit_edit(queued, "queued", cost=1, is_edit=True)  # a pending job
         store.cache_aggregation(who, f"key-{who}", f"combined for {who}")
@@ -172,7 +273,8 @@ def test_delete_user_leaves_no_row_that_references_the_user(fresh_store):
 
     assert _leftovers(store, uid, ids) == {}
     assert removed == {"jobs": 2, "edits": 2, "preferences": 1, "pairs": 2, "router_states": 1,
-                       "aggregations": 1, "interactions": 2, "users": 1}
+                       "aggregations": 1, "interactions": 2, "users": 1, "rules": 1, "rule_observations": 1}
+    assert store.rules.list(other)[0]["support"] == 1  # bob keeps his rule
     assert store.cached_aggregation(other, f"key-{other}") == f"combined for {other}"  # bob keeps his
     assert store.count_preferences(other) == 1 and store.router_state(other) is not None
 
@@ -223,6 +325,8 @@ def test_an_older_schema_opens_and_upgrades(tmp_path, version):
     assert "user_id" in cols
     assert any(ix.columns == ["user_id"] for ix in store.db["aggregations"].indexes)
     assert store.db.execute("SELECT COUNT(*) FROM aggregations WHERE user_id IS NULL").fetchone()[0] == 0
+    assert {"rules", "rule_observations"} <= set(store.db.table_names())
+    assert {"raw_draft", "applied_rules"} <= {c[1] for c in store.db.execute("PRAGMA table_info(interactions)")}
     store.cache_aggregation(uid, "k", "new")
     assert store.delete_user(uid)["aggregations"] == 1
     store.close()

@@ -17,6 +17,7 @@ from ._common import check_max_tokens, errors
 
 router = APIRouter(tags=["openai"])
 INTERACTION_HEADER = "X-Redline-Interaction-Id"
+RULES_HEADER = "X-Redline-Applied-Rules"
 MODEL_ID = "redline"
 _CHUNK = re.compile(r"\S+\s*|\s+")
 
@@ -30,7 +31,8 @@ def list_models(tenant: TenantDep) -> ModelList:
 @router.post("/v1/chat/completions", responses={**errors(503), 200: {
     "description": "A chat.completion object, or with `stream: true` a text/event-stream of chat.completion.chunk "
                    "objects ending with `data: [DONE]`. Both carry `interaction_id` (also in the "
-                   f"`{INTERACTION_HEADER}` header) to post the user's edit to.",
+                   f"`{INTERACTION_HEADER}` header) to post the user's edit to, and `applied_rules`, the user's "
+                   f"edit rules that changed the reply (their ids also in `{RULES_HEADER}`).",
     "content": {"application/json": {}, "text/event-stream": {}}}})
 def chat_completions(body: ChatRequest, agent: AgentDep, tenant: TenantDep, settings: SettingsDep,
                      metrics: MetricsDep):
@@ -45,14 +47,17 @@ def chat_completions(body: ChatRequest, agent: AgentDep, tenant: TenantDep, sett
         raise ApiError(400, "the last message must be a non-empty user message", "invalid_input")
     max_tokens = check_max_tokens(body.max_completion_tokens or body.max_tokens, settings)
     history = [{"role": m.role, "content": m.text()} for m in body.messages[:-1] if m.role in ("user", "assistant")]
-    options = GenerateOptions(max_tokens=max_tokens, temperature=body.temperature, seed=body.seed, history=history)
+    options = GenerateOptions(max_tokens=max_tokens, temperature=body.temperature, seed=body.seed, history=history,
+                              rules=body.rules)
     result = agent.generate(body.user, last.text(), "chat", options, tenant=tenant)
     metrics.observe_generation(result)
     created = int(time.time())
     cid = f"chatcmpl-{result.interaction_id}"
     usage = Usage.of(result).model_dump()
-    extra = {"interaction_id": result.interaction_id, "preference": result.preference}
-    headers = {INTERACTION_HEADER: result.interaction_id}
+    extra = {"interaction_id": result.interaction_id, "preference": result.preference,
+             "applied_rules": result.applied_rules}
+    headers = {INTERACTION_HEADER: result.interaction_id,
+               RULES_HEADER: ",".join(str(r["id"]) for r in result.applied_rules)}
     if not body.stream:
         return JSONResponse({
             "id": cid, "object": "chat.completion", "created": created, "model": body.model,

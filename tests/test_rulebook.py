@@ -1,0 +1,213 @@
+"""Learned edit rules through the agent: learned from edits with the learning step (exactly once, also through
+the job runner), applied to drafts where they are active, per user and tenant, and read, switched, rewritten
+and deleted by the user. Hash embedder and a scripted generator (fast, deterministic)."""
+
+import pytest
+
+from redline.agent import GenerateOptions, InvalidRule, RuleConflict, UnknownRule, UnknownUser
+from redline.testing import ScriptedGenerator
+
+BIKES = ["The city council voted to expand the bike lane network by forty miles over five years.",
+         "City council members approved protected bike lanes after the network expansion vote.",
+         "The council said the bike lane network expansion will take five years and forty miles.",
+         "Bike lane network: the city council expansion plan, forty miles in five years."]
+BAKING = ["This sourdough recipe needs flour, water, salt and a long cold fermentation overnight.",
+          "Knead the sourdough flour and water, add salt, then rest the dough overnight.",
+          "Sourdough needs a cold overnight fermentation of flour, water and salt dough."]
+DRAFT = "We utilize the new plan for the city. It helps everyone in town."
+FIXED = "We use the new plan for the city. It helps everyone in town."
+
+
+def respond(prompt, i):
+    content = prompt[-1]["content"]
+    if "Combine them" in content:
+        return "plain words"
+    if "describe the writing style" in content:
+        return "plain words"
+    if "sourdough" in content.lower() and "machine" not in content:
+        return "We knead the dough for the bread. It helps everyone in town."  # no chance for the rule
+    return DRAFT
+
+
+@pytest.fixture
+def agent(make_agent):
+    return make_agent(ScriptedGenerator(respond), k=2)
+
+
+def teach(agent, user, context, *, tenant="default", fix=lambda text: text.replace("utilize", "use")):
+    result = agent.generate(user, context, tenant=tenant)
+    agent.learn(result.interaction_id, fix(result.text), tenant=tenant)
+    return result
+
+
+def rules_of(agent, user, tenant="default"):
+    return agent.preferences(user, tenant=tenant)["rules"]
+
+
+def test_a_fix_made_twice_comes_back_made_with_its_provenance(agent):
+    taught = [teach(agent, "alice", ctx) for ctx in BIKES[:2]]
+    [rule] = rules_of(agent, "alice")
+    assert rule["description"] == "replace 'utilize' with 'use'" and rule["kind"] == "replace_phrase"
+    assert rule["params"] == {"old": "utilize", "new": "use"} and rule["text"] == "use"
+    assert (rule["support"], rule["contradictions"], rule["precision"], rule["active"]) == (2, 0, 1.0, True)
+    assert rule["taught_by"] == [taught[1].interaction_id, taught[0].interaction_id]
+    assert rule["origin"] == "mined" and rule["enabled"] is None and rule["first_seen"] <= rule["last_seen"]
+
+    result = agent.generate("alice", BIKES[2])
+    assert result.text == FIXED
+    assert result.applied_rules == [{"id": rule["id"], "kind": "replace_phrase",
+                                     "description": "replace 'utilize' with 'use'"}]
+    assert result.candidates[0]["raw_text"] == DRAFT and result.candidates[0]["applied_rules"] == [rule["id"]]
+    stored = agent.store.interaction(result.interaction_id)
+    assert (stored["draft"], stored["raw_draft"], stored["applied_rules"]) == (FIXED, DRAFT, [rule["id"]])
+    assert "rules_ms" in result.timings_ms
+
+
+def test_a_rule_that_fired_and_was_kept_is_support_and_one_undone_a_contradiction(agent):
+    for ctx in BIKES[:2]:
+        teach(agent, "alice", ctx)
+    kept = teach(agent, "alice", BIKES[2], fix=lambda text: text)  # the fired rule kept as is
+    assert kept.applied_rules and agent.interaction(kept.interaction_id)["edit"]["cost"] == 0
+    assert rules_of(agent, "alice")[0]["support"] == 3
+    for ctx in (BIKES[3], BIKES[0] + " Again."):
+        undone = teach(agent, "alice", ctx, fix=lambda text: text.replace("use", "utilize"))
+        assert undone.applied_rules
+    [rule] = rules_of(agent, "alice")
+    assert (rule["support"], rule["contradictions"]) == (3, 2) and not rule["active"]
+    assert agent.generate("alice", BIKES[3] + " Later.").text == DRAFT  # deactivated where it was undone
+
+
+def test_a_rule_applies_where_it_was_learned_or_where_it_holds_everywhere(agent):
+    for ctx in BIKES[:2]:
+        teach(agent, "alice", ctx)
+    for ctx, word in zip(BAKING[:2], ("bakers", "cooks")):  # here the drafts offer no chance: no evidence
+        teach(agent, "alice", ctx, fix=lambda text, word=word: text.replace("everyone", word))
+    machine = BAKING[2] + " Use the bread machine."
+    assert agent.generate("alice", machine).text == FIXED  # active over all edits, no neighbour against it
+    for ctx, word in zip(BAKING[:2], ("all", "friends")):  # now this user keeps 'utilize' on baking contexts
+        teach(agent, "alice", ctx.replace("flour", "flour machine"),
+              fix=lambda text, word=word: text.replace("use", "utilize").replace("everyone", word))
+    [rule] = [r for r in rules_of(agent, "alice") if r["text"] == "use"]
+    assert (rule["support"], rule["contradictions"], rule["active"]) == (2, 2, False)
+    assert agent.generate("alice", BIKES[2]).text == FIXED  # active among the bike neighbours
+    assert agent.generate("alice", machine + " Knead machine flour.").text == DRAFT  # contradicted here
+
+
+def test_another_users_or_tenants_rules_never_apply(agent):
+    for ctx in BIKES[:2]:
+        teach(agent, "alice", ctx)
+    assert agent.generate("alice", BIKES[2]).applied_rules
+    bob = agent.generate("bob", BIKES[2])
+    assert bob.text == DRAFT and bob.applied_rules == []
+    elsewhere = agent.generate("alice", BIKES[2], tenant="acme")
+    assert elsewhere.text == DRAFT and elsewhere.applied_rules == []
+    assert rules_of(agent, "alice", tenant="acme") == [] and rules_of(agent, "bob") == []
+    rule_id = rules_of(agent, "alice")[0]["id"]
+    for user, tenant in (("bob", "default"), ("alice", "acme")):
+        with pytest.raises(UnknownRule, match=f"unknown rule id {rule_id}"):
+            agent.update_rule(user, rule_id, enabled=False, tenant=tenant)
+        with pytest.raises(UnknownRule):
+            agent.delete_rule(user, rule_id, tenant=tenant)
+    assert rules_of(agent, "alice")[0]["enabled"] is None
+
+
+def test_a_request_or_the_server_can_turn_rules_off(agent, make_agent, tmp_path):
+    for ctx in BIKES[:2]:
+        teach(agent, "alice", ctx)
+    off = agent.generate("alice", BIKES[2], options=GenerateOptions(rules=False))
+    assert off.text == DRAFT and off.applied_rules == [] and "rules_ms" not in off.timings_ms
+    server_off = make_agent(ScriptedGenerator(respond), k=2, rules=False, data_dir=tmp_path / "off")
+    for ctx in BIKES[:3]:
+        assert teach(server_off, "alice", ctx).text == DRAFT
+    assert rules_of(server_off, "alice") == [] and server_off.store.counts()["rule_observations"] == 0
+
+
+def test_rules_only_keeps_the_preference_out_of_the_prompt(agent):
+    for ctx in BIKES[:2]:
+        teach(agent, "alice", ctx)
+    result = agent.generate("alice", BIKES[2], options=GenerateOptions(use_preference=False))
+    assert result.preference is None and result.neighbours and result.text == FIXED
+    assert "plain words" not in result.prompt[-1]["content"]
+
+
+def test_rules_are_learned_exactly_once_through_the_job_runner(agent):
+    ids = []
+    for ctx in BIKES[:3]:
+        result = agent.generate("alice", ctx)
+        agent.submit_edit(result.interaction_id, FIXED)
+        ids.append(result.interaction_id)
+    outcomes = agent.run_jobs()
+    assert [o.outcome for o in outcomes] == ["learned"] * 3
+    before = agent.store.counts()["rule_observations"]
+    assert before == 3  # one rule, one verdict per edit
+    again = agent.process_edit(ids[0])  # a job run again after a crash
+    assert again.already_learned and agent.store.counts()["rule_observations"] == before
+    assert agent.run_jobs() == []
+    assert rules_of(agent, "alice")[0]["support"] == 3
+
+
+def test_a_user_switches_rewrites_and_deletes_a_rule(agent):
+    for ctx in BIKES[:2]:
+        teach(agent, "alice", ctx)
+    rule_id = rules_of(agent, "alice")[0]["id"]
+    assert agent.update_rule("alice", rule_id, enabled=False)["enabled"] is False
+    assert agent.generate("alice", BIKES[2]).text == DRAFT
+    assert agent.update_rule("alice", rule_id, enabled=None)["active"] is True
+    rewritten = agent.update_rule("alice", rule_id, text="employ")
+    assert rewritten["description"] == "replace 'utilize' with 'employ'" and rewritten["origin"] == "user"
+    # recounted over the user's edits: 'utilize' went, but not for 'employ' (no evidence either way)
+    assert rewritten["id"] == rule_id and (rewritten["support"], rewritten["contradictions"]) == (0, 0)
+    assert not rewritten["active"] and rewritten["taught_by"] == []
+    assert agent.update_rule("alice", rule_id, enabled=True)["active"] is True  # the user's word wins
+    assert agent.generate("alice", BIKES[3]).text == FIXED.replace("use", "employ")
+    agent.delete_rule("alice", rule_id)
+    assert rules_of(agent, "alice") == [] and agent.generate("alice", BIKES[3]).text == DRAFT
+
+
+@pytest.mark.parametrize("text,message", [
+    ("", "rule text must not be empty"),
+    ("   ", "rule text must not be empty"),
+    ("x" * 201, "rule text is longer than 200 characters"),
+])
+def test_bad_rule_text_is_rejected_and_changes_nothing(agent, text, message):
+    for ctx in BIKES[:2]:
+        teach(agent, "alice", ctx)
+    rule_id = rules_of(agent, "alice")[0]["id"]
+    with pytest.raises(InvalidRule, match=message):
+        agent.update_rule("alice", rule_id, text=text)
+    assert rules_of(agent, "alice")[0]["text"] == "use"
+
+
+def test_unknown_rules_users_and_empty_changes(agent):
+    for ctx in BIKES[:2]:
+        teach(agent, "alice", ctx)
+    rule_id = rules_of(agent, "alice")[0]["id"]
+    with pytest.raises(UnknownRule, match="unknown rule id 999"):
+        agent.update_rule("alice", 999, enabled=False)
+    with pytest.raises(UnknownRule):
+        agent.delete_rule("alice", 999)
+    with pytest.raises(UnknownUser):
+        agent.update_rule("ghost", rule_id, enabled=False)
+    with pytest.raises(InvalidRule, match="nothing to change"):
+        agent.update_rule("alice", rule_id)
+
+
+def test_a_rewrite_into_a_rule_the_user_has_is_a_conflict(agent):
+    for ctx in BIKES[:2]:
+        teach(agent, "alice", ctx)
+    teach(agent, "alice", BIKES[2], fix=lambda text: text.replace("use", "employ"))
+    rules = {r["text"]: r["id"] for r in rules_of(agent, "alice")}
+    assert set(rules) == {"use", "employ"}
+    with pytest.raises(RuleConflict, match=f"rule {rules['use']} already does this"):
+        agent.update_rule("alice", rules["employ"], text="use")
+    assert agent.update_rule("alice", rules["employ"], text="apply")["text"] == "apply"
+
+
+def test_export_and_hard_delete_include_rules(agent):
+    taught = [teach(agent, "alice", ctx) for ctx in BIKES[:2]]
+    [rule] = agent.export_user("alice")["rules"]
+    assert rule["key"].startswith("replace_phrase:") and {o["interaction_id"] for o in rule["observations"]} == {
+        t.interaction_id for t in taught}
+    removed = agent.delete_user("alice")
+    assert removed["rules"] == 1 and removed["rule_observations"] == 2
+    assert agent.store.counts()["rules"] == 0
