@@ -17,7 +17,8 @@ DRAFT = "The council approved the budget on Tuesday after a long debate about tr
 
 @pytest.fixture
 def agent(make_agent):
-    return make_agent(ScriptedGenerator(lambda prompt, i: DRAFT), k=1)
+    # rules off: the same fix made twice would be made by a rule, and these tests count the users' own costs
+    return make_agent(ScriptedGenerator(lambda prompt, i: DRAFT), k=1, rules=False)
 
 
 def edit(agent, user: str, words_changed: int, *, tenant: str = "default") -> None:
@@ -64,7 +65,7 @@ def test_users_and_edit_history_stay_inside_the_tenant(agent):
 
 
 def test_edit_history_is_oldest_first_with_costs(make_agent):
-    agent = make_agent(ScriptedGenerator(lambda prompt, i: DRAFT), k=1, delta=1)
+    agent = make_agent(ScriptedGenerator(lambda prompt, i: DRAFT), k=1, delta=1, rules=False)
     for cost in (3, 1, 2):
         edit(agent, "alice", cost)
     history = agent.edit_history("alice")

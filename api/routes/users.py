@@ -11,9 +11,9 @@ from ..schemas import (
     PreferenceItem,
     PreferencePatch,
     PreferencesResponse,
-    UsersResponse,
     RuleItem,
     RulePatch,
+    UsersResponse,
 )
 from ._common import errors
 
