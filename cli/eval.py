@@ -35,8 +35,9 @@ def _seeds(text: str) -> list[int]:
 @click.option("--users-file", type=click.Path(dir_okay=False, exists=True),
               help="YAML/JSON spec of the users (name, source, description, operations); default: the shipped one.")
 @click.option("--methods", default=DEFAULT_METHODS, show_default=True,
-              help="Comma-separated: no-learning, oracle, icl-edit-K, cipher-K, redline (=redline-rps), "
-                   "redline-best_of_n.")
+              help="Comma-separated: no-learning, oracle, icl-edit-K, cipher-K, redline (=redline-rps; with the "
+                   "users' edit rules), redline-best_of_n, redline-no-rules (RPS without rules), rules-only (no "
+                   "preference in the prompt, edit rules only).")
 @click.option("--rounds", type=click.IntRange(1, 10_000), default=200, show_default=True,
               help="Rounds per seed (documents drawn evenly from the sources, shuffled by seed). For "
                    "replay-lamp: held-out drafts per writer (at most 50 minus --learn-edits).")
@@ -168,9 +169,10 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
 
 
 def _tables(summary: dict) -> str:
-    """The methods' table, and the selection table when a method selects among candidates."""
-    from redline.evals.report import format_selection, format_table
+    """The methods' table, the selection table when a method selects among candidates, and the edit rules per
+    stream when a method has them."""
+    from redline.evals.report import format_rules, format_selection, format_table
 
-    selection = format_selection(summary)
-    return format_table(summary) + ("\n\n" + selection if selection else "")
+    extra = [t for t in (format_selection(summary), format_rules(summary)) if t]
+    return "\n\n".join([format_table(summary), *extra])
 

@@ -1,13 +1,13 @@
 """How the harness reaches the agent: in process (``LocalBackend``) or over HTTP (``HTTPBackend``).
 
-Both expose ``generate(...) -> Draft``, ``feedback(...) -> Outcome`` and ``nearest_edits(...)``; the
-harness never touches generation itself.
+Both expose ``generate(...) -> Draft``, ``feedback(...) -> Outcome`` and ``rules(user)`` (the user's edit
+rules at the end of a stream); the harness never touches generation itself.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from redline.agent import Agent, GenerateOptions, Settings, prompts
@@ -37,6 +37,8 @@ class Draft:
     selection: str | None = None  # see selection_of
     candidates: int = 1
     chosen_source: str | None = None  # target, or neighbour:<preference id> when RPS picked a neighbour's
+    applied_rules: list[dict] = field(default_factory=list)  # [{id, kind, description}] that changed the text
+    raw_text: str | None = None  # the text as generated, when edit rules changed it
 
 
 @dataclass
@@ -65,11 +67,8 @@ def selection_of(strategy: str, candidates: list[dict] | None) -> str | None:
     return "reward" if any(c.get("score") is not None for c in candidates) else "cold-start"
 
 
-def _chosen_source(candidates: list[dict] | None) -> str | None:
-    for c in candidates or ():
-        if c.get("chosen"):
-            return c.get("source")
-    return None
+def _chosen(candidates: list[dict] | None) -> dict:
+    return next((c for c in candidates or () if c.get("chosen")), {})
 
 
 class LockedEmbedder:
@@ -105,7 +104,8 @@ def load_run_generator(settings: Settings, *, cache_path: Path | None) -> Genera
 def _options(method: Method, *, preference: str | None, history: list[dict], max_tokens: int | None,
              temperature: float | None, seed: int | None) -> GenerateOptions:
     kwargs = dict(max_tokens=max_tokens, temperature=temperature, seed=seed, history=history,
-                  use_retrieval=method.use_retrieval, strategy=method.strategy)
+                  use_retrieval=method.use_retrieval, strategy=method.strategy, rules=method.rules,
+                  use_preference=method.use_preference)
     if method.n is not None:
         kwargs["n"] = method.n
     if method.oracle:
@@ -119,13 +119,14 @@ class LocalBackend:
     It drives the agent as the server does: after each learned edit of a method that selects with a reward
     (``redline*``), ``agent.maintenance()`` (what the server's learning worker calls after learning jobs)
     retrains the reward heads once ``settings["reward_retrain_every"]`` new pairs arrived. Greedy methods
-    never read the heads, so their streams skip it (each stream has its own store and heads).
+    never read the heads, so their streams skip it (each stream has its own store and heads). Methods without
+    edit rules run with the agent's ``rules`` setting off: neither learned nor applied.
     """
 
     def __init__(self, method: Method, data_dir: Path, *, embedder, generator, settings: dict | None = None):
         self.method = method
         overrides = dict(settings or {})
-        overrides.update(data_dir=data_dir, k=method.k)
+        overrides.update(data_dir=data_dir, k=method.k, rules=method.rules)
         self.agent = Agent(Settings(**overrides), embedder=embedder, generator=generator)
 
     def generate(self, user: str, context: str, task: str, *, oracle_preference: str | None = None,
@@ -136,9 +137,10 @@ class LocalBackend:
         result = self.agent.generate(user, context, task, _options(
             self.method, preference=oracle_preference, history=history, max_tokens=max_tokens,
             temperature=temperature, seed=seed))
+        chosen = _chosen(result.candidates)
         return Draft(result.interaction_id, result.text, result.preference, result.tokens_in, result.tokens_out,
                      selection_of(self.method.strategy, result.candidates), len(result.candidates),
-                     _chosen_source(result.candidates))
+                     chosen.get("source"), result.applied_rules, chosen.get("raw_text"))
 
     def feedback(self, interaction_id: str, edited: str) -> Outcome:
         if self.method.learns:
@@ -153,11 +155,16 @@ class LocalBackend:
         receipt = self.agent.submit_edit(interaction_id, edited)
         return Outcome(receipt.cost, None)
 
+    def rules(self, user: str) -> list[dict]:
+        """The user's edit rules as ``GET /v1/users/{user}/preferences`` lists them (active first)."""
+        return self.agent.rules(user) if self.method.rules else []
+
     def close(self) -> None:
         self.agent.close()
 
 
-HTTP_METHODS = "cipher-K (the server's configured k), redline, redline-rps, redline-best_of_n"
+HTTP_METHODS = ("cipher-K (the server's configured k), redline, redline-rps, redline-best_of_n, redline-no-rules, "
+                "rules-only")
 
 
 class HTTPBackend:
@@ -195,6 +202,10 @@ class HTTPBackend:
     def generate(self, user: str, context: str, task: str, *, oracle_preference: str | None = None,
                  max_tokens: int | None = None, temperature: float | None = None, seed: int | None = None) -> Draft:
         body = {"user": user, "context": context, "task": task, "strategy": self.method.strategy}
+        if not self.method.rules:
+            body["rules"] = False
+        if not self.method.use_preference:
+            body["use_preference"] = False
         for key, value in (("max_tokens", max_tokens), ("temperature", temperature), ("seed", seed),
                            ("n", self.method.n if self.method.strategy != "greedy" else None)):
             if value is not None:
@@ -202,9 +213,11 @@ class HTTPBackend:
         data = self._request("POST", "/v1/generate", body)
         usage = data.get("usage") or {}
         candidates = data.get("candidates")
+        chosen = _chosen(candidates)
         return Draft(data["interaction_id"], data["text"], data.get("preference"), usage.get("prompt_tokens", 0),
                      usage.get("completion_tokens", 0), selection_of(self.method.strategy, candidates),
-                     len(candidates) if candidates is not None else 1, _chosen_source(candidates))
+                     len(candidates) if candidates is not None else 1, chosen.get("source"),
+                     data.get("applied_rules") or [], chosen.get("raw_text"))
 
     def feedback(self, interaction_id: str, edited: str) -> Outcome:
         data = self._request("POST", f"/v1/interactions/{interaction_id}/edit", {"edited_text": edited})
@@ -225,6 +238,12 @@ class HTTPBackend:
                 raise BackendError(f"the server did not learn the edit of {interaction_id} within "
                                    f"{self.learn_timeout:.0f} s")
             time.sleep(0.1)
+
+    def rules(self, user: str) -> list[dict]:
+        """The user's edit rules on the server (``GET /v1/users/{user}/preferences``)."""
+        if not self.method.rules:
+            return []
+        return self._request("GET", f"/v1/users/{user}/preferences?limit=1").get("rules") or []
 
     def close(self) -> None:
         self.client.close()

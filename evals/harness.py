@@ -98,6 +98,8 @@ class StreamResult:
     error: str | None = None
     selections: list[str | None] = field(default_factory=list)  # per round: greedy, reward, cold-start, None
     inferred_by: list[str | None] = field(default_factory=list)  # per round: llm, evidence, None (nothing inferred)
+    applied_rules: list[list[dict]] = field(default_factory=list)  # per round: the edit rules that changed the draft
+    rules: list[dict] | None = None  # the user's edit rules at the end (None: the method has none)
 
 
 RUN_ID = uuid.uuid4().hex[:8]  # a server's store outlives a run: fresh user names per run
@@ -112,7 +114,7 @@ def run_stream(backend, method: Method, seed: int, order: list[Document], config
                tick: Callable[[], None] = lambda: None) -> StreamResult:
     """One simulated user's rounds for one method; appends one JSON line per round to ``log_path``."""
     name = _user_name(method, seed, remote=config.target is not None)
-    costs, sources, correct, selections, inferred_by = [], [], [], [], []
+    costs, sources, correct, selections, inferred_by, applied = [], [], [], [], [], []
     tokens_in = tokens_out = user_tokens = 0
     started = time.perf_counter()
     cumulative = 0
@@ -135,21 +137,38 @@ def run_stream(backend, method: Method, seed: int, order: list[Document], config
             correct.append(ok)
             selections.append(draft.selection)
             inferred_by.append(outcome.inferred_by)
+            applied.append(draft.applied_rules)
             log.write(json.dumps({
                 "method": method.name, "seed": seed, "round": t, "doc_id": doc.id, "source": doc.source,
                 "cost": outcome.cost, "cumulative_cost": cumulative, "satisfied": fb.satisfied,
                 "preference_used": draft.preference, "preference_learned": outcome.preference,
                 "preference_correct": ok, "selection": draft.selection, "candidates": draft.candidates,
                 "chosen_source": draft.chosen_source, "heads_trained": outcome.heads_trained,
-                "inferred_by": outcome.inferred_by,
+                "inferred_by": outcome.inferred_by, "applied_rules": draft.applied_rules,
+                "draft_before_rules": draft.raw_text,
                 "tokens_in": draft.tokens_in + outcome.tokens_in,
                 "tokens_out": draft.tokens_out + outcome.tokens_out, "user_tokens": fb.tokens_in + fb.tokens_out,
                 "wall_ms": round((time.perf_counter() - t0) * 1000, 1), "draft": draft.text, "edited": fb.edited,
             }, ensure_ascii=False) + "\n")
             log.flush()
             tick()
+    rules = _rule_summaries(backend.rules(name)) if method.rules else None
+    if rules is not None:
+        _rules_path(log_path).write_text(json.dumps(rules, indent=2, ensure_ascii=False) + "\n")
     return StreamResult(method.name, seed, costs, sources, correct, tokens_in, tokens_out, user_tokens,
-                        round(time.perf_counter() - started, 2), selections=selections, inferred_by=inferred_by)
+                        round(time.perf_counter() - started, 2), selections=selections, inferred_by=inferred_by,
+                        applied_rules=applied, rules=rules)
+
+
+def _rule_summaries(rules: list[dict]) -> list[dict]:
+    """What the report needs of each rule the user ended with."""
+    keep = ("id", "kind", "description", "support", "contradictions", "precision", "active", "enabled")
+    return [{k: r.get(k) for k in keep} for r in rules]
+
+
+def _rules_path(log_path: Path) -> Path:
+    """``OUT/rules/<method>-s<seed>.json``: a stream's edit rules at its end, beside ``OUT/logs``."""
+    return log_path.parent.parent / "rules" / log_path.with_suffix(".json").name
 
 
 def build_user(config: EvalConfig, specs: dict[str, UserSpec], generator=None):
@@ -173,7 +192,8 @@ def run_eval(config: EvalConfig, *, embedder, generator, progress: Callable[[str
     scorer = PreferenceScorer(embedder, specs)
     out = Path(config.out)
     (out / "logs").mkdir(parents=True, exist_ok=True)
-    for old in (out / "logs").glob("*.jsonl"):  # logs of an earlier run in this folder would mix in
+    (out / "rules").mkdir(exist_ok=True)
+    for old in [*(out / "logs").glob("*.jsonl"), *(out / "rules").glob("*.json")]:  # an earlier run's would mix in
         old.unlink()
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str) + "\n")
     skipped: dict[str, str] = {}
@@ -230,12 +250,15 @@ def results_from_logs(out: Path | str, rounds: int | None = None) -> dict:
     order = {m: i for i, m in enumerate(config["methods"])}
     for (method, seed), rs in sorted(rows.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])):
         rs = sorted(rs, key=lambda r: r["round"])[:common]
+        rules_file = out / "rules" / f"{method}-s{seed}.json"
         streams.append(StreamResult(method, seed, [r["cost"] for r in rs], [r["source"] for r in rs],
                                     [r["preference_correct"] for r in rs], sum(r["tokens_in"] for r in rs),
                                     sum(r["tokens_out"] for r in rs), sum(r["user_tokens"] for r in rs),
                                     round(sum(r["wall_ms"] for r in rs) / 1000, 2),
                                     selections=[r.get("selection") for r in rs],
-                                    inferred_by=[r.get("inferred_by") for r in rs]))
+                                    inferred_by=[r.get("inferred_by") for r in rs],
+                                    applied_rules=[r.get("applied_rules") or [] for r in rs],
+                                    rules=json.loads(rules_file.read_text()) if rules_file.exists() else None))
     skipped_path = out / "skipped.json"
     skipped = json.loads(skipped_path.read_text()) if skipped_path.exists() else {}
     config["rounds_completed"] = common

@@ -6,8 +6,10 @@
 | ``oracle`` | the user's true description | record the edit only |
 | ``icl-edit-K`` | the K nearest past (draft, edit) pairs as in-context examples | record the edit only |
 | ``cipher-K`` | CIPHER with k=K (retrieve, aggregate) | learn (infer and store a preference) |
-| ``redline`` / ``redline-rps`` | CIPHER k=5 + RPS selection (``strategy="rps"``) | learn |
-| ``redline-best_of_n`` | CIPHER k=5 + best-of-n selection | learn |
+| ``redline`` / ``redline-rps`` | CIPHER k=5 + RPS selection (``strategy="rps"``) + the user's edit rules | learn |
+| ``redline-best_of_n`` | CIPHER k=5 + best-of-n selection + edit rules | learn |
+| ``redline-no-rules`` | CIPHER k=5 + RPS selection, no edit rules (the ablation) | learn (no rules) |
+| ``rules-only`` | no preference in the prompt; the user's edit rules (active among the k=5 nearest contexts) | learn |
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from dataclasses import dataclass
 
 __all__ = ["Method", "parse_method", "parse_methods"]
 
-_NAME = re.compile(r"^(no-learning|oracle|icl-edit-(\d+)|cipher-(\d+)|redline(?:-(rps|best_of_n))?)$")
+_NAME = re.compile(r"^(no-learning|oracle|icl-edit-(\d+)|cipher-(\d+)|redline(?:-(rps|best_of_n|no-rules))?"
+                   r"|rules-only)$")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,8 @@ class Method:
     strategy: str = "greedy"
     n: int | None = None
     learns: bool = False
+    rules: bool = False  # learn and apply edit rules (agent setting ``rules``; request option ``rules``)
+    use_preference: bool = True  # the learned preference goes into the prompt
 
     @property
     def infers_preferences(self) -> bool:
@@ -45,7 +50,7 @@ def parse_method(name: str, *, n: int = 4) -> Method:
     m = _NAME.match(name.strip())
     if not m:
         raise ValueError(f"unknown method {name!r}; use no-learning, oracle, icl-edit-K, cipher-K, redline, "
-                         "redline-rps or redline-best_of_n")
+                         "redline-rps, redline-best_of_n, redline-no-rules or rules-only")
     if name == "no-learning":
         return Method(name, use_retrieval=False)
     if name == "oracle":
@@ -60,7 +65,11 @@ def parse_method(name: str, *, n: int = 4) -> Method:
         if not 1 <= k <= 50:
             raise ValueError(f"method {name!r}: K must be in [1, 50]")
         return Method(name, k=k, learns=True)
-    return Method(name, k=5, strategy=m.group(4) or "rps", n=n, learns=True)
+    if name == "rules-only":
+        return Method(name, k=5, learns=True, rules=True, use_preference=False)
+    if m.group(4) == "no-rules":
+        return Method(name, k=5, strategy="rps", n=n, learns=True)
+    return Method(name, k=5, strategy=m.group(4) or "rps", n=n, learns=True, rules=True)
 
 
 def parse_methods(text: str, *, n: int = 4) -> list[Method]:

@@ -3,7 +3,9 @@
 For each writer: the agent revises (task ``revise``) each of the writer's first ``learn_edits`` drafts and
 learns from the writer's own postedit as feedback; then, for each held-out draft, it revises the draft and
 the cost is the word edit distance from its revision to that writer's postedit. References: the unrevised
-draft itself, and revising with no learning.
+draft itself, and revising with no learning. For methods with edit rules (``redline``, ``rules-only``) each
+held-out revision is also scored as generated, before the rules changed it, so the report says how often a
+rule fired on real drafts and what it did to the distance (``redline`` vs ``redline-no-rules`` is rules on vs off).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .lamp import LAMP_DATA, load_writers
 from .methods import Method, parse_method
 from .report import figure, grouped_bars
 
-__all__ = ["run_replay", "write_replay_report"]
+__all__ = ["run_replay", "write_replay_report", "format_rules_effect"]
 
 
 def run_replay(methods: list[Method], out: Path, *, embedder, generator, learn_edits: int = 10,
@@ -33,7 +35,7 @@ def run_replay(methods: list[Method], out: Path, *, embedder, generator, learn_e
     out = Path(out)
     (out / "logs").mkdir(parents=True, exist_ok=True)
     methods = [parse_method("no-learning")] + [m for m in methods if m.name != "no-learning"]
-    results: dict = {"writers": {}, "skipped": {}, "learn_edits": learn_edits}
+    results: dict = {"writers": {}, "skipped": {}, "learn_edits": learn_edits, "rules": {}}
     edits = load_writers(data)
     for writer, items in edits.items():
         train, test = items[:learn_edits], items[learn_edits:]
@@ -57,21 +59,65 @@ def run_replay(methods: list[Method], out: Path, *, embedder, generator, learn_e
                         d = backend.generate(user, x["preedit"], "revise", max_tokens=max_tokens, temperature=0.0)
                         backend.feedback(d.interaction_id, x["postedit"])
                         tick()
-                costs = []
+                costs, fired = [], []
                 with (out / "logs" / f"{writer}-{method.name}.jsonl").open("w") as log:
                     for x in test:
                         d = backend.generate(user, x["preedit"], "revise", max_tokens=max_tokens, temperature=0.0)
                         c = edit_cost(d.text, x["postedit"])
                         costs.append(c)
-                        log.write(json.dumps({"id": x["id"], "cost": c, "preference": d.preference,
-                                              "revision": d.text}, ensure_ascii=False) + "\n")
+                        entry = {"id": x["id"], "cost": c, "preference": d.preference, "revision": d.text,
+                                 "applied_rules": d.applied_rules}
+                        if d.raw_text is not None:  # a rule fired: what it did to the distance
+                            entry.update(revision_before_rules=d.raw_text,
+                                         cost_before_rules=edit_cost(d.raw_text, x["postedit"]))
+                            fired.append(entry)
+                        log.write(json.dumps(entry, ensure_ascii=False) + "\n")
                         tick()
+                if method.rules:
+                    results["rules"].setdefault(writer, {})[method.name] = _rules_effect(backend.rules(user), fired,
+                                                                                         len(test))
             finally:
                 backend.close()
             row[method.name] = float(np.mean(costs))
             row[f"{method.name}_wall_s"] = round(time.perf_counter() - started, 1)
         results["writers"][writer] = row
     return results
+
+
+def _rules_effect(rules: list[dict], fired: list[dict], held_out: int) -> dict:
+    """The writer's rules after learning, and on the held-out drafts: how often one fired, the distance to the
+    writer's postedit with vs without the rules where one did, and which rules fired."""
+    counts: dict[str, int] = {}
+    for entry in fired:
+        for r in entry["applied_rules"]:
+            counts[r["description"]] = counts.get(r["description"], 0) + 1
+    return {"learned": len(rules), "active": [f"{r['description']} ({r['support']}/{r['contradictions']})"
+                                              for r in rules if r["active"]],
+            "held_out": held_out, "fired": len(fired),
+            "cost_with_rules": sum(e["cost"] for e in fired), "cost_without_rules": sum(e["cost_before_rules"]
+                                                                                        for e in fired),
+            "better": sum(e["cost"] < e["cost_before_rules"] for e in fired),
+            "worse": sum(e["cost"] > e["cost_before_rules"] for e in fired), "rules_fired": counts}
+
+
+def format_rules_effect(results: dict) -> str:
+    """Per writer and method with edit rules: what the rules did on the held-out drafts."""
+    rows = []
+    for writer, by_method in results.get("rules", {}).items():
+        for name, r in by_method.items():
+            change = r["cost_with_rules"] - r["cost_without_rules"]
+            fired = "; ".join(f"{d} ×{n}" for d, n in r["rules_fired"].items()) or "none"
+            rows.append(f"| {writer} | {name} | {r['learned']} | {len(r['active'])} | {r['fired']} of {r['held_out']} "
+                        f"| {r['cost_without_rules']} → {r['cost_with_rules']} ({change:+d}) | {r['better']} / "
+                        f"{r['worse']} | {fired} |")
+    if not rows:
+        return ""
+    return "\n".join([
+        "Edit rules on the held-out drafts: the distance to the writer's postedit of the revisions a rule changed, "
+        "before → after the rules (summed words; negative change = closer to what the writer kept), and on how "
+        "many of them the rules helped / hurt.", "",
+        "| writer | method | rules learned | active | fired on | distance where fired | better / worse "
+        "| rules that fired |", "|---|---|---|---|---|---|---|---|", *rows])
 
 
 def write_replay_report(results: dict, out: Path, command: str = "") -> str:
@@ -86,6 +132,12 @@ def write_replay_report(results: dict, out: Path, command: str = "") -> str:
         lines.append(f"| {writer} | " + " | ".join(f"{row[n]:.1f}" for n in names) + " |")
     for name, why in results.get("skipped", {}).items():
         lines.append(f"\n{name}: not run ({why}).")
+    rules = format_rules_effect(results)
+    if rules:
+        lines += ["", "## Edit rules", "", rules]
+        for writer, by_method in results["rules"].items():
+            for name, r in by_method.items():
+                lines.append(f"\n{writer} {name} active rules: " + ("; ".join(r["active"]) or "none"))
     _plot(results, names, out)
     lines += ["", "![edit cost per writer](replay_cost.png)"]
     text = "\n".join(lines) + "\n"

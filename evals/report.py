@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["summarize", "write_report", "format_table", "format_selection", "grouped_bars", "figure"]
+__all__ = ["summarize", "write_report", "format_table", "format_selection", "format_rules", "grouped_bars", "figure"]
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -35,6 +35,33 @@ def _selection(streams: list) -> dict | None:
         first[str(s.seed)] = rounds[0] if rounds else None
     return {"rounds_per_seed": {k: round(v / len(streams), 2) for k, v in sorted(counts.items())},
             "first_reward_round": first}
+
+
+def _rules(streams: list) -> dict | None:
+    """For methods with edit rules: per seed, the rules the user ended with (learned: any; active), the rounds
+    whose draft a rule changed, the rule applications, and which rules were applied how often; None otherwise."""
+    if all(getattr(s, "rules", None) is None for s in streams):
+        return None
+    per_seed = {}
+    for s in streams:
+        rules = s.rules or []
+        applied: dict[str, int] = {}
+        for round_rules in s.applied_rules:
+            for r in round_rules:
+                applied[r["description"]] = applied.get(r["description"], 0) + 1
+        per_seed[str(s.seed)] = {
+            "learned": len(rules), "active": sum(bool(r.get("active")) for r in rules),
+            "rounds_applied": sum(bool(r) for r in s.applied_rules),
+            "applications": sum(len(r) for r in s.applied_rules),
+            "applied": dict(sorted(applied.items(), key=lambda kv: -kv[1])),
+            "active_rules": [r["description"] for r in rules if r.get("active")]}
+
+    def mean(key: str) -> float:
+        return round(float(np.mean([v[key] for v in per_seed.values()])), 2)
+
+    return {"learned_mean": mean("learned"), "active_mean": mean("active"),
+            "rounds_applied_mean": mean("rounds_applied"), "applications_mean": mean("applications"),
+            "per_seed": per_seed}
 
 
 def summarize(results: dict) -> dict:
@@ -70,6 +97,7 @@ def summarize(results: dict) -> dict:
             "cumulative_curve_std": [round(float(x), 2) for x in curve_std],
             "rounds": len(streams[0].costs), "seeds": [s.seed for s in streams],
             "selection": _selection(streams),
+            "rules": _rules(streams),
         }
     return {"config": results.get("config", {}), "methods": methods, "skipped": results.get("skipped", {}),
             "machine": {"platform": platform.platform(), "python": platform.python_version(),
@@ -115,6 +143,25 @@ def format_selection(summary: dict) -> str:
         "candidates; `cold-start` = no heads or no routing state yet, so the agent drafted from the target "
         "preference only (as greedy).", "",
         "| method | reward-driven selection from | rounds per seed by selection |", "|---|---|---|", *rows])
+
+
+def format_rules(summary: dict) -> str:
+    """For each method with edit rules: per stream, the rules learned and active at the end, and the rounds
+    whose draft a rule changed (with the rules applied most often)."""
+    rows = []
+    for name, m in summary["methods"].items():
+        for seed, r in ((m.get("rules") or {}).get("per_seed") or {}).items():
+            top = "; ".join(f"{d} ×{n}" for d, n in list(r["applied"].items())[:3]) or "none"
+            rows.append(f"| {name} | {seed} | {r['learned']} | {r['active']} | {r['rounds_applied']} of {m['rounds']} "
+                        f"| {r['applications']} | {top} |")
+    if not rows:
+        return ""
+    return "\n".join([
+        "Edit rules per stream: learned = rules the user had at the end (mined and kept), active = applied where "
+        "no neighbouring context contradicts them; rounds = rounds whose draft a rule changed before the user saw "
+        "it.", "",
+        "| method | seed | rules learned | active at the end | rounds with a rule applied | applications "
+        "| most applied |", "|---|---|---|---|---|---|---|", *rows])
 
 
 def grouped_bars(ax, groups: list[str], series: dict[str, list[float]], *, rotation: float = 0) -> None:
@@ -187,6 +234,9 @@ def write_report(results: dict, out: Path | str) -> dict:
     selection = format_selection(summary)
     if selection:
         lines += ["## Selection", "", selection, ""]
+    rules = format_rules(summary)
+    if rules:
+        lines += ["## Edit rules", "", rules, ""]
     inference = [(name, m["inferred_by"]) for name, m in summary["methods"].items() if m.get("inferred_by")]
     if inference:
         lines += ["## Preference inference", "", "Preferences learned from edits: how many were the generator's own "

@@ -162,6 +162,11 @@ def test_methods_parse():
     assert parse_method("cipher-1").k == 1 and parse_method("cipher-1").learns
     assert parse_method("redline").strategy == "rps" and parse_method("redline-best_of_n").strategy == "best_of_n"
     assert parse_method("oracle").oracle and not parse_method("no-learning").use_retrieval
+    assert parse_method("redline").rules and parse_method("redline-best_of_n").rules
+    ablation, rules_only = parse_method("redline-no-rules"), parse_method("rules-only")
+    assert ablation.strategy == "rps" and ablation.learns and not ablation.rules
+    assert rules_only.rules and rules_only.learns and not rules_only.use_preference and rules_only.strategy == "greedy"
+    assert not parse_method("cipher-5").rules
     with pytest.raises(ValueError, match="unknown method 'gpt'"):
         parse_methods("oracle,gpt")
     with pytest.raises(ValueError, match="listed twice"):
@@ -276,6 +281,83 @@ def test_harness_and_report(tmp_path):
     assert any("The user's edited version" in m["content"] for ps, _ in gen.calls for p in ps for m in p)
 
 
+RULE_METHODS = "redline,redline-no-rules,rules-only,cipher-5"
+
+
+def _details_user(tmp_path) -> str:
+    """A users file with one summarize user who always replaces 'details' with 'facts'."""
+    path = tmp_path / "users.yaml"
+    path.write_text("summarize:\n  - {name: facts, source: wikipedia, description: 'facts, not details',\n"
+                    "     operations: [{op: replace_terms, terms: {details: facts}}]}\n")
+    return str(path)
+
+
+def _check_rule_streams(out, results) -> None:
+    """rules-only learns the fix from two edits and makes it from then on; methods without rules log none."""
+    streams = {s.method: s for s in results["streams"]}
+    assert set(streams) == set(RULE_METHODS.split(","))
+    rows = [json.loads(x) for x in (out / "logs" / "rules-only-s0.jsonl").read_text().splitlines()]
+    assert [bool(r["applied_rules"]) for r in rows] == [False, False] + [True] * (len(rows) - 2)
+    assert all(r["cost"] == 0 and "facts" in r["draft"] and "details" in r["draft_before_rules"] for r in rows[2:])
+    assert rows[2]["applied_rules"][0]["description"] == "replace 'details' with 'facts'"
+    assert [r["description"] for r in streams["rules-only"].rules if r["active"]] == ["replace 'details' with 'facts'"]
+    assert json.loads((out / "rules" / "rules-only-s0.json").read_text()) == streams["rules-only"].rules
+    for name in ("redline-no-rules", "cipher-5"):
+        assert streams[name].rules is None and not (out / "rules" / f"{name}-s0.json").exists()
+        assert all(not json.loads(x)["applied_rules"] for x in (out / "logs" / f"{name}-s0.jsonl").read_text()
+                   .splitlines())
+
+
+def test_rule_methods_in_process_and_their_report(tmp_path):
+    from redline.evals.harness import EvalConfig, results_from_logs, run_eval
+    from redline.evals.methods import parse_methods
+    from redline.evals.report import write_report
+
+    out = tmp_path / "out"
+    config = EvalConfig(task="summarize", methods=parse_methods(RULE_METHODS), rounds=5, seeds=[0], out=out,
+                        workers=2, users_file=_details_user(tmp_path))
+    results = run_eval(config, embedder=HashEmbedder(), generator=ScriptedGenerator(_respond))
+    _check_rule_streams(out, results)
+    summary = write_report(results, out)
+    rules = summary["methods"]["rules-only"]["rules"]
+    assert rules["per_seed"]["0"]["rounds_applied"] == 3 and rules["active_mean"] == 1
+    assert rules["per_seed"]["0"]["applied"] == {"replace 'details' with 'facts'": 3}
+    assert summary["methods"]["cipher-5"]["rules"] is None and summary["methods"]["redline"]["rules"] is not None
+    report = (out / "report.md").read_text()
+    assert "## Edit rules" in report and "| rules-only | 0 | 1 | 1 | 3 of 5 | 3 | replace 'details' with 'facts' ×3 |" \
+        in report
+    assert write_report(results_from_logs(out), tmp_path / "again")["methods"]["rules-only"]["rules"] == rules
+
+
+def test_rule_methods_over_http_against_the_real_app(tmp_path):
+    from types import SimpleNamespace
+
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    import redline.evals.harness as harness
+    from redline.agent import Agent, Settings
+    from redline.api.app import create_app
+    from redline.evals.harness import EvalConfig, run_eval
+    from redline.evals.methods import parse_methods
+
+    settings = Settings(data_dir=tmp_path / "server", auth=False)
+    app = create_app(settings, Agent(settings, embedder=HashEmbedder(), generator=ScriptedGenerator(_respond)))
+    out = tmp_path / "out"
+    with TestClient(app) as client:
+        original = harness.HTTPBackend
+        shared = SimpleNamespace(request=client.request, close=lambda: None)  # one app client for every stream
+        harness.HTTPBackend = lambda method, url, **kwargs: original(method, url, client=shared)
+        try:
+            config = EvalConfig(task="summarize", methods=parse_methods(RULE_METHODS), rounds=5, seeds=[0], out=out,
+                                workers=1, target="http://testserver", users_file=_details_user(tmp_path))
+            results = run_eval(config, embedder=HashEmbedder(), generator=None)
+        finally:
+            harness.HTTPBackend = original
+    assert results["skipped"] == {}
+    _check_rule_streams(out, results)
+
+
 def test_report_from_logs_of_a_stopped_run(tmp_path):
     from click.testing import CliRunner
 
@@ -323,6 +405,35 @@ def test_replay_lamp_with_scripted_generator(tmp_path):
     assert (tmp_path / "replay_cost.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def _echo(prompt, i):
+    """Revises by returning the text as given (so the writers' own edits are what rules learn from)."""
+    content = prompt[-1]["content"]
+    if "Text:\n" not in content:
+        return "plain words"
+    return content.split("Text:\n", 1)[1].split("\n\nWrite it to suit", 1)[0]
+
+
+def test_replay_lamp_reports_rules_on_vs_off(tmp_path):
+    from redline.evals.methods import parse_methods
+    from redline.evals.replay import run_replay, write_replay_report
+
+    res = run_replay(parse_methods("redline,redline-no-rules,rules-only"), tmp_path, embedder=HashEmbedder(),
+                     generator=ScriptedGenerator(_echo), learn_edits=8, held_out=6)
+    for writer in ("W3", "W12"):
+        assert {"redline", "redline-no-rules", "rules-only"} <= set(res["writers"][writer])
+        assert set(res["rules"][writer]) == {"redline", "rules-only"}  # no rules without them
+        effect = res["rules"][writer]["redline"]
+        assert effect["held_out"] == 6 and 0 <= effect["fired"] <= 6 and effect["better"] + effect["worse"] <= \
+            effect["fired"]
+        logged = [json.loads(x) for x in (tmp_path / "logs" / f"{writer}-redline.jsonl").read_text().splitlines()]
+        fired = [e for e in logged if e["applied_rules"]]
+        assert len(fired) == effect["fired"]
+        assert sum(e["cost_before_rules"] for e in fired) == effect["cost_without_rules"]
+        assert all(e["revision_before_rules"] != e["revision"] for e in fired)
+    report = write_replay_report(res, tmp_path)
+    assert "## Edit rules" in report and "| W3 | redline |" in report
+
+
 def test_replay_lamp_reads_any_folder_of_writers(tmp_path):
     """Any number of writers from any folder of LAMP-format files, named after their files."""
     from redline.evals.lamp import LAMP_DATA
@@ -364,7 +475,8 @@ def test_http_backend_against_a_mock_transport():
     assert (draft.interaction_id, draft.text, draft.tokens_in, draft.tokens_out) == ("abc", "draft", 5, 2)
     outcome = backend.feedback("abc", "edited")
     assert (outcome.cost, outcome.preference) == (3, "brief")
-    assert seen[0][2] == {"user": "u", "context": "ctx", "task": "summarize", "strategy": "greedy", "max_tokens": 10}
+    assert seen[0][2] == {"user": "u", "context": "ctx", "task": "summarize", "strategy": "greedy", "max_tokens": 10,
+                          "rules": False}  # CIPHER alone: the server's edit rules are off for this request
     assert seen[1][:2] == ("POST", "/v1/interactions/abc/edit")
     assert [s[:2] for s in seen[2:]] == [("GET", "/v1/interactions/abc")] * 2  # polled until learned
     for name in ("icl-edit-5", "oracle", "no-learning"):
@@ -416,8 +528,8 @@ def test_cli_errors_are_one_sentence(tmp_path):
 
     res = CliRunner().invoke(cli, ["eval", "--task", "summarize", "--methods", "gpt", "--out", str(tmp_path)])
     assert res.exit_code == 1 and res.output.strip().endswith(
-        "unknown method 'gpt'; use no-learning, oracle, icl-edit-K, cipher-K, redline, redline-rps or "
-        "redline-best_of_n")
+        "unknown method 'gpt'; use no-learning, oracle, icl-edit-K, cipher-K, redline, redline-rps, "
+        "redline-best_of_n, redline-no-rules or rules-only")
     res = CliRunner().invoke(cli, ["eval", "--task", "summarize", "--seeds", "a", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "seeds must be comma-separated integers" in res.output
     help_text = CliRunner().invoke(cli, ["eval", "--help"]).output
