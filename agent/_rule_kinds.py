@@ -12,7 +12,9 @@ import re
 from dataclasses import asdict, dataclass, fields, replace
 from typing import ClassVar
 
-from . import _rule_text as tx
+from rapidfuzz import fuzz
+
+from . import text as tx
 
 MAX_TEXT = 200          # characters of any text parameter (a user may PATCH it)
 MAX_LINE_WORDS = 10     # an opening/closing line longer than this would not be seen as a frame line
@@ -257,31 +259,20 @@ def _own(draft: str, edited: str) -> list[str]:
     return tx.own_sentences(tx.body_of(draft), tx.body_of(edited))
 
 
-def _cut_end(draft: str, edited: str) -> bool:
-    """The user cut the end of the body (its last sentence is gone), as a length limit does; shorter
-    by deletions in the middle says nothing about a limit."""
+def _cut(draft: str, edited: str) -> list[str] | None:
+    """The draft sentences the user cut from the end of the body (the ones after the last that is still there),
+    as a length limit cuts; None when the last sentence is still there (shorter by deletions in the middle says
+    nothing about a limit)."""
     ds = tx.sentences(tx.body_of(draft))
-    return bool(ds) and not tx.survives(ds[-1], tx.body_of(edited))
+    body = tx.body_of(edited)
+    last = max((i for i, s in enumerate(ds) if tx.survives(s, body)), default=-1)
+    return ds[last + 1:] if ds and last + 1 < len(ds) else None
 
 
-def _split_sentence(sentence: str, n: int) -> list[str]:
-    """``sentence`` cut before ``n`` words at the last comma/semicolon or conjunction; kept whole when
-    there is no such place (never a cut in the middle of a clause)."""
-    ws = sentence.split()
-    if len(tx.words(sentence)) <= n:
-        return [sentence]
-    for i in range(min(n, len(ws) - 1), 2, -1):
-        if ws[i - 1].endswith((",", ";")) or ws[i].lower() in ("and", "but", "which", "so", "while"):
-            first = " ".join(ws[:i]).rstrip(",;")
-            rest = ws[i:]
-            if rest[0].lower() in ("and", "which", "while") and len(rest) > 1:
-                rest = rest[1:]
-            if len(tx.words(" ".join(rest))) < 3:
-                continue
-            first = first if first[-1:] in ".!?…:" else first + "."
-            rest_text = " ".join(rest)
-            return [first] + _split_sentence(rest_text[:1].upper() + rest_text[1:], n)
-    return [sentence]
+def _whole_in(sentence: str, edited_sentences: list[str]) -> bool:
+    """``sentence`` is one sentence of the edited text (edited lightly or not): it was not split."""
+    target = tx.norm(sentence)
+    return any(fuzz.ratio(target, tx.norm(e)) >= 90 for e in edited_sentences)
 
 
 @dataclass(frozen=True)
@@ -298,16 +289,28 @@ class MaxSentenceWords(Rule):
     def describe(self) -> str:
         return f"sentences of at most {self.n} words"
 
+    def _splittable(self, text: str) -> list[str]:
+        """The body's sentences over the limit that have a clause boundary to split at."""
+        return [s for s in tx.sentences(tx.body_of(text))
+                if len(tx.words(s)) > self.n and tx.split_points(s.split())]
+
     def followed(self, draft: str, edited: str) -> bool | None:
-        if not self.opportunity(draft):
+        """Each long sentence the rule would split: left whole is a contradiction; split by the user (its words
+        still there, no longer one sentence) is support; rewritten or deleted says nothing."""
+        long = self._splittable(draft)
+        if not long:
             return None
-        return all(len(tx.words(s)) <= self.n for s in _own(draft, edited))
+        body = tx.body_of(edited)
+        es = tx.sentences(body)
+        if any(_whole_in(s, es) for s in long):
+            return False
+        return True if any(tx.survives(s, body) for s in long) else None
 
     def done(self, text: str) -> bool:
-        return all(len(tx.words(s)) <= self.n for s in tx.sentences(tx.body_of(text)))
+        return not self._splittable(text)
 
     def _fix(self, text: str) -> str:
-        return _on_body(text, lambda body: tx.map_sentences(body, lambda s: _split_sentence(s, self.n)))
+        return _on_body(text, lambda body: tx.map_sentences(body, lambda s: tx.split_sentence(s, self.n)))
 
 
 @dataclass(frozen=True)
@@ -325,11 +328,17 @@ class MaxSentences(Rule):
         return f"at most {self.n} sentence{'s' if self.n != 1 else ''}"
 
     def followed(self, draft: str, edited: str) -> bool | None:
+        """Kept more sentences than the limit: a contradiction. Cut the end down to exactly the limit: support;
+        cut further than the limit asks: a contradiction (the cut is not this limit's). No cut at the end:
+        nothing said."""
         if not self.opportunity(draft):
             return None
-        if len(_own(draft, edited)) > self.n:
+        kept = len(_own(draft, edited))
+        if kept > self.n:
             return False
-        return True if _cut_end(draft, edited) else None
+        if _cut(draft, edited) is None:
+            return None
+        return kept == self.n
 
     def done(self, text: str) -> bool:
         return len(tx.sentences(tx.body_of(text))) <= self.n
@@ -353,11 +362,17 @@ class MaxWords(Rule):
         return f"at most {self.n} words"
 
     def followed(self, draft: str, edited: str) -> bool | None:
+        """Kept more words than the limit: a contradiction. Cut the end so that the next sentence would not have
+        fitted: support; cut further than the limit asks: a contradiction. No cut at the end: nothing said."""
         if not self.opportunity(draft):
             return None
-        if sum(len(tx.words(s)) for s in _own(draft, edited)) > self.n:
+        kept = sum(len(tx.words(s)) for s in _own(draft, edited))
+        if kept > self.n:
             return False
-        return True if _cut_end(draft, edited) else None
+        cut = _cut(draft, edited)
+        if cut is None:
+            return None
+        return kept + len(tx.words(cut[0])) > self.n
 
     def done(self, text: str) -> bool:
         return len(tx.words(tx.body_of(text))) <= self.n

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     rules_min_support: int = Field(2, ge=1, description="Edits that must have made a rule's fix before it is active.")
     rules_min_precision: float = Field(0.8, ge=0.0, le=1.0, description="Share of the edits that offered the chance "
                                        "in which the user made the fix, at least, for a rule to be active.")
+    rules_local_chance: float = Field(0.05, gt=0.0, le=1.0, description="A rule not active over all of a user's "
+                                      "edits applies among the nearest contexts only if its support there would be "
+                                      "this unlikely by chance, given the user's overall precision.")
     rules_history: int = Field(200, ge=0, le=10_000, description="A newly mined (or rewritten) rule is counted over "
                                                                  "the user's last this many edits.")
     rules_prune_after: int = Field(50, ge=1, description="A mined rule with one supporting edit is forgotten once "

@@ -54,7 +54,8 @@ class Rulebook:
 
     def __init__(self, store: Store, settings: Settings):
         self.store = store
-        self.thresholds = Thresholds(settings.rules_min_support, settings.rules_min_precision)
+        self.thresholds = Thresholds(settings.rules_min_support, settings.rules_min_precision,
+                                     settings.rules_local_chance)
         self.history = settings.rules_history
         self.prune_after = settings.rules_prune_after
 

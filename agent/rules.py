@@ -24,7 +24,7 @@ from typing import Iterable, Sequence
 
 from rapidfuzz import fuzz
 
-from . import _rule_text as tx
+from . import text as tx
 from ._rule_kinds import (
     KINDS,
     BulletList,
@@ -49,7 +49,7 @@ __all__ = [
     "Rule", "KINDS", "ReplacePhrase", "DeletePhrase", "MaxSentenceWords", "MaxSentences", "MaxWords", "BulletList",
     "NumberedList", "NoExclamation", "EndText", "RemoveClosing", "ClosingLine", "OpeningLine", "rule_from_dict",
     "mine", "Thresholds", "Counts", "RuleEvidence", "Observation", "observe", "update_evidence", "evidence_over",
-    "tally", "active_here", "precision_on", "apply_rules",
+    "tally", "active_here", "chance_of", "precision_on", "apply_rules",
 ]
 
 # -- mining ----------------------------------------------------------------------------------------
@@ -58,7 +58,7 @@ MATCH = 0.6            # sentence similarity (0..1) above which a draft sentence
 MAX_SPLIT = 5          # a draft sentence may become up to this many edited sentences
 MAX_REPLACE_WORDS = 4  # each side of a phrase replacement
 PHRASE_CONTEXT = 0.7   # sentence similarity below which no phrase rule is read from a sentence pair
-MIN_CUT = 0.15         # share of the body's words a cut removes before it counts as a length limit
+MIN_CUT = 0.0         # share of the body's words a cut removes before it counts as a length limit
 
 
 def _words_grid(n: int) -> int:
@@ -202,9 +202,7 @@ def mine(draft: str, edited: str) -> list[Rule]:
     if any(i not in matched for i in range(last + 1, len(ds))) and own and dw and (dw - ow) >= MIN_CUT * dw:
         cands.append(MaxSentences(len(own)))
         cands.append(MaxWords(_words_grid(ow)))
-    if any(len(js) > 1 for _, js in pairs) and own:
-        longest = max(len(tx.words(s)) for s in own)
-        cands.append(MaxSentenceWords(max(5, math.ceil(longest / 5) * 5)))
+    cands.append(_sentence_limit(ds, es, pairs))
 
     # layout
     marker = tx.list_marker(eb)
@@ -223,6 +221,20 @@ def mine(draft: str, edited: str) -> list[Rule]:
             or together < edit_cost(apply_rules(draft, [o for o in rules if o is not r])[0], edited)]
 
 
+def _sentence_limit(ds: list[str], es: list[str], pairs: list[tuple[int, list[int]]]) -> Rule | None:
+    """The sentence-length limit this edit shows, read only from the sentences the user split: below the
+    shortest sentence they split, and at least the longest one they left whole although it had a clause
+    boundary to split at (and the shortest first piece of a split, which the user cut to fit); on a grid of 5."""
+    split = [(i, js) for i, js in pairs if len(js) > 1]
+    if not split:
+        return None
+    below = min(len(tx.words(ds[i])) for i, _ in split)
+    whole = [len(tx.words(ds[i])) for i, js in pairs if len(js) == 1 and tx.split_points(ds[i].split())]
+    first_piece = min(len(tx.words(es[js[0]])) for _, js in split)
+    n = max(5, math.ceil(max([first_piece, *whole]) / 5) * 5)
+    return MaxSentenceWords(n) if n < below else None
+
+
 def _maybe(cls, *args) -> Rule | None:
     try:
         return cls(*args)
@@ -235,16 +247,21 @@ def _maybe(cls, *args) -> Rule | None:
 @dataclass(frozen=True)
 class Thresholds:
     """When a rule is active: at least ``min_support`` supporting edits and a precision (support over
-    support plus contradictions) of at least ``min_precision``."""
+    support plus contradictions) of at least ``min_precision``. A rule that is not active over all the user's
+    edits but is among the nearest contexts applies there only if so much support that near would be a chance
+    at most ``local_chance`` given the user's overall precision (one-sided binomial test)."""
 
     min_support: int = 2
     min_precision: float = 0.8
+    local_chance: float = 0.05
 
     def __post_init__(self):
         if self.min_support < 1:
             raise ValueError("min_support must be at least 1")
         if not 0.0 <= self.min_precision <= 1.0:
             raise ValueError("min_precision must be between 0 and 1")
+        if not 0.0 < self.local_chance <= 1.0:
+            raise ValueError("local_chance must be above 0 and at most 1")
 
 
 @dataclass(frozen=True)
@@ -368,20 +385,30 @@ def tally(observations: Iterable[Observation], interaction_ids: Iterable[str]) -
     return {k: Counts(s, c) for k, (s, c) in acc.items()}
 
 
+def chance_of(local: Counts, precision: float) -> float:
+    """How likely at least ``local.support`` of the ``local`` verdicts would be support if each were support
+    with probability ``precision`` (the user's overall precision): the one-sided binomial tail."""
+    n, k = local.support + local.contradictions, local.support
+    return sum(math.comb(n, x) * precision ** x * (1 - precision) ** (n - x) for x in range(k, n + 1))
+
+
 def active_here(overall: RuleEvidence, local: Counts | None, thresholds: Thresholds = Thresholds()) -> bool:
     """Whether a rule applies in one context. ``local`` counts the rule over the k nearest past contexts.
 
     - The user's override wins (``enabled`` True/False).
-    - Active locally (enough support and precision among the neighbours): applies.
     - A rule that holds everywhere (active over all the user's edits) applies unless a neighbour
-      contradicted it; with no local evidence either way it applies.
+      contradicted it (and the neighbours do not make it active after all); with no local evidence either
+      way it applies.
+    - A rule that does not hold everywhere applies where it is active among the neighbours, and only if that
+      is unlikely to be chance given how often the user makes the fix overall (``Thresholds.local_chance``):
+      a fix the user makes on one kind of text, not a fix they make now and then.
     """
     if overall.enabled is not None:
         return overall.enabled
     local = local or Counts()
-    if local.active(thresholds):
-        return True
-    return overall.counts.active(thresholds) and local.contradictions == 0
+    if overall.counts.active(thresholds):
+        return local.contradictions == 0 or local.active(thresholds)
+    return local.active(thresholds) and chance_of(local, overall.precision) <= thresholds.local_chance
 
 
 # -- applying --------------------------------------------------------------------------------------
@@ -393,13 +420,18 @@ _LIMITS = (MaxWords, MaxSentences, MaxSentenceWords)
 
 
 def _ordered(rules: Iterable[Rule]) -> list[Rule]:
-    """Unique rules in application order. Of several limits of one kind only the loosest applies (a
-    tighter cut would remove what the user keeps); of rules that exclude each other (two opening lines,
-    bullets and numbers) the first given."""
+    """Unique rules in application order. Of several length limits of one kind only the loosest applies (a
+    tighter cut would remove what the user keeps); of several sentence-length limits the tightest (a limit
+    tighter than the user's is contradicted by the sentences they leave whole, so the tightest one still
+    active is the closest to theirs); of rules that exclude each other (two opening lines, bullets and
+    numbers) the first given."""
     unique = list({r.key: r for r in rules}.values())
     loosest: dict[str, Rule] = {}
     for r in unique:
-        if isinstance(r, _LIMITS) and (r.kind not in loosest or r.n > loosest[r.kind].n):
+        if not isinstance(r, _LIMITS):
+            continue
+        tighter = isinstance(r, MaxSentenceWords)
+        if r.kind not in loosest or (r.n < loosest[r.kind].n if tighter else r.n > loosest[r.kind].n):
             loosest[r.kind] = r
     kept, taken = [], set()
     for r in unique:

@@ -6,7 +6,9 @@ passes. Operations are built from plain dicts (``{"op": "max_words", "n": 40}``)
 so users can be written in a YAML/JSON spec without code.
 
 Texts are seen as a *frame* (greeting/heading/TL;DR lines at the top, a sign-off at the bottom) around
-a *body*; length and layout operations act on the body only, so a greeting never counts as a sentence.
+a *body*; length and layout operations act on the body only, so a greeting never counts as a sentence. The
+frame, sentences, words and clause boundaries are redline's own (``redline.agent.text``), so a simulated user
+and the edit rules learned from it read a text alike.
 """
 
 from __future__ import annotations
@@ -15,60 +17,27 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from redline.agent import text as tx
+from redline.agent.text import sentences
+
 __all__ = ["Operation", "OPERATIONS", "build_operation", "sentences", "split_frame"]
 
-_SENT_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9#\-*])")
-_MARKER = re.compile(r"^\s*(?:[-*•]\s+|\d+[.)]\s+|[QA]:\s*)")
-_GREETING = re.compile(r"^(hi|hey|hello|dear|greetings|good (morning|afternoon|evening))\b", re.I)
-_CLOSING = re.compile(r"^(best|regards|kind regards|warm regards|best regards|sincerely|yours|thanks|thank you|"
-                      r"many thanks|cheers|all the best|take care|talk soon)\b[^.?]*[,.!]?$", re.I)
+_MARKER = tx.MARKER
+_GREETING = tx.GREETING
 _SENTENCE_START = re.compile(r"(^|[.!?…]\s+|\n\s*(?:[-*•]\s+|\d+[.)]\s+|[QA]:\s*)?)$")
 _EMOJI = re.compile("[\U0001F300-\U0001FAFF\u2600-\u27BF\u2B50\u2B06\u2934\u2935]")
 
 
-def _lines(text: str) -> list[str]:
-    return [line.rstrip() for line in text.strip().splitlines()]
+_lines = tx.lines
+_is_closing = tx.is_closing
+_words = tx.words
+_end = tx.end_sentence
 
 
 def split_frame(text: str) -> tuple[list[str], str, list[str]]:
     """``(head_lines, body, tail_lines)``: greeting/heading/TL;DR lines (or a short first paragraph of one
-    line) on top; a sign-off (or a short last paragraph of one line) below."""
-    paragraphs = [p.strip("\n") for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
-    head: list[str] = []
-    while paragraphs:
-        lines = _lines(paragraphs[0])
-        if _is_head(lines[0]):
-            head.append(lines[0])
-            rest = "\n".join(lines[1:]).strip()
-            paragraphs = ([rest] if rest else []) + paragraphs[1:]
-        elif len(paragraphs) > 1 and len(lines) == 1 and len(lines[0].split()) <= 10:
-            head.append(lines[0])
-            paragraphs = paragraphs[1:]
-        else:
-            break
-    tail: list[str] = []
-    if paragraphs:
-        lines = _lines(paragraphs[-1])
-        if len(lines) >= 2 and _CLOSING.match(lines[-2].strip()) and len(lines[-1].split()) <= 3:
-            tail = lines[-2:]
-        elif _CLOSING.match(lines[-1].strip()) and len(lines[-1].split()) <= 8:
-            tail = lines[-1:]
-        elif len(paragraphs) > 1 and len(lines) == 1 and len(lines[0].split()) <= 10:
-            tail = lines
-        if tail:
-            rest = "\n".join(lines[:len(lines) - len(tail)]).strip()
-            paragraphs = paragraphs[:-1] + ([rest] if rest else [])
-    return head, "\n\n".join(paragraphs).strip(), tail
-
-
-def _is_closing(lines: list[str]) -> bool:
-    return bool(lines) and any(_CLOSING.match(line.strip()) for line in lines)
-
-
-def _is_head(line: str) -> bool:
-    s = line.strip()
-    return (s.startswith("#") or s.upper().startswith("TL;DR")
-            or (bool(_GREETING.match(s)) and len(s.split()) <= 8 and s[-1:] in ",:!"))
+    line) on top; a sign-off (or a short last paragraph of one line) below (``redline.agent.text``)."""
+    return tx.split_frame(text, give_back=False)
 
 
 def _join(head: list[str], body: str, tail: list[str]) -> str:
@@ -80,20 +49,6 @@ def _join(head: list[str], body: str, tail: list[str]) -> str:
     if tail:
         parts.append("\n".join(tail))
     return "\n\n".join(parts).strip()
-
-
-def sentences(text: str) -> list[str]:
-    """Sentences of ``text``, with list markers and line breaks removed.
-
-    >>> sentences("- One thing. Two\\n- Three!")
-    ['One thing.', 'Two', 'Three!']
-    """
-    out = []
-    for line in _lines(text):
-        line = _MARKER.sub("", line).strip()
-        if line:
-            out.extend(s.strip() for s in _SENT_END.split(line) if s.strip())
-    return out
 
 
 _PIECE_END = re.compile(r"[.!?…][\"')\]]*(?=\s+[\"'(\[]?[A-Z0-9#\-*])")
@@ -109,11 +64,6 @@ def _sentence_pieces(line: str) -> list[str]:
     return [p for p in pieces if p]
 
 
-def _words(text: str) -> list[str]:
-    """Words that count towards length limits: not hashtags, not emoji-only tokens."""
-    return [w for w in text.split() if re.search(r"\w", w) and not w.startswith("#")]
-
-
 def _on_body(fn: Callable[[str], str]) -> Callable[[str], str]:
     def edit(text: str) -> str:
         head, body, tail = split_frame(text)
@@ -123,11 +73,6 @@ def _on_body(fn: Callable[[str], str]) -> Callable[[str], str]:
 
 def _body(text: str) -> str:
     return split_frame(text)[1]
-
-
-def _end(sentence: str) -> str:
-    sentence = sentence.strip()
-    return sentence if sentence[-1:] in ".!?…:" else sentence + "."
 
 
 @dataclass
@@ -196,55 +141,17 @@ def _max_words(n: int) -> Operation:
                      _on_body(edit), {"n": n})
 
 
-_CONJUNCTIONS = {"and": None, "or": None, "but": "But", "so": "So", "yet": "Yet", "which": "This"}
-
-
-def _split_points(tokens: list[str]) -> list[tuple[int, str | None]]:
-    """Where a person would split a sentence given as whitespace tokens: after ';', ':' or a dash, or after a
-    comma that a coordinating conjunction or 'which' follows. Each point is (index of the first token of the
-    second part, how that token is rewritten: None drops it, e.g. 'and'). Both parts keep at least 3 words."""
-    points = []
-    for i in range(1, len(tokens)):
-        prev, word = tokens[i - 1], tokens[i]
-        if prev in ("-", "—", "–"):
-            point = (i, word)
-        elif prev.endswith((";", ":")):
-            point = (i, word)
-        elif prev.endswith(",") and word.lower() in _CONJUNCTIONS:
-            point = (i, _CONJUNCTIONS[word.lower()])
-        else:
-            continue
-        first = [t for t in tokens[:i] if t not in ("-", "—", "–")]
-        rest = tokens[i + (1 if point[1] is None else 0):]
-        if len(_words(" ".join(first))) >= 3 and len(_words(" ".join(rest))) >= 3:
-            points.append(point)
-    return points
-
-
 def _split_long_sentences(n: int) -> Operation:
-    """Sentences over ``n`` words are split where they can be (see ``_split_points``); a long sentence with
-    no such place is left as it is, as a person would rather than cut it mid-clause."""
-
-    def split(sentence: str) -> list[str]:
-        tokens = sentence.split()
-        points = _split_points(tokens) if len(_words(sentence)) > n else []
-        if not points:
-            return [sentence]
-        fitting = [p for p in points if len(_words(" ".join(tokens[:p[0]]))) <= n]
-        cut, replacement = fitting[-1] if fitting else points[0]
-        first = " ".join(t for t in tokens[:cut] if t not in ("-", "—", "–")).rstrip(",;:")
-        rest = tokens[cut + 1:] if replacement is None else [replacement] + tokens[cut + 1:]
-        rest_text = " ".join(rest)
-        rest_text = rest_text[:1].upper() + rest_text[1:]
-        return [_end(first)] + split(rest_text)
+    """Sentences over ``n`` words are split at clause boundaries (``redline.agent.text.split_sentence``); a long
+    sentence with no such place is left as it is, as a person would rather than cut it mid-clause."""
 
     def check(text):
-        return all(len(_words(s)) <= n or not _split_points(s.split()) for s in sentences(_body(text)))
+        return all(len(_words(s)) <= n or not tx.split_points(s.split()) for s in sentences(_body(text)))
 
     def edit(body):
         out = []
         for s in sentences(body):
-            out.extend(split(s))
+            out.extend(tx.split_sentence(s, n))
         return _rebuild_like(body, out)
     return Operation("split_long_sentences", f"short sentences (at most {n} words each)", check, _on_body(edit),
                      {"n": n})

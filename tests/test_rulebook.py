@@ -69,27 +69,30 @@ def test_a_rule_that_fired_and_was_kept_is_support_and_one_undone_a_contradictio
     kept = teach(agent, "alice", BIKES[2], fix=lambda text: text)  # the fired rule kept as is
     assert kept.applied_rules and agent.interaction(kept.interaction_id)["edit"]["cost"] == 0
     assert rules_of(agent, "alice")[0]["support"] == 3
-    for ctx in (BIKES[3], BIKES[0] + " Again."):
-        undone = teach(agent, "alice", ctx, fix=lambda text: text.replace("use", "utilize"))
-        assert undone.applied_rules
+    undone = teach(agent, "alice", BIKES[3], fix=lambda text: text.replace("use", "utilize"))
+    assert undone.applied_rules  # fired, and the user undid it
     [rule] = rules_of(agent, "alice")
-    assert (rule["support"], rule["contradictions"]) == (3, 2) and not rule["active"]
-    assert agent.generate("alice", BIKES[3] + " Later.").text == DRAFT  # deactivated where it was undone
+    assert (rule["support"], rule["contradictions"], rule["active"]) == (3, 1, False)  # precision 0.75 < 0.8
+    left = teach(agent, "alice", BIKES[3] + " Later.", fix=lambda text: text.replace("use", "utilize"))
+    assert left.text == DRAFT and not left.applied_rules  # deactivated: the user keeps 'utilize' again
+    assert rules_of(agent, "alice")[0]["contradictions"] == 2
 
 
-def test_a_rule_applies_where_it_was_learned_or_where_it_holds_everywhere(agent):
-    for ctx in BIKES[:2]:
+def test_a_rule_applies_where_it_was_learned_or_where_it_holds_everywhere(make_agent):
+    agent = make_agent(ScriptedGenerator(respond), k=3)
+    for ctx in BIKES[:3]:
         teach(agent, "alice", ctx)
     for ctx, word in zip(BAKING[:2], ("bakers", "cooks")):  # here the drafts offer no chance: no evidence
         teach(agent, "alice", ctx, fix=lambda text, word=word: text.replace("everyone", word))
     machine = BAKING[2] + " Use the bread machine."
     assert agent.generate("alice", machine).text == FIXED  # active over all edits, no neighbour against it
-    for ctx, word in zip(BAKING[:2], ("all", "friends")):  # now this user keeps 'utilize' on baking contexts
-        teach(agent, "alice", ctx.replace("flour", "flour machine"),
-              fix=lambda text, word=word: text.replace("use", "utilize").replace("everyone", word))
+    for i in range(7):  # now this user keeps 'utilize' on baking contexts
+        teach(agent, "alice", f"{BAKING[i % 3]} The bread machine, batch {i}.",
+              fix=lambda text, i=i: text.replace("use", "utilize").replace("everyone", f"batch {i}"))
     [rule] = [r for r in rules_of(agent, "alice") if r["text"] == "use"]
-    assert (rule["support"], rule["contradictions"], rule["active"]) == (2, 2, False)
-    assert agent.generate("alice", BIKES[2]).text == FIXED  # active among the bike neighbours
+    assert (rule["support"], rule["contradictions"], rule["active"]) == (3, 7, False)
+    # among the bike neighbours it is active (3 of 3 where the user makes it 3 times in 10: no chance), so it applies
+    assert agent.generate("alice", BIKES[3]).text == FIXED
     assert agent.generate("alice", machine + " Knead machine flour.").text == DRAFT  # contradicted here
 
 

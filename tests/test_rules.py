@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from redline.agent import _rule_text as tx
+from redline.agent import text as tx
 from redline.agent.editcost import edit_cost
 from redline.agent.rules import (
     KINDS,
@@ -36,6 +36,7 @@ from redline.agent.rules import (
     Thresholds,
     active_here,
     apply_rules,
+    chance_of,
     evidence_over,
     mine,
     observe,
@@ -174,9 +175,12 @@ def test_split_long_sentences_is_mined_and_splits_at_clause_boundaries():
     mail = drafts("email", "peer_review")
     edited = operation.apply(mail[0])
     mined = next(r for r in mine(mail[0], edited) if isinstance(r, MaxSentenceWords))
-    # the user leaves a long sentence whole where it cannot be split, so the limit read from the kept text
-    # may be the next step of the grid
-    assert mined.n in (15, 20)
+    # read only from the sentences the user split: below the shortest of them, and at least their first pieces
+    # and the sentences left whole that could have been split; a limit tighter than the user's is contradicted
+    # by later edits, so the tightest limit still active applies
+    assert 5 <= mined.n <= 15 and mined.followed(mail[0], edited) is True
+    assert edit_cost(MaxSentenceWords(15).apply(mail[0]), edited) == 0  # the user's limit splits as they do
+    assert apply_rules(mail[0], [MaxSentenceWords(20), MaxSentenceWords(15)])[1] == [MaxSentenceWords(15)]
     rule = MaxSentenceWords(15)
     new = "The film opens slowly, and the first hour feels long, but the ending pays off for patient viewers."
     out = rule.apply(new)
@@ -320,10 +324,14 @@ def test_evidence_over_a_subset_of_contexts():
 
 
 def test_rule_applies_where_it_was_learned_or_where_it_holds_everywhere():
-    local_only = RuleEvidence(RemoveClosing(), support=3, contradictions=5)     # precision 0.375 overall
-    assert active_here(local_only, Counts(3, 0))                              # active among the neighbours
+    local_only = RuleEvidence(RemoveClosing(), support=3, contradictions=9)     # precision 0.25 overall
+    assert active_here(local_only, Counts(3, 0))       # active among the neighbours: 0.25³ = 0.016 is no chance
     assert not active_here(local_only, Counts(0, 2))
     assert not active_here(local_only, None)
+    now_and_then = RuleEvidence(RemoveClosing(), support=3, contradictions=5)   # precision 0.375 overall
+    assert chance_of(Counts(2, 0), 0.375) == pytest.approx(0.375 ** 2)
+    assert not active_here(now_and_then, Counts(2, 0))  # two of the user's 3 fixes being near is likely chance
+    assert active_here(now_and_then, Counts(5, 0))
     everywhere = RuleEvidence(NoExclamation(), support=9, contradictions=1)
     assert active_here(everywhere, None)                                      # no local evidence: it holds
     assert not active_here(everywhere, Counts(0, 1))                          # a neighbour contradicts it

@@ -1,14 +1,15 @@
-"""Text helpers of the edit rules: frame (greeting/heading lines on top, sign-off below), sentences,
-words, and clean-up after an edit.
+"""How redline reads a text: its frame (greeting/heading lines on top, sign-off below) around a body, the
+body's sentences and words, where a sentence can be split, and clean-up after an edit.
 
-The frame and sentence logic is the same as the simulated users' (``evals/ops.py``: ``split_frame``,
-``sentences``), copied here because the product must not import ``evals``; ``tests/test_rules.py``
-checks that both agree on the shipped documents until one shared module replaces them.
+The edit rules (``agent/rules.py``) and the simulated users of the evaluation (``evals/ops.py``) both read texts
+this way, so a user's fix and the rule learned from it see the same sentences and frame lines.
 """
 
 from __future__ import annotations
 
 import re
+
+from rapidfuzz import fuzz
 
 SENT_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9#\-*])")
 MARKER = re.compile(r"^\s*(?:[-*•]\s+|\d+[.)]\s+|[QA]:\s*)")
@@ -37,11 +38,11 @@ def is_closing(tail: list[str]) -> bool:
     return bool(tail) and any(CLOSING.match(line.strip()) for line in tail)
 
 
-def split_frame(text: str) -> tuple[list[str], str, list[str]]:
-    """``(head_lines, body, tail_lines)``, as the simulated users see a text (``evals.ops.split_frame``):
-    greeting/heading/TL;DR lines (or a short first paragraph of one line) on top; a sign-off (or a short
-    last paragraph of one line) below. One difference: a short paragraph taken for a frame line is given
-    back when nothing else is left for the body (a body cut to one short sentence stays the body)."""
+def split_frame(text: str, *, give_back: bool = True) -> tuple[list[str], str, list[str]]:
+    """``(head_lines, body, tail_lines)``: greeting/heading/TL;DR lines (or a short first paragraph of one
+    line) on top; a sign-off (or a short last paragraph of one line) below. With ``give_back`` a short
+    paragraph taken for a frame line is given back when nothing else is left for the body (a body cut to one
+    short sentence stays the body); the simulated users read texts without it."""
     paragraphs = [p.strip("\n") for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
     head: list[str] = []
     guessed_head = False
@@ -71,9 +72,9 @@ def split_frame(text: str) -> tuple[list[str], str, list[str]]:
         if tail:
             rest = "\n".join(last[:len(last) - len(tail)]).strip()
             paragraphs = paragraphs[:-1] + ([rest] if rest else [])
-    if not paragraphs and guessed_tail:
+    if give_back and not paragraphs and guessed_tail:
         paragraphs, tail = ["\n".join(tail)], []
-    elif not paragraphs and guessed_head:
+    elif give_back and not paragraphs and guessed_head:
         paragraphs = [head.pop()]
     return head, "\n\n".join(paragraphs).strip(), tail
 
@@ -104,6 +105,60 @@ def sentences(text: str) -> list[str]:
 def words(text: str) -> list[str]:
     """Words that count towards length limits: not hashtags, not emoji-only tokens."""
     return [w for w in text.split() if re.search(r"\w", w) and not w.startswith("#")]
+
+
+# -- where a person splits a long sentence -----------------------------------------------------------------
+
+DASHES = ("-", "—", "–")
+# A comma before one of these starts a clause; what the word becomes at the start of a sentence (None: dropped).
+CLAUSE_WORDS = {"and": None, "or": None, "but": "But", "so": "So", "yet": "Yet", "which": "This"}
+
+
+def split_points(tokens: list[str]) -> list[tuple[int, str | None]]:
+    """Where a sentence, given as whitespace tokens, splits at a clause boundary: after ';', ':' or a dash,
+    or after a comma that a coordinating conjunction or 'which' follows. Each point is (index of the first
+    token of the second part, what that token becomes: None drops it, e.g. 'and'). Both parts keep at least
+    three words; never a cut inside a clause."""
+    points = []
+    for i in range(1, len(tokens)):
+        prev, word = tokens[i - 1], tokens[i]
+        if prev in DASHES or prev.endswith((";", ":")):
+            point = (i, word)
+        elif prev.endswith(",") and word.lower() in CLAUSE_WORDS:
+            point = (i, CLAUSE_WORDS[word.lower()])
+        else:
+            continue
+        first = [t for t in tokens[:i] if t not in DASHES]
+        rest = tokens[i + (1 if point[1] is None else 0):]
+        if len(words(" ".join(first))) >= 3 and len(words(" ".join(rest))) >= 3:
+            points.append(point)
+    return points
+
+
+def split_sentence(sentence: str, n: int) -> list[str]:
+    """``sentence`` in pieces of at most ``n`` words where clause boundaries allow: cut at the last boundary
+    that leaves at most ``n`` words before it (else the first boundary), then the rest likewise. A sentence of
+    at most ``n`` words, or with no boundary, stays whole.
+
+    >>> split_sentence("The film opens slowly, and the first hour feels long, but the ending pays off.", 10)
+    ['The film opens slowly, and the first hour feels long.', 'But the ending pays off.']
+    """
+    tokens = sentence.split()
+    points = split_points(tokens) if len(words(sentence)) > n else []
+    if not points:
+        return [sentence]
+    fitting = [p for p in points if len(words(" ".join(tokens[:p[0]]))) <= n]
+    cut, replacement = fitting[-1] if fitting else points[0]
+    first = " ".join(t for t in tokens[:cut] if t not in DASHES).rstrip(",;:")
+    rest = tokens[cut + 1:] if replacement is None else [replacement] + tokens[cut + 1:]
+    rest_text = " ".join(rest)
+    return [end_sentence(first)] + split_sentence(rest_text[:1].upper() + rest_text[1:], n)
+
+
+def end_sentence(sentence: str) -> str:
+    """``sentence`` with a full stop unless it already ends like a sentence."""
+    sentence = sentence.strip()
+    return sentence if sentence[-1:] in ".!?…:" else sentence + "."
 
 
 def list_marker(body: str) -> str | None:
@@ -154,16 +209,12 @@ def map_sentences(body: str, fn) -> str:
 
 def survives(sentence: str, text: str) -> bool:
     """Most of ``sentence`` is still in ``text`` (edited or not)."""
-    from rapidfuzz import fuzz
-
     return fuzz.partial_ratio(norm(sentence), norm(text)) >= 80
 
 
 def own_sentences(draft_body: str, edited_body: str) -> list[str]:
     """The edited body's sentences without the trailing ones that are not from the draft (text the user
     appended, which length limits do not count)."""
-    from rapidfuzz import fuzz
-
     es, ds = sentences(edited_body), [norm(d) for d in sentences(draft_body)]
     while es and not any(fuzz.ratio(norm(es[-1]), d) >= 60 or fuzz.partial_ratio(norm(es[-1]), d) >= 90
                          for d in ds):
