@@ -1,8 +1,9 @@
 """The FastAPI application: ``create_app(settings, agent=None)``.
 
 The lifespan builds the Agent once (unless one is passed in), loads the models in the background
-(``/health`` answers at once, ``/ready`` once they are loaded) and runs the learning worker. The inspector's pages
-live under ``/ui`` (``routes/ui.py``), with their session cookie signed by a secret of the data directory.
+(``/health`` answers at once, ``/ready`` once they are loaded), runs the learning worker, and at shutdown
+stops the worker and closes the agent (its store). The inspector's pages live under ``/ui`` (``routes/ui.py``),
+with their session cookie signed by a secret of the data directory.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ Errors: `{"error": {"message", "type", "code"}}`; every response carries `X-Requ
 
 
 def create_app(settings: Settings | None = None, agent: Agent | None = None) -> FastAPI:
-    """The HTTP app on ``settings`` (default: from the environment); pass ``agent`` to share or replace it."""
+    """The HTTP app on ``settings`` (default: from the environment); pass ``agent`` to replace the one it
+    builds. Either way the app closes the agent at shutdown."""
     settings = settings or (agent.settings if agent is not None else Settings())
     metrics = Metrics()
 
@@ -55,15 +57,19 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
             yield
         finally:
             app.state.worker.stop()
+            # Here, not after uvicorn.run returns: uvicorn re-raises SIGTERM once it has shut down, and the
+            # process ends. Closing the store merges its WAL into the database file.
+            app.state.agent.close()
 
     app = FastAPI(title="redline", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings, app.state.metrics, app.state.agent_injected = settings, metrics, agent is not None
-    install_error_handlers(app, retry_after=settings.retry_after_seconds, page_error=ui.page_error)
+    unexpected = install_error_handlers(app, retry_after=settings.retry_after_seconds, page_error=ui.page_error)
     for module in (generate, interactions, users, chat, ops):
         app.include_router(module.router)
     ui.install(app)
     install_sessions(app, settings.data_dir)
-    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics,
+                       unexpected=unexpected)
     return app
 
 

@@ -2,8 +2,9 @@
 
 Every exception that reaches the app boundary is rendered here: agent errors carry their status and
 code; request validation becomes 400 (unparseable body) or 422 (wrong fields); anything unexpected is
-logged with its request id and rendered as a 500 without internals. Under the inspector's pages (``/ui``)
-the same status and message come as an HTML page (``page_error``).
+rendered as a 500 without internals by the function ``install_error_handlers`` returns, which
+``RequestMiddleware`` calls (it sits outside these handlers, so the answer carries the request id). Under the
+inspector's pages (``/ui``) the same status and message come as an HTML page (``page_error``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class ApiError(Exception):
 
 
 def error_body(status: int, message: str, code: str | None = None) -> dict:
+    # A message may quote the request; whatever it quotes, the body must encode.
+    message = message.encode("utf-8", "backslashreplace").decode("utf-8")
     return {"error": {"message": message, "type": TYPES.get(status, "server_error" if status >= 500 else
                                                                "invalid_request_error"),
                       "code": code or CODES.get(status, "internal_error")}}
@@ -52,7 +55,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return 400, "the request body is not valid JSON", "invalid_json"
-    first = errors[0] if errors else {}
+    # The most telling error first: a string no one could encode, whichever union branch reported it.
+    first = next((e for e in errors if e.get("type") == "lone_surrogate"), errors[0] if errors else {})
     loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
     msg = first.get("msg", "invalid request")
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -62,9 +66,10 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
 PageError = Callable[[Request, int, str, dict | None], Response]
 
 
-def install_error_handlers(app: FastAPI, *, retry_after: int, page_error: PageError | None = None) -> None:
+def install_error_handlers(app: FastAPI, *, retry_after: int,
+                           page_error: PageError | None = None) -> Callable[[Request], Response]:
     """One error body for every route; ``page_error(request, status, message, headers)`` renders the errors of
-    the pages under ``/ui`` instead."""
+    the pages under ``/ui`` instead. Returns the renderer of unexpected errors, for ``RequestMiddleware``."""
 
     def unavailable_headers() -> dict:
         return {"Retry-After": str(retry_after)}
@@ -103,7 +108,8 @@ def install_error_handlers(app: FastAPI, *, retry_after: int, page_error: PageEr
             return respond(request, 400, message, code)
         return respond(request, exc.status_code, message, None, getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception):
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+    def unexpected(request: Request) -> Response:
+        """The answer to an exception nothing foresaw (logged by the caller, ``RequestMiddleware``)."""
         return respond(request, 500, "internal error", "internal_error")
+
+    return unexpected

@@ -1,4 +1,5 @@
-"""Request ids, access logging, body limits and Prometheus metrics (one pure ASGI middleware)."""
+"""Request ids, access logging, body limits, the last-resort 500 and Prometheus metrics (one pure ASGI
+middleware); and the log format, which escapes what clients control (``log_safe``)."""
 
 from __future__ import annotations
 
@@ -8,17 +9,64 @@ import logging
 import re
 import time
 import uuid
+from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.requests import Request
+from starlette.responses import Response
 
 from .errors import error_body
 
-__all__ = ["request_id_var", "RequestIdFilter", "Metrics", "RequestMiddleware", "LOG_FORMAT"]
+__all__ = ["request_id_var", "RequestIdFilter", "EscapingFormatter", "log_safe", "Metrics", "RequestMiddleware",
+           "LOG_FORMAT"]
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 _INCOMING_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 access_log = logging.getLogger("redline.access")
+log = logging.getLogger(__name__)
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(char: str) -> str:
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def log_safe(value: object) -> str:
+    """``value`` as text that stays on one log line and cannot steer a terminal: every character that is not
+    printable (CR, LF, NEL, the line and paragraph separators, ESC and the other controls, bidi overrides,
+    lone surrogates) becomes a backslash escape, and a backslash becomes two, so an escape is unambiguous.
+
+    >>> log_safe("/x\\n2026-11-23 INFO forged \\x1b[31m")
+    '/x\\\\n2026-11-23 INFO forged \\\\x1b[31m'
+    """
+    text = value if isinstance(value, str) else str(value)
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(c if c.isprintable() and c != "\\" else _escape(c) for c in text)
+
+
+class EscapingFormatter(logging.Formatter):
+    """``LOG_FORMAT`` with the message and the request id passed through ``log_safe``: one record is one line
+    however a client spells its path, headers or ids. A traceback follows on lines of its own, each indented
+    (an exception message may quote client input, so no line of it can pass for a record of its own)."""
+
+    def __init__(self, fmt: str | None = None):
+        super().__init__(fmt or LOG_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        safe = logging.makeLogRecord({**record.__dict__, "msg": log_safe(record.getMessage()), "args": None,
+                                      "request_id": log_safe(getattr(record, "request_id", "-")),
+                                      "exc_info": None, "exc_text": None, "stack_info": None})
+        lines = [super().format(safe)]
+        if record.exc_info:
+            lines += self.formatException(record.exc_info).splitlines()
+        if record.stack_info:
+            lines += self.formatStack(record.stack_info).splitlines()
+        return "\n    ".join([lines[0], *map(log_safe, lines[1:])])
 
 
 class RequestIdFilter(logging.Filter):
@@ -72,10 +120,13 @@ class _TooLarge(Exception):
 
 class RequestMiddleware:
     """Gives every request an id (``X-Request-ID``, taken from the client when sane), refuses bodies over
-    ``max_body_bytes`` with 413, writes one access log line and records latency by route template."""
+    ``max_body_bytes`` with 413, writes one access log line, records latency by route template, and answers
+    an unexpected exception itself: a 500 with the usual error body and the request id, on a connection that
+    stays open (it wraps FastAPI's handlers, so no error can leave without the id)."""
 
-    def __init__(self, app, *, max_body_bytes: int, metrics: Metrics):
-        self.app, self.max_body, self.metrics = app, max_body_bytes, metrics
+    def __init__(self, app, *, max_body_bytes: int, metrics: Metrics,
+                 unexpected: Callable[[Request], Response] | None = None):
+        self.app, self.max_body, self.metrics, self.unexpected = app, max_body_bytes, metrics, unexpected
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -86,6 +137,8 @@ class RequestMiddleware:
         token = request_id_var.set(rid)
         start = time.perf_counter()
         state = {"status": 500, "started": False}
+        # As the client sent it (still percent-encoded): the decoded path may hold any character.
+        path = (scope.get("raw_path") or scope.get("path", "").encode()).decode("latin-1")
 
         async def send_with_id(message):
             if message["type"] == "http.response.start":
@@ -130,10 +183,29 @@ class RequestMiddleware:
                     return await receive()
 
             await self.app(scope, downstream_receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], path)
+            if state["started"]:  # a stream broke off: nothing more can be said on this response
+                raise
+            await self._unexpected(scope, send_with_id, reply)
         finally:
             elapsed = time.perf_counter() - start
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             self.metrics.requests.labels(scope["method"], route, str(state["status"])).observe(elapsed)
-            access_log.info("%s %s %d %.1fms", scope["method"], scope.get("path", ""), state["status"],
-                            elapsed * 1000)
+            access_log.info("%s %s %d %.1fms %s", scope["method"], path, state["status"], elapsed * 1000,
+                            headers.get(b"user-agent", b"-").decode("latin-1"))
             request_id_var.reset(token)
+
+    async def _unexpected(self, scope, send, reply) -> None:
+        """The 500: as the app renders it (a page under /ui), else, or if rendering fails too, the error body."""
+        if self.unexpected is not None:
+            try:
+                response = self.unexpected(Request(scope))
+            except Exception:
+                log.exception("rendering the answer to an unhandled error failed")
+            else:
+                async def no_body():
+                    return {"type": "http.request", "body": b"", "more_body": False}
+
+                return await response(scope, no_body, send)
+        await reply(500, "internal error", "internal_error")

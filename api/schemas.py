@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic_core import PydanticCustomError
 
 from redline.agent.types import STRATEGIES, TASKS, USER_PATTERN
 
-__all__ = ["Text", "GenerateRequest", "GenerateResponse", "EditRequest", "EditResponse", "InteractionResponse",
+__all__ = ["RequestBody", "GenerateRequest", "GenerateResponse", "EditRequest", "EditResponse", "InteractionResponse",
            "PreferencePatch", "PreferenceItem", "PreferencesResponse", "UserSummary", "UsersResponse",
            "DeleteUserResponse", "ChatRequest", "ModelList", "ErrorResponse", "USER_PATTERN", "Usage", "AppliedRule",
            "RuleItem", "RulePatch"]
@@ -17,15 +18,45 @@ Task = Literal[TASKS]  # OpenAPI lists the values; anything else is a 422 before
 Strategy = Literal[STRATEGIES]
 
 
-def _encodable(value: str) -> str:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("text must be valid UTF-8 (no lone surrogates)") from exc
+def reject_lone_surrogates(value: Any) -> Any:
+    """``value`` unchanged when every string in it (at any depth, dict keys included) encodes as UTF-8.
+
+    JSON may spell a lone surrogate (``"\\ud800"``) that Python decodes into a ``str`` no response, log line or
+    SQLite text can encode; such a value raises the ``lone_surrogate`` validation error (a 422 that names the
+    field). Iterative, so a deeply nested unknown field cannot exhaust the stack.
+    """
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise PydanticCustomError("lone_surrogate", "text must be valid UTF-8 (no lone surrogates)") from None
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
     return value
 
 
-Text = Annotated[str, AfterValidator(_encodable)]
+Encodable = Annotated[Any, AfterValidator(reject_lone_surrogates)]
+
+
+class RequestBody(BaseModel):
+    """The base of every request body and of each part of one: every field, and every unknown field a model
+    allows, is checked by ``reject_lone_surrogates`` while the body is validated, so a string the server
+    could not encode is a 422 before any route does work (not a 500 after it)."""
+
+    __pydantic_extra__: dict[str, Encodable] = Field(init=False)
+
+    @field_validator("*")
+    @classmethod
+    def _encodable(cls, value: Any) -> Any:
+        return reject_lone_surrogates(value)
+
+
 UserId = Annotated[str, Field(pattern=USER_PATTERN, description="User id within the tenant: 1-128 of "
                                                                "letters, digits and . _ @ : + -")]
 
@@ -40,11 +71,11 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-class GenerateRequest(BaseModel):
+class GenerateRequest(RequestBody):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     user: UserId
-    context: Text = Field(description="The document, notes or message to respond to.")
+    context: str = Field(description="The document, notes or message to respond to.")
     task: Task = Field("summarize", description="What to write.")
     strategy: Strategy = Field("greedy", description="Candidate plan: greedy (one text), best_of_n (n samples of the "
                           "target-preference prompt) or rps (one candidate per preference in the neighbourhood); "
@@ -114,10 +145,10 @@ class GenerateResponse(BaseModel):
                                              "none did, or rules are off).")
 
 
-class EditRequest(BaseModel):
+class EditRequest(RequestBody):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    edited_text: Text = Field(description="The text as the user kept it.")
+    edited_text: str = Field(description="The text as the user kept it.")
 
 
 class EditResponse(BaseModel):
@@ -164,10 +195,10 @@ class InteractionResponse(BaseModel):
     learning: Learning
 
 
-class PreferencePatch(BaseModel):
+class PreferencePatch(RequestBody):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    text: Text = Field(description="The corrected preference, in the user's words.")
+    text: str = Field(description="The corrected preference, in the user's words.")
 
 
 class PreferenceItem(BaseModel):
@@ -270,18 +301,18 @@ class DeleteUserResponse(BaseModel):
     removed: dict[str, int]
 
 
-class ContentPart(BaseModel):
+class ContentPart(RequestBody):
     model_config = ConfigDict(extra="allow")
 
     type: str
-    text: Text | None = None
+    text: str | None = None
 
 
-class ChatMessage(BaseModel):
+class ChatMessage(RequestBody):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: Text | list[ContentPart] | None = None
+    content: str | list[ContentPart] | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -289,13 +320,13 @@ class ChatMessage(BaseModel):
         return self.content or ""
 
 
-class StreamOptions(BaseModel):
+class StreamOptions(RequestBody):
     model_config = ConfigDict(extra="allow")
 
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(RequestBody):
     """The OpenAI chat-completions request; unknown fields are accepted and ignored."""
 
     model_config = ConfigDict(extra="allow")
@@ -303,7 +334,7 @@ class ChatRequest(BaseModel):
     model: str = "redline"
     messages: list[ChatMessage] = Field(min_length=1)
     user: UserId | None = Field(None, description="Required: whose preferences shape the reply.")
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(None, ge=1, le=8192)
     max_completion_tokens: int | None = Field(None, ge=1, le=8192)

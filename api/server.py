@@ -8,14 +8,15 @@ __all__ = ["configure_logging", "run_server"]
 
 
 def configure_logging(level: int) -> None:
-    """One format for every log line, each stamped with the request (or job) id."""
-    from .observability import LOG_FORMAT, RequestIdFilter
+    """One format for every log line, each stamped with the request (or job) id, client-controlled values
+    escaped (``EscapingFormatter``)."""
+    from .observability import EscapingFormatter, RequestIdFilter
 
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.StreamHandler())
     for handler in root.handlers:
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.setFormatter(EscapingFormatter())
         handler.addFilter(RequestIdFilter())
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error"):

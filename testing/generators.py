@@ -40,11 +40,13 @@ class ScriptedGenerator:
 
 
 class ToggleGenerator(ScriptedGenerator):
-    """Deterministic texts; optional delay; down while a flag file exists; keeps no call log."""
+    """Deterministic texts; optional delay; down while a flag file exists, broken (a bug: ``RuntimeError``, not
+    an outage) while another exists; keeps no call log."""
 
-    def __init__(self, delay: float = 0.0, down_file: str | None = None):
+    def __init__(self, delay: float = 0.0, down_file: str | None = None, broken_file: str | None = None):
         super().__init__(self._respond)
         self.delay, self.down_file = delay, Path(down_file) if down_file else None
+        self.broken_file = Path(broken_file) if broken_file else None
 
     @staticmethod
     def _respond(prompt, i: int) -> str:
@@ -56,6 +58,8 @@ class ToggleGenerator(ScriptedGenerator):
     def generate(self, prompts, params):
         if self.down_file is not None and self.down_file.exists():
             raise GeneratorUnavailable("scripted generator is down")
+        if self.broken_file is not None and self.broken_file.exists():
+            raise RuntimeError("scripted generator is broken")
         if self.delay:
             time.sleep(self.delay)
         out = super().generate(prompts, params)

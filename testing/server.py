@@ -2,7 +2,8 @@
 
 ``python -m redline.testing.server --port 0`` reads settings from ``REDLINE_*`` like ``redline serve``.
 ``REDLINE_SCRIPTED_DELAY`` (seconds) slows every generator call; while the file named by
-``REDLINE_SCRIPTED_DOWN_FILE`` exists the generator raises ``GeneratorUnavailable`` (an outage).
+``REDLINE_SCRIPTED_DOWN_FILE`` exists the generator raises ``GeneratorUnavailable`` (an outage), while the one
+named by ``REDLINE_SCRIPTED_BROKEN_FILE`` exists a ``RuntimeError`` (a bug the server did not foresee).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def main() -> None:
     configure_logging(logging.INFO)
     settings = Settings()
     generator = ToggleGenerator(float(os.environ.get("REDLINE_SCRIPTED_DELAY", "0")),
-                                os.environ.get("REDLINE_SCRIPTED_DOWN_FILE"))
+                                os.environ.get("REDLINE_SCRIPTED_DOWN_FILE"),
+                                os.environ.get("REDLINE_SCRIPTED_BROKEN_FILE"))
     run_server(create_app(settings, Agent(settings, generator=generator)), args.host, args.port)
 
 
