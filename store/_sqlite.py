@@ -3,6 +3,7 @@ encodings of values the tables hold (timestamps, float32 vectors)."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ import numpy as np
 import sqlite_utils
 
 __all__ = ["SQLite", "now_iso", "vector_to_blob", "blob_to_vector"]
+log = logging.getLogger(__name__)
 
 
 def now_iso() -> str:
@@ -39,11 +41,15 @@ class SQLite:
                                timeout=busy_timeout_ms / 1000)
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
+        self._closed = False
         if self.path != ":memory:":
             self.db.execute("PRAGMA journal_mode=WAL")
         # FULL: an acknowledged edit must survive power loss, not only a process crash.
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows are overwritten with zeros, not left in free pages: a hard delete must leave no text on
+        # disk. Set here, not left to the SQLite build's default (SQLITE_SECURE_DELETE is off in most builds).
+        self.db.execute("PRAGMA secure_delete=ON")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -71,6 +77,21 @@ class SQLite:
         rows = self.query(sql, params)
         return rows[0] if rows else None
 
-    def close(self) -> None:
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file and truncate it to zero bytes: the WAL keeps every page a
+        transaction wrote (old texts included) until a checkpoint, however secure_delete zeroed the pages."""
+        if self.path == ":memory:":
+            return
         with self._lock:
+            busy, _, _ = self.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:  # another process is reading; its next checkpoint (at the latest at close) finishes the job
+            log.warning("WAL checkpoint blocked by a reader of %s; the WAL is truncated at the next one", self.path)
+
+    def close(self) -> None:
+        """Checkpoint and close (the last connection to close also removes the WAL file)."""
+        with self._lock:
+            if self._closed:
+                return
+            self.checkpoint()
             self.db.conn.close()
+            self._closed = True

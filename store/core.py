@@ -53,6 +53,7 @@ class Store:
         return schema_version(self._sql)
 
     def close(self) -> None:
+        """Merge the WAL into the database file and close; call it at shutdown."""
         self._sql.close()
 
     def ping(self) -> bool:
@@ -86,7 +87,8 @@ class Store:
         conn.execute("UPDATE users SET version = version + 1 WHERE id = ?", (user_id,))
 
     def delete_user(self, user_id: int) -> dict[str, int]:
-        """Hard delete: every row that belongs to the user. Returns the rows removed per table."""
+        """Hard delete: every row that belongs to the user, zeroed on disk (``secure_delete``) and checkpointed
+        out of the WAL. Returns the rows removed per table."""
         removed: dict[str, int] = {}
         with self._sql.transaction() as conn:
             ids = [r[0] for r in conn.execute("SELECT id FROM interactions WHERE user_id = ?", (user_id,))]
@@ -97,6 +99,7 @@ class Store:
             removed["interactions"] = conn.execute("DELETE FROM interactions WHERE user_id = ?",
                                                    (user_id,)).rowcount
             removed["users"] = conn.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount
+        self._sql.checkpoint()  # the rows are zeroed (secure_delete); the WAL still holds the texts until now
         return removed
 
     # -- interactions -----------------------------------------------------------------------------
@@ -262,6 +265,7 @@ class Store:
             conn.execute("UPDATE edits SET preference_id = NULL WHERE preference_id = ?", (preference_id,))
             self._drop_aggregations(conn, user_id)
             self._bump(conn, user_id)
+        self._sql.checkpoint()
 
     # -- aggregation cache ------------------------------------------------------------------------
 

@@ -331,3 +331,52 @@ def test_an_older_schema_opens_and_upgrades(tmp_path, version):
     assert store.delete_user(uid)["aggregations"] == 1
     store.close()
     assert Store(path).schema_version == SCHEMA_VERSION  # reopening does not migrate again
+
+
+def _files_holding(folder, marker: str) -> dict[str, int]:
+    """Every file under ``folder`` whose raw bytes hold ``marker`` (UTF-8), with the count."""
+    hits = {p.name: p.read_bytes().count(marker.encode()) for p in folder.iterdir() if p.is_file()}
+    return {name: n for name, n in hits.items() if n}
+
+
+def test_secure_delete_is_set_on_the_connection_whatever_the_build_default(tmp_path, monkeypatch):
+    """Issue 16.4: not left to the SQLite build (Debian's turns it on, most do not): emulate one that does not."""
+    import redline.store._sqlite as sqlite_module
+
+    real_connect = sqlite3.connect
+
+    def connect_default_off(*args, **kwargs):
+        conn = real_connect(*args, **kwargs)
+        conn.execute("PRAGMA secure_delete=OFF")
+        return conn
+
+    monkeypatch.setattr(sqlite_module.sqlite3, "connect", connect_default_off)
+    store = Store(tmp_path / "r.db")
+    assert store.db.execute("PRAGMA secure_delete").fetchone()[0] == 1
+    store.close()
+
+
+def test_hard_delete_leaves_no_text_in_the_database_or_the_wal(tmp_path):
+    """Issue 16.4: after delete_user the user's texts are in no file (zeroed pages, WAL checkpointed and
+    truncated), while another user's rows are intact; close() merges the WAL and removes it."""
+    store = Store(tmp_path / "r.db")
+    for name in ("leaver", "keeper"):
+        uid = store.user_id("t", name)
+        for r in range(3):
+            iid = store.add_interaction(
+                uid, task="summarize", context=f"{name}-marker context {r} " + "filler words " * 500,
+                context_vector=np.ones(4, dtype=np.float32) / 2, prompt=[], draft=f"{name}-marker draft {r}",
+                preference_used=None, preference_ids=[], neighbours=[], candidates=[], strategy="greedy", model="m",
+                tokens_in=1, tokens_out=2, timings={})
+            store.submit_edit(iid, f"{name}-marker kept {r}", cost=3, is_edit=True)
+            store.complete_learning(iid, preference={"text": f"{name}-marker preference {r}", "kind": "inferred",
+                                                     "context_vector": np.ones(4, dtype=np.float32) / 2},
+                                    pair={"context": f"{name}-marker ctx", "chosen": "a", "rejected": "b"})
+    assert _files_holding(tmp_path, "leaver-marker")  # the scan sees what is there
+    store.delete_user(store.user_id("t", "leaver", create=False))
+    assert _files_holding(tmp_path, "leaver-marker") == {}
+    assert (tmp_path / "r.db-wal").stat().st_size == 0
+    store.close()
+    assert not (tmp_path / "r.db-wal").exists()
+    assert _files_holding(tmp_path, "leaver-marker") == {}
+    assert "r.db" in _files_holding(tmp_path, "keeper-marker")
