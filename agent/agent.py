@@ -25,7 +25,7 @@ from .generators import GenerationParams, Generator, load_generator
 from .keys import Keys
 from .learning import Learning
 from .rulebook import Rulebook
-from .types import GenerateOptions
+from .types import GenerateOptions, check_control_chars
 from .users import UserData
 
 __all__ = ["Agent"]
@@ -74,7 +74,15 @@ class Agent(Generating, Learning, UserData):
             raise InvalidInput(f"{what} is empty")
         if len(text) > self.settings.max_text_chars:
             raise InvalidInput(f"{what} is {len(text)} characters; the limit is {self.settings.max_text_chars}")
-        return text
+        return check_control_chars(text, what)
+
+    def _texts_for_log(self, **texts: str | None) -> str:
+        """`` name_chars=N`` for each text of a log line; the texts themselves only when ``REDLINE_LOG_TEXT`` asks
+        (a debugging aid: they are the users' words, and logs outlive a user's hard delete)."""
+        parts = [f"{name}_chars={len(text or '')}" for name, text in texts.items()]
+        if self.settings.log_text:
+            parts += [f"{name}={text!r}" for name, text in texts.items()]
+        return " ".join(parts)
 
     def _params(self, options: GenerateOptions, n: int = 1) -> GenerationParams:
         try:

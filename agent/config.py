@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     context_chars_in_prompt: int = Field(4_000, ge=200, description="Context characters shown to the generator.")
     index_cache_users: int = Field(256, ge=1, description="Per-user FAISS indexes kept in memory.")
     seed: int | None = Field(None, description="Sampling seed for reproducible generations.")
+    log_text: bool = Field(False, description="Write users' texts (contexts, preferences) into INFO log lines; "
+                                              "for debugging only (by default log lines carry ids and lengths).")
     # -- HTTP server (api/) --
     auth: bool = Field(True, description="Require a Bearer API key on /v1 routes; false only for local use "
                                          "(every request then acts in tenant 'default').")

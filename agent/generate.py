@@ -16,7 +16,7 @@ from . import prompts
 from .cipher import Aggregate, Retrieved
 from .errors import InvalidInput
 from .generators import GenerationParams, Generator
-from .types import GenerateOptions, GenerateResult, validate_user
+from .types import GenerateOptions, GenerateResult, check_control_chars, validate_user
 
 __all__ = ["Generating"]
 log = logging.getLogger(__name__)
@@ -91,8 +91,8 @@ class Generating:
             strategy=options.strategy, model=generator.model_name, tokens_in=tokens_in, tokens_out=tokens_out,
             timings=lap.ms, raw_draft=chosen["raw_text"], applied_rules=chosen["applied_rules"])
         lap("store_ms")
-        log.info("generate user=%s interaction=%s neighbours=%d preference=%r rules=%s %s", user, interaction_id,
-                 len(retrieved), preference, chosen["applied_rules"], lap.ms)
+        log.info("generate user=%s interaction=%s neighbours=%d rules=%s %s %s", user, interaction_id, len(retrieved),
+                 chosen["applied_rules"], self._texts_for_log(context=context, preference=preference), lap.ms)
         return GenerateResult(interaction_id, user, task, chosen["text"], preference, neighbours,
                               prompt, drafts.candidates, options.strategy, generator.model_name, tokens_in,
                               tokens_out, lap.ms, applied)
@@ -101,6 +101,8 @@ class Generating:
         """The sampling parameters of a valid request; ``InvalidInput`` names what is wrong otherwise."""
         validate_user(user)
         self._check_text(context, "context")
+        for turn, message in enumerate(options.history):
+            check_control_chars(str(message.get("content") or ""), f"chat history message {turn}")
         if task not in prompts.TASKS:
             raise InvalidInput(f"unknown task {task!r}; choose one of: {', '.join(prompts.TASKS)}")
         if options.strategy not in STRATEGIES:

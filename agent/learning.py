@@ -99,7 +99,8 @@ class Learning:
                                                          router_state=router_state, rules=rules)
         except Conflict:  # learned concurrently by another worker: that one counts
             return self.process_edit(interaction_id)
-        log.info("learned interaction=%s cost=%d kind=%s preference=%r", interaction_id, edit["cost"], kind, text)
+        log.info("learned interaction=%s cost=%d kind=%s %s", interaction_id, edit["cost"], kind,
+                 self._texts_for_log(preference=text))
         return LearnResult(**base, preference=text if preference else None, preference_id=preference_id,
                            kind=kind if preference else None, tokens_in=tokens_in, tokens_out=tokens_out,
                            inferred_by=inferred_by)

@@ -12,10 +12,13 @@ from .errors import InvalidInput
 from .prompts import TASKS
 
 __all__ = ["GenerateOptions", "GenerateResult", "EditReceipt", "LearnResult", "USER_PATTERN", "validate_user",
-           "TASKS", "STRATEGIES"]
+           "check_control_chars", "TASKS", "STRATEGIES"]
 
 USER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:+\-]{0,127}$"  # also the API's path and body pattern
 _USER_ID = re.compile(USER_PATTERN)
+# C0 controls and DEL, except tab, line feed, vertical tab, form feed and carriage return (the ones that lay out
+# text). C1 (U+0080-U+009F) stays: real documents carry it as mis-decoded Windows-1252 punctuation.
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 
 
 def validate_user(user: str) -> str:
@@ -24,6 +27,19 @@ def validate_user(user: str) -> str:
         raise InvalidInput("user must be 1-128 characters: letters, digits and . _ @ : + - "
                            "(starting with a letter or digit)")
     return user
+
+
+def check_control_chars(text: str, what: str) -> str:
+    """``text`` when it holds no control character but tab, newline, carriage return, vertical tab and form feed;
+    else ``InvalidInput`` naming the first one. NUL, ESC, backspace and the like are no part of a text anyone
+    writes, and they break or steer what reads the texts back (C strings, terminals, log viewers); rejecting
+    them tells the client at once, where stripping would store an edit the user did not make."""
+    found = _CONTROL.search(text)
+    if found:
+        raise InvalidInput(f"{what} contains the control character U+{ord(found.group()):04X} at position "
+                           f"{found.start()}; only tab, newline, carriage return, vertical tab and form feed may "
+                           "appear")
+    return text
 
 
 @dataclass

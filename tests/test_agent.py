@@ -1,5 +1,7 @@
 """The agent's CIPHER loop with the hash embedder and a scripted generator (fast, deterministic)."""
 
+import re
+
 import pytest
 
 from redline.agent import (
@@ -166,6 +168,56 @@ def test_bad_input_is_rejected_with_a_clear_message(agent, user, context, task, 
     with pytest.raises(InvalidInput, match=message):
         agent.generate(user, context, task)
     assert agent.store.counts()["interactions"] == 0
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x1b", "\x08", "\x07", "\x1f", "\x7f"])
+def test_control_characters_in_texts_are_rejected_naming_the_character(agent, char):
+    """Issue 16.6: NUL, ESC and the other C0 controls (and DEL) are a clear InvalidInput (the API's 400) in a
+    context, a chat turn, an edit and a preference correction; nothing is stored or changed."""
+    code = re.escape(f"U+{ord(char):04X}")
+    with pytest.raises(InvalidInput) as err:
+        agent.generate("alice", f"Hi {char}there", "summarize")
+    assert str(err.value) == (f"context contains the control character U+{ord(char):04X} at position 3; only tab, "
+                              "newline, carriage return, vertical tab and form feed may appear")
+    history = [{"role": "user", "content": "fine"}, {"role": "assistant", "content": f"bad{char}"}]
+    with pytest.raises(InvalidInput, match=f"chat history message 1 contains the control character {code}"):
+        agent.generate("alice", "next question", "chat", GenerateOptions(history=history))
+    assert agent.store.counts()["interactions"] == 0 and agent.store.counts()["users"] == 0
+    gen = agent.generate("alice", BIKES)
+    with pytest.raises(InvalidInput, match=f"edited text contains the control character {code} at position 4"):
+        agent.submit_edit(gen.interaction_id, f"kept{char}")
+    assert agent.store.edit(gen.interaction_id) is None
+    learned = agent.learn(gen.interaction_id, "- kept")
+    with pytest.raises(InvalidInput, match=f"preference text contains the control character {code}"):
+        agent.update_preference("alice", learned.preference_id, f"brief{char}")
+    assert agent.preferences("alice")["items"][0]["text"] == learned.preference
+
+
+def test_layout_controls_and_c1_characters_are_kept(agent):
+    """Tab, newline, CR, vertical tab and form feed lay out text; C1 (here U+0096, a mis-decoded en dash, as in
+    the vendored email data) is kept too: both arrive in real documents."""
+    context = "Title\r\n\tIndented\x0bline\x0cpage 1990\x962000"
+    gen = agent.generate("alice", context)
+    assert agent.store.interaction(gen.interaction_id)["context"] == context
+    agent.submit_edit(gen.interaction_id, "kept\ttext\x96")
+    assert agent.store.edit(gen.interaction_id)["edited_text"] == "kept\ttext\x96"
+
+
+def test_info_logs_carry_lengths_not_texts_unless_log_text_asks(make_agent, tmp_path, caplog):
+    """Issue 16.6: generation and learning log ids and lengths at INFO; REDLINE_LOG_TEXT adds the texts."""
+    context, edit = f"{BIKES} zebraquokka", "- zebraquokka kept"
+    caplog.set_level("INFO", logger="redline")
+    for log_text in (False, True):
+        caplog.clear()
+        agent = make_agent(ScriptedGenerator(responder), k=1, log_text=log_text, data_dir=tmp_path / str(log_text))
+        learned = agent.learn(agent.generate("alice", context).interaction_id, edit)
+        lines = [r.getMessage() for r in caplog.records if r.name.startswith("redline.agent")]
+        assert any(line.startswith("generate user=alice interaction=") and f"context_chars={len(context)}" in line
+                   for line in lines), lines
+        assert any(line.startswith("learned interaction=") and f"preference_chars={len(learned.preference)}" in line
+                   for line in lines), lines
+        texts = [line for line in lines if "zebraquokka" in line or learned.preference in line]
+        assert len(texts) == (2 if log_text else 0), lines
 
 
 def test_unknown_ids(agent):
