@@ -52,3 +52,44 @@ def test_a_traceback_follows_on_indented_escaped_lines():
     assert rest[0] == "    Traceback (most recent call last):"
     assert all(line.startswith("    ") for line in rest)  # no line of it can pass for a record
     assert rest[-1] == "    2026-11-23 00:00:00,000 INFO redline.access [forged] line \\x1b[31m"
+
+
+def _app_failing_with(renderer):
+    """A route that raises, behind RequestMiddleware with ``renderer`` for the 500 (or none)."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.routing import Route
+
+    from redline.api.observability import Metrics, RequestMiddleware
+
+    def broken(request):
+        raise RuntimeError("a bug")
+
+    return Starlette(routes=[Route("/x", broken), Route("/ui/x", broken)], middleware=[
+        Middleware(RequestMiddleware, max_body_bytes=1024, metrics=Metrics(), unexpected=renderer)])
+
+
+def test_an_unhandled_error_is_a_500_with_the_request_id_rendered_by_the_app_or_as_the_error_body(caplog):
+    from starlette.responses import HTMLResponse
+    from starlette.testclient import TestClient
+
+    from redline.api.observability import RequestIdFilter
+
+    caplog.handler.addFilter(RequestIdFilter())
+
+    def page_for_ui(request):
+        if request.url.path.startswith("/ui"):
+            return HTMLResponse("<p>internal error</p>", status_code=500)
+        raise ValueError("rendering failed too")
+
+    for renderer in (None, page_for_ui):
+        with TestClient(_app_failing_with(renderer)) as client:  # raises if an exception got past the middleware
+            resp = client.get("/x", headers={"X-Request-ID": "bug-1"})
+            assert resp.status_code == 500 and resp.headers["x-request-id"] == "bug-1"
+            assert resp.json() == {"error": {"message": "internal error", "type": "server_error",
+                                             "code": "internal_error"}}
+            if renderer is not None:
+                page = client.get("/ui/x", headers={"X-Request-ID": "bug-2"})
+                assert (page.status_code, page.text, page.headers["x-request-id"]) == (
+                    500, "<p>internal error</p>", "bug-2")
+    assert [r.request_id for r in caplog.records if r.getMessage() == "unhandled error on GET /x"] == ["bug-1"] * 2
