@@ -280,6 +280,12 @@ def test_edit_rules_are_learned_applied_listed_switched_and_deleted(stack):
 
 # -- bad input --------------------------------------------------------------------------------------
 
+def _control_char(what: str, code: str, position: int) -> dict:
+    return {"message": f"{what} contains the control character {code} at position {position}; only tab, newline, "
+                       "carriage return, vertical tab and form feed may appear",
+            "type": "invalid_request_error", "code": "invalid_input"}
+
+
 BAD = [
     ("malformed json", "POST", "/v1/generate", b'{"user": "al', "application/json", 400,
      {"message": "the request body is not valid JSON", "type": "invalid_request_error", "code": "invalid_json"}),
@@ -321,19 +327,13 @@ BAD = [
      {"message": "stream_options.include_usage: Input should be a valid boolean", "type": "invalid_request_error",
       "code": "invalid_request"}),
     ("NUL in a context", "POST", "/v1/generate", b'{"user": "al", "context": "ab\\u0000cd"}', "application/json", 400,
-     {"message": "context contains the control character U+0000 at position 2; only tab, newline, carriage "
-                 "return, vertical tab and form feed may appear", "type": "invalid_request_error",
-      "code": "invalid_input"}),
+     _control_char("context", "U+0000", 2)),
     ("ESC in a chat message", "POST", "/v1/chat/completions",
      b'{"user": "al", "messages": [{"role": "user", "content": "\\u001b[2Jhi"}]}', "application/json", 400,
-     {"message": "context contains the control character U+001B at position 0; only tab, newline, carriage "
-                 "return, vertical tab and form feed may appear", "type": "invalid_request_error",
-      "code": "invalid_input"}),
+     _control_char("context", "U+001B", 0)),
     ("backspace in an edit", "POST", "/v1/interactions/0123abc/edit", b'{"edited_text": "kept\\b"}',
      "application/json", 400,
-     {"message": "edited text contains the control character U+0008 at position 4; only tab, newline, carriage "
-                 "return, vertical tab and form feed may appear", "type": "invalid_request_error",
-      "code": "invalid_input"}),
+     _control_char("edited text", "U+0008", 4)),
     ("oversized body", "POST", "/v1/generate", b'{"user": "al", "context": "' + b"x" * 70_000 + b'"}',
      "application/json", 413,
      {"message": "the request body is larger than 65536 bytes", "type": "invalid_request_error",
