@@ -11,7 +11,7 @@ from redline.store import NotFound
 
 from .errors import InvalidRule, UnknownPreference, UnknownUser
 from .rulebook import UNCHANGED
-from .types import validate_user
+from .types import check_control_chars, validate_user
 
 __all__ = ["UserData"]
 
@@ -104,6 +104,8 @@ class UserData:
         ``UnknownRule`` for an id the user does not have, ``InvalidRule`` for text the rule cannot take."""
         if enabled is UNCHANGED and text is None:
             raise InvalidRule("nothing to change: give enabled and/or text")
+        if isinstance(text, str):
+            check_control_chars(text, "rule text")
         return self.rulebook.update(self._user_id(user, tenant), rule_id, enabled=enabled, text=text)
 
     def delete_rule(self, user: str, rule_id: int, *, tenant: str = "default") -> None:

@@ -256,11 +256,11 @@ class RuleItem(BaseModel):
     updated_at: str
 
 
-class RulePatch(BaseModel):
+class RulePatch(RequestBody):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     enabled: bool | None = Field(None, description="true: always apply; false: never; null: the evidence decides.")
-    text: Text | int | None = Field(None, description="New text for the rule (1-200 characters): the replacement, "
+    text: str | int | None = Field(None, description="New text for the rule (1-200 characters): the replacement, "
                                     "the phrase, the line, or the limit.")
 
 
@@ -341,7 +341,8 @@ class ChatRequest(RequestBody):
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     n: int | None = Field(None, ge=1, le=1, description="Only 1 is supported.")
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
-    rules: bool = Field(True, description="redline's extension: apply the user's learned edit rules (default true).")
+    rules: StrictBool = Field(True, description="redline's extension: apply the user's learned edit rules "
+                                                "(default true).")
 
 
 class ModelCard(BaseModel):

@@ -334,6 +334,8 @@ BAD = [
     ("backspace in an edit", "POST", "/v1/interactions/0123abc/edit", b'{"edited_text": "kept\\b"}',
      "application/json", 400,
      _control_char("edited text", "U+0008", 4)),
+    ("bell in a rule", "PATCH", "/v1/users/nobody/rules/1", b'{"text": "Best,\\u0007 Sam"}', "application/json", 400,
+     _control_char("rule text", "U+0007", 5)),
     ("oversized body", "POST", "/v1/generate", b'{"user": "al", "context": "' + b"x" * 70_000 + b'"}',
      "application/json", 413,
      {"message": "the request body is larger than 65536 bytes", "type": "invalid_request_error",

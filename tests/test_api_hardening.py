@@ -90,9 +90,12 @@ def string_slots(spec: dict, schema: dict, base):
 def targets(server):
     """Each route that takes a body: a valid body, its URL, and a check that the request changed nothing."""
     c = httpx.Client(base_url=server.url, timeout=30)
-    owner = c.post("/v1/generate", json={"user": "owner", "context": ARTICLE}).json()["interaction_id"]
-    c.post(f"/v1/interactions/{owner}/edit", json={"edited_text": "Transit up 12 percent."})
+    owner = c.post("/v1/generate", json={"user": "owner", "context": ARTICLE}).json()
+    kept = owner["text"].removeprefix("Draft: ") + "\n\nBest, Sam"  # teaches a rule: end with that line
+    c.post(f"/v1/interactions/{owner['interaction_id']}/edit", json={"edited_text": kept})
     preference = wait_learned(c, "owner", 1)["preferences"][0]
+    rules = c.get("/v1/users/owner/preferences").json()["rules"]
+    assert [r["text"] for r in rules] == ["Best, Sam"], rules
     unedited = c.post("/v1/generate", json={"user": "owner", "context": ARTICLE}).json()["interaction_id"]
 
     def no_user(name):
@@ -110,6 +113,9 @@ def targets(server):
         ("patch", "/v1/users/{user}/preferences/{preference_id}"): (
             f"/v1/users/owner/preferences/{preference['id']}", {"text": "corrected"},
             lambda: c.get("/v1/users/owner/preferences").json()["items"][-1]["text"] == preference["text"]),
+        ("patch", "/v1/users/{user}/rules/{rule_id}"): (
+            f"/v1/users/owner/rules/{rules[0]['id']}", {"text": "Regards, Sam", "enabled": True},
+            lambda: c.get("/v1/users/owner/preferences").json()["rules"] == rules),
     }
     c.close()
 
@@ -151,7 +157,8 @@ def test_a_lone_surrogate_in_any_string_field_is_a_422_before_any_work(server, t
     client.close()
     assert {"post /v1/chat/completions .model", "post /v1/chat/completions .messages[0].content",
             "post /v1/chat/completions .messages[0].content[0].text", "post /v1/chat/completions .an_unknown_field",
-            "post /v1/generate .context", "patch /v1/users/{user}/preferences/{preference_id} .text"} <= set(covered)
+            "post /v1/generate .context", "patch /v1/users/{user}/preferences/{preference_id} .text",
+            "patch /v1/users/{user}/rules/{rule_id} .text"} <= set(covered)
 
 
 def test_the_issues_request_is_a_422_with_the_request_id_on_a_kept_connection(server):
