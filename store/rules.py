@@ -167,6 +167,7 @@ class Rules:
         with self._sql.transaction() as conn:
             self.get(user_id, rule_id)
             self._delete(conn, [rule_id])
+        self._sql.checkpoint()  # like a deleted preference: its text leaves the WAL too
 
     def delete_user(self, conn: sqlite3.Connection, user_id: int) -> dict[str, int]:
         """Inside the caller's transaction (a hard delete): every rule of the user and every observation."""
