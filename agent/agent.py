@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from redline.policies import RewardCheckpoints, RewardFeatures
+from redline.policies import EditFeatures, RewardCheckpoints
 from redline.retrieval import Embedder, IndexCache
 from redline.store import Store
 
@@ -48,7 +48,10 @@ class Agent(Generating, Learning, UserData):
         self.cipher = Cipher(self.store, self.index_cache, k=self.settings.k)
         self.edit_cost = EditCost(self.settings.delta)
         self.rewards = RewardCheckpoints(self.settings.rewards_dir)
-        self.reward_features = RewardFeatures()
+        # An older redline cached the embeddings of every pair's texts here, keyed by a hash of the text, where a
+        # hard delete could not reach them; the reward no longer embeds pair texts, so the file only leaks.
+        (self.settings.rewards_dir / "embeddings.npz").unlink(missing_ok=True)
+        self.edit_features = EditFeatures()
         self.keys = Keys(self.store)
         self.rulebook = Rulebook(self.store, self.settings)
         self._train_lock = threading.Lock()

@@ -66,14 +66,24 @@ class Settings(BaseSettings):
     def models_dir(self) -> Path:
         return self.data_dir / "models"
 
-    # -- reward heads and selection (policies/) --
-    reward_heads: int = Field(4, ge=1, le=64,
-                              description="MiCRo: number of Bradley-Terry reward heads (1 = single BT).")
-    reward_tau: float = Field(1.0, gt=0, description="MiCRo: temperature of the per-user online routing (Hedge) step.")
-    reward_retrain_every: int = Field(20, ge=1, description="Retrain the shared reward heads once this many new "
+    # -- the reward and selection (policies/) --
+    reward_heads: int = Field(4, ge=1, le=64, description="Reward heads: K ideal points of the shared edit profile "
+                                                         "(MiCRo stage 1; 1 = one population ideal point).")
+    reward_tau: float = Field(1.0, gt=0, description="Temperature of the per-user online routing (Hedge) step.")
+    reward_mode: Literal["profile", "mixture"] = Field(
+        "profile", description="How a user's reward scores candidates: profile (the user's own ideal point, shrunk "
+                               "towards their routed heads, plus the edit head) or mixture (MiCRo's head mixture).")
+    reward_router: bool = Field(True, description="Train a context router over the heads (from the contexts' "
+                                                  "embeddings, which generation computes anyway).")
+    reward_retrain_every: int = Field(20, ge=1, description="Retrain the shared reward once this many new "
                                                             "preference pairs arrived since the last checkpoint.")
     reward_n: int = Field(4, ge=1, le=16, description="Candidates per request for best_of_n and rps (default for n).")
-    reward_seed: int = Field(0, description="Seed for training the reward heads.")
+    reward_candidates: Literal["samples", "revisions"] = Field(
+        "revisions", description="Alternatives to the greedy draft: samples of the task prompt (scored on form "
+                                 "features) or revisions of the greedy draft (one more generator call; all features).")
+    reward_candidate_temperature: float = Field(
+        0.8, gt=0.0, le=2.0, description="Sampling temperature of the alternatives, also when the request's is 0.")
+    reward_seed: int = Field(0, description="Seed for training the reward.")
 
     # -- learned edit rules (agent/rules.py) --
     rules: bool = Field(True, description="Learn edit rules from users' edits and apply each user's active rules to "

@@ -1,16 +1,26 @@
 """``Agent.generate``, step by step: embed the context, retrieve the user's nearest past contexts, aggregate
-their preferences into the target, plan the candidates, draft them in one batched call, apply the user's
-active edit rules to every candidate, pick one with the user's routed reward, store the interaction."""
+their preferences into the target, draft the greedy target and (for best-of-n / RPS) the alternatives, apply the
+user's active edit rules to every candidate, pick one with the user's reward, store the interaction."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from redline.policies import STRATEGIES, CandidatePlan, batch_layout, plan_candidates, score_candidates, select
+from redline.policies import (
+    STRATEGIES,
+    CandidatePlan,
+    EditProfileReward,
+    batch_layout,
+    plan_candidates,
+    score_candidates,
+    select,
+)
 
 from . import prompts
 from .cipher import Aggregate, Retrieved
@@ -37,13 +47,20 @@ class _Laps:
 
 @dataclass
 class _Drafts:
-    """The candidates of one batched generator call: ``slots[j]`` = (prompt, sample) of candidate j."""
+    """The candidates of one request: the greedy target draft first, then the alternatives (one batched call);
+    ``prompt_of[j]`` indexes the prompt that wrote candidate j."""
 
     prompts: list[list[dict]]
-    slots: list[tuple[int, int]]
+    prompt_of: list[int]
     candidates: list[dict]
     tokens_in: int
     tokens_out: int
+    mode: str | None = None  # samples or revisions when there are alternatives
+    seed: int | None = None  # the alternatives' sampling seed
+
+
+def _same_text(a: str, b: str) -> bool:
+    return " ".join(a.split()) == " ".join(b.split())
 
 
 class Generating:
@@ -54,9 +71,10 @@ class Generating:
         """Personalized response for ``user`` on ``context``; stored as a new interaction.
 
         Embed the context, retrieve the user's nearest past contexts, aggregate their preferences into the
-        target, plan the candidates, draft them in one batched call, apply the user's edit rules that are active
-        here to every candidate, pick one with the user's routed reward, store the interaction. ``timings_ms``
-        has one entry per stage.
+        target, draft the greedy target (and, for best-of-n / RPS with a trained reward and a user who has
+        taught it, the alternatives in one more batched call), apply the user's edit rules that are active here
+        to every candidate, pick one with the user's reward, store the interaction. ``timings_ms`` has one entry
+        per stage; ``selection`` says what the choice was.
         """
         options = options or GenerateOptions()
         params = self._validate(user, context, task, options)
@@ -70,15 +88,16 @@ class Generating:
         target = self._target_preference(user_id, retrieved, options, generator)
         lap("aggregate_ms")
         scorer, plan = self._plan(user_id, target.text, retrieved, options)
-        drafts = self._draft(generator, task, context, plan, options, params)
-        lap("generate_ms")
+        drafts = self._draft(generator, task, context, plan, options, params, user_id, lap)
+        lap("alternatives_ms" if len(plan) > 1 else "generate_ms")
         ruled = self._apply_rules(user_id, retrieved, drafts.candidates, options)
         if ruled is not None:
             lap("rules_ms")
-        best = self._choose(drafts.candidates, scorer, vector)
-        if len(drafts.candidates) > 1:
+        selection = self._choose(drafts, scorer, vector)
+        best = selection["chosen"] if selection else 0
+        if selection:
             lap("score_ms")
-        prompt = drafts.prompts[drafts.slots[best][0]]
+        prompt = drafts.prompts[drafts.prompt_of[best]]
         chosen = drafts.candidates[best]
         applied = [ruled[i] for i in chosen["applied_rules"]] if ruled else []
         preference = chosen["preference"]  # RPS may pick a neighbour's preference: that one was used
@@ -91,11 +110,13 @@ class Generating:
             strategy=options.strategy, model=generator.model_name, tokens_in=tokens_in, tokens_out=tokens_out,
             timings=lap.ms, raw_draft=chosen["raw_text"], applied_rules=chosen["applied_rules"])
         lap("store_ms")
-        log.info("generate user=%s interaction=%s neighbours=%d rules=%s %s %s", user, interaction_id, len(retrieved),
-                 chosen["applied_rules"], self._texts_for_log(context=context, preference=preference), lap.ms)
+        log.info("generate user=%s interaction=%s neighbours=%d candidates=%d differs_from_greedy=%s rules=%s %s %s",
+                 user, interaction_id, len(retrieved), len(drafts.candidates),
+                 selection["differs_from_greedy"] if selection else None, chosen["applied_rules"],
+                 self._texts_for_log(context=context, preference=preference), lap.ms)
         return GenerateResult(interaction_id, user, task, chosen["text"], preference, neighbours,
                               prompt, drafts.candidates, options.strategy, generator.model_name, tokens_in,
-                              tokens_out, lap.ms, applied)
+                              tokens_out, lap.ms, applied, selection=selection)
 
     def _validate(self, user: str, context: str, task: str, options: GenerateOptions) -> GenerationParams:
         """The sampling parameters of a valid request; ``InvalidInput`` names what is wrong otherwise."""
@@ -127,29 +148,67 @@ class Generating:
         return self.cipher.aggregate(user_id, retrieved, generator)
 
     def _plan(self, user_id: int, target: str | None, retrieved: list[Retrieved], options: GenerateOptions
-              ) -> tuple[tuple | None, list[CandidatePlan]]:
-        """``(scorer, plan)``: the reward heads and the user's routing weights (None at a cold start: no heads,
-        or no learned edit of this user, so only the target prompt), and which preference writes each candidate."""
-        model = self.rewards.current() if options.strategy != "greedy" else None
-        routing = self.store.router_state(user_id) if model is not None else None
-        strategy = options.strategy if routing is not None else "greedy"
+              ) -> tuple[tuple[EditProfileReward, dict] | None, list[CandidatePlan]]:
+        """``(scorer, plan)``: the reward and the user's state (None at a cold start: no trained reward, or no
+        learned edit of this user, so only the greedy target draft), and which preference writes each candidate."""
+        scorer = None
+        if options.strategy != "greedy":
+            checkpoint, model = self.rewards.current_named()
+            state = self._reward_state(user_id, model, checkpoint) if model is not None else None
+            scorer = (model, state) if state is not None else None
+        strategy = options.strategy if scorer is not None else "greedy"
         neighbours = [(f"neighbour:{r.preference_id}", r.preference)
                       for r in (retrieved if options.use_preference else [])]
-        plan = plan_candidates(strategy, target, neighbours, options.n or self.settings.reward_n)
-        return ((model, routing["weights"]) if routing is not None else None), plan
+        return scorer, plan_candidates(strategy, target, neighbours, options.n or self.settings.reward_n)
+
+    def _task_prompt(self, task: str, context: str, preference: str | None, options: GenerateOptions) -> list[dict]:
+        return prompts.task_prompt(task, context, preference, context_chars=self.settings.context_chars_in_prompt,
+                                   history=options.history)
+
+    def _alternatives_seed(self, options: GenerateOptions, user_id: int, context: str, target: str | None) -> int:
+        """The alternatives' sampling seed: from the request's (or the configured) seed, else from the request's
+        content, so a temperature-0 request stays reproducible (and cacheable) end to end."""
+        base = options.seed if options.seed is not None else self.settings.seed
+        if base is not None:
+            return (base * 1_000_003 + 1) % 2**31  # not the greedy call's seed
+        digest = hashlib.sha1(f"{user_id}\0{target}\0{context}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") >> 1
 
     def _draft(self, generator: Generator, task: str, context: str, plan: list[CandidatePlan],
-               options: GenerateOptions, params: GenerationParams) -> _Drafts:
-        """Every planned candidate from one batched generator call."""
-        layout = batch_layout(plan)
-        prompt_list = [prompts.task_prompt(task, context, pref, context_chars=self.settings.context_chars_in_prompt,
-                                           history=options.history) for pref in layout.preferences]
-        outs = generator.generate(prompt_list, self._params(options, layout.n) if layout.n > 1 else params)
-        candidates = [{"text": outs[i].texts[j], "preference": item.preference, "source": item.source,
-                       "score": None, "raw_text": None, "applied_rules": []}
-                      for item, (i, j) in zip(plan, layout.slots)]
-        return _Drafts(prompt_list, layout.slots, candidates, sum(o.prompt_tokens for o in outs),
-                       sum(o.completion_tokens for o in outs))
+               options: GenerateOptions, params: GenerationParams, user_id: int, lap: _Laps) -> _Drafts:
+        """The greedy target draft (the request's own parameters), then every alternative in ONE batched call at
+        the candidate temperature: samples of the task prompt, or revisions of the greedy draft
+        (``reward_candidates``)."""
+        target = plan[0]
+        prompt_list = [self._task_prompt(task, context, target.preference, options)]
+        greedy = generator.generate(prompt_list, params)[0]
+        drafts = _Drafts(prompt_list, [0], [{"text": greedy.texts[0], "preference": target.preference,
+                                             "source": target.source, "kind": "greedy", "score": None,
+                                             "raw_text": None, "applied_rules": []}],
+                         greedy.prompt_tokens, greedy.completion_tokens)
+        alternatives = plan[1:]
+        if not alternatives:
+            return drafts
+        lap("generate_ms")
+        layout = batch_layout(alternatives)
+        drafts.mode = self.settings.reward_candidates
+        if drafts.mode == "revisions":
+            more = [prompts.revision_prompt(greedy.texts[0], pref, draft_chars=self.settings.context_chars_in_prompt)
+                    for pref in layout.preferences]
+        else:
+            more = [self._task_prompt(task, context, pref, options) for pref in layout.preferences]
+        drafts.seed = self._alternatives_seed(options, user_id, context, target.preference)
+        outs = generator.generate(more, dataclasses.replace(
+            params, n=layout.n, temperature=self.settings.reward_candidate_temperature, seed=drafts.seed))
+        kind = "revision" if drafts.mode == "revisions" else "sample"
+        for item, (i, j) in zip(alternatives, layout.slots):
+            drafts.candidates.append({"text": outs[i].texts[j], "preference": item.preference, "source": item.source,
+                                      "kind": kind, "score": None, "raw_text": None, "applied_rules": []})
+            drafts.prompt_of.append(len(prompt_list) + i)
+        drafts.prompts = prompt_list + more
+        drafts.tokens_in += sum(o.prompt_tokens for o in outs)
+        drafts.tokens_out += sum(o.completion_tokens for o in outs)
+        return drafts
 
     def _apply_rules(self, user_id: int, retrieved: list[Retrieved], candidates: list[dict],
                      options: GenerateOptions) -> dict[int, dict] | None:
@@ -168,18 +227,28 @@ class Generating:
                 described.update({a.id: a.to_dict() for a in applied})
         return described
 
-    def _choose(self, candidates: list[dict], scorer: tuple | None, vector: np.ndarray) -> int:
-        """Index of the candidate to answer with, each marked ``chosen`` or not: the only one, or the best under
-        the user's routed reward (then each gets ``score``, its chance of beating the others, and ``reward``)."""
-        best = 0
+    def _choose(self, drafts: _Drafts, scorer: tuple | None, vector: np.ndarray) -> dict | None:
+        """Mark each candidate ``chosen`` or not: the only one, or the best under the user's reward, every candidate
+        scored relative to the greedy target draft (form features only for independent samples); then each gets
+        ``reward`` and ``score`` (its chance of beating the others), all after the user's edit rules. Returns the
+        selection (None without a choice):
+        ``{"mode", "chosen", "differs_from_greedy", "distinct", "candidate_temperature", "seed"}``."""
+        candidates = drafts.candidates
+        best, selection = 0, None
         if len(candidates) > 1:
-            model, weights = scorer
-            texts = [c["text"] for c in candidates]
-            scored = score_candidates(model, self.reward_features, vector, self._encode(texts), texts, weights)
-            for c, win, reward in zip(candidates, scored["win_rates"], scored["scores"]):
+            model, state = scorer
+            greedy = candidates[0]["text"]
+            features = self.edit_features.transform([c["text"] for c in candidates], greedy)
+            mask = self.edit_features.form_mask if drafts.mode == "samples" else None
+            scored = score_candidates(model, state, features, vector, mask)
+            rewards = np.where([bool(c["text"].strip()) for c in candidates], scored["rewards"], -np.inf)
+            for c, win, reward in zip(candidates, scored["win_rates"], scored["rewards"]):
                 c["score"], c["reward"] = round(float(win), 6), round(float(reward), 6)
-            best = select(scored["win_rates"])
+            best = select(rewards)
+            selection = {"mode": drafts.mode, "chosen": best,
+                         "differs_from_greedy": not _same_text(candidates[best]["text"], greedy),
+                         "distinct": len({" ".join(c["text"].split()) for c in candidates}),
+                         "candidate_temperature": self.settings.reward_candidate_temperature, "seed": drafts.seed}
         for i, c in enumerate(candidates):
             c["chosen"] = i == best
-        return best
-
+        return selection

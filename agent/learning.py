@@ -1,5 +1,5 @@
 """The learn side of ``Agent``: accept an edit durably, learn from it exactly once (in the background through
-the job queue, or at once), and retrain the shared reward heads."""
+the job queue, or at once), keep each user's reward state, and retrain the shared reward."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from typing import Callable, ContextManager, Sequence
 
 import numpy as np
 
-from redline.policies import read_pairs_jsonl, update_state
-from redline.policies.training import EmbeddingCache, train_reward_model
+from redline.policies import FEATURES_VERSION, EditProfileReward, read_pairs_jsonl, train_rewards
 from redline.store import Conflict, NotFound
 
 from .errors import EditConflict, InvalidInput, UnknownInteraction
@@ -62,10 +61,10 @@ class Learning:
         """Learn from the stored edit of ``interaction_id``, exactly once.
 
         Edited (cost > δ): infer a preference from (context, draft, edit) and store it with the context
-        vector, plus the pair (edit ≻ draft). Not edited: store the preference that was used, if any. Either
-        way (with rules on): the evidence for the user's edit rules, from the draft as generated (before rules
-        changed it) to the kept text, newly mined rules counted over the user's recent edits too. All of it is
-        written in one transaction.
+        vector, plus the pair (edit ≻ draft) with its reward features, and the user's reward state after one
+        online step on them. Not edited: store the preference that was used, if any. Either way (with rules on):
+        the evidence for the user's edit rules, from the draft as generated (before rules changed it) to the kept
+        text, newly mined rules counted over the user's recent edits too. All of it is written in one transaction.
         """
         interaction = self._interaction(interaction_id, None)
         edit = self.store.edit(interaction_id)
@@ -86,11 +85,13 @@ class Learning:
             tokens_in, tokens_out, inferred_by = inference.prompt_tokens, inference.completion_tokens, inference.source
             text = inference.text or _fallback_preference(interaction["draft"], edit["edited_text"])
             kind = "inferred"
-            pair = {"context": interaction["context"], "chosen": edit["edited_text"], "rejected": interaction["draft"]}
+            pair = {"context": interaction["context"], "chosen": edit["edited_text"], "rejected": interaction["draft"],
+                    "features": self.edit_features.transform([edit["edited_text"]], interaction["draft"])[0],
+                    "features_version": FEATURES_VERSION, "context_vector": interaction["context_vector"]}
         else:
             text, kind = interaction["preference_used"], "accepted"
         preference = {"text": text, "kind": kind, "context_vector": interaction["context_vector"]} if text else None
-        router_state = self._routing_step(interaction, pair) if pair is not None else None
+        router_state = self._reward_step(interaction["user_id"], pair["features"]) if pair is not None else None
         rules = self.rulebook.evidence(interaction["user_id"], interaction_id,
                                        interaction["raw_draft"] or interaction["draft"],
                                        edit["edited_text"]) if self.settings.rules else None
@@ -126,55 +127,100 @@ class Learning:
             raise outcomes[-1].error
         return sum(o.outcome == "learned" for o in outcomes)
 
-    def _routing_step(self, interaction: dict, pair: dict) -> dict | None:
-        """The user's routing state after one Hedge step on (kept text ≻ draft); None without reward heads."""
-        model = self.rewards.current()
+    # -- the reward: per-user state and the shared retraining ------------------------------------------
+
+    def _reward_state(self, user_id: int, model: EditProfileReward, checkpoint: str) -> dict | None:
+        """The user's reward state under ``checkpoint``: the stored one when it is current (computed under that
+        checkpoint, with every stored pair of the user folded in), else replayed from the user's stored pair
+        features and stored again (after a retraining, a race with one, or a deleted pair). None for a user
+        without pairs: nothing learned yet."""
+        stored = self.store.router_state(user_id)
+        count = self.store.count_pair_features(FEATURES_VERSION, user_id=user_id)
+        if (stored is not None and stored.get("checkpoint") == checkpoint and stored.get("n") == count
+                and model.valid_state(stored) is stored):
+            return stored
+        if count == 0:
+            return None
+        rows = self.store.pair_features(FEATURES_VERSION, user_id=user_id)["features"]
+        state = {**model.replay(rows), "checkpoint": checkpoint}
+        self.store.put_router_states({user_id: state})
+        return state
+
+    def _reward_step(self, user_id: int, features: np.ndarray) -> dict | None:
+        """The user's reward state after one online step on a new pair's features; None without a reward yet
+        (the first retraining replays every user's state from the stored pairs)."""
+        checkpoint, model = self.rewards.current_named()
         if model is None:
             return None
-        vectors = self._encode([pair["chosen"], pair["rejected"]])
-        context = np.asarray(interaction["context_vector"], dtype=np.float32)
-        phi = self.reward_features.transform(context, vectors, [pair["chosen"], pair["rejected"]])
-        losses = model.head_losses(phi[:1], phi[1:])[0]
-        return update_state(self.store.router_state(interaction["user_id"]), losses, tau=self.settings.reward_tau)
-
-    # -- reward heads -----------------------------------------------------------------------------
+        state = self._reward_state(user_id, model, checkpoint) or model.init_state()
+        return {**model.update(state, features), "checkpoint": checkpoint}
 
     def maintenance(self) -> dict | None:
         """Periodic background work; the server's worker calls it between learning jobs.
 
-        Retrains the shared reward heads once ``reward_retrain_every`` new pairs arrived; returns the training's
-        summary (see ``train_rewards``), or None when nothing was due.
+        Retrains the shared reward once ``reward_retrain_every`` new pairs arrived, when pairs it was trained on
+        were deleted, or when the published checkpoint cannot be read (an older redline's); returns the
+        training's summary (see ``train_rewards``), or None when nothing was due.
         """
         return self.train_rewards()
 
-    def train_rewards(self, *, force: bool = False, n_heads: int | None = None, seed: int | None = None
-                      ) -> dict | None:
-        """Retrain the reward heads on every stored pair, publish the checkpoint atomically, and replay each
-        user's routing state under the new heads. Without ``force`` only when enough new pairs arrived;
-        returns a summary, or None when nothing was done."""
+    def _backfill_pair_features(self) -> int:
+        """Compute the features of pairs stored without them (or under an older feature version), once."""
+        done = 0
+        while rows := self.store.pairs_without_features(FEATURES_VERSION, limit=1000):
+            features = self.edit_features.transform([r["chosen"] for r in rows], [r["rejected"] for r in rows])
+            self.store.set_pair_features([{**r, "features": f} for r, f in zip(rows, features)], FEATURES_VERSION)
+            done += len(rows)
+        return done
+
+    def _retrain_due(self, info: dict) -> str | None:
+        """Why a retraining is due without ``force`` (None: it is not)."""
+        last = info.get("last_pair_id", 0)
+        if self.store.count_pairs(since_id=last) >= self.settings.reward_retrain_every:
+            return "new pairs"
+        if info and self.rewards.current() is None and self.store.count_pairs():
+            return "unreadable checkpoint"
+        if info and self.store.count_pairs(until_id=last) < info.get("pairs", 0):
+            return "pairs deleted"
+        return None
+
+    def train_rewards(self, *, force: bool = False, n_heads: int | None = None, seed: int | None = None,
+                      forget: bool = False) -> dict | None:
+        """Retrain the shared reward on every stored pair's features, publish the checkpoint atomically, and replay
+        every user's state under it. Without ``force`` only when due (see ``maintenance``). ``forget``: pairs were
+        deleted; keep no older checkpoint, and remove them all when no pair is left. Returns a summary, or None when
+        nothing was done."""
         with self._train_lock:
             info = self.rewards.current_info() or {}
-            new = self.store.count_pairs(since_id=info.get("last_pair_id", 0))
-            if not force and new < self.settings.reward_retrain_every:
-                return None
-            pairs = self.store.pairs()
-            if not pairs:
+            why = "forced" if force or forget else self._retrain_due(info)
+            if why is None:
                 return None
             clock = time.perf_counter()
-            cache = EmbeddingCache(self._encode, self.settings.rewards_dir / "embeddings.npz")
+            new = self.store.count_pairs(since_id=info.get("last_pair_id", 0))
+            backfilled = self._backfill_pair_features()
+            data = self.store.pair_features(FEATURES_VERSION, contexts=self.settings.reward_router)
+            if not data["ids"]:
+                if forget:
+                    self.rewards.remove_all()
+                return None
+            read_s = time.perf_counter() - clock
             k = n_heads or self.settings.reward_heads
-            trained = train_reward_model([{**p, "user": p["user_id"]} for p in pairs], cache, n_heads=k,
-                                         seed=self.settings.reward_seed if seed is None else seed,
-                                         tau=self.settings.reward_tau, features=self.reward_features)
-            cache.save()
-            meta = {"last_pair_id": max(p["id"] for p in pairs), "pairs": len(pairs), "heads": k,
+            trained = train_rewards(data["features"], data["user_ids"], data["contexts"], n_heads=k,
+                                    seed=self.settings.reward_seed if seed is None else seed,
+                                    tau=self.settings.reward_tau, mode=self.settings.reward_mode,
+                                    router=self.settings.reward_router)
+            last = max(data["ids"])
+            meta = {"last_pair_id": last, "pairs": len(data["ids"]), "heads": k,
                     "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            name = self.rewards.publish(trained.model, meta)
-            for user_id, state in trained.routing.items():
-                self.store.put_router_state(user_id, state)
-            summary = {"checkpoint": name, **meta, "new_pairs": new, "users_routed": len(trained.routing),
-                       "loss": round(trained.model.loss_, 4), "seconds": round(time.perf_counter() - clock, 2)}
-            log.info("reward heads retrained %s", summary)
+            # A checkpoint trained on deleted pairs (or unreadable) is not kept for a rollback.
+            keep = 1 if forget or why in ("pairs deleted", "unreadable checkpoint") else None
+            name = self.rewards.publish(trained.model, meta, keep=keep)
+            self.store.put_router_states({user_id: {**state, "checkpoint": name}
+                                          for user_id, state in trained.states.items()})
+            summary = {"checkpoint": name, **meta, "reason": why, "new_pairs": new,
+                       "users_routed": len(trained.states), "features_backfilled": backfilled,
+                       "read_seconds": round(read_s, 3), "seconds": round(time.perf_counter() - clock, 3)}
+            log.info("reward retrained %s", summary)
             return summary
 
     def import_pairs_file(self, path: str | Path, *, tenant: str = "default") -> int:
@@ -186,10 +232,15 @@ class Learning:
         return self.import_pairs(pairs, tenant=tenant)
 
     def import_pairs(self, pairs: Sequence[dict], *, tenant: str = "default") -> int:
-        """Add preference pairs ``{"context", "chosen", "rejected", "user"?}`` to the pair log; returns how many."""
+        """Add preference pairs ``{"context", "chosen", "rejected", "user"?}`` to the pair log with their reward
+        features (and, for the router, their contexts' vectors), computed once here; returns how many."""
+        if not pairs:
+            return 0
+        features = self.edit_features.transform([p["chosen"] for p in pairs], [p["rejected"] for p in pairs])
+        vectors = self._encode([p["context"] for p in pairs]) if self.settings.reward_router else [None] * len(pairs)
         rows = []
-        for p in pairs:
+        for p, z, vector in zip(pairs, features, vectors):
             user = p.get("user")
-            rows.append({**p, "user_id": self.store.user_id(tenant, validate_user(user)) if user else None})
+            rows.append({**p, "user_id": self.store.user_id(tenant, validate_user(user)) if user else None,
+                         "features": z, "features_version": FEATURES_VERSION, "context_vector": vector})
         return self.store.add_pairs(rows, source="file")
-

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-__all__ = ["TASKS", "task_prompt", "inference_prompt", "aggregation_prompt", "clean_preference",
+__all__ = ["TASKS", "task_prompt", "revision_prompt", "inference_prompt", "aggregation_prompt", "clean_preference",
            "icl_edit_history", "user_judge_prompt", "user_rewrite_prompt"]
 
 SYSTEM = "You are a writing assistant. Answer with the requested text only, without preamble."
@@ -23,6 +23,15 @@ TASK_TEMPLATES: dict[str, str] = {
 TASKS = tuple(TASK_TEMPLATES)
 
 PREFERENCE_SUFFIX = "\n\nWrite it to suit this user's preference: {preference}."
+
+# Alternatives to the greedy draft for selection (policies.selection, mode "revisions"): the generator revises
+# its own draft towards one preference direction, so candidates differ from the draft in a way the user's edit
+# profile can judge (what was kept, cut, inserted), not only in form.
+REVISE_FOR_PREFERENCE = (
+    "Here is a draft a writing assistant wrote for a user:\n\n{draft}\n\n"
+    "Revise the draft to suit this user's preference: {preference}. Keep its content. "
+    "Answer with the revised text only."
+)
 
 # The inference sees the kept text and what redline measured in the edit (agent.edit_analysis.edit_evidence:
 # exact lines added, words replaced, limits, form changes); a small generator cannot compare two long texts,
@@ -59,6 +68,13 @@ def task_prompt(task: str, context: str, preference: str | None = None, *,
     if preference:
         content += PREFERENCE_SUFFIX.format(preference=preference.rstrip(". "))
     return [{"role": "system", "content": SYSTEM}, *history, {"role": "user", "content": content}]
+
+
+def revision_prompt(draft: str, preference: str | None, *, draft_chars: int = 4000) -> list[dict]:
+    """Chat messages asking for a revision of ``draft`` towards ``preference`` (or just a better one without)."""
+    wanted = preference.rstrip(". ") if preference else "clearer and better written"
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": REVISE_FOR_PREFERENCE.format(
+        draft=_truncate(draft, draft_chars), preference=wanted)}]
 
 
 def inference_prompt(task: str, edited: str, evidence: Sequence[str], *, edited_chars: int = 1500) -> list[dict]:

@@ -74,6 +74,9 @@ class GenerateResult:
     tokens_out: int
     timings_ms: dict[str, float]
     applied_rules: list[dict] = field(default_factory=list)  # [{id, kind, description}] that changed ``text``
+    # With a choice among candidates: {"mode", "chosen", "differs_from_greedy", "distinct", "candidate_temperature",
+    # "seed"}; None when one candidate was drafted (greedy, or a cold start).
+    selection: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

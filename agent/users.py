@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from redline.policies import describe_state
 from redline.store import NotFound
 
 from .errors import InvalidRule, UnknownPreference, UnknownUser
@@ -61,7 +60,7 @@ class UserData:
         stats = {"edits": len(costs), "preferences": self.store.count_preferences(user_id),
                  "mean_cost_first": _mean(sum(costs[:window]), len(costs[:window])),
                  "mean_cost_last": _mean(sum(costs[-window:]), len(costs[-window:])), "window": window}
-        routing = describe_state(self.store.router_state(user_id))
+        routing = self._describe_reward_state(user_id)
         return {"user": user, "items": items, "stats": stats, "limit": limit, "offset": offset, "routing": routing,
                 "rules": self.rulebook.describe(user_id)}
 
@@ -80,6 +79,13 @@ class UserData:
     def edit_history(self, user: str, *, tenant: str = "default") -> list[dict]:
         """The user's edits oldest first: ``created_at``, ``cost`` and ``is_edit`` (cost above δ) of each."""
         return self.store.edit_history(self._user_id(user, tenant))
+
+    def _describe_reward_state(self, user_id: int) -> dict | None:
+        """The user's routing over the reward heads and where their edits depart from everyone's (None before a
+        trained reward exists or before the user's first learned edit)."""
+        checkpoint, model = self.rewards.current_named()
+        state = self._reward_state(user_id, model, checkpoint) if model is not None else None
+        return model.describe_state(state) if state is not None else None
 
     def update_preference(self, user: str, preference_id: int, text: str, *, tenant: str = "default") -> dict:
         self._check_text(text, "preference text")
@@ -116,9 +122,13 @@ class UserData:
         return self.store.export_user(self._user_id(user, tenant))
 
     def delete_user(self, user: str, *, tenant: str = "default") -> dict:
+        """Hard delete: the user's rows and cached index, and the shared reward retrained at once without their
+        pairs (older checkpoints, which were trained on them, are removed; with no pair left, every checkpoint)."""
         user_id = self._user_id(user, tenant)
         removed = self.store.delete_user(user_id)
         self.index_cache.drop(user_id)
+        if removed.get("pairs"):
+            self.train_rewards(forget=True)
         return removed
 
     def nearest_edits(self, user: str, context: str, k: int, *, tenant: str = "default") -> list[tuple[str, str]]:

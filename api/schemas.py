@@ -77,10 +77,10 @@ class GenerateRequest(RequestBody):
     user: UserId
     context: str = Field(description="The document, notes or message to respond to.")
     task: Task = Field("summarize", description="What to write.")
-    strategy: Strategy = Field("greedy", description="Candidate plan: greedy (one text), best_of_n (n samples of the "
-                          "target-preference prompt) or rps (one candidate per preference in the neighbourhood); "
-                          "the user's routed reward picks the answer. Falls back to greedy before reward heads "
-                          "exist or before the user's first edit.")
+    strategy: Strategy = Field("greedy", description="Candidate plan: greedy (one text), best_of_n (the greedy target "
+                          "draft and n-1 alternatives of the target preference) or rps (the greedy target draft and "
+                          "one alternative per neighbourhood preference); the user's reward picks the answer. "
+                          "Falls back to greedy before a reward is trained or before the user's first edit.")
     n: int | None = Field(None, ge=1, le=16, description="Candidates for best_of_n and rps (default: the "
                           "server's REDLINE_REWARD_N).")
     max_tokens: int | None = Field(None, ge=1, le=8192, description="Tokens per generated text.")
@@ -115,9 +115,12 @@ class Candidate(BaseModel):
     text: str
     preference: str | None = Field(description="The preference whose prompt produced this candidate.")
     source: str = Field(description="target (the aggregated preference) or neighbour:<preference id>.")
-    score: float | None = Field(description="Mean probability, under the user's routed reward, of beating the "
+    kind: str = Field(description="greedy (the target draft at the request's temperature), sample (an independent "
+                      "draft at the candidate temperature) or revision (the greedy draft revised towards its "
+                      "`preference`).")
+    score: float | None = Field(description="Mean probability, under the user's reward, of beating the "
                                 "other candidates; null when there was nothing to choose from.")
-    reward: float | None = None
+    reward: float | None = Field(None, description="The user's reward of this candidate relative to the greedy draft.")
     chosen: bool
     raw_text: str | None = Field(None, description="The text as generated, when the user's edit rules changed it.")
     applied_rules: list[int] = Field([], description="Ids of the edit rules that changed this candidate.")
@@ -129,6 +132,15 @@ class AppliedRule(BaseModel):
     description: str = Field(description="What the rule does, in plain words.")
 
 
+class Selection(BaseModel):
+    mode: str = Field(description="samples or revisions: how the alternatives to the greedy draft were made.")
+    chosen: int = Field(description="Index of the chosen candidate (0 = the greedy target draft).")
+    differs_from_greedy: bool = Field(description="Whether the answer's text differs from the greedy target draft.")
+    distinct: int = Field(description="Distinct candidate texts.")
+    candidate_temperature: float
+    seed: int | None = Field(description="Sampling seed of the alternatives.")
+
+
 class GenerateResponse(BaseModel):
     interaction_id: str
     user: str
@@ -138,6 +150,7 @@ class GenerateResponse(BaseModel):
     neighbours: list[Neighbour] = Field(description="Past contexts it came from, most similar first.")
     strategy: Strategy
     candidates: list[Candidate] = Field(description="Every candidate with its score; one for greedy.")
+    selection: Selection | None = Field(None, description="The choice among candidates; null with one candidate.")
     model: str
     usage: Usage
     timings_ms: dict[str, float]
@@ -224,12 +237,19 @@ class PreferenceStats(BaseModel):
     window: int
 
 
+class Departure(BaseModel):
+    feature: str = Field(description="An edit feature (policies.EditFeatures.names), e.g. log_len, d_list.")
+    user: float = Field(description="The user's mean edit in that feature (shrunk towards their heads).")
+    population: float = Field(description="Everyone's mean edit in that feature.")
+
+
 class RoutingState(BaseModel):
     weights: list[float] = Field(description="How much this user leans on each reward head (sums to 1).")
-    steps: int = Field(description="Online routing steps taken (one per learned edit).")
+    steps: int = Field(description="Online steps taken (one per learned edit pair).")
     heads: int
     top_head: int
     entropy: float = Field(description="Normalised entropy of the weights: 1 = no lean, 0 = one head.")
+    departures: list[Departure] = Field([], description="Where the user's edits depart most from everyone's.")
 
 
 class RuleItem(BaseModel):

@@ -84,7 +84,7 @@ def generate(state: State, user, context_file, task, strategy, n, temperature, s
              f"preference used: {result.preference or '(none yet)'}\nneighbours: {neighbours}")
     if result.applied_rules:
         human += "\nrules applied: " + "; ".join(f"#{r['id']} {r['description']}" for r in result.applied_rules)
-    human += _candidates_text(result.strategy, result.candidates)
+    human += _candidates_text(result.strategy, result.candidates, result.selection)
     emit(result.to_dict(), human)
 
 
@@ -93,19 +93,20 @@ def _one_line(text: str | None, width: int) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def _candidates_text(strategy: str, candidates: list[dict]) -> str:
+def _candidates_text(strategy: str, candidates: list[dict], selection: dict | None = None) -> str:
     """The candidates with their scores when there was a choice; a note when a strategy fell back to one."""
     if len(candidates) <= 1:
         if strategy == "greedy":
             return ""
-        return (f"\nstrategy: {strategy} fell back to one candidate (no reward heads yet, or no learned edit "
+        return (f"\nstrategy: {strategy} fell back to one candidate (no trained reward yet, or no learned edit "
                 f"from this user)")
+    differs = "differs from" if selection and selection.get("differs_from_greedy") else "is"
     lines = [f"\nstrategy: {strategy}, {len(candidates)} candidates (score: chance of beating the others under "
-             f"the user's routed reward; * chosen)"]
+             f"the user's reward; * chosen, which {differs} the greedy draft)"]
     for i, c in enumerate(candidates, 1):
         score = "  n/a" if c.get("score") is None else f"{c['score']:.3f}"
         mark = "*" if c.get("chosen") else " "
-        lines.append(f"{mark} {i}. {score}  [{c.get('source')}] {_one_line(c.get('text'), 80)!r}")
+        lines.append(f"{mark} {i}. {score}  [{c.get('kind')}, {c.get('source')}] {_one_line(c.get('text'), 72)!r}")
         lines.append(f"       preference: {_one_line(c.get('preference'), 80) or '(none)'}")
     return "\n".join(lines)
 
@@ -162,8 +163,13 @@ def _routing_text(routing: dict) -> str:
     weights = " ".join(f"{w:.2f}" for w in routing["weights"])
     lean = (f"no lean yet across {routing['heads']} reward heads" if routing["entropy"] >= 0.995
             else f"leans on reward head {routing['top_head']} of {routing['heads']}")
-    return (f"routing: {lean} (weights {weights}; entropy {routing['entropy']:.2f}, 1 = no lean; "
+    line = (f"routing: {lean} (weights {weights}; entropy {routing['entropy']:.2f}, 1 = no lean; "
             f"{routing['steps']} steps)")
+    departures = routing.get("departures") or []
+    if departures:
+        line += "\nedits depart most in: " + ", ".join(
+            f"{d['feature']} {d['user']:+.2f} (everyone {d['population']:+.2f})" for d in departures)
+    return line
 
 
 @cli.command("learn-pending")

@@ -39,6 +39,10 @@ class Draft:
     chosen_source: str | None = None  # target, or neighbour:<preference id> when RPS picked a neighbour's
     applied_rules: list[dict] = field(default_factory=list)  # [{id, kind, description}] that changed the text
     raw_text: str | None = None  # the text as generated, when edit rules changed it
+    chosen_kind: str | None = None  # greedy, sample or revision
+    differs_from_greedy: bool | None = None  # None without a choice (one candidate)
+    rewards: list | None = None  # each candidate's reward under the user's reward (None without a choice)
+    distinct: int | None = None  # distinct candidate texts
 
 
 @dataclass
@@ -67,8 +71,16 @@ def selection_of(strategy: str, candidates: list[dict] | None) -> str | None:
     return "reward" if any(c.get("score") is not None for c in candidates) else "cold-start"
 
 
-def _chosen(candidates: list[dict] | None) -> dict:
-    return next((c for c in candidates or () if c.get("chosen")), {})
+def _choice(candidates: list[dict] | None, selection: dict | None) -> dict:
+    """What a round's log records of the choice: the chosen candidate's source and kind, the text it had before
+    edit rules, whether it differs from the greedy target draft, every candidate's reward, how many distinct texts
+    there were."""
+    chosen = next((c for c in candidates or () if c.get("chosen")), {})
+    return {"chosen_source": chosen.get("source"), "chosen_kind": chosen.get("kind"),
+            "raw_text": chosen.get("raw_text"),
+            "differs_from_greedy": (selection or {}).get("differs_from_greedy"),
+            "rewards": [c.get("reward") for c in candidates] if selection else None,
+            "distinct": (selection or {}).get("distinct")}
 
 
 class LockedEmbedder:
@@ -137,10 +149,9 @@ class LocalBackend:
         result = self.agent.generate(user, context, task, _options(
             self.method, preference=oracle_preference, history=history, max_tokens=max_tokens,
             temperature=temperature, seed=seed))
-        chosen = _chosen(result.candidates)
         return Draft(result.interaction_id, result.text, result.preference, result.tokens_in, result.tokens_out,
                      selection_of(self.method.strategy, result.candidates), len(result.candidates),
-                     chosen.get("source"), result.applied_rules, chosen.get("raw_text"))
+                     applied_rules=result.applied_rules, **_choice(result.candidates, result.selection))
 
     def feedback(self, interaction_id: str, edited: str) -> Outcome:
         if self.method.learns:
@@ -213,11 +224,10 @@ class HTTPBackend:
         data = self._request("POST", "/v1/generate", body)
         usage = data.get("usage") or {}
         candidates = data.get("candidates")
-        chosen = _chosen(candidates)
         return Draft(data["interaction_id"], data["text"], data.get("preference"), usage.get("prompt_tokens", 0),
                      usage.get("completion_tokens", 0), selection_of(self.method.strategy, candidates),
-                     len(candidates) if candidates is not None else 1, chosen.get("source"),
-                     data.get("applied_rules") or [], chosen.get("raw_text"))
+                     len(candidates) if candidates is not None else 1,
+                     applied_rules=data.get("applied_rules") or [], **_choice(candidates, data.get("selection")))
 
     def feedback(self, interaction_id: str, edited: str) -> Outcome:
         data = self._request("POST", f"/v1/interactions/{interaction_id}/edit", {"edited_text": edited})

@@ -100,6 +100,7 @@ class StreamResult:
     inferred_by: list[str | None] = field(default_factory=list)  # per round: llm, evidence, None (nothing inferred)
     applied_rules: list[list[dict]] = field(default_factory=list)  # per round: the edit rules that changed the draft
     rules: list[dict] | None = None  # the user's edit rules at the end (None: the method has none)
+    differs: list[bool | None] = field(default_factory=list)  # per round: the chosen draft is not the greedy one
 
 
 RUN_ID = uuid.uuid4().hex[:8]  # a server's store outlives a run: fresh user names per run
@@ -114,7 +115,7 @@ def run_stream(backend, method: Method, seed: int, order: list[Document], config
                tick: Callable[[], None] = lambda: None) -> StreamResult:
     """One simulated user's rounds for one method; appends one JSON line per round to ``log_path``."""
     name = _user_name(method, seed, remote=config.target is not None)
-    costs, sources, correct, selections, inferred_by, applied = [], [], [], [], [], []
+    costs, sources, correct, selections, inferred_by, applied, differs = [], [], [], [], [], [], []
     tokens_in = tokens_out = user_tokens = 0
     started = time.perf_counter()
     cumulative = 0
@@ -138,12 +139,15 @@ def run_stream(backend, method: Method, seed: int, order: list[Document], config
             selections.append(draft.selection)
             inferred_by.append(outcome.inferred_by)
             applied.append(draft.applied_rules)
+            differs.append(draft.differs_from_greedy)
             log.write(json.dumps({
                 "method": method.name, "seed": seed, "round": t, "doc_id": doc.id, "source": doc.source,
                 "cost": outcome.cost, "cumulative_cost": cumulative, "satisfied": fb.satisfied,
                 "preference_used": draft.preference, "preference_learned": outcome.preference,
                 "preference_correct": ok, "selection": draft.selection, "candidates": draft.candidates,
-                "chosen_source": draft.chosen_source, "heads_trained": outcome.heads_trained,
+                "chosen_source": draft.chosen_source, "chosen_kind": draft.chosen_kind,
+                "differs_from_greedy": draft.differs_from_greedy, "candidate_rewards": draft.rewards,
+                "distinct_candidates": draft.distinct, "heads_trained": outcome.heads_trained,
                 "inferred_by": outcome.inferred_by, "applied_rules": draft.applied_rules,
                 "draft_before_rules": draft.raw_text,
                 "tokens_in": draft.tokens_in + outcome.tokens_in,
@@ -157,7 +161,7 @@ def run_stream(backend, method: Method, seed: int, order: list[Document], config
         _rules_path(log_path).write_text(json.dumps(rules, indent=2, ensure_ascii=False) + "\n")
     return StreamResult(method.name, seed, costs, sources, correct, tokens_in, tokens_out, user_tokens,
                         round(time.perf_counter() - started, 2), selections=selections, inferred_by=inferred_by,
-                        applied_rules=applied, rules=rules)
+                        applied_rules=applied, rules=rules, differs=differs)
 
 
 def _rule_summaries(rules: list[dict]) -> list[dict]:
@@ -258,7 +262,8 @@ def results_from_logs(out: Path | str, rounds: int | None = None) -> dict:
                                     selections=[r.get("selection") for r in rs],
                                     inferred_by=[r.get("inferred_by") for r in rs],
                                     applied_rules=[r.get("applied_rules") or [] for r in rs],
-                                    rules=json.loads(rules_file.read_text()) if rules_file.exists() else None))
+                                    rules=json.loads(rules_file.read_text()) if rules_file.exists() else None,
+                                    differs=[r.get("differs_from_greedy") for r in rs]))
     skipped_path = out / "skipped.json"
     skipped = json.loads(skipped_path.read_text()) if skipped_path.exists() else {}
     config["rounds_completed"] = common

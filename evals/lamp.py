@@ -1,19 +1,23 @@
-"""Evaluation on real edits: professional writers who edited the same LLM paragraphs (LAMP).
+"""Evaluation on real edits: writers who edited the same LLM paragraphs (LAMP format).
 
-Files are JSON lists of records with ``instruction``, ``preedit`` (the LLM paragraph) and ``postedit``
-(the writer's edit); one file per writer (``lamp_W3_edits.json`` → writer ``W3``). Paragraphs are split
-into folds (the same paragraphs are held out for every writer); on each fold the heads are trained on
-the pooled pairs (postedit ≻ preedit) of all writers' training paragraphs, and scored on held-out pairs:
+Files are JSON lists of records with ``instruction``, ``preedit`` (the LLM paragraph) and ``postedit`` (the
+writer's edit); one file per writer (``lamp_W3_edits.json`` → writer ``W3``), any number of writers (≥ 2).
+Paragraphs are split into folds by a hash of the draft (the same paragraphs are held out for every writer).
+On each fold the shared reward (``EditProfileReward``) is fitted on the pooled training pairs of all writers,
+each writer's state is replayed from that writer's own training pairs only (in file order), and held-out pairs
+are scored, every text as features relative to its draft:
 
 - ``vs_draft``: the writer's postedit ≻ the LLM draft;
 - ``vs_other_writer``: the writer's postedit ≻ another writer's postedit of the same paragraph.
 
-For (a) single Bradley-Terry, (b) the mixture with its context router only, (c) the mixture with each
-writer's online routing state (Hedge over the writer's training pairs, in order).
+Methods, all on the same folds and features: ``single_bt`` (the writer-agnostic edit head alone, one linear
+Bradley-Terry head), ``mixture`` (MiCRo's score: the heads mixed by the writer's online weights) and ``routed``
+(the default reward: the writer's own ideal point, shrunk towards their routed heads, plus the edit head).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -23,16 +27,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from redline.policies import RewardFeatures, combine, describe_state, train_reward_model
-from redline.policies.routing import initial_state
+from redline.policies import EditFeatures, EditProfileReward
+from redline.policies.routing import normalised_entropy
 
 from .tasks import DATA_DIR
 
-__all__ = ["EditRecord", "load_writers", "evaluate_lamp", "format_table", "LAMP_DATA"]
+__all__ = ["EditRecord", "load_writers", "evaluate_lamp", "format_table", "LAMP_DATA", "TARGETS"]
 
 LAMP_DATA = DATA_DIR  # the vendored lamp_W*_edits.json (provenance and licence in evals/data/SOURCES.md)
 METHODS = ("single_bt", "mixture", "routed")
 KINDS = ("vs_draft", "vs_other_writer")
+TARGETS = {"vs_draft": 0.90, "vs_other_writer": 0.75}  # issue 15: what the routed reward must reach
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,7 @@ def load_writers(folder: str | Path = LAMP_DATA) -> dict[str, list[dict]]:
     for path in sorted(folder.glob("*.json")):
         try:
             rows = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ValueError(f"cannot read {path}: {exc}") from exc
         if not isinstance(rows, list):
             continue
@@ -82,119 +87,134 @@ def _fold(key: str, folds: int, seed: int) -> int:
     return int(hashlib.sha1(f"{seed}:{key}".encode()).hexdigest(), 16) % folds
 
 
-def _accuracy(probs: Sequence[float]) -> tuple[float, int]:
+def _correct(probs) -> tuple[float, int]:
     """(correct count with ties as half, n)."""
-    p = np.asarray(probs, dtype=np.float64)
+    p = np.atleast_1d(np.asarray(probs, dtype=np.float64))
     return float(np.sum(p > 0.5) + 0.5 * np.sum(p == 0.5)), int(p.size)
 
 
-def evaluate_lamp(writers: dict[str, list[dict]], encode: Callable[[Sequence[str]], np.ndarray], *,
-                  n_heads: int = 4, folds: int = 5, seed: int = 0, tau: float = 1.0,
-                  features: RewardFeatures | None = None, user_groups: bool = True, **hyper) -> dict:
+def evaluate_lamp(writers: dict[str, list[dict]], *, n_heads: int = 4, folds: int = 5, seed: int = 0,
+                  encode: Callable[[Sequence[str]], np.ndarray] | None = None, **hyper) -> dict:
     """Cross-validated held-out pairwise accuracies (see the module docstring).
 
-    Returns ``{"single_bt": {"vs_draft", "vs_other_writer"}, "mixture": {...}, "routed": {...},
-    "writers": n, "per_writer": {...}, "routing": {...}, "setup": {...}}``.
+    ``encode`` (texts → vectors) embeds the instructions for the context router (``router=True`` in ``hyper``);
+    other keyword arguments are ``EditProfileReward`` hyperparameters. Returns ``{"single_bt": {"vs_draft",
+    "vs_other_writer"}, "mixture": {...}, "routed": {...}, "per_writer": {...}, "pairwise": {...}, "routing":
+    {...}, "n_pairs", "writers", "setup"}``.
     """
     if folds < 2:
         raise ValueError("folds must be at least 2")
-    features = features or RewardFeatures()
     names = sorted(writers)
+    if len(names) < 2:
+        raise ValueError(f"need edit files of at least two writers, got {len(names)}")
     records = [EditRecord(w, _key(r["preedit"]), r.get("instruction") or r["preedit"], r["preedit"], r["postedit"])
                for w in names for r in writers[w] if _key(r["postedit"]) != _key(r["preedit"])]
-    by_paragraph: dict[str, dict[str, EditRecord]] = {}
-    for rec in records:
-        by_paragraph.setdefault(rec.paragraph, {})[rec.writer] = rec
-    texts = list(dict.fromkeys(t for rec in records for t in (rec.context, rec.draft, rec.edit)))
-    vectors = dict(zip(texts, encode(texts)))
+    by_paragraph: dict[str, dict[str, int]] = {}
+    for i, rec in enumerate(records):
+        by_paragraph.setdefault(rec.paragraph, {})[rec.writer] = i
+    features = EditFeatures()
+    Z = features.transform([r.edit for r in records], [r.draft for r in records])
+    who = [r.writer for r in records]
+    contexts = None
+    if hyper.get("router") and encode is not None:
+        contexts = np.asarray(encode([r.context for r in records]), dtype=np.float64)
+    fold_of = np.array([_fold(r.paragraph, folds, seed) for r in records])
+    zero = np.zeros(Z.shape[1])
 
-    def lookup(batch: Sequence[str]) -> np.ndarray:
-        return np.stack([vectors[t] for t in batch])
-
-    def phi(ctx_texts, cand_texts):
-        return features.transform(lookup(ctx_texts), lookup(cand_texts), list(cand_texts))
-
-    counts = {m: {t: [0.0, 0] for t in KINDS} for m in METHODS}
-    per_writer = {w: {m: {t: [0.0, 0] for t in KINDS} for m in METHODS} for w in names}
-    states_by_fold = []
+    counts = {m: {w: {t: [0.0, 0] for t in KINDS} for w in names} for m in METHODS}
+    pairwise = {w: {o: [0.0, 0] for o in names if o != w} for w in names}
+    entropy: dict[str, list[float]] = {w: [] for w in names}
+    fold_figures = []
     for f in range(folds):
-        train = [rec for rec in records if _fold(rec.paragraph, folds, seed) != f]
-        test = [rec for rec in records if _fold(rec.paragraph, folds, seed) == f]
-        if not train or not test:
+        train, test = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
+        if not len(train) or not len(test):
             continue
-        pairs = [{"context": r.context, "chosen": r.edit, "rejected": r.draft, "user": r.writer} for r in train]
-        single = train_reward_model(pairs, lookup, n_heads=1, seed=seed, tau=tau, features=features,
-                                    group_by_user=False, **hyper).model
-        mixture = train_reward_model(pairs, lookup, n_heads=n_heads, seed=seed, tau=tau, features=features,
-                                     group_by_user=user_groups, **hyper)
-        states = {w: mixture.routing.get(w, initial_state(n_heads)) for w in names}
-        states_by_fold.append(states)
-        for rec in test:
-            tests = {"vs_draft": [rec.draft],
-                     "vs_other_writer": [o.edit for ow, o in by_paragraph[rec.paragraph].items()
-                                         if ow != rec.writer and _key(o.edit) != _key(rec.edit)]}
-            for kind, rejected in tests.items():
-                if not rejected:
-                    continue
-                ctx_t = np.stack([vectors[rec.context]] * len(rejected))
-                a = phi([rec.context] * len(rejected), [rec.edit] * len(rejected))
-                b = phi([rec.context] * len(rejected), rejected)
-                routed_w = combine(mixture.model.route(ctx_t), states[rec.writer]["weights"])
-                probs = {"single_bt": single.predict_proba(ctx_t, a, b),
-                         "mixture": mixture.model.predict_proba(ctx_t, a, b),
-                         "routed": mixture.model.predict_proba(ctx_t, a, b, weights=routed_w)}
-                for m, p in probs.items():
-                    c, n = _accuracy(p)
-                    for table in (counts[m][kind], per_writer[rec.writer][m][kind]):
-                        table[0] += c
-                        table[1] += n
+        routed = EditProfileReward(n_heads, seed=seed, **hyper).fit(
+            Z[train], [who[i] for i in train], None if contexts is None else contexts[train],
+            feature_names=features.names)
+        mixture = copy.copy(routed).set_params(mode="mixture")
+        states = routed.replay_users(Z[train], [who[i] for i in train])
+        fold_hits = {t: [0.0, 0] for t in KINDS}
+        for w in names:
+            entropy[w].append(normalised_entropy(routed.weights(states.get(w))))
+        for i in test:
+            w, ctx = who[i], None if contexts is None else contexts[i]
+            others = [(o, j) for o, j in by_paragraph[records[i].paragraph].items()
+                      if o != w and _key(records[j].edit) != _key(records[i].edit)]
+            for kind, rejected in (("vs_draft", [(None, zero)]), ("vs_other_writer", [(o, Z[j]) for o, j in others])):
+                for other, zb in rejected:
+                    probs = {"single_bt": float(_sigmoid((Z[i] - zb) / routed.scale_ @ routed.edit_head_)),
+                             "mixture": float(mixture.predict_proba(states.get(w), Z[i], zb, ctx)[0]),
+                             "routed": float(routed.predict_proba(states.get(w), Z[i], zb, ctx)[0])}
+                    for m, p in probs.items():
+                        _add(counts[m][w][kind], p)
+                    _add(fold_hits[kind], probs["routed"])
+                    if other is not None:
+                        _add(pairwise[w][other], probs["routed"])
+        fold_figures.append({t: _rate(c) for t, c in fold_hits.items()})
 
-    def rate(cell):
-        return round(cell[0] / cell[1], 4) if cell[1] else None
-
-    result = {m: {t: rate(counts[m][t]) for t in counts[m]} for m in METHODS}
+    result: dict = {}
+    for m in METHODS:
+        result[m] = {t: _rate([sum(counts[m][w][t][0] for w in names), sum(counts[m][w][t][1] for w in names)])
+                     for t in KINDS}
     result["writers"] = len(names)
-    result["per_writer"] = {w: {m: {t: rate(per_writer[w][m][t]) for t in per_writer[w][m]} for m in METHODS}
-                            for w in names}
-    result["n_pairs"] = {t: counts["single_bt"][t][1] for t in KINDS}
-    tops = [[int(np.argmax(s[w]["weights"])) for w in names] for s in states_by_fold]
-    result["routing"] = {
-        "per_fold": [{w: describe_state(s[w]) for w in names} for s in states_by_fold],
-        "folds_with_distinct_top_heads": sum(len(set(t)) == len(t) for t in tops),
-        "folds": len(states_by_fold),
-        "mean_entropy": {w: round(float(np.mean([describe_state(s[w])["entropy"] for s in states_by_fold])), 4)
-                         for w in names},
-    }
-    result["setup"] = {"n_heads": n_heads, "user_groups": user_groups, "folds": folds, "seed": seed, "tau": tau,
-                       "records": len(records), "paragraphs": len(by_paragraph),
-                       "features": "style+embedding+cos" if features.use_embedding else "style+cos"}
+    result["per_writer"] = {w: {m: {t: _rate(counts[m][w][t]) for t in KINDS} for m in METHODS} for w in names}
+    result["n_pairs"] = {t: sum(counts["routed"][w][t][1] for w in names) for t in KINDS}
+    result["pairwise"] = {w: {o: _rate(c) for o, c in row.items()} for w, row in pairwise.items()}
+    result["routing"] = {"mean_entropy": {w: round(float(np.mean(e)), 4) if e else None for w, e in entropy.items()},
+                         "folds": len(fold_figures)}
+    result["per_fold_routed"] = fold_figures
+    result["targets"] = {t: {"target": v, "routed": result["routed"][t],
+                             "met": result["routed"][t] is not None and result["routed"][t] >= v}
+                         for t, v in TARGETS.items()}
+    result["setup"] = {"folds": folds, "seed": seed, "records": len(records), "paragraphs": len(by_paragraph),
+                       "features": list(features.names), "router_contexts": contexts is not None,
+                       **EditProfileReward(n_heads, seed=seed, **hyper).get_params()}
     return result
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
+
+
+def _add(cell: list, p: float) -> None:
+    hits, n = _correct(p)
+    cell[0] += hits
+    cell[1] += n
+
+
+def _rate(cell) -> float | None:
+    return round(cell[0] / cell[1], 4) if cell[1] else None
 
 
 def format_table(result: dict) -> str:
     """A plain-text table of the headline figures."""
     n = result.get("n_pairs", {})
-    lines = [f"held-out pairwise accuracy ({result['writers']} writers, {result['setup']['folds']}-fold by paragraph, "
-             f"K={result['setup']['n_heads']})",
-             f"{'method':<34}{'vs draft':>10}{'vs other writer':>18}",
-             f"{'':<34}{'(n=' + str(n.get('vs_draft')) + ')':>10}{'(n=' + str(n.get('vs_other_writer')) + ')':>18}"]
-    label = {"single_bt": "(a) single BT", "mixture": "(b) mixture, context router",
-             "routed": "(c) mixture, per-writer routing"}
+    setup = result["setup"]
+    lines = [f"held-out pairwise accuracy ({result['writers']} writers, {setup['folds']}-fold by paragraph, "
+             f"K={setup['n_heads']}, router {'on' if setup['router_contexts'] else 'off'})",
+             f"{'method':<44}{'vs draft':>10}{'vs other writer':>18}",
+             f"{'':<44}{'(n=' + str(n.get('vs_draft')) + ')':>10}{'(n=' + str(n.get('vs_other_writer')) + ')':>18}"]
+    label = {"single_bt": "single BT (edit head, writer-agnostic)", "mixture": "mixture (MiCRo heads, writer weights)",
+             "routed": "routed (writer's ideal point + edit head)"}
 
     def fmt(v: float | None) -> str:
         return "-" if v is None else f"{v:.3f}"
 
     for m in METHODS:
-        lines.append(f"{label[m]:<34}{fmt(result[m]['vs_draft']):>10}{fmt(result[m]['vs_other_writer']):>18}")
+        lines.append(f"{label[m]:<44}{fmt(result[m]['vs_draft']):>10}{fmt(result[m]['vs_other_writer']):>18}")
     lines.append("")
+    lines.append("per writer (vs draft / vs other writer):")
     for w, rows in result["per_writer"].items():
-        lines.append(f"{w}: " + ", ".join(f"{m} {fmt(rows[m]['vs_draft'])}/{fmt(rows[m]['vs_other_writer'])}"
-                                          for m in METHODS))
-    routing = result["routing"]
-    lines.append(f"routing: writers' top heads differ in {routing['folds_with_distinct_top_heads']}/"
-                 f"{routing['folds']} folds; mean normalised entropy "
-                 + ", ".join(f"{w} {e:.2f}" for w, e in routing["mean_entropy"].items()))
-    if routing["per_fold"]:
-        first = routing["per_fold"][0]
-        lines.append("fold 0 weights: " + "; ".join(f"{w} {s['weights']}" for w, s in first.items()))
+        lines.append(f"  {w}: " + ", ".join(f"{m} {fmt(rows[m]['vs_draft'])}/{fmt(rows[m]['vs_other_writer'])}"
+                                            for m in METHODS))
+    lines.append("routing entropy (1 = no lean): " + ", ".join(
+        f"{w} {fmt(e)}" for w, e in result["routing"]["mean_entropy"].items()))
+    if result["writers"] > 2:
+        lines.append("routed, P(own ≻ other) by other writer:")
+        for w, row in result["pairwise"].items():
+            lines.append(f"  {w}: " + ", ".join(f"{o} {fmt(v)}" for o, v in row.items()))
+    lines.append("targets (routed): " + ", ".join(
+        f"{t} {fmt(c['routed'])} ≥ {c['target']:.2f} {'met' if c['met'] else 'MISSED'}"
+        for t, c in result["targets"].items()))
     return "\n".join(lines)

@@ -33,8 +33,11 @@ def _selection(streams: list) -> dict | None:
     for s in streams:
         rounds = [t + 1 for t, k in enumerate(s.selections) if k == "reward"]
         first[str(s.seed)] = rounds[0] if rounds else None
+    differs = [d for s in streams for d, k in zip(getattr(s, "differs", []) or [], s.selections)
+               if k == "reward" and d is not None]
     return {"rounds_per_seed": {k: round(v / len(streams), 2) for k, v in sorted(counts.items())},
-            "first_reward_round": first}
+            "first_reward_round": first,
+            "differs_from_greedy": round(float(np.mean(differs)), 4) if differs else None}
 
 
 def _rules(streams: list) -> dict | None:
@@ -133,7 +136,8 @@ def format_selection(summary: dict) -> str:
         when = "; ".join(f"seed {seed}: " + (f"round {r} of {n_rounds}" if r else f"never in {n_rounds} rounds")
                          for seed, r in firsts.items())
         counts = ", ".join(f"{k} {v:g}" for k, v in sel["rounds_per_seed"].items())
-        rows.append(f"| {name} | {when} | {counts} |")
+        differs = sel.get("differs_from_greedy")
+        rows.append(f"| {name} | {when} | {counts} | {'n/a' if differs is None else f'{differs:.2f}'} |")
     if not rows:
         return ""
     schedule = ("the server's own schedule (--target)" if remote else
@@ -141,8 +145,10 @@ def format_selection(summary: dict) -> str:
     return "\n".join([
         f"Selection (reward heads {schedule}): `reward` = the user's routed reward picked the draft among the "
         "candidates; `cold-start` = no heads or no routing state yet, so the agent drafted from the target "
-        "preference only (as greedy).", "",
-        "| method | reward-driven selection from | rounds per seed by selection |", "|---|---|---|", *rows])
+        "preference only (as greedy); `chosen ≠ greedy` = share of reward-selected rounds whose draft is not the "
+        "greedy target draft.", "",
+        "| method | reward-driven selection from | rounds per seed by selection | chosen ≠ greedy |",
+        "|---|---|---|---|", *rows])
 
 
 def format_rules(summary: dict) -> str:

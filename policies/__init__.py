@@ -1,25 +1,26 @@
-"""Reward heads (MiCRo stage 1), online per-user routing (stage 2), best-of-n / RPS selection.
+"""The reward (features of an edit relative to its draft; shared ideal-point heads, MiCRo-style; per-user online
+state), candidate planning and selection, training on stored features, checkpoints.
 
-Never imports ``agent`` or ``api``; the agent drives it with vectors it already computed.
+Never imports ``agent`` or ``api``; the agent drives it with texts and numbers it already has.
 """
 
-from .features import RewardFeatures, StyleFeatures
-from .mixture import MixtureRewardModel, NotFittedError
-from .routing import combine, describe_state, hedge_step, replay, update_state
-from .selection import STRATEGIES, CandidatePlan, batch_layout, plan_candidates, score_candidates, select
-from .training import (
-                       EmbeddingCache,
-                       RewardCheckpoints,
-                       TrainedRewards,
-                       pair_features,
-                       read_pairs_jsonl,
-                       train_reward_model,
+from .edit_features import FEATURES_VERSION, EditFeatures
+from .edit_profile import MODES, EditProfileReward, NotFittedError
+from .routing import hedge_step, normalised_entropy
+from .selection import (
+    CANDIDATE_MODES,
+    STRATEGIES,
+    CandidatePlan,
+    batch_layout,
+    plan_candidates,
+    score_candidates,
+    select,
 )
+from .training import RewardCheckpoints, TrainedRewards, read_pairs_jsonl, train_rewards
 
 __all__ = [
-    "StyleFeatures", "RewardFeatures", "MixtureRewardModel", "NotFittedError",
-    "hedge_step", "update_state", "replay", "combine", "describe_state",
-    "STRATEGIES", "CandidatePlan", "plan_candidates", "batch_layout", "score_candidates", "select",
-    "EmbeddingCache", "RewardCheckpoints", "pair_features", "read_pairs_jsonl", "TrainedRewards",
-    "train_reward_model",
+    "EditFeatures", "FEATURES_VERSION", "EditProfileReward", "NotFittedError", "MODES",
+    "hedge_step", "normalised_entropy",
+    "STRATEGIES", "CANDIDATE_MODES", "CandidatePlan", "plan_candidates", "batch_layout", "score_candidates", "select",
+    "RewardCheckpoints", "TrainedRewards", "read_pairs_jsonl", "train_rewards",
 ]

@@ -1,91 +1,46 @@
-"""MiCRo stage 2: online per-user routing over the reward heads.
+"""MiCRo stage 2: the online Hedge step over the reward heads, in log space, for one user or many at once.
 
-A user's state is a weight vector ω over the K heads (uniform to start). After each labelled pair
-(kept text ≻ draft) it takes one mirror-descent / Hedge step
+A user's log-weights over the K heads move towards the heads that explain their newest labelled edit:
 
-    ω_k ← ω_k · exp(−L_k / τ) / Z,     L_k = −log σ(r_k(y_w) − r_k(y_l)),
+    log ω_k ← log ω_k − L_k / τ − log Z,
 
-computed in log space, with a small fixed share of uniform weight so no head is ever ruled out for good.
-For a context x the user's routed weights combine the context router and the state:
-w(x) ∝ π_k(x) · ω_k.
+then a small fixed share of uniform weight is mixed back in, so no head is ruled out for good. Rows are
+independent, so one call steps every user who has a pair at the same position of their history (the
+vectorised replay after a retraining).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["hedge_step", "initial_state", "update_state", "combine", "replay", "describe_state"]
+__all__ = ["hedge_step", "normalised_entropy"]
 
 
-def _normalise_log(log_w: np.ndarray) -> np.ndarray:
-    log_w = np.asarray(log_w, dtype=np.float64)
-    m = np.max(log_w)
-    return log_w - (m + np.log(np.sum(np.exp(log_w - m))))
+def _log_normalise(log_w: np.ndarray) -> np.ndarray:
+    top = np.max(log_w, axis=-1, keepdims=True)
+    return log_w - (top + np.log(np.sum(np.exp(log_w - top), axis=-1, keepdims=True)))
 
 
 def hedge_step(log_weights, losses, tau: float = 1.0, share: float = 0.0) -> np.ndarray:
-    """One Hedge step in log space: returns normalised log ω' with ω' ∝ ω · exp(−losses / τ).
+    """Normalised log ω' ∝ ω · exp(−losses / τ), row-wise for (…, K) arrays; ``share`` of uniform mixed in after.
 
-    ``share`` mixes in that fraction of the uniform distribution afterwards (fixed-share Hedge).
+    >>> np.exp(hedge_step(np.log([0.5, 0.5]), [0.0, 1.0])).round(3).tolist()
+    [0.731, 0.269]
     """
     if tau <= 0:
         raise ValueError(f"tau must be > 0, got {tau!r}")
     if not 0.0 <= share < 1.0:
         raise ValueError(f"share must be in [0, 1), got {share!r}")
-    log_w = _normalise_log(np.asarray(log_weights, dtype=np.float64) - np.asarray(losses, dtype=np.float64) / tau)
+    log_w = _log_normalise(np.asarray(log_weights, dtype=np.float64) - np.asarray(losses, dtype=np.float64) / tau)
     if share > 0:
-        k = len(log_w)
+        k = log_w.shape[-1]
         log_w = np.logaddexp(np.log1p(-share) + log_w, np.log(share / k))
     return log_w
 
 
-def initial_state(n_heads: int) -> dict:
-    """The state of a user with no labelled pairs yet: uniform weights, zero steps."""
-    return {"weights": [1.0 / n_heads] * n_heads, "steps": 0}
-
-
-def update_state(state: dict | None, losses, *, tau: float = 1.0, share: float = 0.01) -> dict:
-    """The store's ``{"weights", "steps"}`` after one Hedge step on one pair's per-head ``losses``.
-
-    A missing state, or one for a different number of heads (the heads were retrained), starts uniform.
-    """
-    losses = np.asarray(losses, dtype=np.float64).ravel()
-    k = len(losses)
-    if state is None or len(state.get("weights", ())) != k:
-        state = initial_state(k)
-    log_w = np.log(np.clip(np.asarray(state["weights"], dtype=np.float64), 1e-300, None))
-    new = np.exp(hedge_step(log_w, losses, tau=tau, share=share))
-    return {"weights": [float(v) for v in new], "steps": int(state.get("steps", 0)) + 1}
-
-
-def replay(loss_rows, n_heads: int, *, tau: float = 1.0, share: float = 0.01) -> dict:
-    """The state after Hedge steps on each row of ``loss_rows`` (n, K) in order (e.g. after retraining)."""
-    state = initial_state(n_heads)
-    for losses in np.asarray(loss_rows, dtype=np.float64).reshape(-1, n_heads):
-        state = update_state(state, losses, tau=tau, share=share)
-    return state
-
-
-def combine(router_weights, user_weights=None) -> np.ndarray:
-    """Routed weights w ∝ π(x) · ω for router rows (n, K) or (K,); no user state → π(x) unchanged."""
-    pi = np.asarray(router_weights, dtype=np.float64)
-    if user_weights is None:
-        return pi
-    omega = np.asarray(user_weights, dtype=np.float64)
-    if omega.shape[-1] != pi.shape[-1]:
-        return pi
-    log_w = np.log(np.clip(pi, 1e-300, None)) + np.log(np.clip(omega, 1e-300, None))
-    log_w = log_w - log_w.max(axis=-1, keepdims=True)
-    w = np.exp(log_w)
-    return w / w.sum(axis=-1, keepdims=True)
-
-
-def describe_state(state: dict | None) -> dict | None:
-    """What a user's routing leans on, for inspection: weights, steps, top head, normalised entropy."""
-    if not state:
-        return None
-    w = np.asarray(state["weights"], dtype=np.float64)
-    k = len(w)
-    entropy = float(-(w * np.log(np.clip(w, 1e-300, None))).sum() / np.log(k)) if k > 1 else 0.0
-    return {"weights": [round(float(v), 4) for v in w], "steps": int(state.get("steps", 0)), "heads": k,
-            "top_head": int(np.argmax(w)), "entropy": round(entropy, 4)}
+def normalised_entropy(weights) -> float:
+    """Entropy of a weight vector divided by log K: 1 = no lean at all, 0 = all weight on one head."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.size < 2:
+        return 0.0
+    return float(-(w * np.log(np.clip(w, 1e-300, None))).sum() / np.log(w.size))

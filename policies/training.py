@@ -1,12 +1,12 @@
-"""From preference pairs (texts) to a trained reward model, and versioned checkpoints with atomic swap.
+"""From stored pair features to a trained reward, and versioned checkpoints with an atomic swap.
 
-Texts are embedded through a caller-supplied ``encode(list[str]) -> (n, dim)`` function (the agent's
-embedder), each distinct text once; an optional on-disk cache keeps vectors across retrains.
+Training reads numbers, never texts: each pair's features were computed once when it was learned (the store
+keeps them with the pair), so a retraining is a closed-form / EM fit plus a vectorised replay of every user's
+state, and its cost does not grow with the length of the texts or the number of embeddings.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -14,68 +14,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Hashable, Sequence
 
 import numpy as np
 
-from .features import RewardFeatures
-from .mixture import MixtureRewardModel
-from .routing import replay
+from .edit_features import NAMES
+from .edit_profile import EditProfileReward
 
-__all__ = ["EmbeddingCache", "pair_features", "read_pairs_jsonl", "TrainedRewards", "train_reward_model",
-           "RewardCheckpoints"]
-
-Encode = Callable[[Sequence[str]], np.ndarray]
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()
-
-
-class EmbeddingCache:
-    """Text → vector, embedding only what it has not seen; ``save()`` persists to an ``.npz`` file."""
-
-    def __init__(self, encode: Encode, path: str | Path | None = None):
-        self.encode = encode
-        self.path = Path(path) if path else None
-        self._vectors: dict[str, np.ndarray] = {}
-        if self.path and self.path.exists():
-            try:
-                with np.load(self.path) as data:
-                    self._vectors = dict(zip(data["keys"].tolist(), data["vectors"]))
-            except (OSError, KeyError, ValueError):
-                self._vectors = {}
-
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
-        keys = [_digest(t) for t in texts]
-        missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in self._vectors))
-        if missing:
-            for text, vec in zip(missing, self.encode(missing)):
-                self._vectors[_digest(text)] = np.asarray(vec, dtype=np.float32)
-        return np.stack([self._vectors[k] for k in keys]) if keys else np.zeros((0, 0), np.float32)
-
-    def save(self) -> None:
-        if not self.path or not self._vectors:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp.npz")
-        np.savez(tmp, keys=np.array(list(self._vectors)), vectors=np.stack(list(self._vectors.values())))
-        os.replace(tmp, self.path)
-
-
-def pair_features(pairs: Sequence[dict], encode: Encode, features: RewardFeatures | None = None):
-    """``(context vectors, φ(chosen), φ(rejected))`` for pairs ``{"context", "chosen", "rejected"}``.
-
-    Every distinct text is embedded once, in one ``encode`` call.
-    """
-    features = features or RewardFeatures()
-    texts = list(dict.fromkeys(t for p in pairs for t in (p["context"], p["chosen"], p["rejected"])))
-    vectors = dict(zip(texts, encode(texts))) if texts else {}
-    ctx = np.stack([vectors[p["context"]] for p in pairs])
-    chosen = np.stack([vectors[p["chosen"]] for p in pairs])
-    rejected = np.stack([vectors[p["rejected"]] for p in pairs])
-    return (ctx, features.transform(ctx, chosen, [p["chosen"] for p in pairs]),
-            features.transform(ctx, rejected, [p["rejected"] for p in pairs]))
+__all__ = ["read_pairs_jsonl", "TrainedRewards", "train_rewards", "RewardCheckpoints"]
 
 
 def read_pairs_jsonl(path: str | Path) -> list[dict]:
@@ -101,48 +47,41 @@ def read_pairs_jsonl(path: str | Path) -> list[dict]:
 
 @dataclass(frozen=True)
 class TrainedRewards:
-    """One training: the shared reward heads, and each user's routing state (``{"weights", "steps"}``) after
-    Hedge steps over that user's pairs in order under the new heads."""
+    """One training: the shared reward, and each user's state after replaying that user's pairs in order."""
 
-    model: MixtureRewardModel
-    routing: dict
+    model: EditProfileReward
+    states: dict
 
 
-def train_reward_model(pairs: Sequence[dict], encode: Encode, *, n_heads: int = 4, seed: int = 0, tau: float = 1.0,
-                       features: RewardFeatures | None = None, group_by_user: bool = True, **hyper) -> TrainedRewards:
-    """Fit the mixture on text pairs ``{"context", "chosen", "rejected", "user"?}`` (its router grouped by
-    ``user`` unless ``group_by_user=False``), then replay the routing of every user (not None) over the heads'
-    losses on that user's pairs. Raises ``ValueError`` without pairs.
+def train_rewards(features, users: Sequence[Hashable | None], contexts=None, *, n_heads: int = 4, seed: int = 0,
+                  feature_names: Sequence[str] = NAMES, **hyper) -> TrainedRewards:
+    """Fit the reward on stored pair features ``(n, d)`` (chosen relative to rejected; one user id per row, None
+    for a pair of nobody in particular) and replay every user's state. ``contexts`` (n, c) trains the router
+    (``router=True``). Raises ``ValueError`` without pairs.
 
     The agent's retraining and the LAMP evaluation both train this way.
     """
-    if not pairs:
+    features = np.asarray(features, dtype=np.float64)
+    if len(features) == 0:
         raise ValueError("no preference pairs to train on")
-    ctx, phi_w, phi_l = pair_features(pairs, encode, features)
-    users = [p.get("user") for p in pairs]
-    model = MixtureRewardModel(n_heads=n_heads, seed=seed, **hyper).fit(
-        ctx, phi_w, phi_l, groups=users if group_by_user else None)
-    losses = model.head_losses(phi_w, phi_l)
-    routing = {}
-    for user in dict.fromkeys(u for u in users if u is not None):
-        rows = [i for i, u in enumerate(users) if u == user]
-        routing[user] = replay(losses[rows], n_heads, tau=tau)
-    return TrainedRewards(model, routing)
+    model = EditProfileReward(n_heads, seed=seed, **hyper).fit(features, users, contexts,
+                                                              feature_names=feature_names)
+    return TrainedRewards(model, model.replay_users(features, list(users)))
 
 
 class RewardCheckpoints:
     """Versioned checkpoint folders under ``root`` and a ``CURRENT`` pointer swapped atomically.
 
-    ``publish`` writes a new folder completely, then replaces ``CURRENT`` with ``os.replace``; readers
-    see either the old or the new checkpoint, never a half-written one. ``current()`` reloads only
-    when the pointer changed.
+    ``publish`` writes a new folder completely, then replaces ``CURRENT`` with ``os.replace``; readers see either
+    the old or the new checkpoint, never a half-written one. ``current()`` reloads only when the pointer changed;
+    a checkpoint of another format (an older redline's) reads as none.
     """
 
-    def __init__(self, root: str | Path, *, keep: int = 3):
+    def __init__(self, root: str | Path, *, keep: int = 2):
         self.root = Path(root)
         self.keep = keep
         self._lock = threading.Lock()
-        self._loaded: tuple[str, MixtureRewardModel] | None = None
+        self._loaded: tuple[str, EditProfileReward] | None = None
 
     @property
     def pointer(self) -> Path:
@@ -154,21 +93,26 @@ class RewardCheckpoints:
         except (OSError, json.JSONDecodeError):
             return None
 
-    def current(self) -> MixtureRewardModel | None:
-        """The published model, or None when nothing was published (or it cannot be read)."""
+    def current(self) -> EditProfileReward | None:
+        """The published model, or None when nothing (readable) was published."""
+        return self.current_named()[1]
+
+    def current_named(self) -> tuple[str | None, EditProfileReward | None]:
+        """``(name, model)`` of the published checkpoint, read together; ``(None, None)`` without one."""
         info = self.current_info()
         if info is None:
-            return None
+            return None, None
         with self._lock:
-            if self._loaded is None or self._loaded[0] != info["name"]:
+            if self._loaded is None or self._loaded[0] != info.get("name"):
                 try:
-                    self._loaded = (info["name"], MixtureRewardModel.load(self.root / info["name"]))
-                except ValueError:
-                    return self._loaded[1] if self._loaded else None
-            return self._loaded[1]
+                    self._loaded = (info["name"], EditProfileReward.load(self.root / info["name"]))
+                except (KeyError, ValueError):
+                    return None, None
+            return self._loaded
 
-    def publish(self, model: MixtureRewardModel, meta: dict | None = None) -> str:
-        """Save ``model`` as a new checkpoint and make it current; returns its name."""
+    def publish(self, model: EditProfileReward, meta: dict | None = None, *, keep: int | None = None) -> str:
+        """Save ``model`` as a new checkpoint and make it current; returns its name. Older checkpoints beyond
+        ``keep`` (default: the constructor's) are removed; ``keep=1`` leaves only the new one."""
         self.root.mkdir(parents=True, exist_ok=True)
         name = f"ckpt-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 1_000_000_000:09d}"
         tmp = self.root / f".tmp-{name}"
@@ -177,10 +121,19 @@ class RewardCheckpoints:
         pointer_tmp = self.root / f".CURRENT.{name}"
         pointer_tmp.write_text(json.dumps({"name": name, **(meta or {})}))
         os.replace(pointer_tmp, self.pointer)
-        self._prune(name)
+        self._prune(name, self.keep if keep is None else keep)
         return name
 
-    def _prune(self, current: str) -> None:
+    def _prune(self, current: str | None, keep: int) -> None:
         folders = sorted(p for p in self.root.glob("ckpt-*") if p.is_dir() and p.name != current)
-        for old in folders[: max(0, len(folders) - (self.keep - 1))]:
+        for old in folders[: max(0, len(folders) - (keep - 1))]:
             shutil.rmtree(old, ignore_errors=True)
+        for tmp in self.root.glob(".tmp-*"):  # a publish a crash interrupted
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def remove_all(self) -> None:
+        """Remove every checkpoint and the pointer (e.g. when the pairs they were trained on are all deleted)."""
+        with self._lock:
+            self.pointer.unlink(missing_ok=True)
+            self._loaded = None
+            self._prune(None, 0)

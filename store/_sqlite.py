@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 import sqlite_utils
 
-__all__ = ["SQLite", "now_iso", "vector_to_blob", "blob_to_vector"]
+__all__ = ["SQLite", "now_iso", "vector_to_blob", "blob_to_vector", "features_to_blob", "blobs_to_features"]
 log = logging.getLogger(__name__)
 
 
@@ -28,6 +28,18 @@ def vector_to_blob(vector: np.ndarray) -> bytes:
 
 def blob_to_vector(blob: bytes) -> np.ndarray:
     return np.frombuffer(blob, dtype=np.float32)
+
+
+def features_to_blob(features: np.ndarray) -> bytes:
+    """Reward features keep float64, so a state replayed from stored rows equals the one learned online."""
+    return np.ascontiguousarray(features, dtype=np.float64).tobytes()
+
+
+def blobs_to_features(blobs: list[bytes], dim: int | None = None) -> np.ndarray:
+    """Rows of equal-length float64 blobs as one (n, d) array, decoded in one pass."""
+    if not blobs:
+        return np.zeros((0, dim or 0))
+    return np.frombuffer(b"".join(blobs), dtype=np.float64).reshape(len(blobs), -1).copy()
 
 
 class SQLite:
@@ -72,6 +84,11 @@ class SQLite:
             cur = self.db.conn.execute(sql, params)
             cols = [c[0] for c in cur.description]
             return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+    def tuples(self, sql: str, params: tuple | list | dict = ()) -> list[tuple]:
+        """Rows as plain tuples (for bulk numeric reads, where a dict per row would cost more than the row)."""
+        with self._lock:
+            return self.db.conn.execute(sql, params).fetchall()
 
     def one(self, sql: str, params: tuple | dict = ()) -> dict | None:
         rows = self.query(sql, params)

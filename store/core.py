@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ._sqlite import SQLite, blob_to_vector, now_iso, vector_to_blob
+from ._sqlite import SQLite, blob_to_vector, blobs_to_features, features_to_blob, now_iso, vector_to_blob
 from .errors import Conflict, NotFound
 from .jobs import Jobs
 from .keys import ApiKeys
@@ -94,7 +94,7 @@ class Store:
             ids = [r[0] for r in conn.execute("SELECT id FROM interactions WHERE user_id = ?", (user_id,))]
             removed["jobs"] = self.jobs.delete(conn, ids)
             removed.update(self.rules.delete_user(conn, user_id))
-            for table in ("edits", "preferences", "pairs", "router_states", "aggregations"):
+            for table in ("edits", "preferences", "pairs", "pair_features", "router_states", "aggregations"):
                 removed[table] = conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (user_id,)).rowcount
             removed["interactions"] = conn.execute("DELETE FROM interactions WHERE user_id = ?",
                                                    (user_id,)).rowcount
@@ -179,11 +179,11 @@ class Store:
                           pair: dict | None, router_state: dict | None = None, rules: dict | None = None) -> int | None:
         """Apply one learning step, exactly once, in one transaction.
 
-        ``preference``: ``{"text", "kind", "context_vector"}`` or None; ``pair``: ``{"context",
-        "chosen", "rejected"}`` or None; ``router_state``: ``{"weights", "steps"}`` or None; ``rules``: the edit
-        rules' evidence, ``{"new_rules", "observations", "prune_after"}`` (see ``Rules.record``/``prune``) or None.
-        Returns the new preference id, or None. If the edit was already learned nothing is written
-        and ``Conflict`` is raised.
+        ``preference``: ``{"text", "kind", "context_vector"}`` or None; ``pair``: ``{"context", "chosen",
+        "rejected"}`` plus optional ``"features"`` (array), ``"features_version"`` and ``"context_vector"``, or None;
+        ``router_state``: the user's reward state (a JSON-able dict) or None; ``rules``: the edit rules' evidence,
+        ``{"new_rules", "observations", "prune_after"}`` (see ``Rules.record``/``prune``) or None. Returns the new
+        preference id, or None. If the edit was already learned nothing is written and ``Conflict`` is raised.
         """
         with self._sql.transaction() as conn:
             row = conn.execute("SELECT user_id, learned_at FROM edits WHERE interaction_id = ?",
@@ -203,9 +203,8 @@ class Store:
                      vector_to_blob(preference["context_vector"]), interaction_id, stamp, stamp))
                 preference_id = cur.lastrowid
             if pair is not None:
-                conn.execute("INSERT INTO pairs (user_id, interaction_id, context, chosen, rejected, source,"
-                             " created_at) VALUES (?,?,?,?,?, 'edit', ?)",
-                             (user_id, interaction_id, pair["context"], pair["chosen"], pair["rejected"], stamp))
+                self._insert_pairs(conn, [{**pair, "user_id": user_id, "interaction_id": interaction_id}],
+                                   source="edit", stamp=stamp)
             if router_state is not None:
                 self._put_router_state(conn, user_id, router_state)
             if rules is not None:
@@ -288,35 +287,112 @@ class Store:
     # -- pairs and routing state ------------------------------------------------------------------
 
     def pairs(self, *, user_id: int | None = None, since_id: int = 0) -> list[dict]:
+        """Pairs with their texts, oldest first."""
         if user_id is None:
             return self._sql.query("SELECT * FROM pairs WHERE id > ? ORDER BY id", (since_id,))
         return self._sql.query("SELECT * FROM pairs WHERE user_id = ? AND id > ? ORDER BY id", (user_id, since_id))
 
-    def count_pairs(self, *, since_id: int = 0) -> int:
-        return self._sql.one("SELECT COUNT(*) AS n FROM pairs WHERE id > ?", (since_id,))["n"]
+    def count_pairs(self, *, since_id: int = 0, until_id: int | None = None) -> int:
+        """Pairs with ``since_id`` < id (≤ ``until_id``)."""
+        if until_id is None:
+            return self._sql.one("SELECT COUNT(*) AS n FROM pairs WHERE id > ?", (since_id,))["n"]
+        return self._sql.one("SELECT COUNT(*) AS n FROM pairs WHERE id > ? AND id <= ?", (since_id, until_id))["n"]
+
+    @staticmethod
+    def _insert_pairs(conn: sqlite3.Connection, pairs: list[dict], *, source: str, stamp: str) -> None:
+        for p in pairs:
+            cur = conn.execute("INSERT INTO pairs (user_id, interaction_id, context, chosen, rejected, source,"
+                               " created_at) VALUES (?,?,?,?,?,?,?)",
+                               (p.get("user_id"), p.get("interaction_id"), p["context"], p["chosen"], p["rejected"],
+                                source, stamp))
+            if p.get("features") is not None:
+                Store._put_pair_features(conn, cur.lastrowid, p.get("user_id"), p["features"],
+                                         p.get("context_vector"), p["features_version"])
+
+    @staticmethod
+    def _put_pair_features(conn: sqlite3.Connection, pair_id: int, user_id: int | None, features: np.ndarray,
+                           context_vector: np.ndarray | None, version: int) -> None:
+        conn.execute("INSERT OR REPLACE INTO pair_features (pair_id, user_id, version, features, context_vector)"
+                     " VALUES (?,?,?,?,?)", (pair_id, user_id, version, features_to_blob(features),
+                                             None if context_vector is None else vector_to_blob(context_vector)))
 
     def add_pairs(self, pairs: list[dict], *, source: str = "file") -> int:
-        stamp = now_iso()
+        """Add pairs ``{"context", "chosen", "rejected", "user_id"?, "features"?, "features_version"?,
+        "context_vector"?}`` in one transaction; returns how many."""
         with self._sql.transaction() as conn:
-            conn.executemany("INSERT INTO pairs (user_id, interaction_id, context, chosen, rejected, source,"
-                             " created_at) VALUES (?,?,?,?,?,?,?)",
-                             [(p.get("user_id"), p.get("interaction_id"), p["context"], p["chosen"],
-                               p["rejected"], source, stamp) for p in pairs])
+            self._insert_pairs(conn, pairs, source=source, stamp=now_iso())
         return len(pairs)
 
+    def pair_features(self, version: int, *, contexts: bool = False, user_id: int | None = None) -> dict:
+        """The stored features of every pair computed under feature ``version`` (oldest first; one user's with
+        ``user_id``): ``{"ids", "user_ids", "features": (n, d), "contexts": (n, c) or None}``. With ``contexts``,
+        each pair's context vector (a row of NaN for a pair without one; None when no pair has one). Reads the
+        small feature rows only, never the pairs' texts."""
+        where, params = "version = ?", [version]
+        if user_id is not None:
+            where += " AND user_id = ?"
+            params.append(user_id)
+        vector = "context_vector" if contexts else "NULL"
+        rows = self._sql.tuples(  # one statement: one consistent snapshot
+            f"SELECT pair_id, user_id, features, {vector} FROM pair_features WHERE {where} ORDER BY pair_id", params)
+        found = next((r[3] for r in rows if r[3] is not None), None)
+        vectors = None
+        if found is not None:
+            vectors = np.full((len(rows), len(blob_to_vector(found))), np.nan, dtype=np.float32)
+            for i, r in enumerate(rows):
+                if r[3] is not None:
+                    vectors[i] = blob_to_vector(r[3])
+        return {"ids": [r[0] for r in rows], "user_ids": [r[1] for r in rows],
+                "features": blobs_to_features([r[2] for r in rows]), "contexts": vectors}
+
+    def count_pair_features(self, version: int, *, user_id: int) -> int:
+        """How many of the user's pairs have features of ``version``."""
+        return self._sql.one("SELECT COUNT(*) AS n FROM pair_features WHERE user_id = ? AND version = ?",
+                             (user_id, version))["n"]
+
+    def pairs_without_features(self, version: int, *, limit: int = 1000) -> list[dict]:
+        """Pairs whose features are missing or of another version (learned by an older redline): id, user id,
+        texts, and their interaction's context vector (None for an imported pair)."""
+        rows = self._sql.query(
+            "SELECT p.id, p.user_id, p.chosen, p.rejected, i.context_vector FROM pairs p"
+            " LEFT JOIN pair_features f ON f.pair_id = p.id LEFT JOIN interactions i ON i.id = p.interaction_id"
+            " WHERE f.pair_id IS NULL OR f.version != ? ORDER BY p.id LIMIT ?", (version, limit))
+        for row in rows:
+            row["context_vector"] = blob_to_vector(row["context_vector"]) if row["context_vector"] else None
+        return rows
+
+    def set_pair_features(self, rows: list[dict], version: int) -> None:
+        """Store recomputed features ``{"id", "user_id", "features", "context_vector"?}`` under ``version``, in one
+        transaction (pairs deleted meanwhile are skipped)."""
+        with self._sql.transaction() as conn:
+            live = {r[0] for r in conn.execute(f"SELECT id FROM pairs WHERE id IN ({','.join('?' * len(rows))})",
+                                               [r["id"] for r in rows])} if rows else set()
+            for r in rows:
+                if r["id"] in live:
+                    self._put_pair_features(conn, r["id"], r.get("user_id"), r["features"], r.get("context_vector"),
+                                            version)
+
     def router_state(self, user_id: int) -> dict | None:
-        row = self._sql.one("SELECT * FROM router_states WHERE user_id = ?", (user_id,))
-        if row:
-            row["weights"] = json.loads(row["weights"])
-        return row
+        """The user's reward state (the JSON document the agent stored), or None."""
+        row = self._sql.one("SELECT state FROM router_states WHERE user_id = ?", (user_id,))
+        return json.loads(row["state"]) if row else None
 
     def _put_router_state(self, conn: sqlite3.Connection, user_id: int, state: dict) -> None:
-        conn.execute("INSERT OR REPLACE INTO router_states (user_id, weights, steps, updated_at) VALUES (?,?,?,?)",
-                     (user_id, json.dumps(list(map(float, state["weights"]))), int(state["steps"]), now_iso()))
+        conn.execute("INSERT OR REPLACE INTO router_states (user_id, state, checkpoint, steps, updated_at)"
+                     " VALUES (?,?,?,?,?)", (user_id, json.dumps(state), state.get("checkpoint"),
+                                             int(state.get("n", 0)), now_iso()))
 
     def put_router_state(self, user_id: int, state: dict) -> None:
         with self._sql.transaction() as conn:
             self._put_router_state(conn, user_id, state)
+
+    def put_router_states(self, states: dict[int, dict]) -> None:
+        """Many users' states in one transaction (after a retraining); users deleted meanwhile are skipped."""
+        with self._sql.transaction() as conn:
+            live = {r[0] for r in conn.execute("SELECT id FROM users")}
+            for user_id, state in states.items():
+                if user_id in live:
+                    self._put_router_state(conn, user_id, state)
 
     # -- stats and export -------------------------------------------------------------------------
 

@@ -81,8 +81,23 @@ def _m3_edit_rules(db: sqlite_utils.Database) -> None:
     db["rule_observations"].create_index(["interaction_id"])
 
 
+def _m4_pair_features(db: sqlite_utils.Database) -> None:
+    """Each pair's reward features, computed once when the pair is learned (``version`` says which definition), and
+    its context's vector, in a table of their own: a retraining reads these small rows only, never the pairs'
+    texts. The per-user reward state becomes one JSON document stamped with the checkpoint it was computed under;
+    states over the old reward heads mean nothing under the new reward and are dropped (the next retraining
+    replays every user's state from the stored features)."""
+    db["pair_features"].create({"pair_id": int, "user_id": int, "version": int, "features": bytes,
+                                "context_vector": bytes}, pk="pair_id")
+    db["pair_features"].create_index(["user_id"])
+    db["router_states"].drop()
+    db["router_states"].create({"user_id": int, "state": str, "checkpoint": str, "steps": int, "updated_at": str},
+                               pk="user_id")
+
+
 # Forward migrations; append only. Each runs once, in its own transaction.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_aggregation_owner, _m3_edit_rules]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_aggregation_owner, _m3_edit_rules,
+                                                             _m4_pair_features]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

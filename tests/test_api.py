@@ -104,9 +104,10 @@ def test_generate_edit_preferences_flow(stack):
     assert first.status_code == 200, first.text
     body = first.json()
     assert body["text"] and body["preference"] is None and body["neighbours"] == [] and body["model"] == "scripted"
-    assert body["candidates"] == [{"text": body["text"], "preference": None, "source": "target", "score": None,
-                                   "reward": None, "chosen": True, "raw_text": None, "applied_rules": []}]
-    assert body["applied_rules"] == []
+    assert body["candidates"] == [{"text": body["text"], "preference": None, "source": "target", "kind": "greedy",
+                                   "score": None, "reward": None, "chosen": True, "raw_text": None,
+                                   "applied_rules": []}]
+    assert body["applied_rules"] == [] and body["selection"] is None
     iid = body["interaction_id"]
     edited = "Council raises transit spending 12%: two new bus lines link the northern suburbs with downtown."
     resp = c.post(f"/v1/interactions/{iid}/edit", json={"edited_text": edited})
@@ -188,6 +189,54 @@ def test_export_and_hard_delete_leave_nothing(stack):
                               if table != "interactions" else
                               "SELECT COUNT(*) FROM interactions WHERE id IN (?, ?)", (iid, iid2)).fetchone()[0] == 0
     assert c.post("/v1/generate", json={"user": "dana", "context": ARTICLE}).json()["neighbours"] == []
+
+
+def test_hard_delete_leaves_no_text_or_embedding_of_the_user_in_derived_files(tmp_path, embedder):
+    """After DELETE /v1/users/u no file that redline derives under the data dir (reward checkpoints, caches) holds
+    u's text or its embedding; the shared reward is retrained without u. (The SQLite files' own bytes are the
+    subject of the secure-delete test; the server's log here is the test harness's capture of its output.)"""
+    import json
+
+    import numpy as np
+
+    marker = "Zanzibar quokka vellum 7731"
+    context = f"{marker}: the harbour board approved a ferry timetable for the islands."
+    edited = f"{marker}. Ferries run hourly."
+    vectors = [v.astype(np.float32).tobytes() for v in embedder.encode([context, edited])]
+    rewards = tmp_path / "rewards"
+    rewards.mkdir(parents=True)
+    np.savez(rewards / "embeddings.npz", keys=np.array(["old"]), vectors=np.frombuffer(vectors[1], np.float32)[None])
+    server = scripted_server(tmp_path, REDLINE_AUTH="false", REDLINE_REWARD_RETRAIN_EVERY="1").wait_ready()
+    try:
+        assert not (rewards / "embeddings.npz").exists()  # an older redline's text embeddings
+        c = httpx.Client(base_url=server.url, timeout=30)
+        for user, ctx, kept in (("keep", ARTICLE, "Transit up 12 percent."), ("keep", SIMILAR, "Buses from March."),
+                                ("gone", context, edited)):
+            iid = c.post("/v1/generate", json={"user": user, "context": ctx}).json()["interaction_id"]
+            assert c.post(f"/v1/interactions/{iid}/edit", json={"edited_text": kept}).status_code == 202
+        wait_learned(c, "gone", 1)
+        end = time.monotonic() + 60
+        while json.loads((rewards / "CURRENT").read_text() if (rewards / "CURRENT").exists() else "{}"
+                         ).get("pairs") != 3:
+            assert time.monotonic() < end, "the reward was not retrained on the three pairs"
+            time.sleep(0.2)
+
+        def derived_files():
+            return [f for f in tmp_path.rglob("*") if f.is_file() and not f.name.startswith("redline.db")
+                    and not f.name.startswith("server-")]
+
+        def holding(files):
+            return [str(f) for f in files for needle in (marker.encode(), *vectors) if needle in f.read_bytes()]
+
+        assert holding([tmp_path / "redline.db", tmp_path / "redline.db-wal"])  # the search does see the user
+        assert c.get("/v1/users/gone/preferences").json()["routing"] is not None
+        assert c.delete("/v1/users/gone").status_code == 200
+        assert json.loads((rewards / "CURRENT").read_text())["pairs"] == 2  # retrained without them at once
+        assert [p.name for p in rewards.glob("ckpt-*")] == [json.loads((rewards / "CURRENT").read_text())["name"]]
+        assert holding(derived_files()) == []
+        assert c.get("/v1/users/keep/preferences").json()["routing"]["steps"] == 2
+    finally:
+        server.stop()
 
 
 def test_tenants_never_see_each_other(stack):

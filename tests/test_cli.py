@@ -56,11 +56,14 @@ def test_generate_strategy_and_n_reach_the_agent_and_candidates_are_listed(train
         listed = [line for line in out.splitlines() if line[2:5] in ("1. ", "2. ", "3. ")]
         assert len(listed) == 3 and sum(line.startswith("*") for line in listed) == 1
         for line, c in zip(listed, stored["candidates"]):
-            assert f"{c['score']:.3f}" in line and f"[{c['source']}]" in line
+            assert f"{c['score']:.3f}" in line and f"[{c['kind']}, {c['source']}]" in line
+        assert [c["kind"] for c in stored["candidates"]] == ["greedy", "revision", "revision"]
         chosen = next(c for c in stored["candidates"] if c["chosen"])
         assert out.startswith(chosen["text"])
-        prompts, params = gen.calls[-1]  # the one batched candidate call
-        assert (len(prompts), params.n) == ((1, 3) if strategy == "best_of_n" else (3, 1))
+        (greedy_prompts, greedy_params), (prompts, params) = gen.calls[-2:]  # the greedy draft, then the rest
+        assert (len(greedy_prompts), greedy_params.n) == (1, 1)
+        assert params.temperature == agent.settings.reward_candidate_temperature
+        assert (len(prompts), params.n) == ((1, 2) if strategy == "best_of_n" else (2, 1))
 
 
 def test_generate_json_includes_the_candidates(trained):

@@ -570,6 +570,14 @@ def test_redline_trains_reward_heads_during_a_run(tmp_path):
     sel = [r["selection"] for r in logs["redline"]]
     assert sel[:2] == ["cold-start", "cold-start"] and set(sel[2:]) == {"reward"}, sel
     assert all(r["candidates"] > 1 for r in logs["redline"][2:])
+    # every selected round logs the choice: chosen kind and source, every candidate's reward, whether it differs
+    for r in logs["redline"][2:]:
+        assert r["chosen_kind"] in ("greedy", "revision") and r["chosen_source"] == "target"
+        assert len(r["candidate_rewards"]) == r["candidates"] and isinstance(r["differs_from_greedy"], bool)
+        assert r["distinct_candidates"] >= 1
+    assert logs["redline"][0]["differs_from_greedy"] is None and logs["cipher-5"][3]["candidate_rewards"] is None
+    differs = [r["differs_from_greedy"] for r in logs["redline"][2:]]
+    assert summary["methods"]["redline"]["selection"]["differs_from_greedy"] == pytest.approx(sum(differs) / 4)
     # cipher-5: no heads, no selection
     assert not (out / "stores" / "cipher-5-s0" / "rewards" / "CURRENT").exists()
     assert {r["selection"] for r in logs["cipher-5"]} == {"greedy"}

@@ -19,31 +19,28 @@ CONTEXTS = [
 ]
 
 
-class Counting:
-    """Wraps a generator and records each call: (number of prompts, n)."""
+class Recording:
+    """Wraps a generator and records each call: (number of prompts, n), the prompts and the parameters."""
 
     def __init__(self, inner):
         self.inner = inner
         self.model_name = inner.model_name
-        self.calls = []
+        self.calls, self.prompts, self.params = [], [], []
 
     def generate(self, prompts, params):
         self.calls.append((len(prompts), params.n))
+        self.prompts.append(list(prompts))
+        self.params.append(params)
         return self.inner.generate(prompts, params)
+
+    def clear(self):
+        self.calls.clear()
+        self.prompts.clear()
+        self.params.clear()
 
     def candidate_calls(self, context):
         """The calls whose prompts write about ``context`` (CIPHER's aggregation call does not)."""
         return [c for c, prompts in zip(self.calls, self.prompts) if any(context in p[-1]["content"] for p in prompts)]
-
-
-class Recording(Counting):
-    def __init__(self, inner):
-        super().__init__(inner)
-        self.prompts = []
-
-    def generate(self, prompts, params):
-        self.prompts.append(list(prompts))
-        return super().generate(prompts, params)
 
 
 @pytest.fixture
@@ -68,27 +65,30 @@ def trained_agent(make_agent, smollm):
 NEW = "Volunteers planted two hundred trees along the river on Saturday."
 
 
-def test_best_of_n_and_rps_make_one_batched_call(trained_agent):
+def test_best_of_n_and_rps_draft_the_greedy_target_then_one_batched_call_of_alternatives(trained_agent):
     agent, gen = trained_agent
     routing = agent.preferences("alice")["routing"]
     assert routing["heads"] == 2 and routing["steps"] == 3
     for strategy in ("best_of_n", "rps"):
-        gen.calls.clear()
-        gen.prompts.clear()
-        result = agent.generate("alice", NEW, "summarize", GenerateOptions(strategy=strategy, n=2))
-        calls = gen.candidate_calls(NEW)
-        assert len(calls) == 1, gen.calls  # all candidates in ONE batched call (aggregation is separate)
-        assert len(result.candidates) == 2
+        gen.clear()
+        result = agent.generate("alice", NEW, "summarize", GenerateOptions(strategy=strategy, n=3, temperature=0))
+        assert gen.candidate_calls(NEW) == [(1, 1)], gen.calls  # the greedy target draft, at the request's t=0
+        assert gen.calls[-2] == (1, 1) and gen.params[-2].temperature == 0.0
+        assert gen.params[-1].temperature == 0.8  # then ONE call for every alternative, sampled
+        prompts_, n = gen.calls[-1]
+        assert (prompts_, n) == (1, 2) if strategy == "best_of_n" else prompts_ * n >= 2
+        assert all(p[-1]["content"].startswith("Here is a draft") for p in gen.prompts[-1])  # revisions
+        assert len(result.candidates) == 3 and result.candidates[0]["kind"] == "greedy"
+        assert len({c["text"] for c in result.candidates}) >= 2  # candidates that differ, also at temperature 0
         assert all(isinstance(c["score"], float) and c["source"] for c in result.candidates)
         assert sum(c["chosen"] for c in result.candidates) == 1
         chosen = next(c for c in result.candidates if c["chosen"])
-        assert result.text == chosen["text"] and chosen["score"] == max(c["score"] for c in result.candidates)
+        assert result.text == chosen["text"] and chosen["reward"] == max(c["reward"] for c in result.candidates)
+        assert result.selection["differs_from_greedy"] == (chosen["text"] != result.candidates[0]["text"])
         stored = agent.store.interaction(result.interaction_id)
         assert stored["candidates"] == result.candidates and stored["strategy"] == strategy
         assert stored["preference_used"] == chosen["preference"] == result.preference
-        if strategy == "best_of_n":
-            assert calls[0] == (1, 2)
-        else:
+        if strategy == "rps":
             assert any(c["source"].startswith("neighbour:") for c in result.candidates)
 
 
@@ -104,8 +104,7 @@ def test_routing_state_updates_after_an_edit_and_cold_start(trained_agent):
     assert after["steps"] == before["steps"] + 1 and sum(after["weights"]) == pytest.approx(1.0, abs=1e-3)
     # a user with no edits: the target prompt only, no scoring
     agent._generator = gen
-    gen.calls.clear()
-    gen.prompts.clear()
+    gen.clear()
     cold = agent.generate("bob", CONTEXTS[1], "summarize", GenerateOptions(strategy="rps", n=4))
     assert len(cold.candidates) == 1 and cold.candidates[0]["score"] is None
     assert gen.candidate_calls(CONTEXTS[1]) == [(1, 1)]

@@ -249,7 +249,7 @@ def _leftovers(store, uid, interaction_ids) -> dict[str, int]:
 
 def test_delete_user_leaves_no_row_that_references_the_user(fresh_store):
     store = fresh_store
-    assert {"interactions", "edits", "preferences", "pairs", "router_states",
+    assert {"interactions", "edits", "preferences", "pairs", "pair_features", "router_states",
             "aggregations", "rules"} <= set(_tables_with_user_id(store))
     uid, other = store.user_id("t", "alice"), store.user_id("t", "bob")
     ids = []
@@ -272,7 +272,7 @@ def test_delete_user_leaves_no_row_that_references_the_user(fresh_store):
     removed = store.delete_user(uid)
 
     assert _leftovers(store, uid, ids) == {}
-    assert removed == {"jobs": 2, "edits": 2, "preferences": 1, "pairs": 2, "router_states": 1,
+    assert removed == {"jobs": 2, "edits": 2, "preferences": 1, "pairs": 2, "pair_features": 0, "router_states": 1,
                        "aggregations": 1, "interactions": 2, "users": 1, "rules": 1, "rule_observations": 1}
     assert store.rules.list(other)[0]["support"] == 1  # bob keeps his rule
     assert store.cached_aggregation(other, f"key-{other}") == f"combined for {other}"  # bob keeps his
@@ -314,6 +314,10 @@ def test_an_older_schema_opens_and_upgrades(tmp_path, version):
     db.execute("INSERT INTO users (tenant, name, created_at, version) VALUES ('t', 'alice', 'then', 3)")
     if version < 2:  # an aggregation cached before rows had an owner
         db.execute("INSERT INTO aggregations (key, text, created_at) VALUES ('k', 'old', 'then')")
+    if version < 3:  # a pair without features and a routing state over the old reward heads
+        db.execute("INSERT INTO pairs (user_id, context, chosen, rejected, source, created_at)"
+                   " VALUES (1, 'c', 'kept', 'draft', 'edit', 'then')")
+        db.execute("INSERT INTO router_states (user_id, weights, steps, updated_at) VALUES (1, '[0.5, 0.5]', 1, 'x')")
     db.conn.commit()
     db.close()
 
@@ -328,6 +332,9 @@ def test_an_older_schema_opens_and_upgrades(tmp_path, version):
     assert {"rules", "rule_observations"} <= set(store.db.table_names())
     assert {"raw_draft", "applied_rules"} <= {c[1] for c in store.db.execute("PRAGMA table_info(interactions)")}
     store.cache_aggregation(uid, "k", "new")
+    if version < 3:
+        assert store.router_state(uid) is None  # meaningless under the new reward: replayed at the next training
+        assert [p["chosen"] for p in store.pairs_without_features(1)] == ["kept"]  # its features come later
     assert store.delete_user(uid)["aggregations"] == 1
     store.close()
     assert Store(path).schema_version == SCHEMA_VERSION  # reopening does not migrate again
@@ -380,3 +387,40 @@ def test_hard_delete_leaves_no_text_in_the_database_or_the_wal(tmp_path):
     assert not (tmp_path / "r.db-wal").exists()
     assert _files_holding(tmp_path, "leaver-marker") == {}
     assert "r.db" in _files_holding(tmp_path, "keeper-marker")
+
+
+def test_pair_features_are_stored_once_and_read_as_arrays(fresh_store):
+    store = fresh_store
+    uid, other = store.user_id("t", "alice"), store.user_id("t", "bob")
+    learned = _interaction(store, uid)
+    store.submit_edit(learned, "kept", cost=2, is_edit=True)
+    pair = {"context": "ctx", "chosen": "kept", "rejected": "draft text", "features": np.array([0.5, -1.0, 2.0]),
+            "features_version": 7, "context_vector": np.full(4, 0.5, dtype=np.float32)}
+    state = {"log_weights": [0.0], "sum": [0.5, -1.0, 2.0], "n": 1, "checkpoint": "ckpt-1"}
+    store.complete_learning(learned, preference=None, pair=pair, router_state=state)
+    store.add_pairs([{"user_id": other, "context": "c", "chosen": "a", "rejected": "b",
+                      "features": np.array([1.0, 2.0, 3.0]), "features_version": 7,
+                      "context_vector": np.full(4, 0.25, dtype=np.float32)},
+                     {"user_id": other, "context": "c", "chosen": "a", "rejected": "b"},  # an older redline's
+                     {"user_id": None, "context": "c", "chosen": "a", "rejected": "b",
+                      "features": np.zeros(3), "features_version": 7}])
+    data = store.pair_features(7, contexts=True)
+    assert data["user_ids"] == [uid, other, None] and data["features"].dtype == np.float64
+    np.testing.assert_array_equal(data["features"], [[0.5, -1.0, 2.0], [1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(data["contexts"][0], np.full(4, 0.5))
+    np.testing.assert_array_equal(data["contexts"][1], np.full(4, 0.25))
+    assert np.isnan(data["contexts"][2]).all()  # none: a row of NaN
+    assert store.pair_features(7)["contexts"] is None and store.pair_features(8)["ids"] == []
+    assert store.pair_features(7, user_id=other)["ids"] == [data["ids"][1]]
+    missing = store.pairs_without_features(7)
+    assert len(missing) == 1 and set(missing[0]) == {"id", "user_id", "chosen", "rejected", "context_vector"}
+    store.set_pair_features([{**missing[0], "features": np.array([9.0, 9.0, 9.0])}], 7)
+    assert store.pairs_without_features(7) == [] and store.count_pair_features(7, user_id=other) == 2
+    assert len(store.pairs_without_features(8)) == 4  # a new feature version: every pair again
+    assert store.count_pairs(until_id=data["ids"][0]) == 1 and store.count_pairs(since_id=data["ids"][0]) == 3
+    assert store.router_state(uid) == state
+    store.delete_user(other)
+    store.put_router_states({uid: {"n": 2}, other: {"n": 5}})  # bob is gone: no orphan row
+    assert store.router_state(uid) == {"n": 2} and store.router_state(other) is None
+    assert store.export_user(uid)["pairs"][0]["chosen"] == "kept"
+    assert store.db.execute("SELECT COUNT(*) FROM pair_features WHERE user_id = ?", (other,)).fetchone()[0] == 0

@@ -26,5 +26,5 @@ def generate(body: GenerateRequest, agent: AgentDep, tenant: TenantDep, settings
     return GenerateResponse(
         interaction_id=result.interaction_id, user=result.user, task=result.task, text=result.text,
         preference=result.preference, neighbours=result.neighbours, strategy=result.strategy,
-        candidates=result.candidates, model=result.model,
+        candidates=result.candidates, selection=result.selection, model=result.model,
         usage=Usage.of(result), timings_ms=result.timings_ms, applied_rules=result.applied_rules)

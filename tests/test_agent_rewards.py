@@ -1,0 +1,199 @@
+"""The reward in the agent (fast: scripted generator, hash embedder): each learned edit stores its pair's features
+and the user's state in one step; retraining reads stored numbers; candidates differ at temperature 0 and are chosen
+relative to the greedy draft, differently for users who edit differently; hard delete retrains without the user."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from redline.agent import GenerateOptions
+from redline.policies import FEATURES_VERSION, EditFeatures
+from redline.testing import ScriptedGenerator
+
+SENTENCES = ("It matters to many people in town", "Officials said more would follow soon",
+             "Residents reacted with a mix of hope and doubt")
+CONTEXTS = [f"Story {i}: the council voted on plan number {i} after a long debate about the budget" for i in range(12)]
+
+
+def respond(prompt, i):
+    """Drafts of four sentences; revision ``i`` of a draft keeps its first i + 1 sentences."""
+    last = prompt[-1]["content"]
+    if last.startswith("Here is a draft"):
+        draft = last.split("\n\n")[1]
+        return ". ".join(draft.split(". ")[: i + 1]).rstrip(".") + "."
+    if last.startswith(("A user", "Here are preferences")):
+        return "short and plain"
+    context = last.split("Text:\n")[-1].split("\n\n")[0]
+    return ". ".join([context, *SENTENCES]) + "."
+
+
+def keep(text: str, sentences: int) -> str:
+    return ". ".join(text.split(". ")[:sentences]).rstrip(".") + "."
+
+
+@pytest.fixture
+def agent(make_agent):
+    return make_agent(ScriptedGenerator(respond), reward_retrain_every=4, reward_heads=2, k=2, temperature=0.0)
+
+
+def teach(agent, user: str, sentences: int, contexts=CONTEXTS[:6]) -> None:
+    """The user edits every greedy draft down to its first ``sentences`` sentences; maintenance after each edit."""
+    for context in contexts:
+        r = agent.generate(user, context)
+        agent.learn(r.interaction_id, keep(r.text, sentences))
+        agent.maintenance()
+
+
+def test_learning_stores_the_pair_features_and_the_state_in_one_step(agent):
+    r = agent.generate("alice", CONTEXTS[0])
+    agent.learn(r.interaction_id, keep(r.text, 1))
+    row = agent.store.db.execute("SELECT features, version FROM pair_features").fetchone()
+    expected = EditFeatures().transform([keep(r.text, 1)], r.text)[0]
+    np.testing.assert_array_equal(np.frombuffer(row[0], dtype=np.float64), expected)
+    assert row[1] == FEATURES_VERSION
+    assert agent.store.router_state(1) is None  # no reward trained yet: the first retraining replays the state
+    teach(agent, "alice", 1, CONTEXTS[1:4])
+    checkpoint, model = agent.rewards.current_named()
+    state = agent.store.router_state(1)
+    assert state["checkpoint"] == checkpoint and state["n"] == 4
+    np.testing.assert_allclose(state["sum"], agent.store.pair_features(FEATURES_VERSION)["features"].sum(axis=0))
+    r = agent.generate("alice", CONTEXTS[4])
+    agent.learn(r.interaction_id, keep(r.text, 1))  # one online step under the published reward
+    after = agent.store.router_state(1)
+    assert after["n"] == 5 and after["checkpoint"] == checkpoint
+    replayed = model.replay(agent.store.pair_features(FEATURES_VERSION)["features"])
+    np.testing.assert_allclose(after["log_weights"], replayed["log_weights"], rtol=1e-12)
+
+
+def test_retraining_reads_stored_numbers_not_texts(agent):
+    teach(agent, "alice", 1, CONTEXTS[:5])
+    first = agent.train_rewards(force=True)
+    heads = agent.rewards.current().heads_.copy()
+    agent.store.db.execute("UPDATE pairs SET context = 'x', chosen = 'x', rejected = 'x'")  # texts gone
+    again = agent.train_rewards(force=True)
+    np.testing.assert_array_equal(agent.rewards.current().heads_, heads)
+    assert again["pairs"] == first["pairs"] == 5 and again["features_backfilled"] == 0
+    assert set(again) >= {"checkpoint", "seconds", "read_seconds", "users_routed", "reason"}
+
+
+def test_pairs_of_an_older_redline_get_their_features_once(agent):
+    agent.store.add_pairs([{"user_id": agent.store.user_id("default", "old"), "context": c, "chosen": "Short.",
+                            "rejected": c + ". " + ". ".join(SENTENCES) + "."} for c in CONTEXTS[:3]])
+    assert len(agent.store.pairs_without_features(FEATURES_VERSION)) == 3
+    first = agent.train_rewards(force=True)
+    assert first["features_backfilled"] == 3 and first["pairs"] == 3 and first["users_routed"] == 1
+    assert agent.store.pairs_without_features(FEATURES_VERSION) == []
+    assert agent.train_rewards(force=True)["features_backfilled"] == 0
+
+
+def test_an_older_checkpoint_and_embedding_cache_are_replaced(make_agent, tmp_path):
+    rewards = tmp_path / "data" / "rewards"
+    (rewards / "ckpt-old").mkdir(parents=True)
+    (rewards / "ckpt-old" / "config.json").write_text(json.dumps({"format": "redline.mixture_reward"}))
+    (rewards / "CURRENT").write_text(json.dumps({"name": "ckpt-old", "last_pair_id": 3, "pairs": 3}))
+    np.savez(rewards / "embeddings.npz", keys=np.array(["k"]), vectors=np.ones((1, 4), np.float32))
+    agent = make_agent(ScriptedGenerator(respond), reward_retrain_every=50, reward_heads=2)
+    assert not (rewards / "embeddings.npz").exists()  # text embeddings a hard delete could not reach
+    assert agent.rewards.current() is None
+    r = agent.generate("alice", CONTEXTS[0])
+    agent.learn(r.interaction_id, keep(r.text, 1))
+    assert agent.maintenance()["reason"] == "unreadable checkpoint"
+    assert agent.rewards.current() is not None and not (rewards / "ckpt-old").exists()
+
+
+def test_a_stale_state_is_replayed_from_the_stored_pairs(agent):
+    teach(agent, "alice", 1, CONTEXTS[:4])
+    checkpoint, model = agent.rewards.current_named()
+    good = agent.store.router_state(1)
+    agent.store.put_router_state(1, {**good, "checkpoint": "ckpt-older"})
+    assert agent._reward_state(1, model, checkpoint) == good
+    agent.store.put_router_state(1, {**good, "n": 2})  # a learning step lost to a race
+    assert agent._reward_state(1, model, checkpoint) == good
+    assert agent.store.router_state(1) == good  # and stored again
+
+
+def test_candidates_differ_at_temperature_zero_and_the_choice_is_logged(agent):
+    teach(agent, "alice", 1)
+    gen = agent.generator
+    gen.calls.clear()
+    result = agent.generate("alice", CONTEXTS[8], options=GenerateOptions(strategy="best_of_n", n=4, temperature=0))
+    (greedy_prompts, greedy_params), (more, params) = gen.calls[-2:]
+    assert (len(greedy_prompts), greedy_params.n, greedy_params.temperature) == (1, 1, 0.0)
+    assert (len(more), params.n, params.temperature) == (1, 3, agent.settings.reward_candidate_temperature)
+    assert more[0][-1]["content"].startswith("Here is a draft") and result.candidates[0]["text"] in more[0][-1][
+        "content"]
+    assert [c["kind"] for c in result.candidates] == ["greedy", "revision", "revision", "revision"]
+    assert len({c["text"] for c in result.candidates}) == 4
+    sel = result.selection
+    assert sel["mode"] == "revisions" and sel["distinct"] == 4 and sel["chosen"] == 1  # one sentence, as alice
+    assert sel["differs_from_greedy"] and result.text == result.candidates[1]["text"]
+    assert result.candidates[1]["reward"] == max(c["reward"] for c in result.candidates)
+    again = agent.generate("alice", CONTEXTS[8], options=GenerateOptions(strategy="best_of_n", n=4, temperature=0))
+    assert again.selection["seed"] == sel["seed"]  # a temperature-0 request is reproducible
+    seeded = agent.generate("alice", CONTEXTS[8], options=GenerateOptions(strategy="rps", n=2, seed=7))
+    assert seeded.selection["seed"] != sel["seed"] and gen.calls[-1][1].seed == seeded.selection["seed"]
+    assert "score_ms" in seeded.timings_ms and "alternatives_ms" in seeded.timings_ms
+    stored = agent.store.interaction(result.interaction_id)
+    assert stored["candidates"] == result.candidates and stored["draft"] == result.text
+
+
+def test_users_who_edit_differently_get_different_candidates(agent):
+    teach(agent, "alice", 1)
+    teach(agent, "bob", 3)
+    agent.train_rewards(force=True)
+    picks = {}
+    for user in ("alice", "bob"):
+        r = agent.generate(user, CONTEXTS[9], options=GenerateOptions(strategy="best_of_n", n=4))
+        picks[user] = len(r.text.split(". "))
+    assert picks == {"alice": 1, "bob": 3}
+
+
+def test_samples_are_scored_on_form_only(make_agent):
+    agent = make_agent(ScriptedGenerator(respond), reward_retrain_every=4, reward_heads=2, k=2, temperature=0.0,
+                       reward_candidates="samples")
+    teach(agent, "alice", 1)
+    agent.generator.calls.clear()
+    r = agent.generate("alice", CONTEXTS[9], options=GenerateOptions(strategy="best_of_n", n=3))
+    assert [c["kind"] for c in r.candidates] == ["greedy", "sample", "sample"]
+    assert r.selection["mode"] == "samples" and r.selection["distinct"] == 1  # the script writes one draft per prompt
+    assert not r.selection["differs_from_greedy"] and r.selection["chosen"] == 0  # ties go to the greedy draft
+    assert agent.generator.calls[-1][0][0][-1]["content"].startswith("Summarize")
+
+
+def test_cold_start_drafts_the_greedy_target_only(agent):
+    r = agent.generate("carol", CONTEXTS[0], options=GenerateOptions(strategy="rps", n=4))
+    assert len(r.candidates) == 1 and r.selection is None and r.candidates[0]["kind"] == "greedy"
+    assert agent.preferences("carol")["routing"] is None
+
+
+def test_preferences_describe_where_the_user_departs(agent):
+    teach(agent, "alice", 1)
+    teach(agent, "bob", 3)
+    routing = agent.preferences("alice")["routing"]
+    assert routing["steps"] == 6 and routing["heads"] == 2 and sum(routing["weights"]) == pytest.approx(1.0)
+    assert routing["departures"] and {"feature", "user", "population"} == set(routing["departures"][0])
+
+
+def test_hard_delete_retrains_without_the_user_and_keeps_no_checkpoint_trained_on_them(agent):
+    teach(agent, "alice", 1)
+    teach(agent, "bob", 3)
+    rewards = agent.settings.rewards_dir
+    before = agent.rewards.current_info()
+    agent.delete_user("bob")
+    after = agent.rewards.current_info()
+    assert after["name"] != before["name"] and after["pairs"] == 6
+    assert [p.name for p in rewards.glob("ckpt-*")] == [after["name"]]
+    assert agent.maintenance() is None  # nothing due: the deletion is already accounted for
+    agent.delete_user("alice")  # the last pairs: no reward is left
+    assert agent.rewards.current() is None and not list(rewards.glob("ckpt-*"))
+
+
+def test_a_deletion_elsewhere_makes_a_retraining_due(agent):
+    teach(agent, "alice", 1)
+    teach(agent, "bob", 3)
+    agent.store.delete_user(agent.store.user_id("default", "bob"))  # e.g. another replica's delete
+    summary = agent.maintenance()
+    assert summary["reason"] == "pairs deleted" and summary["pairs"] == 6
