@@ -73,8 +73,9 @@ class Settings(BaseSettings):
     reward_mode: Literal["profile", "mixture"] = Field(
         "profile", description="How a user's reward scores candidates: profile (the user's own ideal point, shrunk "
                                "towards their routed heads, plus the edit head) or mixture (MiCRo's head mixture).")
-    reward_router: bool = Field(True, description="Train a context router over the heads (from the contexts' "
-                                                  "embeddings, which generation computes anyway).")
+    reward_router: bool = Field(False, description="Train a context router over the heads (from the contexts' "
+                                                   "embeddings, stored with each pair); off: it changed no measured "
+                                                   "figure and costs most of a retraining.")
     reward_retrain_every: int = Field(20, ge=1, description="Retrain the shared reward once this many new "
                                                             "preference pairs arrived since the last checkpoint.")
     reward_n: int = Field(4, ge=1, le=16, description="Candidates per request for best_of_n and rps (default for n).")

@@ -1,11 +1,13 @@
-"""Added latency of the reward policies per request, next to one embedding pass, on this machine.
+"""Added latency of the reward per request, next to embedding the context and generating the candidates.
 
-- scoring n = 1, 4, 8 candidates: features (style + embeddings), K head rewards, the user's routed weights,
-  mixture win rates and the pick (``policies.score_candidates`` + ``select``); candidate vectors given;
-- one online routing step: features of (kept text, draft), per-head losses, Hedge update (vectors given);
-- reference: one embedding pass of the context, and of the n candidates (MiniLM, the agent's embedder).
+- scoring n = 1, 4, 8 candidates: their features relative to the greedy draft (``EditFeatures``), the user's
+  reward, win rates and the pick (``policies.score_candidates`` + ``select``);
+- one online step after an edit: the pair's features, the Hedge step and the running sum (``update``);
+- for scale: one embedding pass of the context (MiniLM, which generation does anyway) and, with
+  ``--generator-model``, generating the candidates the agent drafts for best-of-n (the greedy draft, then the
+  n - 1 revisions of it in one batched call; 96 tokens each).
 
-    .venv/bin/python benchmarks/bench_policies.py [--repeat 50]
+    .venv/bin/python benchmarks/bench_policies.py [--repeat 50] [--generator-model qwen2.5-coder-0.5b]
 
 Writes benchmarks/results/bench_policies.json (median and p90 milliseconds).
 """
@@ -26,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from redline.evals.lamp import LAMP_DATA, load_writers  # noqa: E402
-from redline.policies import MixtureRewardModel, RewardFeatures, score_candidates, select, update_state  # noqa: E402
+from redline.policies import EditFeatures, EditProfileReward, score_candidates, select  # noqa: E402
 
 
 def timed(fn, repeat: int) -> dict:
@@ -39,43 +41,58 @@ def timed(fn, repeat: int) -> dict:
     return {"median_ms": round(float(np.median(samples)), 3), "p90_ms": round(float(np.percentile(samples, 90)), 3)}
 
 
+def generation(model: str, context: str, n: int, repeat: int) -> dict:
+    """Milliseconds of the agent's best-of-n drafting on ``model``: the greedy draft, then n − 1 revisions."""
+    from redline.agent import GenerationParams, Settings, prompts
+    from redline.agent.generators import load_generator
+
+    gen = load_generator(Settings(data_dir=REPO / ".redline", generator_model=model))
+    prompt = prompts.task_prompt("summarize", context, "brief, plain words")
+    greedy = GenerationParams(n=1, temperature=0.0, max_tokens=96)
+
+    def draft():
+        text = gen.generate([prompt], greedy)[0].texts[0]
+        if n > 1:
+            gen.generate([prompts.revision_prompt(text, "brief, plain words")],
+                         GenerationParams(n=n - 1, temperature=0.8, max_tokens=96, seed=0))
+
+    return {"model": gen.model_name, **timed(draft, repeat)}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=50)
     ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--generator-model", help="also time the generation of the candidates on this model")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "bench_policies.json")
     args = ap.parse_args(argv)
     from redline.retrieval import Embedder
 
-    writers = load_writers(LAMP_DATA)
-    rows = next(iter(writers.values()))[:8]
-    context = rows[0]["instruction"]
-    drafts, edits = [r["preedit"] for r in rows], [r["postedit"] for r in rows]  # ~200-word paragraphs
+    records = [r for rows in load_writers(LAMP_DATA).values() for r in rows]
+    features = EditFeatures()
+    Z = features.transform([r["postedit"] for r in records], [r["preedit"] for r in records])
+    writers = [w for w, rows in load_writers(LAMP_DATA).items() for _ in rows]
+    model = EditProfileReward(args.heads).fit(Z, writers, feature_names=features.names)
+    state = model.replay(Z[:40])
+    greedy = records[0]["preedit"]  # ~200-word paragraphs; the candidates are writers' edits of it and others
+    context = records[0].get("instruction") or greedy
     embedder = Embedder()
     embedder.encode(["warm up"])
-    vec = embedder.encode([context, *drafts, *edits])
-    ctx, dvec, evec = vec[0], vec[1:9], vec[9:]
-    feats = RewardFeatures()
-    ctx8 = np.repeat(ctx[None], 8, axis=0)
-    model = MixtureRewardModel(n_heads=args.heads, seed=0, max_iter=100).fit(
-        ctx8, feats.transform(ctx8, evec, edits), feats.transform(ctx8, dvec, drafts))
-    user = {"weights": [1.0 / args.heads] * args.heads, "steps": 0}
     results = {"embed_context": timed(lambda: embedder.encode([context]), max(5, args.repeat // 5))}
     for n in (1, 4, 8):
-        cands, cvec = drafts[:n], dvec[:n]
+        candidates = [greedy, *[records[i]["postedit"] for i in range(n - 1)]]
         results[f"score_n{n}"] = timed(
-            lambda: select(score_candidates(model, feats, ctx, cvec, cands, user["weights"])["win_rates"]),
+            lambda: select(score_candidates(model, state, features.transform(candidates, greedy))["rewards"]),
             args.repeat)
-        results[f"embed_candidates_n{n}"] = timed(lambda: embedder.encode(cands), max(3, args.repeat // 10))
-
-    def routing_step():
-        phi = feats.transform(ctx, np.stack([evec[0], dvec[0]]), [edits[0], drafts[0]])
-        return update_state(user, model.head_losses(phi[:1], phi[1:])[0], tau=1.0)
-
-    results["routing_step"] = timed(routing_step, args.repeat)
+    results["online_step"] = timed(
+        lambda: model.update(state, features.transform([records[1]["postedit"]], records[1]["preedit"])[0]),
+        args.repeat)
+    if args.generator_model:
+        for n in (1, 4):
+            results[f"generate_n{n}"] = generation(args.generator_model, context, n, max(2, args.repeat // 25))
     out = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                        "load_average": [round(x, 2) for x in os.getloadavg()]},
-           "heads": args.heads, "candidate_words": int(np.mean([len(d.split()) for d in drafts])),
+           "heads": args.heads, "candidate_words": int(np.mean([len(r["preedit"].split()) for r in records])),
            "repeat": args.repeat, "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2))

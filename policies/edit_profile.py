@@ -100,7 +100,7 @@ class EditProfileReward:
     def __init__(self, n_heads: int = 4, *, mode: str = "profile", gamma: float = 1.5, edit_weight: float = 1.0,
                  kappa: float = 4.0, tau: float = 1.0, share: float = 0.01, em_iters: int = 50, n_init: int = 4,
                  alpha: float = 1.0, router: bool = False, router_dim: int = 32, router_l2: float = 1.0,
-                 router_max_pairs: int = 20_000, edit_l2: float = 1.0, seed: int = 0):
+                 router_max_pairs: int = 5_000, edit_l2: float = 1.0, seed: int = 0):
         self.n_heads = n_heads
         self.mode = mode
         self.gamma = gamma

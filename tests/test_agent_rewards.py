@@ -197,3 +197,15 @@ def test_a_deletion_elsewhere_makes_a_retraining_due(agent):
     agent.store.delete_user(agent.store.user_id("default", "bob"))  # e.g. another replica's delete
     summary = agent.maintenance()
     assert summary["reason"] == "pairs deleted" and summary["pairs"] == 6
+
+
+def test_the_context_router_trains_on_the_stored_context_vectors(make_agent):
+    agent = make_agent(ScriptedGenerator(respond), reward_retrain_every=4, reward_heads=2, k=2, temperature=0.0,
+                       reward_router=True)
+    teach(agent, "alice", 1)
+    teach(agent, "bob", 3)
+    model = agent.rewards.current()
+    assert model.router_weights_.shape[0] == 2 and model.router_weights_.shape[1] > 0
+    assert agent.store.pair_features(FEATURES_VERSION, contexts=True)["contexts"].shape == (12, 64)
+    r = agent.generate("alice", CONTEXTS[9], options=GenerateOptions(strategy="best_of_n", n=4))
+    assert r.selection["chosen"] == 1
