@@ -135,18 +135,22 @@ def test_selection_strategies_through_vllm(make_agent, recorded, strategy):
     assert agent.rewards.current() is not None
     agent._generator = generator
     transport.requests.clear()
-    result = agent.generate("alice", SIMILAR, "summarize", GenerateOptions(strategy=strategy, n=3))
+    result = agent.generate("alice", SIMILAR, "summarize", GenerateOptions(strategy=strategy, n=3, temperature=0))
     assert len(result.candidates) == 3 and sum(c["chosen"] for c in result.candidates) == 1
     assert all(isinstance(c["score"], float) for c in result.candidates)
     chosen = next(c for c in result.candidates if c["chosen"])
-    assert result.text == chosen["text"] and chosen["score"] == max(c["score"] for c in result.candidates)
-    writes = transport.completions(about=SIMILAR)  # the candidate requests (not CIPHER's aggregation)
+    assert result.text == chosen["text"] and chosen["reward"] == max(c["reward"] for c in result.candidates)
+    greedy = transport.completions(about=SIMILAR)  # the greedy target draft (the revisions show it, not SIMILAR)
+    assert len(greedy) == 1 and greedy[0][1]["n"] == 1 and greedy[0][1]["temperature"] == 0.0
+    writes = transport.completions(about="Here is a draft")  # the alternatives: revisions of the greedy draft
+    assert {w[1]["temperature"] for w in writes} == {0.8}
     if strategy == "best_of_n":
-        assert len(writes) == 1 and writes[0][1]["n"] == 3  # n samples from one request
+        assert len(writes) == 1 and writes[0][1]["n"] == 2  # n - 1 revisions from one request
     else:
         assert any(c["source"].startswith("neighbour:") for c in result.candidates)
-        assert len(writes) == len({c["preference"] for c in result.candidates})  # one request per prompt
-        assert max(start for *_, start, _ in writes) < min(end for *_, end in writes)  # sent together
+        assert len(writes) == len({c["preference"] for c in result.candidates[1:]})  # one request per prompt
+        if len(writes) > 1:
+            assert max(start for *_, start, _ in writes) < min(end for *_, end in writes)  # sent together
 
 
 def test_redline_server_on_vllm(tmp_path, vllm_url):
