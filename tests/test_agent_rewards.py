@@ -36,7 +36,8 @@ def keep(text: str, sentences: int) -> str:
 
 @pytest.fixture
 def agent(make_agent):
-    return make_agent(ScriptedGenerator(respond), reward_retrain_every=4, reward_heads=2, k=2, temperature=0.0)
+    return make_agent(ScriptedGenerator(respond), reward_retrain_every=4, reward_heads=2, k=2, temperature=0.0,
+                      rules=False)  # the edit rules would make the cuts before the user does
 
 
 def teach(agent, user: str, sentences: int, contexts=CONTEXTS[:6]) -> None:
@@ -153,7 +154,7 @@ def test_users_who_edit_differently_get_different_candidates(agent):
 
 def test_samples_are_scored_on_form_only(make_agent):
     agent = make_agent(ScriptedGenerator(respond), reward_retrain_every=4, reward_heads=2, k=2, temperature=0.0,
-                       reward_candidates="samples")
+                       reward_candidates="samples", rules=False)
     teach(agent, "alice", 1)
     agent.generator.calls.clear()
     r = agent.generate("alice", CONTEXTS[9], options=GenerateOptions(strategy="best_of_n", n=3))
@@ -201,7 +202,7 @@ def test_a_deletion_elsewhere_makes_a_retraining_due(agent):
 
 def test_the_context_router_trains_on_the_stored_context_vectors(make_agent):
     agent = make_agent(ScriptedGenerator(respond), reward_retrain_every=4, reward_heads=2, k=2, temperature=0.0,
-                       reward_router=True)
+                       reward_router=True, rules=False)
     teach(agent, "alice", 1)
     teach(agent, "bob", 3)
     model = agent.rewards.current()

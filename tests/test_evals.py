@@ -572,7 +572,8 @@ def test_redline_trains_reward_heads_during_a_run(tmp_path):
     assert all(r["candidates"] > 1 for r in logs["redline"][2:])
     # every selected round logs the choice: chosen kind and source, every candidate's reward, whether it differs
     for r in logs["redline"][2:]:
-        assert r["chosen_kind"] in ("greedy", "revision") and r["chosen_source"] == "target"
+        assert r["chosen_kind"] in ("greedy", "revision")
+        assert r["chosen_source"] == "target" or r["chosen_source"].startswith("neighbour:")
         assert len(r["candidate_rewards"]) == r["candidates"] and isinstance(r["differs_from_greedy"], bool)
         assert r["distinct_candidates"] >= 1
     assert logs["redline"][0]["differs_from_greedy"] is None and logs["cipher-5"][3]["candidate_rewards"] is None
