@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from redline.runtime import MODEL_LOADING
 
+from ._batcher import MicroBatcher
 from .errors import EmbedderUnavailable
 
 __all__ = ["Embedder", "packaged_model_path"]
@@ -44,22 +44,24 @@ class Embedder:
     >>> emb.encode(["a text", "another"]).shape
     (2, 384)
 
-    The model loads lazily on first use and is shared by threads (encode holds a lock:
-    torch already uses both cores for one batch).
+    The model loads lazily on first use. One thread runs it for every caller (torch already uses both cores
+    for one batch): concurrent requests' texts are encoded together in one call, and ``background=True`` work
+    (learning, retraining) runs in chunks of ``background_chunk`` texts between them (``MicroBatcher``).
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, batch_size: int = 32,
-                 max_seq_length: int = 256):
+                 max_seq_length: int = 256, max_batch: int = 64, background_chunk: int = 8):
         self.model_path = Path(model_path) if model_path else None
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self._model = None
-        self._lock = threading.Lock()
+        self.batcher = MicroBatcher(self._run, max_batch=max_batch, chunk=background_chunk)
 
     def _load(self):
         if self._model is None:
             with MODEL_LOADING:
-                self._model = self._read_model()
+                if self._model is None:
+                    self._model = self._read_model()
         return self._model
 
     def _read_model(self):
@@ -78,19 +80,22 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        return int(self._load().get_embedding_dimension()
-                   if hasattr(self._load(), "get_embedding_dimension")
-                   else self._load().get_sentence_embedding_dimension())
+        model = self._load()
+        return int(model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension")
+                   else model.get_sentence_embedding_dimension())
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts``; returns an array of shape (len(texts), dim), rows of unit length."""
+    def encode(self, texts: Sequence[str], *, background: bool = False) -> np.ndarray:
+        """Embed ``texts``; returns an array of shape (len(texts), dim), rows of unit length.
+
+        ``background=True`` for work no request waits on: it yields to requests between small chunks."""
         if isinstance(texts, str):
             raise TypeError("encode takes a sequence of texts, not one string")
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        with self._lock:
-            model = self._load()
-            vectors = model.encode(list(texts), batch_size=self.batch_size,
-                                   normalize_embeddings=True, convert_to_numpy=True,
-                                   show_progress_bar=False)
+        return self.batcher.submit(texts, background=background)
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        """One model call (on the batcher's thread)."""
+        vectors = self._load().encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                      convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(vectors, dtype=np.float32)
