@@ -1,5 +1,6 @@
-"""One SQLite connection shared by threads: a lock, nested write transactions, rows as dicts; and the
-encodings of values the tables hold (timestamps, float32 vectors)."""
+"""SQLite for threads: one writer connection behind a lock (nested write transactions, group commit), a read
+connection per thread (WAL readers never wait for the writer), rows as dicts; and the encodings of values the
+tables hold (timestamps, float32 vectors)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import logging
 import sqlite3
 import threading
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import sqlite_utils
@@ -42,17 +44,37 @@ def blobs_to_features(blobs: list[bytes], dim: int | None = None) -> np.ndarray:
     return np.frombuffer(b"".join(blobs), dtype=np.float64).reshape(len(blobs), -1).copy()
 
 
+def _rows(cursor: sqlite3.Cursor) -> list[dict]:
+    cols = [c[0] for c in cursor.description]
+    return [dict(zip(cols, row)) for row in cursor.fetchall()]
+
+
+@dataclass
+class _GroupedWrite:
+    write: Callable[[sqlite3.Connection], Any]
+    result: Any = None
+    error: BaseException | None = None
+    done: bool = False
+
+
 class SQLite:
-    """The connection (WAL, ``synchronous=FULL``, foreign keys) behind ``db``, a ``sqlite_utils.Database``."""
+    """The writer connection (WAL, ``synchronous=FULL``, foreign keys) behind ``db``, a ``sqlite_utils.Database``,
+    and one read-only connection per thread for ``query``/``one`` outside a write transaction (an in-memory
+    database has only the one connection)."""
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 30_000):
         self.path = str(path)
+        self._timeout = busy_timeout_ms / 1000
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                               timeout=busy_timeout_ms / 1000)
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=self._timeout)
         self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
+        self._local = threading.local()  # per thread: its read connection, and how deep in a write it is
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._grouped: list[_GroupedWrite] = []
+        self._grouped_lock = threading.Lock()
         self._closed = False
         if self.path != ":memory:":
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -64,10 +86,19 @@ class SQLite:
         self.db.execute("PRAGMA secure_delete=ON")
 
     @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """The writer connection, this thread marked as writing (its reads then see its own uncommitted rows)."""
+        with self._lock:
+            self._local.writing = getattr(self._local, "writing", 0) + 1
+            try:
+                yield self.db.conn
+            finally:
+                self._local.writing -= 1
+
+    @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; nested calls join the outer one."""
-        with self._lock:
-            conn = self.db.conn
+        with self._writing() as conn:
             if conn.in_transaction:
                 yield conn
                 return
@@ -79,11 +110,71 @@ class SQLite:
                 raise
             conn.execute("COMMIT")
 
+    def grouped(self, write: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Group commit: run ``write(conn)`` in a write transaction shared with the writes other threads queued
+        meanwhile, committed (and synced to disk) once for all of them. Returns its result once that commit is
+        durable; if ``write`` raises, its own changes are rolled back (a savepoint) and the error is raised here,
+        the others' writes stand. Inside a transaction of this thread it simply joins that transaction.
+
+        The thread that takes the writer lock commits everything queued so far; the others find their write
+        done when they get the lock, so N waiting writers cost one fsync rather than N.
+        """
+        if getattr(self._local, "writing", 0):
+            with self.transaction() as conn:
+                return write(conn)
+        item = _GroupedWrite(write)
+        with self._grouped_lock:
+            self._grouped.append(item)
+        with self._writing():
+            if not item.done:
+                self._commit_grouped()
+        if item.error is not None:
+            raise item.error
+        return item.result
+
+    def _commit_grouped(self) -> None:
+        with self._grouped_lock:
+            batch, self._grouped = self._grouped, []
+        conn = self.db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for item in batch:
+                conn.execute("SAVEPOINT grouped_write")
+                try:
+                    item.result = item.write(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO grouped_write")
+                    item.error = exc
+                conn.execute("RELEASE grouped_write")
+            conn.execute("COMMIT")
+        except BaseException as exc:  # nothing of the group is on disk: every writer hears why
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for item in batch:
+                item.error = item.error or exc
+        finally:
+            for item in batch:
+                item.done = True
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "reader", None)
+        if conn is None:
+            with self._readers_lock:
+                if self._closed:
+                    raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+                conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                       timeout=self._timeout)
+                conn.execute("PRAGMA query_only=ON")
+                self._readers.append(conn)
+            self._local.reader = conn
+        return conn
+
     def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:
-        with self._lock:
-            cur = self.db.conn.execute(sql, params)
-            cols = [c[0] for c in cur.description]
-            return [dict(zip(cols, row)) for row in cur.fetchall()]
+        """Rows as dicts: read on this thread's connection, or on the writer's inside this thread's write."""
+        if self.path == ":memory:" or getattr(self._local, "writing", 0):
+            with self._lock:
+                return _rows(self.db.conn.execute(sql, params))
+        return _rows(self._reader().execute(sql, params))
 
     def tuples(self, sql: str, params: tuple | list | dict = ()) -> list[tuple]:
         """Rows as plain tuples (for bulk numeric reads, where a dict per row would cost more than the row)."""
@@ -105,10 +196,13 @@ class SQLite:
             log.warning("WAL checkpoint blocked by a reader of %s; the WAL is truncated at the next one", self.path)
 
     def close(self) -> None:
-        """Checkpoint and close (the last connection to close also removes the WAL file)."""
-        with self._lock:
+        """Close the readers, checkpoint, close the writer (the last connection to close removes the WAL file)."""
+        with self._lock, self._readers_lock:
             if self._closed:
                 return
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
             self.checkpoint()
             self.db.conn.close()
             self._closed = True

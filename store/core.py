@@ -113,16 +113,14 @@ class Store:
         """Store one generation; ``raw_draft`` is the chosen text as generated when the user's edit rules
         changed it (``applied_rules``: their ids), else None."""
         interaction_id = uuid.uuid4().hex
-        with self._sql.transaction() as conn:
-            conn.execute(
-                "INSERT INTO interactions (id, user_id, task, context, context_vector, prompt, draft,"
-                " preference_used, preference_ids, neighbours, candidates, strategy, model, tokens_in,"
-                " tokens_out, timings, created_at, raw_draft, applied_rules)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (interaction_id, user_id, task, context, vector_to_blob(context_vector),
-                 json.dumps(prompt), draft, preference_used, json.dumps(preference_ids),
-                 json.dumps(neighbours), json.dumps(candidates), strategy, model, tokens_in,
-                 tokens_out, json.dumps(timings), now_iso(), raw_draft, json.dumps(applied_rules or [])))
+        row = (interaction_id, user_id, task, context, vector_to_blob(context_vector), json.dumps(prompt), draft,
+               preference_used, json.dumps(preference_ids), json.dumps(neighbours), json.dumps(candidates), strategy,
+               model, tokens_in, tokens_out, json.dumps(timings), now_iso(), raw_draft, json.dumps(applied_rules or []))
+        self._sql.grouped(lambda conn: conn.execute(  # committed with other requests' writes: one fsync for all
+            "INSERT INTO interactions (id, user_id, task, context, context_vector, prompt, draft,"
+            " preference_used, preference_ids, neighbours, candidates, strategy, model, tokens_in,"
+            " tokens_out, timings, created_at, raw_draft, applied_rules)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row))
         return interaction_id
 
     def interaction(self, interaction_id: str, *, tenant: str | None = None) -> dict:
@@ -145,7 +143,7 @@ class Store:
         Returns ``(edit_row, created)``. Submitting the same text again returns the stored row with
         ``created=False``; a different text for an already edited interaction raises ``Conflict``.
         """
-        with self._sql.transaction() as conn:
+        def write(conn: sqlite3.Connection) -> tuple[dict, bool]:
             row = conn.execute("SELECT user_id FROM interactions WHERE id = ?", (interaction_id,)).fetchone()
             if row is None:
                 raise NotFound(f"unknown interaction id {interaction_id!r}")
@@ -161,6 +159,9 @@ class Store:
                                                    int(is_edit), stamp))
             self.jobs.enqueue(conn, interaction_id, stamp=stamp, kind=job_kind)
             return self._sql.one("SELECT * FROM edits WHERE interaction_id = ?", (interaction_id,)), True
+
+        # Committed with other requests' writes (group commit): durable when this returns, one fsync for many.
+        return self._sql.grouped(write)
 
     def edit(self, interaction_id: str) -> dict | None:
         return self._sql.one("SELECT * FROM edits WHERE interaction_id = ?", (interaction_id,))

@@ -424,3 +424,68 @@ def test_pair_features_are_stored_once_and_read_as_arrays(fresh_store):
     assert store.router_state(uid) == {"n": 2} and store.router_state(other) is None
     assert store.export_user(uid)["pairs"][0]["chosen"] == "kept"
     assert store.db.execute("SELECT COUNT(*) FROM pair_features WHERE user_id = ?", (other,)).fetchone()[0] == 0
+
+
+def test_concurrent_edits_are_committed_together_and_a_conflict_rolls_back_only_its_own(tmp_path):
+    """Group commit: edits submitted by many threads at once all land (one failing write does not undo the
+    others), each is durable when submit_edit returns, and each queues its job."""
+    import threading
+
+    store = Store(tmp_path / "r.db")
+    uid = store.user_id("t", "alice")
+    ids = [_interaction(store, uid) for _ in range(24)]
+    store.submit_edit(ids[0], "first text", cost=1, is_edit=True)
+    errors, barrier = [], threading.Barrier(24)
+
+    def submit(iid, text):
+        barrier.wait()
+        try:
+            store.submit_edit(iid, text, cost=1, is_edit=True)
+        except Conflict as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(iid, "other text" if iid == ids[0] else f"kept {iid}"))
+               for iid in ids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(errors) == 1
+    with sqlite3.connect(tmp_path / "r.db") as other:  # committed: visible to another connection
+        assert other.execute("SELECT COUNT(*) FROM edits").fetchone()[0] == 24
+        assert other.execute("SELECT edited_text FROM edits WHERE interaction_id = ?", (ids[0],)).fetchone()[0] \
+            == "first text"
+        assert other.execute("SELECT COUNT(*) FROM jobs WHERE status = 'pending'").fetchone()[0] == 24
+
+
+def test_reads_do_not_wait_for_a_write_in_progress(tmp_path):
+    """Each thread reads on its own connection: a long write transaction elsewhere neither blocks it nor shows
+    it uncommitted rows."""
+    import threading
+
+    store = Store(tmp_path / "r.db")
+    uid = store.user_id("t", "alice")
+    iid = _interaction(store, uid)
+    writing, done = threading.Event(), threading.Event()
+
+    def long_write():
+        with store.transaction() as conn:
+            conn.execute("UPDATE interactions SET draft = 'uncommitted' WHERE id = ?", (iid,))
+            writing.set()
+            done.wait(10)
+
+    writer = threading.Thread(target=long_write)
+    writer.start()
+    writing.wait(5)
+    seen = []
+    reader = threading.Thread(target=lambda: seen.append(store.interaction(iid)["draft"]))
+    reader.start()
+    reader.join(5)
+    finished_while_writing = not reader.is_alive()
+    done.set()
+    writer.join(10)
+    assert finished_while_writing and seen == ["draft text"]
+    assert store.interaction(iid)["draft"] == "uncommitted"
+    store.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        store.interaction(iid)
