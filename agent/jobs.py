@@ -4,6 +4,9 @@
 Per job: learned (or learned before) → done; the generator is down → back to pending, and draining stops
 (retry after a back-off); an agent or store error (the user was deleted meanwhile, ...) → failed, draining goes
 on; anything else → back to pending and draining stops, or failed once it has had ``max_attempts`` attempts.
+
+Jobs run in batches (``Agent.process_edits``: one embedding call and one transaction for the batch); when a batch
+fails unexpectedly its jobs are put back untried and run one at a time, so the rule above applies to each job.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import logging
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Callable, ContextManager
+from typing import Callable, ContextManager, Sequence
 
 from redline.store import Jobs, StoreError
 
@@ -39,15 +42,18 @@ class JobOutcome:
 
 
 class JobRunner:
-    """``run(job)`` one job, or ``drain()`` the queue oldest first; ``learn`` is ``Agent.process_edit``.
+    """``run(job)`` one job, ``run_batch(jobs)`` several, or ``drain()`` the queue oldest first; ``learn`` is
+    ``Agent.process_edit`` and ``learn_many`` ``Agent.process_edits`` (a result or an error per id).
 
-    ``context(job)`` wraps each job (e.g. to stamp its log lines); ``on_outcome(outcome)`` sees each result.
+    ``context(job)`` wraps each job or batch (e.g. to stamp its log lines; a batch is ``{"id": "FIRST-LAST"}``);
+    ``on_outcome(outcome)`` sees each result.
     """
 
     def __init__(self, jobs: Jobs, learn: Callable[[str], LearnResult], *, max_attempts: int = MAX_ATTEMPTS,
+                 learn_many: Callable[[list[str]], list] | None = None,
                  context: Callable[[dict], ContextManager] | None = None,
                  on_outcome: Callable[[JobOutcome], None] | None = None):
-        self.jobs, self.learn, self.max_attempts = jobs, learn, max_attempts
+        self.jobs, self.learn, self.learn_many, self.max_attempts = jobs, learn, learn_many, max_attempts
         self.context = context or (lambda job: nullcontext())
         self.on_outcome = on_outcome
 
@@ -55,9 +61,61 @@ class JobRunner:
         with self.context(job):
             start = time.perf_counter()
             outcome = self._run(job, start)
+        self._report(outcome)
+        return outcome
+
+    def _report(self, outcome: JobOutcome) -> None:
         if self.on_outcome is not None:
             self.on_outcome(outcome)
-        return outcome
+
+    def run_batch(self, jobs: Sequence[dict]) -> list[JobOutcome]:
+        """Run ``jobs`` as one learning step; stops early, like ``drain``, when a job must wait."""
+        if self.learn_many is None or len(jobs) == 1:
+            return self._one_by_one(jobs)
+        ids = [job["id"] for job in jobs]
+        with self.context({"id": f"{ids[0]}-{ids[-1]}"}):
+            start = time.perf_counter()
+            self.jobs.mark(ids, "running")
+            try:
+                results = self.learn_many([job["interaction_id"] for job in jobs])
+            except GeneratorUnavailable as exc:
+                log.warning("generator unavailable; learning of %d edits is retried later: %s", len(jobs), exc)
+                self.jobs.mark(ids, "pending", error=str(exc))
+                seconds = (time.perf_counter() - start) / len(jobs)
+                outcomes = [JobOutcome(job["id"], job["interaction_id"], "retry", True, seconds, error=exc)
+                            for job in jobs]
+            except Exception:  # find the job that fails: each runs alone, under the one rule
+                log.warning("a batch of %d learning jobs failed; running them one at a time", len(jobs), exc_info=True)
+                self.jobs.release(ids)
+                outcomes = None
+            else:
+                outcomes = self._batch_outcomes(jobs, results, (time.perf_counter() - start) / len(jobs))
+        if outcomes is None:
+            return self._one_by_one(jobs)
+        for outcome in outcomes:
+            self._report(outcome)
+        return outcomes
+
+    def _batch_outcomes(self, jobs: Sequence[dict], results: list, seconds: float) -> list[JobOutcome]:
+        outcomes = []
+        for job, result in zip(jobs, results):
+            if isinstance(result, BaseException):  # an agent or store error: e.g. the user was deleted meanwhile
+                log.info("learning job %s dropped: %s", job["id"], result)
+                self.jobs.mark(job["id"], "failed", error=str(result))
+                outcomes.append(JobOutcome(job["id"], job["interaction_id"], "dropped", False, seconds, error=result))
+                continue
+            if result.already_learned:  # the learning step marks its job done; this covers an older crash
+                self.jobs.mark(job["id"], "done")
+            outcomes.append(JobOutcome(job["id"], job["interaction_id"], "learned", False, seconds, result=result))
+        return outcomes
+
+    def _one_by_one(self, jobs: Sequence[dict]) -> list[JobOutcome]:
+        outcomes = []
+        for job in jobs:
+            outcomes.append(self.run(job))
+            if outcomes[-1].requeued:
+                break
+        return outcomes
 
     def _run(self, job: dict, start: float) -> JobOutcome:
         def done(outcome: str, requeued: bool, **more) -> JobOutcome:
@@ -84,18 +142,24 @@ class JobRunner:
             return done("error", requeue, error=exc)
 
     def drain(self, *, limit: int | None = None, stopping: Callable[[], bool] = lambda: False,
-              batch: int = 50) -> list[JobOutcome]:
-        """Run queued jobs, oldest first, until none is left, ``limit`` ran, ``stopping()`` says so, or a job
-        was requeued (then it is the last outcome: back off before draining again)."""
+              batch: int = 32, batch_seconds: float = 1.0) -> list[JobOutcome]:
+        """Run queued jobs, oldest first, until none is left, ``limit`` ran, ``stopping()`` says so (checked
+        between batches: the jobs not started stay queued), or a job was requeued (then it is the last outcome:
+        back off before draining again).
+
+        Batches start at one job and double up to ``batch`` while one takes under ``batch_seconds``: fast steps
+        share an embedding call and a transaction, slow ones (a generator on the CPU) run alone, so a stop never
+        waits long."""
         outcomes: list[JobOutcome] = []
+        size = 1
         while not stopping() and (limit is None or len(outcomes) < limit):
-            jobs = self.jobs.pending(limit=batch if limit is None else min(batch, limit - len(outcomes)))
+            jobs = self.jobs.pending(limit=size if limit is None else min(size, limit - len(outcomes)))
             if not jobs:
                 break
-            for job in jobs:
-                if stopping():
-                    return outcomes
-                outcomes.append(self.run(job))
-                if outcomes[-1].requeued:
-                    return outcomes
+            start = time.perf_counter()
+            outcomes.extend(self.run_batch(jobs))
+            if outcomes[-1].requeued:
+                break
+            per_job = (time.perf_counter() - start) / len(jobs)
+            size = max(1, min(batch, 2 * size, int(batch_seconds / per_job) if per_job > 0 else batch))
         return outcomes

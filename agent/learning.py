@@ -8,12 +8,10 @@ import time
 from pathlib import Path
 from typing import Callable, ContextManager, Sequence
 
-import numpy as np
-
 from redline.policies import FEATURES_VERSION, EditProfileReward, read_pairs_jsonl, train_rewards
-from redline.store import Conflict, NotFound
+from redline.store import Conflict, NotFound, StoreError
 
-from .errors import EditConflict, InvalidInput, UnknownInteraction
+from .errors import AgentError, EditConflict, GeneratorUnavailable, InvalidInput, UnknownInteraction
 from .jobs import JobOutcome, JobRunner
 from .types import EditReceipt, LearnResult, validate_user
 
@@ -58,24 +56,82 @@ class Learning:
         return EditReceipt(interaction_id, row["cost"], bool(row["is_edit"]), created)
 
     def process_edit(self, interaction_id: str) -> LearnResult:
-        """Learn from the stored edit of ``interaction_id``, exactly once.
+        """Learn from the stored edit of ``interaction_id``, exactly once (``process_edits`` of one)."""
+        result = self.process_edits([interaction_id])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def process_edits(self, interaction_ids: Sequence[str]) -> list[LearnResult | AgentError | StoreError]:
+        """Learn from the stored edits of several interactions, each exactly once, as one step.
 
         Edited (cost > δ): infer a preference from (context, draft, edit) and store it with the context
         vector, plus the pair (edit ≻ draft) with its reward features, and the user's reward state after one
         online step on them. Not edited: store the preference that was used, if any. Either way (with rules on):
         the evidence for the user's edit rules, from the draft as generated (before rules changed it) to the kept
-        text, newly mined rules counted over the user's recent edits too. All of it is written in one transaction.
+        text, newly mined rules counted over the user's recent edits too. Every write goes in one transaction.
+        Returns, per id, its ``LearnResult`` or the error that makes it unlearnable (unknown interaction, no edit);
+        a generator that is down raises ``GeneratorUnavailable`` for the whole step, which then wrote nothing.
         """
+        steps: list[dict] = []
+        results: dict[str, LearnResult | AgentError | StoreError] = {}
+        for interaction_id in dict.fromkeys(interaction_ids):
+            try:
+                step = self._learning_step(interaction_id)
+            except GeneratorUnavailable:
+                raise
+            except (AgentError, StoreError) as exc:
+                results[interaction_id] = exc
+                continue
+            if isinstance(step, LearnResult):
+                results[interaction_id] = step
+            else:
+                steps.append(step)
+        self._reward_steps(steps)
+        learned_before: list[str] = []
+        with self.store.transaction():
+            for step in steps:
+                iid = step["interaction_id"]
+                try:
+                    step["preference_id"] = self.store.complete_learning(
+                        iid, preference=step["preference"], pair=step["pair"], router_state=step["router_state"],
+                        rules=step["rules"])
+                except Conflict:  # learned concurrently by another worker: that one counts
+                    learned_before.append(iid)
+                except NotFound:  # deleted meanwhile
+                    results[iid] = UnknownInteraction(f"interaction {iid!r} has no edit to learn from")
+        for iid in learned_before:
+            results[iid] = self._learned_result(iid)
+        for step in steps:
+            if step["interaction_id"] in results:
+                continue
+            text, kind = step["text"], step["kind"]
+            log.info("learned interaction=%s cost=%d kind=%s %s", step["interaction_id"], step["base"]["cost"], kind,
+                     self._texts_for_log(preference=text))
+            results[step["interaction_id"]] = LearnResult(
+                **step["base"], preference=text if step["preference"] else None, preference_id=step["preference_id"],
+                kind=kind if step["preference"] else None, tokens_in=step["tokens_in"],
+                tokens_out=step["tokens_out"], inferred_by=step["inferred_by"])
+        return [results[iid] for iid in interaction_ids]
+
+    def _learned_result(self, interaction_id: str) -> LearnResult:
+        """What an already learned edit taught (``already_learned=True``)."""
+        edit = self.store.edit(interaction_id)
+        pref = self.store.preferences_by_id([edit["preference_id"]]).get(edit["preference_id"]) \
+            if edit["preference_id"] else None
+        return LearnResult(interaction_id=interaction_id, cost=edit["cost"], is_edit=bool(edit["is_edit"]),
+                           preference=pref["text"] if pref else None, preference_id=edit["preference_id"],
+                           kind=pref["kind"] if pref else None, already_learned=True)
+
+    def _learning_step(self, interaction_id: str) -> dict | LearnResult:
+        """What learning the edit of ``interaction_id`` will write (the preference inferred, the pair), or its
+        ``LearnResult`` when it was learned before."""
         interaction = self._interaction(interaction_id, None)
         edit = self.store.edit(interaction_id)
         if edit is None:
             raise UnknownInteraction(f"interaction {interaction_id!r} has no edit to learn from")
-        base = dict(interaction_id=interaction_id, cost=edit["cost"], is_edit=bool(edit["is_edit"]))
         if edit["learned_at"] is not None:
-            pref = self.store.preferences_by_id([edit["preference_id"]]).get(edit["preference_id"]) \
-                if edit["preference_id"] else None
-            return LearnResult(**base, preference=pref["text"] if pref else None, preference_id=edit["preference_id"],
-                               kind=pref["kind"] if pref else None, already_learned=True)
+            return self._learned_result(interaction_id)
         tokens_in = tokens_out = 0
         pair = inferred_by = None
         if edit["is_edit"]:
@@ -91,20 +147,13 @@ class Learning:
         else:
             text, kind = interaction["preference_used"], "accepted"
         preference = {"text": text, "kind": kind, "context_vector": interaction["context_vector"]} if text else None
-        router_state = self._reward_step(interaction["user_id"], pair["features"]) if pair is not None else None
         rules = self.rulebook.evidence(interaction["user_id"], interaction_id,
                                        interaction["raw_draft"] or interaction["draft"],
                                        edit["edited_text"]) if self.settings.rules else None
-        try:
-            preference_id = self.store.complete_learning(interaction_id, preference=preference, pair=pair,
-                                                         router_state=router_state, rules=rules)
-        except Conflict:  # learned concurrently by another worker: that one counts
-            return self.process_edit(interaction_id)
-        log.info("learned interaction=%s cost=%d kind=%s %s", interaction_id, edit["cost"], kind,
-                 self._texts_for_log(preference=text))
-        return LearnResult(**base, preference=text if preference else None, preference_id=preference_id,
-                           kind=kind if preference else None, tokens_in=tokens_in, tokens_out=tokens_out,
-                           inferred_by=inferred_by)
+        return {"interaction_id": interaction_id, "interaction": interaction, "text": text, "kind": kind,
+                "preference": preference, "pair": pair, "router_state": None, "rules": rules, "tokens_in": tokens_in,
+                "tokens_out": tokens_out, "inferred_by": inferred_by,
+                "base": dict(interaction_id=interaction_id, cost=edit["cost"], is_edit=bool(edit["is_edit"]))}
 
     def learn(self, interaction_id: str, edited_text: str, *, tenant: str | None = None) -> LearnResult:
         """``submit_edit`` then ``process_edit``: the synchronous path (CLI, evaluation harness)."""
@@ -116,7 +165,8 @@ class Learning:
                  on_outcome: Callable[[JobOutcome], None] | None = None) -> list[JobOutcome]:
         """Learn queued edits, oldest first, with the one failure rule of ``JobRunner`` (the server's worker
         calls this); stops early when a job must wait (its outcome is then the last)."""
-        runner = JobRunner(self.store.jobs, self.process_edit, context=context, on_outcome=on_outcome)
+        runner = JobRunner(self.store.jobs, self.process_edit, learn_many=self.process_edits, context=context,
+                           on_outcome=on_outcome)
         return runner.drain(limit=limit, stopping=stopping)
 
     def process_pending(self, *, limit: int = 100) -> int:
@@ -146,14 +196,21 @@ class Learning:
         self.store.put_router_states({user_id: state})
         return state
 
-    def _reward_step(self, user_id: int, features: np.ndarray) -> dict | None:
-        """The user's reward state after one online step on a new pair's features; None without a reward yet
-        (the first retraining replays every user's state from the stored pairs)."""
+    def _reward_steps(self, steps: list[dict]) -> None:
+        """Each step's user reward state after one online step on its pair's features, in order, so two edits of
+        one user chain; nothing without a reward yet (the first retraining replays every user's state from the
+        stored pairs)."""
         checkpoint, model = self.rewards.current_named()
         if model is None:
-            return None
-        state = self._reward_state(user_id, model, checkpoint) or model.init_state()
-        return {**model.update(state, features), "checkpoint": checkpoint}
+            return
+        states: dict[int, dict] = {}
+        for step in steps:
+            if step["pair"] is None:
+                continue
+            user_id = step["interaction"]["user_id"]
+            state = states.get(user_id) or self._reward_state(user_id, model, checkpoint) or model.init_state()
+            states[user_id] = step["router_state"] = {**model.update(state, step["pair"]["features"]),
+                                                      "checkpoint": checkpoint}
 
     def maintenance(self) -> dict | None:
         """Periodic background work; the server's worker calls it between learning jobs.

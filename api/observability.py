@@ -99,6 +99,8 @@ class Metrics:
         self.edits = Counter("redline_edits_total", "Edits received.", ["outcome"], registry=r)
         self.tokens = Counter("redline_tokens_total", "Generator tokens spent.", ["kind", "source"], registry=r)
         self.queue_depth = Gauge("redline_learning_queue_depth", "Learning jobs pending or running.", registry=r)
+        self.retrain = Histogram("redline_reward_retrain_seconds", "One retraining of the reward heads (background).",
+                                 registry=r, buckets=LATENCY_BUCKETS)
 
     def observe_generation(self, result) -> None:
         for stage, ms in result.timings_ms.items():
@@ -106,6 +108,9 @@ class Metrics:
         self.generation.observe(sum(result.timings_ms.values()) / 1000)
         self.tokens.labels("prompt", "generate").inc(result.tokens_in)
         self.tokens.labels("completion", "generate").inc(result.tokens_out)
+
+    def observe_retrain(self, seconds: float) -> None:
+        self.retrain.observe(seconds)
 
     def observe_learning(self, seconds: float, outcome: str, result=None) -> None:
         self.learning.labels(outcome).observe(seconds)

@@ -4,6 +4,7 @@ marked done in the learning step's; a crash leaves jobs 'pending' or 'running', 
 from __future__ import annotations
 
 import sqlite3
+from typing import Sequence
 
 from ._sqlite import SQLite, now_iso
 
@@ -36,11 +37,18 @@ class Jobs:
         return self._sql.query("SELECT * FROM jobs WHERE status IN ('pending', 'running') ORDER BY id LIMIT ?",
                                (limit,))
 
-    def mark(self, job_id: int, status: str, *, error: str | None = None) -> None:
-        """Set a job's status; marking it 'running' counts an attempt."""
+    def mark(self, job_ids: int | Sequence[int], status: str, *, error: str | None = None) -> None:
+        """Set the status of one job or several (one transaction); marking them 'running' counts an attempt."""
+        ids = [job_ids] if isinstance(job_ids, int) else list(job_ids)
         with self._sql.transaction() as conn:
-            conn.execute("UPDATE jobs SET status = ?, error = ?, attempts = attempts + (? = 'running'),"
-                         " updated_at = ? WHERE id = ?", (status, error, status, now_iso(), job_id))
+            conn.executemany("UPDATE jobs SET status = ?, error = ?, attempts = attempts + (? = 'running'),"
+                             " updated_at = ? WHERE id = ?", [(status, error, status, now_iso(), i) for i in ids])
+
+    def release(self, job_ids: Sequence[int]) -> None:
+        """Put jobs marked 'running' back to 'pending' without counting that attempt (they were not tried)."""
+        with self._sql.transaction() as conn:
+            conn.executemany("UPDATE jobs SET status = 'pending', attempts = MAX(attempts - 1, 0), updated_at = ?"
+                             " WHERE id = ? AND status = 'running'", [(now_iso(), i) for i in job_ids])
 
     def get(self, interaction_id: str, *, kind: str = "learn") -> dict | None:
         """The interaction's job, or None."""

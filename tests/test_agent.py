@@ -286,7 +286,7 @@ def test_one_failure_rule_for_queued_jobs(agent, monkeypatch):
         r = agent.generate("alice", ctx)
         agent.submit_edit(r.interaction_id, "- kept " + ctx[:12])
         ids.append(r.interaction_id)
-    real = agent.process_edit
+    real = agent._learning_step  # one edit's part of a (batched) learning step
 
     def failing(interaction_id):
         if interaction_id == ids[0]:
@@ -295,7 +295,7 @@ def test_one_failure_rule_for_queued_jobs(agent, monkeypatch):
             raise RuntimeError("boom")
         return real(interaction_id)
 
-    monkeypatch.setattr(agent, "process_edit", failing)
+    monkeypatch.setattr(agent, "_learning_step", failing)
     outcomes = agent.run_jobs()
     assert [(o.outcome, o.requeued) for o in outcomes] == [("dropped", False), ("error", True)]
     assert agent.store.jobs.counts() == {"failed": 1, "pending": 2}  # nothing is left 'running'
@@ -310,3 +310,42 @@ def test_one_failure_rule_for_queued_jobs(agent, monkeypatch):
             break
     assert raised == MAX_ATTEMPTS - 2 and learned == 1  # the fifth attempt fails the job for good
     assert agent.store.jobs.counts() == {"failed": 2, "done": 1}
+
+
+def test_a_batch_of_edits_is_learned_as_one_step_each_exactly_once(agent):
+    """process_edits: every edit of the batch is learned once (a second call only reports them), and two edits
+    of one user chain their routing steps."""
+    agent.import_pairs([{"context": c, "chosen": "- " + c[:20], "rejected": c, "user": "alice"}
+                        for c in (BIKES, BIKES2, BAKING)])
+    assert agent.train_rewards(force=True, n_heads=2)["users_routed"] == 1
+    steps_before = agent.store.router_state(agent.store.user_id("default", "alice"))["steps"]
+    ids = []
+    for user, ctx in (("alice", BIKES), ("bob", BAKING), ("alice", BIKES2)):
+        r = agent.generate(user, ctx)
+        agent.submit_edit(r.interaction_id, "- kept " + ctx[:12])
+        ids.append(r.interaction_id)
+    results = agent.process_edits(ids + ["nope"])
+    assert [r.already_learned for r in results[:3]] == [False] * 3 and isinstance(results[3], UnknownInteraction)
+    assert all(r.preference == "bullet points, brief" for r in results[:3])
+    alice = agent.store.router_state(agent.store.user_id("default", "alice"))
+    assert alice["steps"] == steps_before + 2
+    assert agent.store.router_state(agent.store.user_id("default", "bob"))["steps"] == 1
+    again = agent.process_edits(ids)
+    assert all(r.already_learned for r in again) and [r.preference_id for r in again] == \
+        [r.preference_id for r in results[:3]]
+    assert agent.store.counts()["preferences"] == 3 and agent.store.counts()["pairs"] == 6
+    assert agent.store.jobs.counts() == {"done": 3}
+
+
+def test_a_generator_outage_puts_the_whole_batch_back(agent):
+    ids = []
+    for ctx in (BIKES, BIKES2, BAKING):
+        r = agent.generate("alice", ctx)
+        agent.submit_edit(r.interaction_id, "- kept " + ctx[:12])
+        ids.append(r.interaction_id)
+    agent.generator.down = True
+    outcomes = agent.run_jobs()
+    assert outcomes[-1].outcome == "retry" and agent.store.jobs.counts() == {"pending": 3}
+    assert agent.store.counts()["preferences"] == 0
+    agent.generator.down = False
+    assert agent.process_pending() == 3 and agent.store.jobs.counts() == {"done": 3}

@@ -1,0 +1,48 @@
+"""The server's background worker (api.worker.LearningWorker): retraining runs on its own schedule while a
+backlog is being learned, and a stop is prompt, leaving the jobs not started queued."""
+
+import threading
+import time
+
+from redline.agent import JobOutcome
+from redline.api.observability import Metrics
+from redline.api.worker import LearningWorker
+
+
+class BacklogAgent:
+    """A learning queue that never empties until released: one job learned every few milliseconds."""
+
+    def __init__(self):
+        self.learned = 0
+        self.retrains_during_backlog = 0
+        self.backlog = threading.Event()
+        self.backlog.set()
+
+    def run_jobs(self, *, stopping, context, on_outcome):
+        while not stopping() and self.backlog.is_set():
+            self.learned += 1
+            on_outcome(JobOutcome(self.learned, f"i{self.learned}", "learned", False, 0.001))
+            time.sleep(0.005)
+        return []
+
+    def maintenance(self):
+        if self.backlog.is_set():
+            self.retrains_during_backlog += 1
+        time.sleep(0.02)  # a retrain takes a while; learning goes on meanwhile
+        return {"seconds": 0.02}
+
+
+def test_retraining_runs_while_a_backlog_is_learned_and_stop_is_prompt():
+    agent = BacklogAgent()
+    worker = LearningWorker(agent, Metrics(), maintenance_interval=0.05, poll_interval=0.05).start()
+    try:
+        end = time.monotonic() + 10
+        while agent.retrains_during_backlog < 2 and time.monotonic() < end:
+            time.sleep(0.01)
+        learned_at_retrain = agent.learned
+        assert agent.retrains_during_backlog >= 2 and worker.retrains >= 1
+        assert worker.alive
+    finally:
+        worker.stop(timeout=5)
+    assert not worker.alive and agent.backlog.is_set()  # stopped with the backlog still there
+    assert agent.learned >= learned_at_retrain > 0
