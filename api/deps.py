@@ -1,5 +1,8 @@
 """Dependencies injected into routes: the Agent built once in the lifespan, and the caller's tenant (from the
-Bearer key, or from the inspector's session cookie)."""
+Bearer key, or from the inspector's session cookie).
+
+All are coroutines that do not block (at most one indexed read, on the event loop thread's own store connection):
+FastAPI runs a plain function dependency in its thread pool, and each such hand-off costs more than that read."""
 
 from __future__ import annotations
 
@@ -21,24 +24,24 @@ DEFAULT_TENANT = "default"
 _bearer = HTTPBearer(auto_error=False, description="An API key from `redline keys create --tenant NAME`.")
 
 
-def get_agent(request: Request) -> Agent:
+async def get_agent(request: Request) -> Agent:
     return request.app.state.agent
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-def get_worker(request: Request) -> LearningWorker:
+async def get_worker(request: Request) -> LearningWorker:
     return request.app.state.worker
 
 
-def get_tenant(request: Request,
-               credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
+async def get_tenant(request: Request,
+                     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
     """The tenant bound to the Bearer key; every request acts inside it. With auth off: 'default'.
 
     Without the header, the inspector's session cookie stands for the key (its page calls these routes), and a
@@ -59,7 +62,7 @@ def get_tenant(request: Request,
     return tenant
 
 
-def get_page_tenant(request: Request) -> str:
+async def get_page_tenant(request: Request) -> str:
     """The tenant an inspector page acts in: the session's (auth on; without one, the login form) or 'default'."""
     if not request.app.state.settings.auth:
         return DEFAULT_TENANT

@@ -99,6 +99,8 @@ class Metrics:
         self.edits = Counter("redline_edits_total", "Edits received.", ["outcome"], registry=r)
         self.tokens = Counter("redline_tokens_total", "Generator tokens spent.", ["kind", "source"], registry=r)
         self.queue_depth = Gauge("redline_learning_queue_depth", "Learning jobs pending or running.", registry=r)
+        self.retraining = Gauge("redline_reward_retraining", "1 while the retrainer runs maintenance (a reward "
+                                "retrain when one is due), else 0.", registry=r)
         self.retrain = Histogram("redline_reward_retrain_seconds", "One retraining of the reward heads (background).",
                                  registry=r, buckets=LATENCY_BUCKETS)
 

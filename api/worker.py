@@ -99,11 +99,14 @@ class LearningWorker:
                 break
             self._retrain_due.clear()
             start = time.monotonic()
+            self.metrics.retraining.set(1)
             try:
                 summary = self.agent.maintenance()
             except Exception:
                 log.exception("maintenance failed")
                 summary = None
+            finally:
+                self.metrics.retraining.set(0)
             rest = time.monotonic() - start
             if summary is not None:
                 self.retrains += 1
