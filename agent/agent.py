@@ -41,7 +41,7 @@ class Agent(Generating, Learning, UserData):
                  embedder: Embedder | None = None, generator: Generator | None = None):
         self.settings = settings or Settings()
         self.store = store or Store(self.settings.store_path)
-        self.embedder = embedder or Embedder(self.settings.embedding_model)
+        self.embedder = embedder or Embedder(self.settings.embedding_model, dtype=self.settings.embedding_dtype)
         self._generator = generator
         self._generator_lock = threading.Lock()
         self.index_cache = IndexCache(self.settings.index_cache_users)

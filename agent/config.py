@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     generator_retries: int = Field(2, ge=0, description="Retries (with backoff) for a failed generator request.")
     embedding_model: Path | None = Field(
         None, description="sentence-transformers folder; default: packaged all-MiniLM-L6-v2.")
+    embedding_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="Embedder precision; auto = bfloat16 on CPUs with native bf16 (AVX-512 BF16/AMX), "
+                            "else float32.")
     k: int = Field(5, ge=1, le=50, description="CIPHER: how many nearest past contexts to retrieve.")
     delta: int = Field(0, ge=0, description="Edits whose word-level cost is at or below this count as 'no edit'.")
     max_tokens: int = Field(192, ge=1, le=8192, description="Default maximum tokens per generated text.")

@@ -100,7 +100,7 @@ class LockedEmbedder:
 
 def load_embedder(settings: Settings) -> LockedEmbedder:
     """The configured embedder for a run, shared by its threads; a failure to load is ``EmbeddingUnavailable``."""
-    return LockedEmbedder(Embedder(settings.embedding_model))
+    return LockedEmbedder(Embedder(settings.embedding_model, dtype=settings.embedding_dtype))
 
 
 def load_run_generator(settings: Settings, *, cache_path: Path | None) -> Generator:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
-__all__ = ["MODEL_LOADING", "quiet_offline_models"]
+__all__ = ["MODEL_LOADING", "quiet_offline_models", "cpu_has_bf16"]
 
 # Every model load in the process holds this. transformers imports its submodules lazily, and two threads
 # importing them at once (the server's warm-up loading MiniLM while a request converts SmolLM2) can be
@@ -32,3 +33,14 @@ def quiet_offline_models(environ: dict | None = None) -> dict:
     for name, value in _QUIET_OFFLINE.items():
         environ.setdefault(name, value)
     return environ
+
+
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU computes bfloat16 natively (Linux ``/proc/cpuinfo`` flags avx512_bf16 or amx_bf16)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = set(cpuinfo.split())
+    return bool(flags & {"avx512_bf16", "amx_bf16"})

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
-from redline.runtime import MODEL_LOADING
+from redline.runtime import MODEL_LOADING, cpu_has_bf16
 
 from ..errors import GeneratorUnavailable
 from .base import ChatPrompt, Generation, GenerationParams, apply_stop
@@ -22,17 +22,6 @@ from .greedy import greedy_copies
 __all__ = ["TransformersGenerator", "cpu_has_bf16", "resolve_dtype"]
 log = logging.getLogger(__name__)
 DTYPES = ("auto", "float32", "bfloat16")
-
-
-def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether the CPU computes bfloat16 natively (Linux ``/proc/cpuinfo`` flags avx512_bf16 or amx_bf16)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    flags = set(cpuinfo.split())
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def resolve_dtype(dtype: str) -> str:
