@@ -472,13 +472,13 @@ def learn_user(task: str, source: str, n: int = TRAIN):
     return rules, active, without / n_held, with_rules / n_held, reproduce / n_held
 
 
-# (task, source): the highest mean token cost left on held-out drafts after 4 edits. What is left is the
-# simulated user's own hard cuts (split_long_sentences cuts at N words; rules cut only at clause
-# boundaries), edits no rule kind covers (question_answer), and evidence still to come (a phrase seen once).
+# (task, source): the highest mean token cost left on held-out drafts after 4 edits. What is left is evidence still
+# to come (a stock phrase seen once: the email reddit user deletes a different one in each draft; a sentence-length
+# limit read from one edit); after 10 edits every one of these users is reproduced to within a token per draft.
 EXPECTED_LEFT = {
-    ("summarize", "news"): 40, ("summarize", "reddit"): 2, ("summarize", "wikipedia"): 16, ("summarize", "arxiv"): 1,
-    ("email", "paper_abstract"): 1, ("email", "reddit"): 13, ("email", "peer_review"): 6,
-    ("email", "paper_tweet"): 5,
+    ("summarize", "news"): 6, ("summarize", "reddit"): 1, ("summarize", "wikipedia"): 1, ("summarize", "arxiv"): 1,
+    ("email", "paper_abstract"): 1, ("email", "reddit"): 13, ("email", "peer_review"): 1,
+    ("email", "paper_tweet"): 1,
 }
 
 
