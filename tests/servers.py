@@ -47,8 +47,11 @@ class Server:
     def wait_ready(self, timeout: float = 180) -> "Server":
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if httpx.get(self.url + "/ready").status_code == 200:
-                return self
+            try:
+                if httpx.get(self.url + "/ready", timeout=10).status_code == 200:
+                    return self
+            except httpx.TimeoutException:  # a server starting on a loaded machine is not ready yet
+                pass
             time.sleep(0.2)
         raise RuntimeError(f"server not ready:\n{self.log_path.read_text()}")
 
