@@ -180,34 +180,13 @@ def write_outputs(runs: dict) -> None:
             f"{c['email']['with_preference']} / {c['email']['without']} | {r['tok_s_single']} | "
             f"{r['tok_s_batched']} (batch {r['batch']}) | {r['load_s']} |"
         )
-    kinds = sorted({k for r in runs.values() for k in r["by_kind"]})
-    lines += [
-        "",
-        "Per operation kind (oracle / without):",
-        "",
-        "| kind | " + " | ".join(runs) + " |",
-        "|---|" + "---|" * len(runs),
-    ]
-    for kind in kinds:
-        cells = []
-        for r in runs.values():
-            v = r["by_kind"].get(kind)
-            cells.append(f"{v['with_preference']:.2f} / {v['without']:.2f}" if v else "")
-        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
-    users = sorted({u for r in runs.values() for u in r["by_user"]})
-    lines += [
-        "",
-        "Per user (oracle / without):",
-        "",
-        "| user | " + " | ".join(runs) + " |",
-        "|---|" + "---|" * len(runs),
-    ]
-    for user in users:
-        cells = []
-        for r in runs.values():
-            v = r["by_user"].get(user)
-            cells.append(f"{v['with_preference']:.2f} / {v['without']:.2f}" if v else "")
-        lines.append(f"| {user} | " + " | ".join(cells) + " |")
+    for key, title in (("by_kind", "Per operation kind"), ("by_user", "Per user")):
+        lines += ["", f"{title} (oracle / without):", "", f"| {key[3:]} | " + " | ".join(runs) + " |",
+                  "|---|" + "---|" * len(runs)]
+        for name in sorted({n for r in runs.values() for n in r[key]}):
+            cells = [f"{v['with_preference']:.2f} / {v['without']:.2f}" if (v := r[key].get(name)) else ""
+                     for r in runs.values()]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     (RESULTS / "bench_compliance.md").write_text("\n".join(lines) + "\n")
     import matplotlib
 
