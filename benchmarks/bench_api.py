@@ -109,7 +109,12 @@ def start_server(data_dir: Path, **env: str) -> tuple[subprocess.Popen, str]:
         if proc.poll() is not None:
             raise SystemExit((data_dir / "server.log").read_text())
         time.sleep(0.1)
-    while time.monotonic() < end and httpx.get(url + "/ready").status_code != 200:
+    while time.monotonic() < end:
+        try:
+            if httpx.get(url + "/ready", timeout=10).status_code == 200:
+                break
+        except httpx.TimeoutException:  # still warming up on a loaded machine
+            pass
         time.sleep(0.2)
     return proc, url
 

@@ -42,18 +42,23 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited:\n{self.log_path.read_text()}")
             time.sleep(0.1)
+        self.proc.kill()
         raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
 
     def wait_ready(self, timeout: float = 180) -> "Server":
         end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                if httpx.get(self.url + "/ready", timeout=10).status_code == 200:
-                    return self
-            except httpx.TimeoutException:  # a server starting on a loaded machine is not ready yet
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"server not ready:\n{self.log_path.read_text()}")
+        try:
+            while time.monotonic() < end:
+                try:
+                    if httpx.get(self.url + "/ready", timeout=10).status_code == 200:
+                        return self
+                except httpx.TimeoutException:  # a server starting on a loaded machine is not ready yet
+                    pass
+                time.sleep(0.2)
+            raise RuntimeError(f"server not ready:\n{self.log_path.read_text()}")
+        except BaseException:  # a fixture that fails here never reaches its teardown: stop the process
+            self.stop()
+            raise
 
     def log(self) -> str:
         return self.log_path.read_text()
