@@ -169,6 +169,28 @@ class SQLite:
             self._local.reader = conn
         return conn
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """``query``/``one`` calls inside see one state of the database (one read transaction on this thread's
+        reader), so a read made of several queries is never torn by a commit between them (e.g. an edit marked
+        learned without the preference its learning stored). Inside this thread's write, or in memory, reads
+        are already consistent (they share the writer's lock or transaction)."""
+        if self.path == ":memory:":
+            with self._lock:
+                yield
+            return
+        if getattr(self._local, "writing", 0) or getattr(self._local, "snapshot", False):
+            yield
+            return
+        conn = self._reader()
+        conn.execute("BEGIN")
+        self._local.snapshot = True
+        try:
+            yield
+        finally:
+            self._local.snapshot = False
+            conn.execute("COMMIT")
+
     def query(self, sql: str, params: tuple | dict = ()) -> list[dict]:
         """Rows as dicts: read on this thread's connection, or on the writer's inside this thread's write."""
         if self.path == ":memory:" or getattr(self._local, "writing", 0):

@@ -437,6 +437,10 @@ class Store:
             (tenant, limit, offset, window, window, window, window))
 
     def export_user(self, user_id: int) -> dict:
+        with self._sql.snapshot():  # one state: never an edit marked learned without what its learning stored
+            return self._export_user(user_id)
+
+    def _export_user(self, user_id: int) -> dict:
         user = self.user(user_id)
         interactions = self._sql.query("SELECT * FROM interactions WHERE user_id = ? ORDER BY created_at", (user_id,))
         for row in interactions:

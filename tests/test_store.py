@@ -489,3 +489,27 @@ def test_reads_do_not_wait_for_a_write_in_progress(tmp_path):
     store.close()
     with pytest.raises(sqlite3.ProgrammingError):
         store.interaction(iid)
+
+
+def test_a_snapshot_is_not_torn_by_a_commit_between_its_reads(tmp_path):
+    """Reads inside ``snapshot()`` see one state: an export never shows an edit learned without its preference."""
+    import threading
+
+    store = Store(tmp_path / "r.db")
+    uid = store.user_id("t", "alice")
+    iid = _interaction(store, uid)
+    store.submit_edit(iid, "kept", cost=2, is_edit=True)
+    seen = {}
+    with store._sql.snapshot():
+        seen["before"] = store._sql.query("SELECT COUNT(*) AS n FROM preferences")[0]["n"]
+        learner = threading.Thread(target=store.complete_learning, args=(iid,), kwargs={
+            "preference": {"text": "short", "kind": "inferred", "context_vector": np.ones(4, dtype=np.float32)},
+            "pair": None})
+        learner.start()
+        learner.join()
+        seen["learned_at"] = store.edit(iid)["learned_at"]
+        seen["after"] = store._sql.query("SELECT COUNT(*) AS n FROM preferences")[0]["n"]
+    assert seen == {"before": 0, "learned_at": None, "after": 0}  # the commit happened, the snapshot did not see it
+    exported = store.export_user(uid)
+    assert exported["edits"][0]["learned_at"] is not None and len(exported["preferences"]) == 1
+    store.close()
