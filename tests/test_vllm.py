@@ -140,7 +140,9 @@ def test_selection_strategies_through_vllm(make_agent, recorded, strategy):
     assert all(isinstance(c["score"], float) for c in result.candidates)
     chosen = next(c for c in result.candidates if c["chosen"])
     assert result.text == chosen["text"] and chosen["reward"] == max(c["reward"] for c in result.candidates)
-    greedy = transport.completions(about=SIMILAR)  # the greedy target draft (the revisions show it, not SIMILAR)
+    # the greedy target draft: the task prompt about SIMILAR (a revision shows the draft, which may quote it)
+    greedy = [r for r in transport.completions(about=SIMILAR)
+              if "Here is a draft" not in r[1]["messages"][-1]["content"]]
     assert len(greedy) == 1 and greedy[0][1]["n"] == 1 and greedy[0][1]["temperature"] == 0.0
     writes = transport.completions(about="Here is a draft")  # the alternatives: revisions of the greedy draft
     assert {w[1]["temperature"] for w in writes} == {0.8}
