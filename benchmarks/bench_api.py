@@ -43,6 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from redline.store import Store, now_iso, vector_to_blob  # noqa: E402
+from redline.testing.server import wait_ready  # noqa: E402
 
 WORDS = ("budget transit council report revenue growth team launch demo schedule customer product review "
          "summary quarterly market policy research paper results method data model training city school").split()
@@ -109,13 +110,7 @@ def start_server(data_dir: Path, **env: str) -> tuple[subprocess.Popen, str]:
         if proc.poll() is not None:
             raise SystemExit((data_dir / "server.log").read_text())
         time.sleep(0.1)
-    while time.monotonic() < end:
-        try:
-            if httpx.get(url + "/ready", timeout=10).status_code == 200:
-                break
-        except httpx.TimeoutException:  # still warming up on a loaded machine
-            pass
-        time.sleep(0.2)
+    wait_ready(url, end - time.monotonic())
     return proc, url
 
 

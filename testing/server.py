@@ -11,6 +11,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import time
+
+import httpx
 
 from redline.agent import Agent, Settings
 from redline.api.app import create_app
@@ -18,6 +21,20 @@ from redline.api.server import configure_logging, run_server
 from redline.runtime import quiet_offline_models
 
 from .generators import ToggleGenerator
+
+
+def wait_ready(url: str, timeout: float = 180) -> bool:
+    """Poll ``url/ready`` until it answers 200 (True) or ``timeout`` seconds pass (False). A request that times
+    out means not ready yet: a server warming up on a loaded machine can take longer than httpx's default."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if httpx.get(url + "/ready", timeout=10).status_code == 200:
+                return True
+        except httpx.TimeoutException:
+            pass
+        time.sleep(0.2)
+    return False
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 
 from redline.runtime import quiet_offline_models
+from redline.testing.server import wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
@@ -46,15 +47,9 @@ class Server:
         raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
 
     def wait_ready(self, timeout: float = 180) -> "Server":
-        end = time.monotonic() + timeout
         try:
-            while time.monotonic() < end:
-                try:
-                    if httpx.get(self.url + "/ready", timeout=10).status_code == 200:
-                        return self
-                except httpx.TimeoutException:  # a server starting on a loaded machine is not ready yet
-                    pass
-                time.sleep(0.2)
+            if wait_ready(self.url, timeout):
+                return self
             raise RuntimeError(f"server not ready:\n{self.log_path.read_text()}")
         except BaseException:  # a fixture that fails here never reaches its teardown: stop the process
             self.stop()
