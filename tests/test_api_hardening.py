@@ -66,7 +66,7 @@ def string_slots(spec: dict, schema: dict, base):
     valid value) with ``SLOT`` there, through every union branch and array; an unknown field too wherever the
     schema allows one. ``strict`` says the string is free text (no enum or pattern decides first)."""
     schema = _resolve(spec, schema)
-    if "anyOf" in schema:
+    if "anyOf" in schema and "properties" not in schema:  # an object's own anyOf only constrains its properties
         for branch in schema["anyOf"]:
             yield from string_slots(spec, branch, base)
         return
@@ -132,8 +132,8 @@ def test_a_lone_surrogate_in_any_string_field_is_a_422_before_any_work(server, t
     with_body = {(method, path): op for path, ops in spec["paths"].items() for method, op in ops.items()
                  if "requestBody" in op}
     assert set(with_body) == set(targets)  # a new route with a body must join this test
-    with_surrogate = st.tuples(st.text(max_size=6), st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
-                               st.text(max_size=6)).map("".join)
+    around = st.text(st.characters(exclude_categories=["Cc", "Cs"]), max_size=6)  # control characters: a 400
+    with_surrogate = st.tuples(around, st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), around).map("".join)
     client = httpx.Client(base_url=server.url, timeout=30)
     covered = []
     for (method, _), op in with_body.items():

@@ -10,12 +10,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from redline.agent import GenerateOptions
 
+from ..bodies import JsonRoute
 from ..deps import AgentDep, MetricsDep, SettingsDep, TenantDep
 from ..errors import ApiError
 from ..schemas import ChatRequest, ModelCard, ModelList, Usage
 from ._common import check_max_tokens, errors
 
-router = APIRouter(tags=["openai"])
+router = APIRouter(tags=["openai"], route_class=JsonRoute)
 INTERACTION_HEADER = "X-Redline-Interaction-Id"
 RULES_HEADER = "X-Redline-Applied-Rules"
 MODEL_ID = "redline"
