@@ -3,7 +3,7 @@
 The lifespan builds the Agent once (unless one is passed in), loads the models in the background
 (``/health`` answers at once, ``/ready`` once they are loaded), runs the learning worker, and at shutdown
 stops the worker and closes the agent (its store). The inspector's pages live under ``/ui`` (``routes/ui.py``),
-with their session cookie signed by a secret of the data directory.
+with their sessions kept in the store (``api/session.py``).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
         app.include_router(module.router)
     ui.install(app)
     _serve_schema_with_limits(app, settings)
-    install_sessions(app, settings.data_dir)
+    install_sessions(app, settings)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics,
                        unexpected=unexpected)
     return app
