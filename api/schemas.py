@@ -79,9 +79,9 @@ MAX_SAFE_INTEGER = 2**53 - 1
 
 
 def integer(ge: int, le: int, **schema: Any) -> Any:
-    """An integer in [ge, le] that also takes its JSON spelling with a zero fraction, with exact bounds in the
-    schema (pydantic's own writes them as floats)."""
-    return Annotated[int, Field(ge=ge, le=le), BeforeValidator(_integral),
+    """An integer in [ge, le] that also takes its JSON spelling with a zero fraction (never a boolean or a string,
+    in lax models too), with exact bounds in the schema (pydantic's own writes them as floats)."""
+    return Annotated[int, Field(ge=ge, le=le, strict=True), BeforeValidator(_integral),
                      WithJsonSchema({"type": "integer", "minimum": ge, "maximum": le, **schema})]
 
 
@@ -430,6 +430,9 @@ class StreamOptions(RequestBody):
 
 def _chat_schema(schema: dict) -> None:
     _open_object(schema)
+    schema["examples"] = [{"model": "redline", "user": "alice", "messages": [
+        {"role": "system", "content": "You are helpful."},
+        {"role": "user", "content": "Write a two-line note inviting the team to Friday's demo."}]}]
     # `user` is required (a 400 that says so, rather than a 422, when it is missing or null)
     schema["required"] = [*schema.get("required", []), "user"]
     schema["properties"]["user"] = {"type": "string", "pattern": USER_PATTERN, "title": "User",
@@ -450,7 +453,7 @@ class ChatRequest(RequestBody):
     stream_options: StreamOptions | None = None
     max_tokens: Tokens | None = None
     max_completion_tokens: Tokens | None = None
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    temperature: Annotated[float, Field(ge=0.0, le=2.0, strict=True)] | None = None  # not "0.5", not false
     n: integer(1, 1) | None = Field(None, description="Only 1 is supported.")
     seed: Seed | None = None
     rules: StrictBool = Field(True, description="redline's extension: apply the user's learned edit rules "

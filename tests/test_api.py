@@ -465,6 +465,15 @@ BAD = [
      "application/json", 400,
      {"message": "max_tokens is 5000; this server allows at most 2048", "type": "invalid_request_error",
       "code": "invalid_input"}),
+    ("chat max_tokens over limit beside a max_completion_tokens", "POST", "/v1/chat/completions",  # was a 200
+     b'{"user": "al", "max_completion_tokens": 10, "max_tokens": 5000, '
+     b'"messages": [{"role": "user", "content": "hi"}]}',
+     "application/json", 400,
+     {"message": "max_tokens is 5000; this server allows at most 2048", "type": "invalid_request_error",
+      "code": "invalid_input"}),
+    ("a boolean for an integer", "POST", "/v1/chat/completions",  # was taken as 0
+     b'{"user": "al", "seed": false, "messages": [{"role": "user", "content": "hi"}]}', "application/json", 422,
+     {"message": "seed: Input should be a valid integer", "type": "invalid_request_error", "code": "invalid_request"}),
     ("too many candidates", "POST", "/v1/generate", b'{"user": "al", "context": "x", "strategy": "best_of_n", '
      b'"n": 17}', "application/json", 422,
      {"message": "n: Input should be less than or equal to 16", "type": "invalid_request_error",
@@ -639,8 +648,8 @@ FUZZED = [("POST", "/v1/generate"), ("POST", "/v1/interactions/{interaction_id}/
 def test_fuzz_openapi_conforms(stack, method, path):
     """schemathesis draws requests (valid and invalid) from the OpenAPI schema and runs all its checks on each
     answer: no 5xx, every status, header and body as the schema says, invalid requests refused and valid ones
-    accepted (issue 25: empty texts were a 400 the schema did not state, JSON integers such as 11.0 a 422). One rule
-    the schema cannot state is let through by name (``redline.testing.conformance``)."""
+    accepted (issue 25: empty texts were a 400 the schema did not state, JSON integers such as 11.0 a 422). The two
+    refusals the schema cannot state are let through by name (``redline.testing.conformance``)."""
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, given, settings
 
