@@ -80,7 +80,7 @@ def _path_regex(path: str) -> re.Pattern:
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route serves at the request's path, HEAD and OPTIONS included. Starlette's own
+    """Every method some route serves at the request's path, and OPTIONS (answered for every path). Starlette's own
     ``Allow`` names only the first route whose path matches (``PATCH`` where ``DELETE`` shares the path)."""
     methods = {"OPTIONS"}
     for route in _routes(request.app):

@@ -84,11 +84,11 @@ class Sessions:
         cookie). Expired sessions are removed on the way."""
         session_id = secrets.token_urlsafe(32)
         now = datetime.now(timezone.utc)
-        expires = (now + timedelta(seconds=max_age)).isoformat(timespec="milliseconds")
+        created, expires = (t.isoformat(timespec="milliseconds") for t in (now, now + timedelta(seconds=max_age)))
         with self._sql.transaction() as conn:
-            conn.execute("DELETE FROM ui_sessions WHERE expires_at <= ?", (now_iso(),))
+            conn.execute("DELETE FROM ui_sessions WHERE expires_at <= ?", (created,))
             conn.execute("INSERT INTO ui_sessions (id_hash, key_id, tenant, created_at, expires_at) VALUES (?,?,?,?,?)",
-                         (self._hash(session_id), key_id, tenant, now_iso(), expires))
+                         (self._hash(session_id), key_id, tenant, created, expires))
         return session_id
 
     def find(self, session_id: str) -> dict | None:
