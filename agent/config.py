@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     retry_after_seconds: int = Field(10, ge=1, description="Retry-After sent with 503 when the generator is down; "
                                                           "also the learning worker's back-off.")
     maintenance_interval: float = Field(300.0, gt=0, description="Seconds between the worker's maintenance calls.")
+    secure_cookies: bool = Field(False, description="Always mark the inspector's session cookie Secure (sent over "
+                                                    "HTTPS only), whatever the request came over.")
+    trust_proxy_headers: bool = Field(False, description="Believe a proxy's X-Forwarded-Proto: https (the client "
+                                                         "came over HTTPS), so the session cookie is Secure; only "
+                                                         "when every request reaches this server through that proxy.")
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -1,4 +1,5 @@
-"""API keys for the edges (``redline keys``, the server's auth): each bound to one tenant."""
+"""API keys for the edges (``redline keys``, the server's auth): each bound to one tenant; and the inspector's
+browser sessions opened with one, kept in the store so that every API process sees a logout at once."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ _TENANT = re.compile(TENANT_PATTERN)
 
 
 class Keys:
-    """``create``, ``list``, ``revoke`` keys; ``tenant(key)`` authenticates one. Only hashes are stored."""
+    """``create``, ``list``, ``revoke`` keys; ``tenant(key)`` authenticates one. Only hashes are stored.
+    ``start_session``/``session_tenant``/``end_session``: the sessions a key opens (revoking it ends them)."""
 
     def __init__(self, store: Store):
         self._keys = store.keys
+        self._sessions = store.sessions
 
     def create(self, tenant: str, name: str = "") -> tuple[str, dict]:
         """A new key for ``tenant``; returns ``(key, row)``. The key is shown once and never stored."""
@@ -45,9 +48,23 @@ class Keys:
         row = self._keys.find(key)
         return {"id": row["id"], "tenant": row["tenant"]} if row else None
 
-    def tenant_of(self, key_id: int) -> str | None:
-        """The tenant of key ``key_id`` while it is not revoked, else None (a revoked key ends its sessions)."""
-        return self._keys.active_tenant(key_id)
-
     def count_active(self) -> int:
         return self._keys.count_active()
+
+    def start_session(self, key_id: int, tenant: str, max_age: int) -> str:
+        """A new session of key ``key_id`` (of ``tenant``) for ``max_age`` seconds; returns its id, which only the
+        client keeps (the store has its hash)."""
+        return self._sessions.start(key_id, tenant, max_age)
+
+    def session_tenant(self, session_id: str) -> str | None:
+        """The tenant of a session that has not ended or expired and whose key is still active, else None."""
+        row = self._sessions.find(session_id)
+        return row["tenant"] if row else None
+
+    def end_session(self, session_id: str) -> None:
+        """End a session (logging out): from now on its id opens nothing, in any process on this store."""
+        self._sessions.end(session_id)
+
+    def session_secret(self) -> str:
+        """The secret that signs the session cookies: one per store, so every process serving it agrees."""
+        return self._sessions.secret("session-cookie")

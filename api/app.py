@@ -3,7 +3,7 @@
 The lifespan builds the Agent once (unless one is passed in), loads the models in the background
 (``/health`` answers at once, ``/ready`` once they are loaded), runs the learning worker, and at shutdown
 stops the worker and closes the agent (its store). The inspector's pages live under ``/ui`` (``routes/ui.py``),
-with their session cookie signed by a secret of the data directory.
+with their sessions kept in the store (``api/session.py``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from fastapi import FastAPI
 
 from redline.agent import Agent, Settings
 
+from .bodies import document_body_errors
 from .errors import install_error_handlers
 from .observability import Metrics, RequestMiddleware
 from .routes import chat, generate, interactions, ops, ui, users
+from .schemas import state_server_limits
 from .session import install_sessions
 from .worker import LearningWorker
 
@@ -67,10 +69,24 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
     for module in (generate, interactions, users, chat, ops):
         app.include_router(module.router)
     ui.install(app)
-    install_sessions(app, settings.data_dir)
+    _serve_schema_with_limits(app, settings)
+    install_sessions(app, settings)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics,
                        unexpected=unexpected)
     return app
+
+
+def _serve_schema_with_limits(app: FastAPI, settings: Settings) -> None:
+    """``/openapi.json`` states this server's limits (longest text, largest ``max_tokens``), which are settings,
+    and the ``415`` every route with a body answers to a body that is not JSON."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        fresh = app.openapi_schema is None
+        schema = build()
+        return document_body_errors(state_server_limits(schema, settings)) if fresh else schema
+
+    app.openapi = openapi
 
 
 def _warm_up(app: FastAPI) -> None:

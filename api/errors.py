@@ -9,13 +9,16 @@ inspector's pages (``/ui``) the same status and message come as an HTML page (``
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Callable
+import re
+from typing import Callable, Iterable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from redline.agent import AgentError, EmbeddingUnavailable, GeneratorUnavailable
 
@@ -63,6 +66,30 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
     return 422, f"{loc}: {msg}{more}", "invalid_request"
 
 
+def _routes(app: FastAPI) -> Iterable:
+    try:  # FastAPI 0.16x keeps included routers as such in app.routes
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # older: app.routes is already the flat list
+        return app.routes
+    return iter_route_contexts(app.routes)
+
+
+@functools.lru_cache(maxsize=256)
+def _path_regex(path: str) -> re.Pattern:
+    return compile_path(path)[0]
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path, and OPTIONS (answered for every path). Starlette's own
+    ``Allow`` names only the first route whose path matches (``PATCH`` where ``DELETE`` shares the path)."""
+    methods = {"OPTIONS"}
+    for route in _routes(request.app):
+        path, route_methods = getattr(route, "path", None), getattr(route, "methods", None)
+        if path and route_methods and _path_regex(path).match(request.url.path):
+            methods |= set(route_methods)
+    return sorted(methods)
+
+
 PageError = Callable[[Request, int, str, dict | None], Response]
 
 
@@ -101,6 +128,12 @@ def install_error_handlers(app: FastAPI, *, retry_after: int,
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 405:
+            allow = {"Allow": ", ".join(allowed_methods(request))}
+            if request.method == "OPTIONS":  # what the path supports is the answer, not an error
+                return Response(status_code=204, headers=allow)
+            return respond(request, 405, f"{request.method} is not allowed on {request.url.path}; allowed: "
+                                         f"{allow['Allow']}", None, allow)
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route for {request.method} {request.url.path}"
         elif exc.status_code == 400 and "parsing the body" in message:

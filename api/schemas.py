@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from redline.agent.types import STRATEGIES, TASKS, USER_PATTERN
@@ -12,7 +21,7 @@ from redline.agent.types import STRATEGIES, TASKS, USER_PATTERN
 __all__ = ["RequestBody", "GenerateRequest", "GenerateResponse", "EditRequest", "EditResponse", "InteractionResponse",
            "PreferencePatch", "PreferenceItem", "PreferencesResponse", "UserSummary", "UsersResponse",
            "DeleteUserResponse", "ChatRequest", "ModelList", "ErrorResponse", "USER_PATTERN", "Usage", "AppliedRule",
-           "RuleItem", "RulePatch"]
+           "RuleItem", "RulePatch", "state_server_limits", "MAX_SAFE_INTEGER"]
 
 Task = Literal[TASKS]  # OpenAPI lists the values; anything else is a 422 before the agent is called
 Strategy = Literal[STRATEGIES]
@@ -42,6 +51,71 @@ def reject_lone_surrogates(value: Any) -> Any:
 
 
 Encodable = Annotated[Any, AfterValidator(reject_lone_surrogates)]
+
+# What the server enforces on strings, stated in the OpenAPI schema (the same patterns in ECMA-262 and Python
+# regex). Every string of a body: no control character but tab, LF, VT, FF, CR (``api.bodies``, a 400). A text
+# (context, edit, preference): that, and at least one character that is not whitespace (the agent's "is empty",
+# a 400), and at most REDLINE_MAX_TEXT_CHARS characters (``state_server_limits`` writes the number in). The
+# server keeps its 400s, which name the field, character and position, rather than pydantic's 422 "should match
+# pattern": the schema says what is refused, the answer says where.
+_ALLOWED = r"[^\x00-\x08\x0e-\x1f\x7f]"
+_WHITESPACE = r"\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"  # str.isspace()
+PLAIN_PATTERN = f"^{_ALLOWED}*$"
+TEXT_PATTERN = f"^{_ALLOWED}*[^\\x00-\\x08\\x0e-\\x1f\\x7f{_WHITESPACE}]{_ALLOWED}*$"
+_LIMIT = "x-redline-limit"  # replaced by the server's setting in the schema it serves
+
+
+def _integral(value: Any) -> Any:
+    """A JSON number with no fraction (``11.0``) as the integer it is: JSON Schema's ``integer`` includes it."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+PlainStr = Annotated[str, WithJsonSchema({"type": "string", "pattern": PLAIN_PATTERN})]
+Text = Annotated[str, WithJsonSchema({"type": "string", "minLength": 1, "pattern": TEXT_PATTERN,
+                                      _LIMIT: {"maxLength": "max_text_chars"}})]
+# The largest integer every JSON reader holds exactly (an IEEE 754 double, RFC 8259 §6): seeds and ids stay within
+# it, so a client and a schema validator that read numbers as doubles agree with the server on what is in range.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def integer(ge: int, le: int, **schema: Any) -> Any:
+    """An integer in [ge, le] that also takes its JSON spelling with a zero fraction (never a boolean or a string,
+    in lax models too), with exact bounds in the schema (pydantic's own writes them as floats)."""
+    return Annotated[int, Field(ge=ge, le=le, strict=True), BeforeValidator(_integral),
+                     WithJsonSchema({"type": "integer", "minimum": ge, "maximum": le, **schema})]
+
+
+Tokens = integer(1, 8192, **{_LIMIT: {"maximum": "max_request_tokens"}})
+Seed = integer(0, MAX_SAFE_INTEGER)
+# Unknown fields the chat route ignores: any JSON whose strings (and keys) follow the rule above.
+ANY_JSON = {"$ref": "#/components/schemas/PlainJson"}
+PLAIN_JSON = {"anyOf": [{"type": "null"}, {"type": "boolean"}, {"type": "number"},
+                        {"type": "string", "pattern": PLAIN_PATTERN}, {"type": "array", "items": ANY_JSON},
+                        {"type": "object", "additionalProperties": ANY_JSON,
+                         "propertyNames": {"pattern": PLAIN_PATTERN}}],
+              "description": "Any JSON value whose strings hold no control character but tab, LF, VT, FF, CR."}
+
+
+def _open_object(schema: dict) -> None:
+    """The schema of a model that accepts unknown fields: they may be any JSON that follows the string rule."""
+    schema["additionalProperties"] = ANY_JSON
+    schema["propertyNames"] = {"pattern": PLAIN_PATTERN}
+
+
+def state_server_limits(openapi: dict, settings) -> dict:
+    """``openapi`` (FastAPI's schema, changed in place) with this server's limits written in where the models
+    mark them (the longest text, the largest ``max_tokens``), and ``PlainJson`` defined."""
+    pending = [openapi]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            for key, setting in node.pop(_LIMIT, {}).items():
+                node[key] = getattr(settings, setting)
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    openapi.setdefault("components", {}).setdefault("schemas", {})["PlainJson"] = PLAIN_JSON
+    return openapi
 
 
 class RequestBody(BaseModel):
@@ -75,17 +149,18 @@ class GenerateRequest(RequestBody):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     user: UserId
-    context: str = Field(description="The document, notes or message to respond to.")
+    context: Text = Field(description="The document, notes or message to respond to.")
     task: Task = Field("summarize", description="What to write.")
     strategy: Strategy = Field("greedy", description="Candidate plan: greedy (one text), best_of_n (the greedy target "
                           "draft and n-1 alternatives of the target preference) or rps (the greedy target draft and "
                           "one alternative per neighbourhood preference); the user's reward picks the answer. "
                           "Falls back to greedy before a reward is trained or before the user's first edit.")
-    n: int | None = Field(None, ge=1, le=16, description="Candidates for best_of_n and rps (default: the "
-                          "server's REDLINE_REWARD_N).")
-    max_tokens: int | None = Field(None, ge=1, le=8192, description="Tokens per generated text.")
+    n: integer(1, 16) | None = Field(None, description="Candidates for best_of_n and rps (default: the server's "
+                                     "REDLINE_REWARD_N).")
+    max_tokens: Tokens | None = Field(None, description="Tokens per generated text (at most the server's "
+                                      "REDLINE_MAX_REQUEST_TOKENS).")
     temperature: float | None = Field(None, ge=0.0, le=2.0, description="Sampling temperature (0 = greedy).")
-    seed: int | None = Field(None, ge=0, le=2**63 - 1, description="Sampling seed.")
+    seed: Seed | None = Field(None, description="Sampling seed.")
     rules: bool = Field(True, description="Apply the user's learned edit rules that are active here (false: the "
                         "text as generated). Off for everyone when the server runs with REDLINE_RULES=false.")
     use_preference: bool = Field(True, description="Prompt with the user's learned preference (false: no "
@@ -161,7 +236,7 @@ class GenerateResponse(BaseModel):
 class EditRequest(RequestBody):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    edited_text: str = Field(description="The text as the user kept it.")
+    edited_text: Text = Field(description="The text as the user kept it.")
 
 
 class EditResponse(BaseModel):
@@ -211,7 +286,7 @@ class InteractionResponse(BaseModel):
 class PreferencePatch(RequestBody):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    text: str = Field(description="The corrected preference, in the user's words.")
+    text: Text = Field(description="The corrected preference, in the user's words.")
 
 
 class PreferenceItem(BaseModel):
@@ -276,12 +351,19 @@ class RuleItem(BaseModel):
     updated_at: str
 
 
+RuleText = Annotated[str, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 200,
+                                          "pattern": TEXT_PATTERN})]
+
+
 class RulePatch(RequestBody):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    # Something to change: `enabled` (even null), or a `text` that is not null.
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"anyOf": [
+        {"required": ["enabled"]}, {"required": ["text"], "properties": {"text": {"not": {"type": "null"}}}}]})
 
     enabled: bool | None = Field(None, description="true: always apply; false: never; null: the evidence decides.")
-    text: str | int | None = Field(None, description="New text for the rule (1-200 characters): the replacement, "
-                                    "the phrase, the line, or the limit.")
+    text: RuleText | integer(-MAX_SAFE_INTEGER, MAX_SAFE_INTEGER) | None = Field(
+        None, description="New text for the rule (1-200 characters): the replacement, the phrase, the line, or the "
+                          "limit.")
 
 
 class PreferencesResponse(BaseModel):
@@ -322,17 +404,17 @@ class DeleteUserResponse(BaseModel):
 
 
 class ContentPart(RequestBody):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=_open_object)
 
-    type: str
-    text: str | None = None
+    type: PlainStr
+    text: PlainStr | None = None
 
 
 class ChatMessage(RequestBody):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=_open_object)
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[ContentPart] | None = None
+    content: PlainStr | list[ContentPart] | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -341,26 +423,39 @@ class ChatMessage(RequestBody):
 
 
 class StreamOptions(RequestBody):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=_open_object)
 
     include_usage: StrictBool = False
 
 
+def _chat_schema(schema: dict) -> None:
+    _open_object(schema)
+    schema["examples"] = [{"model": "redline", "user": "alice", "messages": [
+        {"role": "system", "content": "You are helpful."},
+        {"role": "user", "content": "Write a two-line note inviting the team to Friday's demo."}]}]
+    # `user` is required (a 400 that says so, rather than a 422, when it is missing or null)
+    schema["required"] = [*schema.get("required", []), "user"]
+    schema["properties"]["user"] = {"type": "string", "pattern": USER_PATTERN, "title": "User",
+                                    "description": "Whose preferences shape the reply: a user id within the tenant."}
+
+
 class ChatRequest(RequestBody):
-    """The OpenAI chat-completions request; unknown fields are accepted and ignored."""
+    """The OpenAI chat-completions request; unknown fields are accepted and ignored. The last message must be a
+    user message with text (a 400 otherwise; a rule JSON Schema cannot state)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", json_schema_extra=_chat_schema)
 
-    model: str = "redline"
-    messages: list[ChatMessage] = Field(min_length=1)
+    model: PlainStr = "redline"
+    messages: list[ChatMessage] = Field(min_length=1, description="The conversation; the last message must be the "
+                                        "user's, with text (it is the context).")
     user: UserId | None = Field(None, description="Required: whose preferences shape the reply.")
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(None, ge=1, le=8192)
-    max_completion_tokens: int | None = Field(None, ge=1, le=8192)
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    n: int | None = Field(None, ge=1, le=1, description="Only 1 is supported.")
-    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    max_tokens: Tokens | None = None
+    max_completion_tokens: Tokens | None = None
+    temperature: Annotated[float, Field(ge=0.0, le=2.0, strict=True)] | None = None  # not "0.5", not false
+    n: integer(1, 1) | None = Field(None, description="Only 1 is supported.")
+    seed: Seed | None = None
     rules: StrictBool = Field(True, description="redline's extension: apply the user's learned edit rules "
                                                 "(default true).")
 

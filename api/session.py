@@ -1,9 +1,12 @@
 """The inspector's browser session and its protection against cross-site request forgery.
 
-The API key is sent once, to the login form; the session then keeps the key's id and tenant (never the key) in
-a cookie signed with a secret of this data directory (Starlette's ``SessionMiddleware``, itsdangerous), HttpOnly
-and SameSite=Strict, for ``SESSION_MAX_AGE`` seconds. Every request made with it checks that the key is still
-active, so revoking a key ends its sessions.
+The API key is sent once, to the login form. The session lives on the server (``Keys.start_session``, a row in the
+store): the cookie holds its random id and the session's CSRF token (never the key), signed with a secret kept in
+the store (Starlette's ``SessionMiddleware``, itsdangerous; one secret for every process and host on the store),
+HttpOnly, SameSite=Strict, for ``SESSION_MAX_AGE`` seconds. Logging out ends the session on the server, and
+revoking the key ends all of its sessions: a cookie copied before either opens nothing afterwards, in any process.
+The cookie is ``Secure`` when the request came over HTTPS (by TLS to this server or, with
+``REDLINE_TRUST_PROXY_HEADERS``, a proxy's ``X-Forwarded-Proto: https``) and always with ``REDLINE_SECURE_COOKIES``.
 
 Forgery: a SameSite=Strict cookie is never sent with a request another site starts; on top of that, every
 state-changing request made with the session carries the session's CSRF token (a form field, or the
@@ -13,23 +16,23 @@ comes from (``Origin``, ``Sec-Fetch-Site``), comes from this server.
 
 from __future__ import annotations
 
-import os
 import secrets
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from starlette.middleware.sessions import SessionMiddleware
 
+from redline.agent import Settings
+
 from .errors import ApiError
 
 __all__ = ["SESSION_COOKIE", "SESSION_MAX_AGE", "CSRF_HEADER", "LoginRequired", "install_sessions", "csrf_token",
-           "start", "end", "tenant", "check_csrf", "session_secret"]
+           "start", "end", "tenant", "check_csrf", "is_https"]
 
 SESSION_COOKIE = "redline_session"
 SESSION_MAX_AGE = 12 * 3600
 CSRF_HEADER = "X-CSRF-Token"
-SECRET_FILE = "session-secret"
+OLD_SECRET_FILE = "session-secret"  # where the secret lived, per data directory, before the store kept it
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -41,23 +44,48 @@ class LoginRequired(Exception):
         self.next_path = next_path
 
 
-def session_secret(data_dir: Path) -> str:
-    """The key that signs session cookies: made once per data directory (readable by its owner only), so
-    sessions survive a restart and a second data directory never accepts the first one's cookies."""
-    path = Path(data_dir) / SECRET_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="ascii").strip()
-    with os.fdopen(fd, "w", encoding="ascii") as out:
-        out.write(secrets.token_urlsafe(48))
-    return path.read_text(encoding="ascii").strip()
+def is_https(scope, trust_proxy_headers: bool) -> bool:
+    """Whether the client's request came over HTTPS: TLS to this server, or (only when the proxy in front is
+    trusted to say so) any ``X-Forwarded-Proto`` value ``https``. Any hop counts: a client that claims HTTPS over
+    plain HTTP only gets a cookie its browser will not send back."""
+    if scope.get("scheme") in ("https", "wss"):
+        return True
+    if not trust_proxy_headers:
+        return False
+    for name, value in scope.get("headers") or ():
+        if name == b"x-forwarded-proto" and "https" in (p.strip().lower() for p in value.decode("latin-1").split(",")):
+            return True
+    return False
 
 
-def install_sessions(app: FastAPI, data_dir: Path) -> None:
-    app.add_middleware(SessionMiddleware, secret_key=session_secret(data_dir), session_cookie=SESSION_COOKIE,
-                       max_age=SESSION_MAX_AGE, same_site="strict", https_only=False)
+class _SessionCookies:
+    """``SessionMiddleware`` twice, with and without ``Secure``, picked per request; both sign with the store's
+    secret, read when the first request arrives (the store opens in the app's lifespan, after this is built)."""
+
+    def __init__(self, app, *, settings: Settings):
+        self.app, self.settings = app, settings
+        self._plain = self._secure = None
+
+    def _build(self, starlette_app) -> None:
+        secret = starlette_app.state.agent.keys.session_secret()
+        # the secret this data directory used before: no longer read, and no secret should lie around unused
+        (self.settings.data_dir / OLD_SECRET_FILE).unlink(missing_ok=True)
+        common = {"secret_key": secret, "session_cookie": SESSION_COOKIE, "max_age": SESSION_MAX_AGE,
+                  "same_site": "strict"}
+        self._secure = SessionMiddleware(self.app, https_only=True, **common)
+        self._plain = SessionMiddleware(self.app, https_only=False, **common)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        if self._plain is None:
+            self._build(scope["app"])
+        secure = self.settings.secure_cookies or is_https(scope, self.settings.trust_proxy_headers)
+        await (self._secure if secure else self._plain)(scope, receive, send)
+
+
+def install_sessions(app: FastAPI, settings: Settings) -> None:
+    app.add_middleware(_SessionCookies, settings=settings)
 
 
 def csrf_token(request: Request) -> str:
@@ -69,23 +97,29 @@ def csrf_token(request: Request) -> str:
 
 def start(request: Request, key: dict) -> None:
     """Log in with the key row ``{"id", "tenant"}``: a new session (and CSRF token), whatever was there."""
-    request.session.clear()
-    request.session.update(key_id=key["id"], tenant=key["tenant"], csrf=secrets.token_urlsafe(32))
+    end(request)
+    session_id = request.app.state.agent.keys.start_session(key["id"], key["tenant"], SESSION_MAX_AGE)
+    request.session.update(sid=session_id, csrf=secrets.token_urlsafe(32))
 
 
 def end(request: Request) -> None:
+    """Log out: the session ends on the server (a copy of the cookie opens nothing) and the cookie is cleared."""
+    session_id = request.session.get("sid")
+    if isinstance(session_id, str):
+        request.app.state.agent.keys.end_session(session_id)
     request.session.clear()
 
 
 def tenant(request: Request) -> str | None:
-    """The tenant of the session's key while the key is active, else None (and the session is dropped)."""
-    key_id, bound = request.session.get("key_id"), request.session.get("tenant")
-    if key_id is None:
+    """The tenant of the session while it lasts on the server (not ended, not expired, its key active), else None
+    (and the cookie is cleared)."""
+    session_id = request.session.get("sid")
+    if not isinstance(session_id, str):
         return None
-    if request.app.state.agent.keys.tenant_of(key_id) != bound:
-        end(request)
-        return None
-    return bound
+    found = request.app.state.agent.keys.session_tenant(session_id)
+    if found is None:
+        request.session.clear()
+    return found
 
 
 def check_csrf(request: Request, token: str | None) -> None:

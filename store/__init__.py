@@ -1,5 +1,5 @@
 """The source of truth: one SQLite database for users, interactions, edits, preferences (with their context
-vectors), preference pairs, per-user routing state, background jobs and API keys.
+vectors), preference pairs, per-user routing state, background jobs, API keys and the inspector's sessions.
 
 Never imports ``agent``, ``api`` or ``cli``.
 """

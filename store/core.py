@@ -18,7 +18,7 @@ import numpy as np
 from ._sqlite import SQLite, blob_to_vector, blobs_to_features, features_to_blob, now_iso, vector_to_blob
 from .errors import Conflict, NotFound
 from .jobs import Jobs
-from .keys import ApiKeys
+from .keys import ApiKeys, Sessions
 from .rules import Rules
 from .schema import migrate, schema_version
 
@@ -40,6 +40,7 @@ class Store:
         migrate(self._sql)
         self.jobs = Jobs(self._sql)
         self.keys = ApiKeys(self._sql)
+        self.sessions = Sessions(self._sql)
         self.rules = Rules(self._sql)
 
     # -- plumbing ---------------------------------------------------------------------------------

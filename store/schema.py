@@ -95,9 +95,22 @@ def _m4_pair_features(db: sqlite_utils.Database) -> None:
                                pk="user_id")
 
 
+def _m5_ui_sessions(db: sqlite_utils.Database) -> None:
+    """The inspector's browser sessions on the server, so logging out or revoking the key ends a session at once,
+    in every process that serves it: a session is the sha256 of its random id (the cookie holds the id), the key it
+    was opened with, the key's tenant and when it expires. And named secrets shared by every process on this
+    store, first the one that signs the session cookies (it was ``DATA_DIR/session-secret``, one per host)."""
+    db["ui_sessions"].create({"id_hash": str, "key_id": int, "tenant": str, "created_at": str, "expires_at": str},
+                             pk="id_hash", foreign_keys=[("key_id", "api_keys", "id")],
+                             not_null={"key_id", "tenant", "expires_at"})
+    db["ui_sessions"].create_index(["key_id"])
+    db["ui_sessions"].create_index(["expires_at"])
+    db["secrets"].create({"name": str, "value": str, "created_at": str}, pk="name", not_null={"value"})
+
+
 # Forward migrations; append only. Each runs once, in its own transaction.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_aggregation_owner, _m3_edit_rules,
-                                                             _m4_pair_features]
+                                                             _m4_pair_features, _m5_ui_sessions]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

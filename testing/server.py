@@ -24,14 +24,15 @@ from .generators import ToggleGenerator
 
 
 def wait_ready(url: str, timeout: float = 180) -> bool:
-    """Poll ``url/ready`` until it answers 200 (True) or ``timeout`` seconds pass (False). A request that times
-    out means not ready yet: a server warming up on a loaded machine can take longer than httpx's default."""
+    """Poll ``url/ready`` until it answers 200 (True) or ``timeout`` seconds pass (False). Not ready yet: a refused
+    connection (the server does not listen yet) and a request that times out (a server warming up on a loaded
+    machine can take longer than httpx's default)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         try:
             if httpx.get(url + "/ready", timeout=10).status_code == 200:
                 return True
-        except httpx.TimeoutException:
+        except (httpx.ConnectError, httpx.TimeoutException):
             pass
         time.sleep(0.2)
     return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -101,3 +102,27 @@ def wait_learned(client: httpx.Client, user: str, edits: int, timeout: float = 6
             return data
         time.sleep(0.1)
     raise AssertionError(f"{user}: edits not learned in {timeout}s: {data}")
+
+
+def raw_request(url: str, head: bytes) -> bytes:
+    """Send ``head`` (a request line and headers, as bytes nothing re-encodes) to the server at ``url``, and read
+    the whole answer."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head + b"Host: x\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def files_holding(folder: Path, needles: dict[str, list[bytes]]) -> dict[str, list[str]]:
+    """For each file under ``folder`` (database, WAL, shm, checkpoints, caches, the server's log): which needles
+    (a name and the byte strings that spell it) its raw bytes hold."""
+    found = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        names = [name for name, forms in needles.items() if any(form in data for form in forms)]
+        if names:
+            found[str(path.relative_to(folder))] = names
+    return found

@@ -9,15 +9,13 @@ import http.client
 import json
 import re
 import signal
-import socket
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 
-from servers import error, scripted_server, wait_learned
+from servers import error, files_holding, raw_request, scripted_server, wait_learned
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +64,7 @@ def string_slots(spec: dict, schema: dict, base):
     valid value) with ``SLOT`` there, through every union branch and array; an unknown field too wherever the
     schema allows one. ``strict`` says the string is free text (no enum or pattern decides first)."""
     schema = _resolve(spec, schema)
-    if "anyOf" in schema:
+    if "anyOf" in schema and "properties" not in schema:  # an object's own anyOf only constrains its properties
         for branch in schema["anyOf"]:
             yield from string_slots(spec, branch, base)
         return
@@ -132,8 +130,8 @@ def test_a_lone_surrogate_in_any_string_field_is_a_422_before_any_work(server, t
     with_body = {(method, path): op for path, ops in spec["paths"].items() for method, op in ops.items()
                  if "requestBody" in op}
     assert set(with_body) == set(targets)  # a new route with a body must join this test
-    with_surrogate = st.tuples(st.text(max_size=6), st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
-                               st.text(max_size=6)).map("".join)
+    around = st.text(st.characters(exclude_categories=["Cc", "Cs"]), max_size=6)  # control characters: a 400
+    with_surrogate = st.tuples(around, st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), around).map("".join)
     client = httpx.Client(base_url=server.url, timeout=30)
     covered = []
     for (method, _), op in with_body.items():
@@ -207,16 +205,6 @@ def test_an_unexpected_error_is_a_500_with_the_request_id_on_a_kept_connection(s
 
 # -- 2: log lines a client cannot forge ---------------------------------------------------------------
 
-def _raw_request(url: str, head: bytes) -> bytes:
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as sock:
-        sock.sendall(head + b"Host: x\r\nConnection: close\r\n\r\n")
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return answer
-
-
 def test_client_controlled_values_stay_on_one_escaped_log_line(server):
     """Issue 16.2: CR, LF and an ANSI escape in the path (percent-encoded, as HTTP requires), a header whose
     bytes decode to NEL, CSI and the bytes of U+2028, and an X-Request-ID holding one: exactly one log line,
@@ -224,13 +212,13 @@ def test_client_controlled_values_stay_on_one_escaped_log_line(server):
     the HTTP parser refuses the request."""
     forged = "2026-11-23 00:00:00,000 INFO redline.access [forged] DELETE /v1/users/alice 200 1.0ms"
     path = "/v1/users/x%0d%0a" + forged.replace(" ", "%20").replace("[", "%5B").replace("]", "%5D") + "%1b[2J/export"
-    answer = _raw_request(server.url, f"GET {path} HTTP/1.1\r\n".encode() +
+    answer = raw_request(server.url, f"GET {path} HTTP/1.1\r\n".encode() +
                           b"User-Agent: agent\x85forged-nel\x9b2J\xe2\x80\xa8\r\nX-Request-ID: id\x85forged\r\n")
     status, headers = answer.split(b"\r\n", 1)[0], answer.split(b"\r\n\r\n", 1)[0].decode("latin-1")
     assert status.startswith(b"HTTP/1.1 4"), answer
     rid = re.search(r"(?im)^x-request-id: ([0-9a-f]{32})\r?$", headers).group(1)  # a fresh id, not the client's
     for bad_header in (b"User-Agent: esc\x1b[2Jforged-esc\r\n", b"X-Request-ID: cr\rforged-cr\r\n"):
-        assert _raw_request(server.url, b"GET /health HTTP/1.1\r\n" + bad_header).startswith(b"HTTP/1.1 400")
+        assert raw_request(server.url, b"GET /health HTTP/1.1\r\n" + bad_header).startswith(b"HTTP/1.1 400")
     httpx.get(server.url + "/health")  # a later line: the ones before are complete
     lines = server.log().splitlines()
     mine = [line for line in lines if rid in line]
@@ -241,18 +229,6 @@ def test_client_controlled_values_stay_on_one_escaped_log_line(server):
 
 
 # -- 4 (and 3): deleted text leaves every file of the data dir; 6: logs carry no text ----------------
-
-def _hits(folder: Path, needles: dict[str, list[bytes]]) -> dict[str, list[str]]:
-    """For each file under ``folder`` (database, WAL, shm, checkpoints, caches, the server's log): which needles
-    its raw bytes hold."""
-    found = {}
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        names = [name for name, forms in needles.items() if any(form in data for form in forms)]
-        if names:
-            found[str(path.relative_to(folder))] = names
-    return found
-
 
 def _spellings(text: str) -> list[bytes]:
     """How a text can sit in a file: UTF-8 (SQLite, logs), UTF-16 and UTF-32 (numpy string arrays)."""
@@ -289,15 +265,15 @@ def deletion(tmp_path_factory):
                                               hashlib.sha1(t.encode()).hexdigest().encode("utf-32-le")]
                for i, t in enumerate(texts["leaver"])}
     needles = {"leaver": _spellings(markers["leaver"]), "keeper": _spellings(markers["keeper"]), **digests}
-    before = _hits(data, needles)
+    before = files_holding(data, needles)
     deleted = c.delete("/v1/users/leaver")
     assert deleted.status_code == 200 and deleted.json()["removed"]["users"] == 1, deleted.text
-    after_delete = _hits(data, needles)
+    after_delete = files_holding(data, needles)
     c.close()
     server.stop()  # SIGTERM
     assert server.proc.returncode in (0, -signal.SIGTERM), server.log()
     yield {"data": data, "markers": markers, "digests": set(digests), "before": before, "after_delete": after_delete,
-           "after_sigterm": _hits(data, needles), "log": server.log(), "preference": preference}
+           "after_sigterm": files_holding(data, needles), "log": server.log(), "preference": preference}
 
 
 def test_hard_delete_leaves_no_text_of_the_user_in_any_file(deletion):

@@ -1,15 +1,15 @@
 """What the inspector pages show, below the HTTP layer (fast: hash embedder, scripted generator): the tenant's
-users with their edit costs, a user's edit history, the charts' geometry and the session's signing secret."""
+users with their edit costs, a user's edit history, the charts' geometry, and the sessions with their signing
+secret, kept in the store."""
 
 from __future__ import annotations
 
-import stat
+import sqlite3
 
 import pytest
 
 from redline.agent import UnknownUser
 from redline.api.charts import cost_line, routing_bars
-from redline.api.session import session_secret
 from redline.testing import ScriptedGenerator
 
 DRAFT = "The council approved the budget on Tuesday after a long debate about transit and parks."
@@ -98,20 +98,38 @@ def test_routing_bars_are_as_long_as_the_weights():
     assert routing_bars(None) is None
 
 
-def test_the_session_secret_is_made_once_per_data_dir_and_private(tmp_path):
-    first = session_secret(tmp_path / "a")
-    assert session_secret(tmp_path / "a") == first and len(first) >= 32
-    assert session_secret(tmp_path / "b") != first
-    assert stat.S_IMODE((tmp_path / "a" / "session-secret").stat().st_mode) == 0o600
+def test_the_session_secret_is_one_per_store_whichever_process_asks(make_agent, tmp_path):
+    """Issue 25: the secret that signs session cookies lives in the store (it was a file per data directory), so
+    every API process on the store, on any host, accepts the others' cookies."""
+    first = make_agent(ScriptedGenerator(), data_dir=tmp_path / "a")
+    second = make_agent(ScriptedGenerator(), data_dir=tmp_path / "a")  # another process on the same store
+    other = make_agent(ScriptedGenerator(), data_dir=tmp_path / "b")
+    secret = first.keys.session_secret()
+    assert len(secret) >= 48 and second.keys.session_secret() == secret == first.keys.session_secret()
+    assert other.keys.session_secret() != secret
 
 
-def test_a_session_keeps_the_key_id_and_a_revoked_key_ends_it(agent):
+def test_a_session_lives_on_the_server_until_logout_expiry_or_revocation(agent):
+    """Issue 25: a session is a row in the store (the hash of its id), so ending it ends it for every copy of the
+    cookie; a revoked key ends all its sessions; an expired one opens nothing."""
     key, row = agent.keys.create("acme")
     assert agent.keys.authenticate(key) == {"id": row["id"], "tenant": "acme"}
-    assert agent.keys.tenant_of(row["id"]) == "acme"
+    assert agent.keys.authenticate("rl-not-a-key") is None
+    first, second = (agent.keys.start_session(row["id"], "acme", 3600) for _ in range(2))
+    assert first != second and agent.keys.session_tenant(first) == agent.keys.session_tenant(second) == "acme"
+    with sqlite3.connect(agent.store.path) as db:
+        stored = [r[0] for r in db.execute("SELECT id_hash FROM ui_sessions")]
+    assert len(stored) == 2 and first not in stored and second not in stored  # only hashes
+    agent.keys.end_session(first)
+    assert agent.keys.session_tenant(first) is None and agent.keys.session_tenant(second) == "acme"
+    agent.keys.end_session(first)  # twice: nothing to end
+    expired = agent.keys.start_session(row["id"], "acme", -1)
+    assert agent.keys.session_tenant(expired) is None
     agent.keys.revoke(row["id"])
-    assert agent.keys.authenticate(key) is None and agent.keys.tenant_of(row["id"]) is None
-    assert agent.keys.authenticate("rl-not-a-key") is None and agent.keys.tenant_of(999) is None
+    assert agent.keys.session_tenant(second) is None and agent.keys.authenticate(key) is None
+    with sqlite3.connect(agent.store.path) as db:
+        assert db.execute("SELECT COUNT(*) FROM ui_sessions").fetchone()[0] == 0
+    assert agent.keys.session_tenant("no-such-session") is None
 
 
 def test_the_rules_section_appears_with_rules_and_toggles_them():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 
@@ -81,14 +82,16 @@ def test_pages_ask_for_a_login_once_and_keep_a_strict_httponly_session(stack):
     cookie = resp.headers["set-cookie"]
     assert cookie.startswith("redline_session=") and "httponly" in cookie.lower()
     assert "samesite=strict" in cookie.lower() and "path=/" in cookie.lower()
+    assert "secure" not in cookie.lower()  # plain HTTP, no trusted proxy saying otherwise
     payload = json.loads(base64.b64decode(cookie.split("=", 1)[1].split(".")[0]))
-    assert payload["tenant"] == "acme" and set(payload) == {"key_id", "tenant", "csrf"}  # the id, never the key
+    assert set(payload) == {"sid", "csrf"}  # the server-side session's id, never the key
     assert key not in cookie and payload["csrf"] != token  # a new token with the new session
     assert anonymous.get("/ui/users/alice").status_code == 200
     assert anonymous.get("/ui/login").headers["location"] == "/ui"  # logged in already
     elsewhere = anonymous.post("/ui/login", data={"key": key, "csrf_token": payload["csrf"],
                                                   "next": "//evil.test/ui"})
     assert elsewhere.headers["location"] == "/ui"  # never sent to another site after logging in
+    assert not (stack["data"] / "session-secret").exists()  # the signing secret is the store's
 
 
 def test_the_users_page_lists_the_tenants_users_as_the_json_route_does(stack):
@@ -193,14 +196,38 @@ def test_a_hard_delete_needs_the_confirmation_step_and_a_token(stack):
     assert acme.get("/ui/users/dave").status_code == 404
 
 
-def test_logging_out_or_revoking_the_key_ends_the_session(stack):
+def _copy(client: httpx.Client) -> httpx.Client:
+    """Another client holding the same cookies: a copy of the session cookie taken now (what an attacker keeps)."""
+    copy = httpx.Client(base_url=str(client.base_url), timeout=30)
+    copy.cookies.set("redline_session", client.cookies["redline_session"])
+    return copy
+
+
+def test_logging_out_ends_the_session_for_every_copy_of_the_cookie(stack):
+    """Issue 25: a cookie captured before POST /ui/logout opened /ui and GET /v1/users/{user}/export for 12 h; the
+    session now ends on the server, so the copy opens nothing, while another session of the same key goes on."""
+    key = create_key(stack["data"], "temp-logout")
+    seed(httpx.Client(base_url=stack["url"], headers={"Authorization": f"Bearer {key}"}), "erin", [" Thanks!"])
+    first, other = session_client(stack["url"], key), session_client(stack["url"], key)
+    assert first.get("/ui/users/erin").status_code == 200
+    captured = _copy(first)
+    assert captured.get("/v1/users/erin/export").status_code == 200  # the copy works while the session lasts
+    out = first.post("/ui/logout", data={"csrf_token": csrf_of(first.get("/ui"))})
+    assert out.status_code == 303 and first.get("/ui").status_code == 303
+    assert captured.get("/ui").headers["location"] == "/ui/login?next=%2Fui"
+    assert captured.get("/ui/users/erin").status_code == 303
+    refused = captured.get("/v1/users/erin/export")
+    assert refused.status_code == 401 and error(refused)["code"] == "missing_api_key"
+    assert other.get("/ui/users/erin").status_code == 200  # logging out ends that session, not the key's others
+
+
+def test_revoking_the_key_ends_its_sessions(stack):
     key = create_key(stack["data"], "temp")
     stack["api"]["temp"] = api = httpx.Client(base_url=stack["url"], headers={"Authorization": f"Bearer {key}"})
     seed(api, "erin", [" Thanks!"])
     first, second = session_client(stack["url"], key), session_client(stack["url"], key)
     assert first.get("/ui/users/erin").status_code == 200
-    out = first.post("/ui/logout", data={"csrf_token": csrf_of(first.get("/ui"))})
-    assert out.status_code == 303 and first.get("/ui").status_code == 303
+    captured = _copy(second)
     listed = subprocess.run([sys.executable, "-m", "redline.cli", "--data-dir", str(stack["data"]), "--json", "keys",
                              "list", "--tenant", "temp"], cwd=REPO, capture_output=True, text=True, check=True)
     key_id = json.loads(listed.stdout)["keys"][0]["id"]
@@ -208,6 +235,40 @@ def test_logging_out_or_revoking_the_key_ends_the_session(stack):
                     str(key_id)], cwd=REPO, capture_output=True, check=True)
     assert second.get("/ui/users/erin").headers["location"] == "/ui/login?next=%2Fui%2Fusers%2Ferin"
     assert second.get("/v1/users/erin/preferences").status_code == 401
+    assert first.get("/v1/users/erin/export").status_code == 401 and captured.get("/ui").status_code == 303
+    with sqlite3.connect(stack["data"] / "redline.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM ui_sessions WHERE key_id = ?", (key_id,)).fetchone()[0] == 0
+
+
+def _cookie_flags(url: str, key: str, **headers: str) -> list[str]:
+    """The attributes of the session cookie set by the login form and by logging in, sent with ``headers``."""
+    form = httpx.get(url + "/ui/login", headers=headers)
+    cookie = form.headers["set-cookie"].split(";")[0]  # sent back by hand: httpx keeps a Secure cookie off HTTP
+    login = httpx.post(url + "/ui/login", data={"key": key, "csrf_token": csrf_of(form)},
+                       headers={**headers, "Cookie": cookie})
+    assert login.status_code == 303, login.text
+    return [{part.strip().lower() for part in resp.headers["set-cookie"].split(";")[1:]} for resp in (form, login)]
+
+
+def test_the_cookie_is_secure_over_https_as_a_trusted_proxy_says_and_when_configured(stack, tmp_path):
+    """Issue 25: the cookie never got Secure, even behind a TLS proxy. X-Forwarded-Proto is believed only with
+    REDLINE_TRUST_PROXY_HEADERS (off by default: any client could send it); REDLINE_SECURE_COOKIES always sets it."""
+    key = stack["keys"]["acme"]
+    for flags in _cookie_flags(stack["url"], key, **{"X-Forwarded-Proto": "https"}):  # not trusted by default
+        assert "secure" not in flags and {"httponly", "samesite=strict"} <= flags
+    keys = {"acme": create_key(tmp_path / "proxy", "acme"), "always": create_key(tmp_path / "always", "acme")}
+    proxied = scripted_server(tmp_path / "proxy", REDLINE_TRUST_PROXY_HEADERS="true").wait_ready()
+    always = scripted_server(tmp_path / "always", REDLINE_SECURE_COOKIES="true").wait_ready()
+    try:
+        for flags in _cookie_flags(proxied.url, keys["acme"], **{"X-Forwarded-Proto": "https"}):
+            assert {"secure", "httponly", "samesite=strict"} <= flags
+        for flags in _cookie_flags(proxied.url, keys["acme"], **{"X-Forwarded-Proto": "http"}):
+            assert "secure" not in flags
+        for flags in _cookie_flags(always.url, keys["always"]):
+            assert {"secure", "httponly", "samesite=strict"} <= flags
+    finally:
+        proxied.stop()
+        always.stop()
 
 
 def test_bad_input_on_a_page_is_an_error_page(stack):

@@ -10,12 +10,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from redline.agent import GenerateOptions
 
+from ..bodies import JsonRoute
 from ..deps import AgentDep, MetricsDep, SettingsDep, TenantDep
 from ..errors import ApiError
 from ..schemas import ChatRequest, ModelCard, ModelList, Usage
 from ._common import check_max_tokens, errors
 
-router = APIRouter(tags=["openai"])
+router = APIRouter(tags=["openai"], route_class=JsonRoute)
 INTERACTION_HEADER = "X-Redline-Interaction-Id"
 RULES_HEADER = "X-Redline-Applied-Rules"
 MODEL_ID = "redline"
@@ -45,6 +46,7 @@ def chat_completions(body: ChatRequest, agent: AgentDep, tenant: TenantDep, sett
     last = body.messages[-1]
     if last.role != "user" or not last.text().strip():
         raise ApiError(400, "the last message must be a non-empty user message", "invalid_input")
+    check_max_tokens(body.max_tokens, settings)  # both are checked, whichever is used (the schema states both)
     max_tokens = check_max_tokens(body.max_completion_tokens or body.max_tokens, settings)
     history = [{"role": m.role, "content": m.text()} for m in body.messages[:-1] if m.role in ("user", "assistant")]
     options = GenerateOptions(max_tokens=max_tokens, temperature=body.temperature, seed=body.seed, history=history,

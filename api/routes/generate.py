@@ -4,11 +4,12 @@ from fastapi import APIRouter
 
 from redline.agent import GenerateOptions
 
+from ..bodies import JsonRoute
 from ..deps import AgentDep, MetricsDep, SettingsDep, TenantDep
 from ..schemas import GenerateRequest, GenerateResponse, Usage
 from ._common import check_max_tokens, errors
 
-router = APIRouter(tags=["generate"])
+router = APIRouter(tags=["generate"], route_class=JsonRoute)
 
 
 @router.post("/v1/generate", response_model=GenerateResponse, responses=errors(503))

@@ -5,11 +5,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from ..bodies import JsonRoute
 from ..deps import AgentDep, MetricsDep, TenantDep, WorkerDep
 from ..schemas import EditRequest, EditResponse, InteractionResponse
 from ._common import errors
 
-router = APIRouter(tags=["learn"])
+router = APIRouter(tags=["learn"], route_class=JsonRoute)
 InteractionId = Annotated[str, Path(max_length=64, description="From /v1/generate or a chat completion's "
                                                                "interaction_id.")]
 

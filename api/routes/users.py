@@ -4,8 +4,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response
 
+from ..bodies import JsonRoute
 from ..deps import AgentDep, TenantDep
 from ..schemas import (
+    MAX_SAFE_INTEGER,
     USER_PATTERN,
     DeleteUserResponse,
     PreferenceItem,
@@ -17,10 +19,10 @@ from ..schemas import (
 )
 from ._common import errors
 
-router = APIRouter(tags=["users"])
+router = APIRouter(tags=["users"], route_class=JsonRoute)
 User = Annotated[str, Path(pattern=USER_PATTERN, max_length=128, description="User id within your tenant.")]
-PreferenceId = Annotated[int, Path(ge=1, le=2**63 - 1)]
-RuleId = Annotated[int, Path(ge=1, le=2**63 - 1, description="A rule id from the user's `rules` list.")]
+PreferenceId = Annotated[int, Path(ge=1, le=MAX_SAFE_INTEGER)]
+RuleId = Annotated[int, Path(ge=1, le=MAX_SAFE_INTEGER, description="A rule id from the user's `rules` list.")]
 
 
 Window = Annotated[int, Query(ge=1, le=10_000, description="Edits compared in the mean costs (first vs last).")]
