@@ -102,12 +102,6 @@ class Rule:
             return None
         return self.done(edited)
 
-    def precision_on(self, history) -> float:
-        """Precision on ``(draft, edited)`` pairs: of the edits that offered the chance, the share where
-        the user made the fix (0.0 when none did)."""
-        verdicts = [v for v in (self.followed(d, e) for d, e in history) if v is not None]
-        return sum(verdicts) / len(verdicts) if verdicts else 0.0
-
     def apply(self, text: str) -> str:
         """``text`` with the fix made where the rule matches; unchanged elsewhere; idempotent."""
         return self._fix(text) if self.opportunity(text) else text

@@ -48,8 +48,8 @@ from .editcost import edit_cost
 __all__ = [
     "Rule", "KINDS", "ReplacePhrase", "DeletePhrase", "MaxSentenceWords", "MaxSentences", "MaxWords", "BulletList",
     "NumberedList", "NoExclamation", "EndText", "RemoveClosing", "ClosingLine", "OpeningLine", "rule_from_dict",
-    "mine", "Thresholds", "Counts", "RuleEvidence", "Observation", "observe", "update_evidence", "evidence_over",
-    "tally", "active_here", "chance_of", "precision_on", "apply_rules",
+    "mine", "Thresholds", "Counts", "RuleEvidence", "Observation", "observe", "update_evidence", "active_here",
+    "chance_of", "apply_rules",
 ]
 
 # -- mining ----------------------------------------------------------------------------------------
@@ -58,7 +58,6 @@ MATCH = 0.6            # sentence similarity (0..1) above which a draft sentence
 MAX_SPLIT = 5          # a draft sentence may become up to this many edited sentences
 MAX_REPLACE_WORDS = 4  # each side of a phrase replacement
 PHRASE_CONTEXT = 0.7   # sentence similarity below which no phrase rule is read from a sentence pair
-MIN_CUT = 0.0         # share of the body's words a cut removes before it counts as a length limit
 
 
 def _words_grid(n: int) -> int:
@@ -198,8 +197,10 @@ def mine(draft: str, edited: str) -> list[Rule]:
     appended = es[len(own):]
     if appended and len(" ".join(appended).split()) <= 12:
         cands.append(_maybe(EndText, " ".join(appended)))
+    # a limit is read from sentences cut at the end of a body that did not grow (words the user added elsewhere
+    # are not the limit's)
     dw, ow = len(tx.words(db)), sum(len(tx.words(s)) for s in own)
-    if any(i not in matched for i in range(last + 1, len(ds))) and own and dw and (dw - ow) >= MIN_CUT * dw:
+    if any(i not in matched for i in range(last + 1, len(ds))) and own and dw and ow <= dw:
         cands.append(MaxSentences(len(own)))
         cands.append(MaxWords(_words_grid(ow)))
     cands.append(_sentence_limit(ds, es, pairs))
@@ -360,29 +361,6 @@ def update_evidence(rules_by_key: dict[str, RuleEvidence], draft: str, edited: s
         rules_by_key[key].record(supported, interaction_id, when)
         made.append(Observation(key, interaction_id, supported))
     return made
-
-
-def evidence_over(rule: Rule, examples: Iterable[tuple[str, str]]) -> Counts:
-    """Support and contradictions of ``rule`` over ``(draft, edited)`` pairs (e.g. the k nearest contexts)."""
-    verdicts = [rule.followed(d, e) for d, e in examples]
-    return Counts(sum(v is True for v in verdicts), sum(v is False for v in verdicts))
-
-
-def precision_on(rule: Rule, history: Iterable[tuple[str, str]]) -> float:
-    """The rule's precision on ``(draft, edited)`` pairs: of the edits that offered the chance, the share
-    where the user made the fix (0.0 when none offered it)."""
-    return evidence_over(rule, history).precision
-
-
-def tally(observations: Iterable[Observation], interaction_ids: Iterable[str]) -> dict[str, Counts]:
-    """Stored observations summed over a subset of interactions (the k nearest contexts): ``{key: Counts}``."""
-    ids = set(interaction_ids)
-    acc: dict[str, list[int]] = {}
-    for ob in observations:
-        if ob.interaction_id in ids:
-            c = acc.setdefault(ob.key, [0, 0])
-            c[0 if ob.supported else 1] += 1
-    return {k: Counts(s, c) for k, (s, c) in acc.items()}
 
 
 def chance_of(local: Counts, precision: float) -> float:
