@@ -418,7 +418,7 @@ def _ordered(rules: Iterable[Rule]) -> list[Rule]:
             continue
         taken.add(group)
         kept.append(r)
-    return sorted(kept, key=lambda r: (r.stage, r.order, r.key))
+    return sorted(kept, key=lambda r: (r.rank, r.key))
 
 
 def _pipeline(text: str, rules: list[Rule]) -> tuple[str, list[Rule]]:
