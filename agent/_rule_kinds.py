@@ -18,7 +18,7 @@ from typing import Callable, ClassVar
 
 from rapidfuzz import fuzz
 
-from . import text as tx
+from redline import text as tx
 
 MAX_TEXT = 200          # characters of any text parameter (a user may PATCH it)
 MAX_LINE_WORDS = 10     # an opening/closing line longer than this would not be seen as a frame line
@@ -191,9 +191,8 @@ def _replace(rule, text: str) -> str:
     return _phrase(rule.old).sub(sub, text)
 
 
-_LEFT_START = re.compile(r"(?:\A|\n[ \t]*|[.!?…][\"')\]]*[ \t]+|(?:\A|\n)[ \t]*(?:[-*•]|\d+[.)])[ \t]+)\Z")
 _LEFT_CLAUSE = re.compile(r"[,;:][ \t]*\Z")
-_RIGHT = re.compile(r"[ \t]*([.!?…,;:]+|(?=\n)|$)")
+_RIGHT = re.compile(rf"[ \t]*([{tx.END_MARKS},;:]+|(?=\n)|$)")  # a phrase's end: its sentence's or clause's
 
 
 def _deletable(phrase: str, text: str) -> list[tuple[int, int, int | None]]:
@@ -206,7 +205,7 @@ def _deletable(phrase: str, text: str) -> list[tuple[int, int, int | None]]:
         if not right:
             continue
         punct = right.group(1)[:1]
-        if _LEFT_START.search(before):
+        if tx.starts_sentence(text, m.start()):
             end = right.end()
             while end < len(text) and text[end] in " \t":
                 end += 1
@@ -238,7 +237,7 @@ def _delete(rule, text: str) -> str:
         if cap is not None:
             text = tx.capitalise_at(text, start)
     # a list item left empty goes, and so does a paragraph
-    text = re.sub(r"(?m)^[ \t]*(?:[-*•]|\d+[.)])[ \t]*(?:\n|\Z)", "", text)
+    text = re.sub(rf"(?m)^[ \t]*{tx.LIST_MARK}[ \t]*(?:\n|\Z)", "", text)
     text = re.sub(r"[ \t]+(?=\n|\Z)", "", text)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
@@ -333,8 +332,8 @@ def _list_opportunity(rule, draft: str) -> bool:
 # -- frame lines -----------------------------------------------------------------------------------
 
 def _ends_with(ending: str, text: str) -> bool:
-    want = [t.lower() for t in tx.TOKEN.findall(ending)]
-    have = [t.lower() for t in tx.TOKEN.findall(tx.body_of(text))]
+    want = [t.lower() for t in tx.PHRASE_TOKEN.findall(ending)]
+    have = [t.lower() for t in tx.PHRASE_TOKEN.findall(tx.body_of(text))]
     return have[-len(want):] == want
 
 

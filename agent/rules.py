@@ -24,7 +24,8 @@ from typing import Iterable, Sequence
 
 from rapidfuzz import fuzz
 
-from . import text as tx
+from redline import text as tx
+
 from ._rule_kinds import (
     KINDS,
     BulletList,
@@ -107,7 +108,7 @@ def _align(draft: list[str], edited: list[str]) -> list[tuple[int, list[int]]]:
 
 
 def _tokens(text: str) -> list[tuple[str, int, int]]:
-    return [(m.group(0), m.start(), m.end()) for m in tx.TOKEN.finditer(text)]
+    return [(m.group(0), m.start(), m.end()) for m in tx.PHRASE_TOKEN.finditer(text)]
 
 
 def _has_word(tokens) -> bool:
@@ -428,10 +429,10 @@ def _pipeline(text: str, rules: list[Rule]) -> tuple[str, list[Rule]]:
     for r in endings:
         if r.done(stripped):
             head, body, tail = tx.split_frame(stripped)
-            toks = list(tx.TOKEN.finditer(body))
-            n = len(tx.TOKEN.findall(r.ending))
+            toks = list(tx.PHRASE_TOKEN.finditer(body))
+            n = len(tx.PHRASE_TOKEN.findall(r.ending))
             cut = toks[-n].start()
-            rest = re.sub(r"\n?[ \t]*(?:[-*•]|\d+[.)])?[ \t]*\Z", "", body[:cut]).rstrip()
+            rest = re.sub(rf"\n?[ \t]*{tx.LIST_MARK}?[ \t]*\Z", "", body[:cut]).rstrip()
             stripped = tx.join_frame(head, rest, tail) if rest else stripped
     applied = []
     current = stripped

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from redline.agent import text as tx
+from redline import text as tx
 from redline.agent.editcost import edit_cost
 from redline.agent.rules import (
     KINDS,
