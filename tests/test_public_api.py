@@ -70,3 +70,8 @@ def test_the_edges_are_thin_over_the_agent():
     assert _imports("cli") <= {"agent", "api", "evals", "runtime"}  # api for serve, evals for eval
     assert "api" not in _imports("evals") and "cli" not in _imports("evals")
 
+
+def test_every_reader_of_text_reads_it_through_redline_text():
+    """One reading of text: the leaf that the agent, the reward's features and the simulated users share."""
+    assert _imports("policies") == {"text"}
+    assert "text" in _imports("agent") and "text" in _imports("evals")
