@@ -114,7 +114,8 @@ def edit_evidence(draft: str, edited: str, *, limit: int = 8) -> list[str]:
     added, words replaced, phrases deleted, limits; ``agent.rules.mine``) first, then the form changes of
     ``describe_edit`` that no mined rule states already; at most ``limit`` of them.
 
-    >>> edit_evidence("Dear Sam,\n\nI am late. Sorry!", "Hey!\n\nI'm late. Sorry.")
+    >>> edit_evidence("Dear Sam,\\n\\nI am late, as the bus broke down. Sorry!",
+    ...               "Hey!\\n\\nI'm late, as the bus broke down. Sorry.")
     ["start with the line 'Hey!'", "replace 'I am' with 'I'm'", 'no exclamation marks']
     """
     from rapidfuzz.distance import Levenshtein
