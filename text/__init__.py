@@ -37,7 +37,7 @@ WORD = re.compile(r"\w+(?:['’]\w+)*")
 PHRASE_TOKEN = re.compile(WORD.pattern + r"|[^\w\s]")
 EMOJI = re.compile("[\U0001F300-\U0001FAFF\u2600-\u27BF\u2B50\u2B06\u2934\u2935]")
 HASHTAG = re.compile(r"(?<!\w)#\w+")
-_WORD_PIECE = re.compile(r"(?<!\S)(?!#)\S*\w\S*")  # a piece between white space with a word character
+_WORD_PIECE = re.compile(r"(?<!\S)(?!#)\S*\w\S*")  # between white space, a word character, not a hashtag
 
 
 def tokens(text: str) -> list[str]:
@@ -171,7 +171,7 @@ def starts_sentence(text: str, i: int) -> bool:
 def end_sentence(sentence: str) -> str:
     """``sentence`` with a full stop unless it already ends like a sentence."""
     sentence = sentence.strip()
-    return sentence if sentence[-1:] in ".!?…:" else sentence + "."
+    return sentence if sentence[-1:] in END_MARKS + _WIDE_ENDS + ":" else sentence + "."
 
 
 # -- the frame: greeting or heading lines on top, a sign-off below -----------------------------------------
