@@ -8,14 +8,13 @@ z(y; ref) has one number per name in ``NAMES``, all 0 when y == ref (the referen
   sentences, long words, ; and :, dashes, quotes, ? and !, -ly words and hedges, first person, and/but/or (the
   prose statistics that tell professional writers apart), and lines, list items, hashtags and emojis (the
   layout a summary or an email gets);
-- *edit* features from an alignment of y against ref over the edit cost's tokens (``difflib``), meaningful only
-  when y is a revision of ref: share of ref kept, share of y taken from ref, changed spans, mean inserted and
-  deleted span length, share of spans that replace, share of y inserted, beginning and end of ref kept, sequence
-  similarity.
+- *edit* features from a word alignment of y against ref (``difflib``), meaningful only when y is a revision of
+  ref: share of ref kept, share of y taken from ref, changed spans, mean inserted and deleted span length,
+  share of spans that replace, share of y inserted, beginning and end of ref kept, sequence similarity.
 
-Words, sentences and tokens are read as everywhere in redline (``redline.text``). No model and no embedding:
-about 1 ms for a pair of 200-word paragraphs. Features are computed once per stored
-pair (the store keeps them with the pair, stamped with ``FEATURES_VERSION``), so retraining reads numbers.
+Words, sentences, list items and emoji are read as everywhere in redline (``redline.text``). No model and no
+embedding: about 1 ms for a pair of 200-word paragraphs. Features are computed once per stored pair (the store
+keeps them with the pair, stamped with ``FEATURES_VERSION``), so retraining reads numbers.
 """
 
 from __future__ import annotations
@@ -31,8 +30,7 @@ from redline import text as tx
 __all__ = ["EditFeatures", "FORM_NAMES", "EDIT_NAMES", "NAMES", "FEATURES_VERSION", "text_stats"]
 
 # Bump when a feature's definition changes: stored rows of an older version are recomputed from their texts.
-# 2: words, sentences, list items and emoji as redline.text reads them (any script; lines and abbreviations), and
-# the alignment over the edit cost's tokens instead of whitespace-separated pieces.
+# 2: words, sentences, list items and emoji as redline.text reads them (any script; lines and abbreviations).
 FEATURES_VERSION = 2
 
 _HEDGES = {"perhaps", "maybe", "might", "somewhat", "quite", "rather", "very", "really", "just", "seemed", "seem"}
@@ -74,10 +72,9 @@ def text_stats(text: str) -> np.ndarray:
 
 
 def _alignment(y: str, ref: str) -> np.ndarray:
-    """The edit features of ``y`` against ``ref`` (over the edit cost's tokens, lower-cased), in the order of
-    EDIT_NAMES."""
-    ty = [t.lower() for t in tx.tokens(y or "")]
-    tr = [t.lower() for t in tx.tokens(ref or "")]
+    """The edit features of ``y`` against ``ref`` (over their words, lower-cased), in the order of EDIT_NAMES."""
+    ty = [t.lower() for t in tx.words(y or "")]
+    tr = [t.lower() for t in tx.words(ref or "")]
     matcher = difflib.SequenceMatcher(None, tr, ty, autojunk=False)
     kept = np.zeros(len(tr), dtype=bool)
     spans = []
