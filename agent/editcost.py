@@ -1,9 +1,9 @@
 """Edit cost: Levenshtein distance between two texts over word tokens.
 
-Tokeniser: a token is a run of word characters (letters, digits, underscore, any script) or a single
-character that is neither a word character nor whitespace; so words and each punctuation mark are
-separate tokens and whitespace only separates them ("don't!" -> ``don ' t !``). This follows the PRELUDE
-protocol's word-level cost (NLTK-style tokens) closely without NLTK's data downloads.
+Tokeniser (``redline.text.TOKEN``): a token is a run of word characters (letters, digits, underscore, any
+script) or a single character that is neither a word character nor whitespace; so words and each punctuation
+mark are separate tokens and whitespace only separates them ("don't!" -> ``don ' t !``). This follows the
+PRELUDE protocol's word-level cost (NLTK-style tokens) closely without NLTK's data downloads.
 """
 
 from __future__ import annotations
@@ -12,18 +12,10 @@ import re
 
 from rapidfuzz.distance import Levenshtein
 
+from redline.text import TOKEN
+from redline.text import tokens as tokenize  # the public name in redline.agent
+
 __all__ = ["tokenize", "edit_cost", "word_diff", "EditCost"]
-
-_TOKEN = re.compile(r"\w+|[^\w\s]", re.UNICODE)
-
-
-def tokenize(text: str) -> list[str]:
-    """Word and punctuation tokens of ``text``.
-
-    >>> tokenize("Hello, world!")
-    ['Hello', ',', 'world', '!']
-    """
-    return _TOKEN.findall(text)
 
 
 def edit_cost(draft: str, edited: str) -> int:
@@ -44,7 +36,7 @@ def word_diff(draft: str, edited: str) -> list[tuple[str, str]]:
     >>> word_diff("We utilize the tool.", "We use the tool.")
     [('equal', 'We'), ('delete', ' utilize'), ('insert', ' use'), ('equal', ' the tool.')]
     """
-    a, b = list(_TOKEN.finditer(draft)), list(_TOKEN.finditer(edited))
+    a, b = list(TOKEN.finditer(draft)), list(TOKEN.finditer(edited))
 
     def run(text: str, tokens: list[re.Match], i: int, j: int) -> str:
         return text[tokens[i - 1].end() if i else 0:tokens[j - 1].end()]  # from the end of the token before

@@ -5,8 +5,9 @@ Templates are plain ``str.format`` strings; builders below turn them into chat m
 
 from __future__ import annotations
 
-import re
 from typing import Sequence
+
+from redline.text import LIST_ITEM
 
 __all__ = ["TASKS", "task_prompt", "revision_prompt", "inference_prompt", "aggregation_prompt", "clean_preference",
            "icl_edit_history", "user_judge_prompt", "user_rewrite_prompt"]
@@ -90,9 +91,6 @@ def aggregation_prompt(preferences: Sequence[str]) -> list[dict]:
     return [{"role": "user", "content": AGGREGATE_PREFERENCES.format(preferences=listed)}]
 
 
-_LIST_MARKER = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
-
-
 def clean_preference(text: str, *, max_words: int = 40) -> str:
     """An LLM answer as one preference line: without quotes around it, labels or list markers, capped in words.
 
@@ -102,8 +100,8 @@ def clean_preference(text: str, *, max_words: int = 40) -> str:
     """
     lines, listed = [], False
     for raw in text.splitlines():
-        marked = bool(_LIST_MARKER.match(raw))
-        line = _LIST_MARKER.sub("", raw).strip().strip("*• ").strip()
+        marked = bool(LIST_ITEM.match(raw))
+        line = LIST_ITEM.sub("", raw).strip().strip("*• ").strip()
         if len(line) > 1 and line[0] == line[-1] and line[0] in "\"`":
             line = line[1:-1].strip()
         if not line or line.endswith(":"):

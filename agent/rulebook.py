@@ -11,7 +11,6 @@ import logging
 from dataclasses import dataclass
 
 from redline.store import Conflict, NotFound, Store
-from redline.store.rules import UNCHANGED
 
 from .config import Settings
 from .errors import InvalidRule, RuleConflict, UnknownRule
@@ -19,6 +18,8 @@ from .rules import Counts, Rule, RuleEvidence, Thresholds, active_here, apply_ru
 
 __all__ = ["Rulebook", "ActiveRule", "UNCHANGED"]
 log = logging.getLogger(__name__)
+
+UNCHANGED = object()  # ``update(enabled=UNCHANGED)`` leaves the user's override as it is
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,8 @@ class Rulebook:
                             if (verdict := new.followed(draft, kept)) is not None]
             new_row = _row_of(new)
         try:
-            self.store.rules.update(user_id, rule_id, enabled=enabled, rule=new_row, observations=observations)
+            override = {} if enabled is UNCHANGED else {"enabled": enabled}
+            self.store.rules.update(user_id, rule_id, rule=new_row, observations=observations, **override)
         except NotFound as exc:  # deleted meanwhile
             raise UnknownRule(f"unknown rule id {rule_id}") from exc
         except Conflict as exc:

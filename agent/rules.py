@@ -18,13 +18,14 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
 from rapidfuzz import fuzz
 
-from . import text as tx
+from redline import text as tx
+
+from ._rule_evidence import Counts, Observation, RuleEvidence, Thresholds, active_here, chance_of
 from ._rule_kinds import (
     KINDS,
     BulletList,
@@ -48,8 +49,8 @@ from .editcost import edit_cost
 __all__ = [
     "Rule", "KINDS", "ReplacePhrase", "DeletePhrase", "MaxSentenceWords", "MaxSentences", "MaxWords", "BulletList",
     "NumberedList", "NoExclamation", "EndText", "RemoveClosing", "ClosingLine", "OpeningLine", "rule_from_dict",
-    "mine", "Thresholds", "Counts", "RuleEvidence", "Observation", "observe", "update_evidence", "evidence_over",
-    "tally", "active_here", "chance_of", "precision_on", "apply_rules",
+    "mine", "Thresholds", "Counts", "RuleEvidence", "Observation", "observe", "update_evidence", "active_here",
+    "chance_of", "apply_rules",
 ]
 
 # -- mining ----------------------------------------------------------------------------------------
@@ -58,7 +59,6 @@ MATCH = 0.6            # sentence similarity (0..1) above which a draft sentence
 MAX_SPLIT = 5          # a draft sentence may become up to this many edited sentences
 MAX_REPLACE_WORDS = 4  # each side of a phrase replacement
 PHRASE_CONTEXT = 0.7   # sentence similarity below which no phrase rule is read from a sentence pair
-MIN_CUT = 0.0         # share of the body's words a cut removes before it counts as a length limit
 
 
 def _words_grid(n: int) -> int:
@@ -108,7 +108,7 @@ def _align(draft: list[str], edited: list[str]) -> list[tuple[int, list[int]]]:
 
 
 def _tokens(text: str) -> list[tuple[str, int, int]]:
-    return [(m.group(0), m.start(), m.end()) for m in tx.TOKEN.finditer(text)]
+    return [(m.group(0), m.start(), m.end()) for m in tx.PHRASE_TOKEN.finditer(text)]
 
 
 def _has_word(tokens) -> bool:
@@ -198,8 +198,10 @@ def mine(draft: str, edited: str) -> list[Rule]:
     appended = es[len(own):]
     if appended and len(" ".join(appended).split()) <= 12:
         cands.append(_maybe(EndText, " ".join(appended)))
+    # a limit is read from sentences cut at the end of a body that did not grow (words the user added elsewhere
+    # are not the limit's)
     dw, ow = len(tx.words(db)), sum(len(tx.words(s)) for s in own)
-    if any(i not in matched for i in range(last + 1, len(ds))) and own and dw and (dw - ow) >= MIN_CUT * dw:
+    if any(i not in matched for i in range(last + 1, len(ds))) and own and dw and ow <= dw:
         cands.append(MaxSentences(len(own)))
         cands.append(MaxWords(_words_grid(ow)))
     cands.append(_sentence_limit(ds, es, pairs))
@@ -242,86 +244,7 @@ def _maybe(cls, *args) -> Rule | None:
         return None
 
 
-# -- evidence --------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Thresholds:
-    """When a rule is active: at least ``min_support`` supporting edits and a precision (support over
-    support plus contradictions) of at least ``min_precision``. A rule that is not active over all the user's
-    edits but is among the nearest contexts applies there only if so much support that near would be a chance
-    at most ``local_chance`` given the user's overall precision (one-sided binomial test)."""
-
-    min_support: int = 2
-    min_precision: float = 0.8
-    local_chance: float = 0.05
-
-    def __post_init__(self):
-        if self.min_support < 1:
-            raise ValueError("min_support must be at least 1")
-        if not 0.0 <= self.min_precision <= 1.0:
-            raise ValueError("min_precision must be between 0 and 1")
-        if not 0.0 < self.local_chance <= 1.0:
-            raise ValueError("local_chance must be above 0 and at most 1")
-
-
-@dataclass(frozen=True)
-class Counts:
-    support: int = 0
-    contradictions: int = 0
-
-    @property
-    def precision(self) -> float:
-        seen = self.support + self.contradictions
-        return self.support / seen if seen else 0.0
-
-    def active(self, thresholds: Thresholds = Thresholds()) -> bool:
-        return self.support >= thresholds.min_support and self.precision >= thresholds.min_precision
-
-
-@dataclass(frozen=True)
-class Observation:
-    """One interaction's verdict on one rule: the row phase 2 stores per (rule, interaction)."""
-
-    key: str
-    interaction_id: str
-    supported: bool
-
-
-@dataclass
-class RuleEvidence:
-    """A rule and what the user's edits said about it. ``enabled`` is the user's override (None: the
-    thresholds decide)."""
-
-    rule: Rule
-    support: int = 0
-    contradictions: int = 0
-    supported_by: list[str] = field(default_factory=list)       # provenance: the edits that taught it
-    contradicted_by: list[str] = field(default_factory=list)
-    first_seen: datetime | None = None
-    last_seen: datetime | None = None
-    enabled: bool | None = None
-
-    @property
-    def counts(self) -> Counts:
-        return Counts(self.support, self.contradictions)
-
-    @property
-    def precision(self) -> float:
-        return self.counts.precision
-
-    def active(self, thresholds: Thresholds = Thresholds()) -> bool:
-        return self.enabled if self.enabled is not None else self.counts.active(thresholds)
-
-    def record(self, supported: bool, interaction_id: str, when: datetime) -> None:
-        if supported:
-            self.support += 1
-            self.supported_by.append(interaction_id)
-        else:
-            self.contradictions += 1
-            self.contradicted_by.append(interaction_id)
-        self.first_seen = self.first_seen or when
-        self.last_seen = when
-
+# -- evidence (the counting is in _rule_evidence.py) ---------------------------------------------
 
 def observe(rules: Iterable[Rule], draft: str, edited: str) -> dict[str, bool]:
     """Each rule's verdict on one edit, for the rules the draft gave a chance: ``{key: supported}``."""
@@ -362,55 +285,6 @@ def update_evidence(rules_by_key: dict[str, RuleEvidence], draft: str, edited: s
     return made
 
 
-def evidence_over(rule: Rule, examples: Iterable[tuple[str, str]]) -> Counts:
-    """Support and contradictions of ``rule`` over ``(draft, edited)`` pairs (e.g. the k nearest contexts)."""
-    verdicts = [rule.followed(d, e) for d, e in examples]
-    return Counts(sum(v is True for v in verdicts), sum(v is False for v in verdicts))
-
-
-def precision_on(rule: Rule, history: Iterable[tuple[str, str]]) -> float:
-    """The rule's precision on ``(draft, edited)`` pairs: of the edits that offered the chance, the share
-    where the user made the fix (0.0 when none offered it)."""
-    return evidence_over(rule, history).precision
-
-
-def tally(observations: Iterable[Observation], interaction_ids: Iterable[str]) -> dict[str, Counts]:
-    """Stored observations summed over a subset of interactions (the k nearest contexts): ``{key: Counts}``."""
-    ids = set(interaction_ids)
-    acc: dict[str, list[int]] = {}
-    for ob in observations:
-        if ob.interaction_id in ids:
-            c = acc.setdefault(ob.key, [0, 0])
-            c[0 if ob.supported else 1] += 1
-    return {k: Counts(s, c) for k, (s, c) in acc.items()}
-
-
-def chance_of(local: Counts, precision: float) -> float:
-    """How likely at least ``local.support`` of the ``local`` verdicts would be support if each were support
-    with probability ``precision`` (the user's overall precision): the one-sided binomial tail."""
-    n, k = local.support + local.contradictions, local.support
-    return sum(math.comb(n, x) * precision ** x * (1 - precision) ** (n - x) for x in range(k, n + 1))
-
-
-def active_here(overall: RuleEvidence, local: Counts | None, thresholds: Thresholds = Thresholds()) -> bool:
-    """Whether a rule applies in one context. ``local`` counts the rule over the k nearest past contexts.
-
-    - The user's override wins (``enabled`` True/False).
-    - A rule that holds everywhere (active over all the user's edits) applies unless a neighbour
-      contradicted it (and the neighbours do not make it active after all); with no local evidence either
-      way it applies.
-    - A rule that does not hold everywhere applies where it is active among the neighbours, and only if that
-      is unlikely to be chance given how often the user makes the fix overall (``Thresholds.local_chance``):
-      a fix the user makes on one kind of text, not a fix they make now and then.
-    """
-    if overall.enabled is not None:
-        return overall.enabled
-    local = local or Counts()
-    if overall.counts.active(thresholds):
-        return local.contradictions == 0 or local.active(thresholds)
-    return local.active(thresholds) and chance_of(local, overall.precision) <= thresholds.local_chance
-
-
 # -- applying --------------------------------------------------------------------------------------
 
 # Kinds of which one text can follow only one rule: the first given wins (callers pass rules best first).
@@ -440,7 +314,7 @@ def _ordered(rules: Iterable[Rule]) -> list[Rule]:
             continue
         taken.add(group)
         kept.append(r)
-    return sorted(kept, key=lambda r: (r.stage, r.order, r.key))
+    return sorted(kept, key=lambda r: (r.rank, r.key))
 
 
 def _pipeline(text: str, rules: list[Rule]) -> tuple[str, list[Rule]]:
@@ -450,10 +324,10 @@ def _pipeline(text: str, rules: list[Rule]) -> tuple[str, list[Rule]]:
     for r in endings:
         if r.done(stripped):
             head, body, tail = tx.split_frame(stripped)
-            toks = list(tx.TOKEN.finditer(body))
-            n = len(tx.TOKEN.findall(r.ending))
+            toks = list(tx.PHRASE_TOKEN.finditer(body))
+            n = len(tx.PHRASE_TOKEN.findall(r.ending))
             cut = toks[-n].start()
-            rest = re.sub(r"\n?[ \t]*(?:[-*•]|\d+[.)])?[ \t]*\Z", "", body[:cut]).rstrip()
+            rest = re.sub(rf"\n?[ \t]*{tx.LIST_MARK}?[ \t]*\Z", "", body[:cut]).rstrip()
             stripped = tx.join_frame(head, rest, tail) if rest else stripped
     applied = []
     current = stripped

@@ -51,11 +51,7 @@ class UserData:
         """What redline believes ``user`` prefers, newest first, with where each belief came from,
         and stats: edits, mean cost of the first and of the last ``window`` edits."""
         user_id = self._user_id(user, tenant)
-        items = self.store.preferences(user_id, limit=limit, offset=offset)
-        for item in items:
-            item["user_edited"] = bool(item["user_edited"])
-            ctx = item.pop("context") or ""
-            item["context_snippet"] = ctx[:200] + ("…" if len(ctx) > 200 else "")
+        items = [_preference_item(row) for row in self.store.preferences(user_id, limit=limit, offset=offset)]
         costs = self.store.edit_costs(user_id)
         stats = {"edits": len(costs), "preferences": self.store.count_preferences(user_id),
                  "mean_cost_first": _mean(sum(costs[:window]), len(costs[:window])),
@@ -88,9 +84,11 @@ class UserData:
         return model.describe_state(state) if state is not None else None
 
     def update_preference(self, user: str, preference_id: int, text: str, *, tenant: str = "default") -> dict:
+        """Correct a learned preference; returns it as ``preferences`` lists it."""
         self._check_text(text, "preference text")
         try:
-            return self.store.update_preference(self._user_id(user, tenant), preference_id, text.strip())
+            return _preference_item(self.store.update_preference(self._user_id(user, tenant), preference_id,
+                                                                 text.strip()))
         except NotFound as exc:
             raise UnknownPreference(f"unknown preference id {preference_id}") from exc
 
@@ -144,6 +142,13 @@ class UserData:
         vector = self._encode([context])[0]
         sims = np.stack([r["context_vector"] for r in rows]) @ vector
         return [(rows[i]["draft"], rows[i]["edited_text"]) for i in np.argsort(-sims, kind="stable")[:k]]
+
+
+def _preference_item(row: dict) -> dict:
+    """A stored preference as the user reads it: the start of its context instead of all of it."""
+    ctx = row.pop("context") or ""
+    return {**row, "user_edited": bool(row["user_edited"]),
+            "context_snippet": ctx[:200] + ("…" if len(ctx) > 200 else "")}
 
 
 def _mean(total: int | None, count: int) -> float | None:

@@ -6,7 +6,6 @@ rules at the end of a stream); the harness never touches generation itself.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from redline.retrieval import Embedder
 from ._batching import BatchingGenerator
 from .methods import Method
 
-__all__ = ["Draft", "Outcome", "LocalBackend", "HTTPBackend", "LockedEmbedder", "BackendError", "selection_of",
+__all__ = ["Draft", "Outcome", "LocalBackend", "HTTPBackend", "BackendError", "selection_of",
            "load_embedder", "load_run_generator"]
 
 
@@ -83,24 +82,13 @@ def _choice(candidates: list[dict] | None, selection: dict | None) -> dict:
             "distinct": (selection or {}).get("distinct")}
 
 
-class LockedEmbedder:
-    """Serialises ``encode`` across the harness's worker threads; everything else is passed through."""
-
-    def __init__(self, inner):
-        self._inner = inner
-        self._lock = threading.Lock()
-
-    def encode(self, texts, *args, **kwargs):
-        with self._lock, embedding_errors():
-            return self._inner.encode(texts, *args, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
-
-
-def load_embedder(settings: Settings) -> LockedEmbedder:
-    """The configured embedder for a run, shared by its threads; a failure to load is ``EmbeddingUnavailable``."""
-    return LockedEmbedder(Embedder(settings.embedding_model, dtype=settings.embedding_dtype))
+def load_embedder(settings: Settings) -> Embedder:
+    """The configured embedder for a run, loaded now (a failure to load is ``EmbeddingUnavailable``) and shared by
+    its threads: its micro-batcher already runs one model call at a time for every caller."""
+    embedder = Embedder(settings.embedding_model, dtype=settings.embedding_dtype)
+    with embedding_errors():
+        embedder.dim  # loads the model
+    return embedder
 
 
 def load_run_generator(settings: Settings, *, cache_path: Path | None) -> Generator:

@@ -7,8 +7,9 @@ so users can be written in a YAML/JSON spec without code.
 
 Texts are seen as a *frame* (greeting/heading/TL;DR lines at the top, a sign-off at the bottom) around
 a *body*; length and layout operations act on the body only, so a greeting never counts as a sentence. The
-frame, sentences, words and clause boundaries are redline's own (``redline.agent.text``), so a simulated user
-and the edit rules learned from it read a text alike.
+operations are the simulated users' own, but what they read (frame, greetings and sign-offs, sentences, words,
+clause boundaries, list markers, emoji, hashtags) is redline's one reading of text (``redline.text``), so a
+simulated user and the edit rules learned from it read a text alike.
 """
 
 from __future__ import annotations
@@ -17,26 +18,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-from redline.agent import text as tx
-from redline.agent.text import sentences
+from redline import text as tx
+from redline.text import sentences
 
 __all__ = ["Operation", "OPERATIONS", "build_operation", "sentences", "split_frame"]
 
-_MARKER = tx.MARKER
-_GREETING = tx.GREETING
-_SENTENCE_START = re.compile(r"(^|[.!?…]\s+|\n\s*(?:[-*•]\s+|\d+[.)]\s+|[QA]:\s*)?)$")
-_EMOJI = re.compile("[\U0001F300-\U0001FAFF\u2600-\u27BF\u2B50\u2B06\u2934\u2935]")
-
-
-_lines = tx.lines
-_is_closing = tx.is_closing
-_words = tx.words
-_end = tx.end_sentence
-
-
 def split_frame(text: str) -> tuple[list[str], str, list[str]]:
     """``(head_lines, body, tail_lines)``: greeting/heading/TL;DR lines (or a short first paragraph of one
-    line) on top; a sign-off (or a short last paragraph of one line) below (``redline.agent.text``)."""
+    line) on top; a sign-off (or a short last paragraph of one line) below (``redline.text``)."""
     return tx.split_frame(text, give_back=False)
 
 
@@ -49,19 +38,6 @@ def _join(head: list[str], body: str, tail: list[str]) -> str:
     if tail:
         parts.append("\n".join(tail))
     return "\n\n".join(parts).strip()
-
-
-_PIECE_END = re.compile(r"[.!?…][\"')\]]*(?=\s+[\"'(\[]?[A-Z0-9#\-*])")
-
-
-def _sentence_pieces(line: str) -> list[str]:
-    """The sentences of one line exactly as written (closing quotes and brackets kept)."""
-    pieces, start = [], 0
-    for m in _PIECE_END.finditer(line):
-        pieces.append(line[start:m.end()].strip())
-        start = m.end()
-    pieces.append(line[start:].strip())
-    return [p for p in pieces if p]
 
 
 def _on_body(fn: Callable[[str], str]) -> Callable[[str], str]:
@@ -94,7 +70,7 @@ class Operation:
 
 def _bullets(marker: str = "-") -> Operation:
     def check(text):
-        lines = [ln for ln in _lines(_body(text)) if ln.strip()]
+        lines = [ln for ln in tx.lines(_body(text)) if ln.strip()]
         return bool(lines) and all(ln.lstrip().startswith(marker + " ") for ln in lines)
     return Operation("bullets", "bullet points, one per line", check,
                      _on_body(lambda b: "\n".join(f"{marker} {s}" for s in sentences(b))), {"marker": marker})
@@ -102,7 +78,7 @@ def _bullets(marker: str = "-") -> Operation:
 
 def _numbered() -> Operation:
     def check(text):
-        lines = [ln for ln in _lines(_body(text)) if ln.strip()]
+        lines = [ln for ln in tx.lines(_body(text)) if ln.strip()]
         return bool(lines) and all(re.match(rf"^{i}\. ", ln.lstrip()) for i, ln in enumerate(lines, 1))
     return Operation("numbered", "numbered points, one per line", check,
                      _on_body(lambda b: "\n".join(f"{i}. {s}" for i, s in enumerate(sentences(b), 1))))
@@ -110,7 +86,7 @@ def _numbered() -> Operation:
 
 def _rebuild_like(body: str, kept: list[str]) -> str:
     """Keep the body's layout (bullets/numbers/lines or one paragraph) for a shorter list of sentences."""
-    lines = [ln for ln in _lines(body) if ln.strip()]
+    lines = [ln for ln in tx.lines(body) if ln.strip()]
     if lines and all(re.match(r"^\d+\. ", ln.lstrip()) for ln in lines):
         return "\n".join(f"{i}. {s}" for i, s in enumerate(kept, 1))
     if lines and all(ln.lstrip()[:2] in ("- ", "* ", "• ") for ln in lines):
@@ -129,24 +105,24 @@ def _max_words(n: int) -> Operation:
     def edit(body):
         kept, count = [], 0
         for s in sentences(body):
-            w = _words(s)
+            w = tx.words(s)
             if count + len(w) > n:
                 if not kept:
-                    kept.append(_end(" ".join(w[: max(1, n)]).rstrip(",;:")))
+                    kept.append(tx.end_sentence(" ".join(w[: max(1, n)]).rstrip(",;:")))
                 break
             kept.append(s)
             count += len(w)
         return _rebuild_like(body, kept)
-    return Operation("max_words", f"at most {n} words", lambda t: len(_words(_body(t))) <= n,
+    return Operation("max_words", f"at most {n} words", lambda t: len(tx.words(_body(t))) <= n,
                      _on_body(edit), {"n": n})
 
 
 def _split_long_sentences(n: int) -> Operation:
-    """Sentences over ``n`` words are split at clause boundaries (``redline.agent.text.split_sentence``); a long
+    """Sentences over ``n`` words are split at clause boundaries (``redline.text.split_sentence``); a long
     sentence with no such place is left as it is, as a person would rather than cut it mid-clause."""
 
     def check(text):
-        return all(len(_words(s)) <= n or not tx.split_points(s.split()) for s in sentences(_body(text)))
+        return all(len(tx.words(s)) <= n or not tx.split_points(s.split()) for s in sentences(_body(text)))
 
     def edit(body):
         out = []
@@ -157,30 +133,21 @@ def _split_long_sentences(n: int) -> Operation:
                      {"n": n})
 
 
-def _is_list(body: str) -> bool:
-    lines = [ln for ln in _lines(body) if ln.strip()]
-    return bool(lines) and all(_MARKER.match(ln) for ln in lines)
-
-
-_INLINE_GREETING = re.compile(r"^(hi|hey|hello|dear|greetings|good (morning|afternoon|evening))\b[^,.!?:\n]{0,30}"
-                              r"[,!:]\s*", re.I)
-
-
 def _prefix_line(text: str) -> Operation:
     """The text opens with ``text``: a draft that already starts with it (on its own line or followed by
     more) is left alone; a greeting replaces the draft's greeting, whether a line or the start of a sentence."""
     line = text.strip()
 
     def check(t):
-        first = _lines(t)[0] if t.strip() else ""
+        first = tx.lines(t)[0] if t.strip() else ""
         return first == line or (first.startswith(line) and first[len(line):len(line) + 1].isspace())
 
     def edit(t):
         head, body, tail = split_frame(t)
-        if _GREETING.match(line):
-            head = [h for h in head if not _GREETING.match(h.strip())]
+        if tx.GREETING.match(line):
+            head = [h for h in head if not tx.GREETING.match(h.strip())]
             if not head:
-                body = _INLINE_GREETING.sub("", body, count=1)
+                body = tx.INLINE_GREETING.sub("", body, count=1)
                 body = body[:1].upper() + body[1:]
         return _join([line] + [h for h in head if h.strip() != line], body, tail)
     return Operation("prefix_line", f"starts with the line '{line}'", check, edit, {"text": line})
@@ -191,18 +158,18 @@ def _closing_line(text: str) -> Operation:
 
     def edit(t):
         head, body, tail = split_frame(t)
-        if tail and not _is_closing(tail):  # a short last paragraph of content stays; only a sign-off goes
+        if tail and not tx.is_closing(tail):  # a short last paragraph of content stays; only a sign-off goes
             body, tail = _join([], body, tail), []
         return _join(head, body, []) + "\n\n" + line
     return Operation("closing_line", f"ends with the line '{line}'",
-                     lambda t: bool(t.strip()) and _lines(t)[-1].strip() == line, edit, {"text": line})
+                     lambda t: bool(t.strip()) and tx.lines(t)[-1].strip() == line, edit, {"text": line})
 
 
 def _remove_closing() -> Operation:
     def edit(t):
         head, body, tail = split_frame(t)
-        return _join(head, body, [] if _is_closing(tail) else tail)
-    return Operation("remove_closing", "no sign-off or closing line", lambda t: not _is_closing(split_frame(t)[2]),
+        return _join(head, body, [] if tx.is_closing(tail) else tail)
+    return Operation("remove_closing", "no sign-off or closing line", lambda t: not tx.is_closing(split_frame(t)[2]),
                      edit)
 
 
@@ -211,7 +178,7 @@ def _replace_terms(terms: dict[str, str]) -> Operation:
 
     def repl(b: str) -> Callable[[re.Match], str]:
         def fn(m: re.Match) -> str:  # capitalised where a sentence starts, as written elsewhere ("Then OP left")
-            at_start = _SENTENCE_START.search(m.string[:m.start()]) is not None
+            at_start = tx.starts_sentence(m.string, m.start())
             return b[:1].upper() + b[1:] if at_start and m.group(0)[:1].isupper() and b else b
         return fn
 
@@ -234,9 +201,9 @@ def _delete_phrases(phrases: list[str]) -> Operation:
     def edit(t):
         lines = []
         for line in t.strip().splitlines():
-            marker = _MARKER.match(line)
+            marker = tx.MARKER.match(line)
             prefix = marker.group(0) if marker else ""
-            kept = [s for s in _sentence_pieces(line[len(prefix):].strip()) if s.strip() and not stock(s)]
+            kept = [s for s in tx.sentence_pieces(line[len(prefix):].strip()) if s.strip() and not stock(s)]
             if kept or not line.strip():
                 lines.append((prefix + " ".join(k.strip() for k in kept)).rstrip() if kept else "")
         return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
@@ -251,10 +218,10 @@ def _no_exclamation() -> Operation:
 
 def _append_emojis(emojis: str = "✨🚀", min_count: int = 1) -> Operation:
     def check(t):
-        return len(_EMOJI.findall(t)) >= min_count
+        return len(tx.EMOJI.findall(t)) >= min_count
 
     def edit(t):
-        missing = min_count - len(_EMOJI.findall(t))
+        missing = min_count - len(tx.EMOJI.findall(t))
         return t.rstrip() + " " + (emojis * max(1, missing))[: max(len(emojis), missing)]
     return Operation("append_emojis", f"with emojis like {emojis}", check, edit,
                      {"emojis": emojis, "min_count": min_count})
@@ -267,7 +234,7 @@ def _question_answer(questions: list[str] | None = None) -> Operation:
     qs = list(questions or _QUESTIONS)
 
     def check(t):
-        lines = [ln.strip() for ln in _lines(_body(t)) if ln.strip()]
+        lines = [ln.strip() for ln in tx.lines(_body(t)) if ln.strip()]
         return (len(lines) >= 2 and len(lines) % 2 == 0
                 and all(ln.startswith("Q:" if i % 2 == 0 else "A:") for i, ln in enumerate(lines)))
 
@@ -287,7 +254,7 @@ def _question_answer(questions: list[str] | None = None) -> Operation:
 
 def _tldr_first(prefix: str = "TL;DR:") -> Operation:
     def check(t):
-        return bool(t.strip()) and _lines(t)[0].startswith(prefix)
+        return bool(t.strip()) and tx.lines(t)[0].startswith(prefix)
 
     def edit(t):
         head, body, tail = split_frame(t)
@@ -298,11 +265,11 @@ def _tldr_first(prefix: str = "TL;DR:") -> Operation:
 
 def _heading(text: str | None = None, words: int = 5) -> Operation:
     def check(t):
-        return bool(t.strip()) and _lines(t)[0].startswith("# ")
+        return bool(t.strip()) and tx.lines(t)[0].startswith("# ")
 
     def edit(t):
         head, body, tail = split_frame(t)
-        title = text or " ".join(_words((sentences(body) or ["Summary"])[0])[:words]).rstrip(".,;:!?")
+        title = text or " ".join(tx.words((sentences(body) or ["Summary"])[0])[:words]).rstrip(".,;:!?")
         return _join([f"# {title}"] + [h for h in head if not h.startswith("#")], body, tail)
     return Operation("heading", "a heading line ('# …') first", check, edit, {"text": text, "words": words})
 
@@ -310,7 +277,7 @@ def _heading(text: str | None = None, words: int = 5) -> Operation:
 def _hashtags(tags: list[str]) -> Operation:
     tags = [t if t.startswith("#") else "#" + t for t in tags]
     return Operation("hashtags", "hashtags such as " + " ".join(tags[:3]),
-                     lambda t: bool(re.search(r"(^|\s)#\w", t)), lambda t: t.rstrip() + " " + " ".join(tags),
+                     lambda t: bool(tx.HASHTAG.search(t)), lambda t: t.rstrip() + " " + " ".join(tags),
                      {"tags": tags})
 
 
@@ -320,13 +287,13 @@ def _end_with_question(question: str) -> Operation:
 
     def split_signoff(t: str) -> tuple[str, list[str]]:
         head, body, tail = split_frame(t)
-        if tail and _is_closing(tail):
+        if tail and tx.is_closing(tail):
             return _join(head, body, []), tail
         return t.strip(), []
 
     def check(t):
         content, _ = split_signoff(t)
-        return bool(content) and _lines(content)[-1].rstrip().endswith("?")
+        return bool(content) and tx.lines(content)[-1].rstrip().endswith("?")
 
     def edit(t):
         content, signoff = split_signoff(t)

@@ -12,30 +12,27 @@ z(y; ref) has one number per name in ``NAMES``, all 0 when y == ref (the referen
   ref: share of ref kept, share of y taken from ref, changed spans, mean inserted and deleted span length,
   share of spans that replace, share of y inserted, beginning and end of ref kept, sequence similarity.
 
-No model and no embedding: about 1 ms for a pair of 200-word paragraphs. Features are computed once per stored
-pair (the store keeps them with the pair, stamped with ``FEATURES_VERSION``), so retraining reads numbers.
+Words, sentences, list items and emoji are read as everywhere in redline (``redline.text``). No model and no
+embedding: about 1 ms for a pair of 200-word paragraphs. Features are computed once per stored pair (the store
+keeps them with the pair, stamped with ``FEATURES_VERSION``), so retraining reads numbers.
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-import re
 from typing import Sequence
 
 import numpy as np
 
+from redline import text as tx
+
 __all__ = ["EditFeatures", "FORM_NAMES", "EDIT_NAMES", "NAMES", "FEATURES_VERSION", "text_stats"]
 
 # Bump when a feature's definition changes: stored rows of an older version are recomputed from their texts.
-FEATURES_VERSION = 1
+# 2: words, sentences, list items and emoji as redline.text reads them (any script; lines and abbreviations).
+FEATURES_VERSION = 2
 
-_SENT = re.compile(r"(?<=[.!?…])[\"'”’)]*\s+")
-_WORD = re.compile(r"[A-Za-z0-9\u00C0-\u024F']+")
-_TOKEN = re.compile(r"\S+")
-_LIST = re.compile(r"^\s*(?:[-*•+]|\d+[.)])\s+")
-_HASHTAG = re.compile(r"(?<!\w)#\w+")
-_EMOJI = re.compile("[\U0001F300-\U0001FAFF\u2600-\u27BF]")
 _HEDGES = {"perhaps", "maybe", "might", "somewhat", "quite", "rather", "very", "really", "just", "seemed", "seem"}
 _FIRST = {"i", "me", "my", "mine", "we", "us", "our", "ours"}
 
@@ -50,10 +47,10 @@ NAMES = FORM_NAMES + EDIT_NAMES
 def text_stats(text: str) -> np.ndarray:
     """The per-text statistics g, in the order of ``FORM_NAMES`` (a form feature is g(y) − g(ref))."""
     text = text or ""
-    words = _WORD.findall(text)
+    words = tx.bare_words(text)
     n_words = max(len(words), 1)
-    sentences = [s for s in _SENT.split(text.strip()) if s.strip()] or [""]
-    lengths = np.array([len(_WORD.findall(s)) for s in sentences], dtype=np.float64)
+    sentences = tx.sentences(text) or [""]
+    lengths = np.array([len(tx.words(s)) for s in sentences], dtype=np.float64)
     lower = [w.lower() for w in words]
     lines = [line for line in text.splitlines() if line.strip()]
     mean_len = float(lengths.mean())
@@ -69,15 +66,15 @@ def text_stats(text: str) -> np.ndarray:
         per10(text.count("—") + text.count("–") + text.count(" - ")), per10(sum(text.count(q) for q in "\"“”")),
         per10(text.count("?") + text.count("!")), per10(sum(1 for w in lower if w.endswith("ly") or w in _HEDGES)),
         per10(sum(1 for w in lower if w in _FIRST)), per10(sum(1 for w in lower if w in ("and", "but", "or"))),
-        math.log(max(len(lines), 1)), sum(1 for line in lines if _LIST.match(line)) / max(len(lines), 1),
-        per10(len(_HASHTAG.findall(text))), per10(len(_EMOJI.findall(text))),
+        math.log(max(len(lines), 1)), sum(1 for line in lines if tx.LIST_ITEM.match(line)) / max(len(lines), 1),
+        per10(len(tx.HASHTAG.findall(text))), per10(len(tx.EMOJI.findall(text))),
     ], dtype=np.float64)
 
 
 def _alignment(y: str, ref: str) -> np.ndarray:
-    """The edit features of ``y`` against ``ref`` (lower-cased whitespace tokens), in the order of EDIT_NAMES."""
-    ty = [t.lower() for t in _TOKEN.findall(y or "")]
-    tr = [t.lower() for t in _TOKEN.findall(ref or "")]
+    """The edit features of ``y`` against ``ref`` (over their words, lower-cased), in the order of EDIT_NAMES."""
+    ty = [t.lower() for t in tx.words(y or "")]
+    tr = [t.lower() for t in tx.words(ref or "")]
     matcher = difflib.SequenceMatcher(None, tr, ty, autojunk=False)
     kept = np.zeros(len(tr), dtype=bool)
     spans = []

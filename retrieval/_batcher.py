@@ -1,6 +1,5 @@
 """One thread runs the embedding model for every caller: requests that wait together are encoded in one call
-(micro-batching, as vLLM batches generation), and background work (learning, retraining) runs in small chunks
-between request batches, so a request never waits behind more than one chunk."""
+(micro-batching, as vLLM batches generation)."""
 
 from __future__ import annotations
 
@@ -22,38 +21,31 @@ class _Work:
 
 
 class MicroBatcher:
-    """``submit(texts, background=False)`` blocks until ``run(texts)`` has embedded them on the batcher thread.
+    """``submit(texts)`` blocks until ``run(texts)`` has embedded them on the batcher thread.
 
     Requests waiting together go into one ``run`` call of up to ``max_batch`` texts (a request larger than that
-    goes alone). Background texts are cut into chunks of ``chunk`` texts; a chunk runs when no request waits,
-    or after ``background_every`` request batches in a row, so learning progresses under a steady request load
-    without ever holding a request for more than one chunk.
+    goes alone), in the order they came.
     """
 
-    def __init__(self, run: Callable[[list[str]], np.ndarray], *, max_batch: int = 64, chunk: int = 8,
-                 background_every: int = 4, name: str = "redline-embedder"):
-        if max_batch < 1 or chunk < 1 or background_every < 1:
-            raise ValueError("max_batch, chunk and background_every must be at least 1")
-        self.run, self.max_batch, self.chunk, self.background_every = run, max_batch, chunk, background_every
+    def __init__(self, run: Callable[[list[str]], np.ndarray], *, max_batch: int = 64,
+                 name: str = "redline-embedder"):
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        self.run, self.max_batch = run, max_batch
         self.name = name
         self._requests: deque[_Work] = deque()
-        self._background: deque[_Work] = deque()
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self.batches = 0  # run() calls made, for tests and metrics
         self.batched_requests = 0  # requests served by those calls
 
-    def submit(self, texts: Sequence[str], *, background: bool = False) -> np.ndarray:
-        texts = list(texts)
-        if background:
-            parts = [_Work(texts[i:i + self.chunk]) for i in range(0, len(texts), self.chunk)]
-        else:
-            parts = [_Work(texts)]
+    def submit(self, texts: Sequence[str]) -> np.ndarray:
+        work = _Work(list(texts))
         with self._wake:
             self._start()
-            (self._background if background else self._requests).extend(parts)
+            self._requests.append(work)
             self._wake.notify()
-        return np.concatenate([p.future.result() for p in parts]) if len(parts) > 1 else parts[0].future.result()
+        return work.future.result()
 
     def _start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -61,20 +53,15 @@ class MicroBatcher:
             self._thread.start()
 
     def _batches(self):
-        """Yields the next batch for ever: waiting requests (up to ``max_batch`` texts), or one background chunk."""
-        streak = 0  # request batches run in a row while background work waited
+        """Yields the next batch for ever: the waiting requests, up to ``max_batch`` texts."""
         while True:
             with self._wake:
-                while not self._requests and not self._background:
+                while not self._requests:
                     self._wake.wait()
-                if self._requests and not (self._background and streak >= self.background_every):
-                    batch, size = [], 0
-                    while self._requests and (not batch or size + len(self._requests[0].texts) <= self.max_batch):
-                        batch.append(self._requests.popleft())
-                        size += len(batch[-1].texts)
-                    streak = streak + 1 if self._background else 0
-                else:
-                    batch, streak = [self._background.popleft()], 0
+                batch, size = [], 0
+                while self._requests and (not batch or size + len(self._requests[0].texts) <= self.max_batch):
+                    batch.append(self._requests.popleft())
+                    size += len(batch[-1].texts)
             yield batch  # outside the lock: callers keep queueing while the model runs
 
     def _loop(self) -> None:

@@ -47,12 +47,11 @@ class Embedder:
     ``dtype="auto"`` runs the model in bfloat16 where the CPU computes it natively (AVX-512 BF16 / AMX: about twice
     float32's speed here, every vector within cosine 0.998 of float32's; ``benchmarks/bench_embedder.py``), else
     in float32. The model loads lazily on first use. One thread runs it for every caller (torch already uses both cores
-    for one batch): concurrent requests' texts are encoded together in one call, and ``background=True`` work
-    (learning, retraining) runs in chunks of ``background_chunk`` texts between them (``MicroBatcher``).
+    for one batch): concurrent requests' texts are encoded together in one call (``MicroBatcher``).
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, batch_size: int = 32,
-                 max_seq_length: int = 256, max_batch: int = 64, background_chunk: int = 8, dtype: str = "auto"):
+                 max_seq_length: int = 256, max_batch: int = 64, dtype: str = "auto"):
         if dtype not in ("auto", "float32", "bfloat16"):
             raise ValueError(f"unknown dtype {dtype!r}; choose one of auto, float32, bfloat16")
         self.model_path = Path(model_path) if model_path else None
@@ -60,7 +59,7 @@ class Embedder:
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
         self._model = None
-        self.batcher = MicroBatcher(self._run, max_batch=max_batch, chunk=background_chunk)
+        self.batcher = MicroBatcher(self._run, max_batch=max_batch)
 
     def _load(self):
         if self._model is None:
@@ -90,15 +89,13 @@ class Embedder:
         return int(model.get_embedding_dimension() if hasattr(model, "get_embedding_dimension")
                    else model.get_sentence_embedding_dimension())
 
-    def encode(self, texts: Sequence[str], *, background: bool = False) -> np.ndarray:
-        """Embed ``texts``; returns an array of shape (len(texts), dim), rows of unit length.
-
-        ``background=True`` for work no request waits on: it yields to requests between small chunks."""
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts``; returns an array of shape (len(texts), dim), rows of unit length."""
         if isinstance(texts, str):
             raise TypeError("encode takes a sequence of texts, not one string")
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self.batcher.submit(texts, background=background)
+        return self.batcher.submit(texts)
 
     def _run(self, texts: list[str]) -> np.ndarray:
         """One model call (on the batcher's thread)."""

@@ -236,14 +236,21 @@ class Store:
                            f" user_edited FROM preferences WHERE id IN ({marks})", tuple(ids))
         return {r["id"]: r for r in rows}
 
+    _PREFERENCE_ROWS = ("SELECT p.id, p.text, p.kind, p.interaction_id, p.created_at, p.updated_at, p.user_edited,"
+                        " i.context, i.task, i.draft, e.edited_text, e.cost"
+                        " FROM preferences p LEFT JOIN interactions i ON i.id = p.interaction_id"
+                        " LEFT JOIN edits e ON e.interaction_id = p.interaction_id WHERE p.user_id = ?")
+
     def preferences(self, user_id: int, *, limit: int = 50, offset: int = 0) -> list[dict]:
         """The user's preferences, newest first, each with the interaction and edit that taught it."""
-        return self._sql.query(
-            "SELECT p.id, p.text, p.kind, p.interaction_id, p.created_at, p.updated_at, p.user_edited,"
-            " i.context, i.task, i.draft, e.edited_text, e.cost"
-            " FROM preferences p LEFT JOIN interactions i ON i.id = p.interaction_id"
-            " LEFT JOIN edits e ON e.interaction_id = p.interaction_id"
-            " WHERE p.user_id = ? ORDER BY p.id DESC LIMIT ? OFFSET ?", (user_id, limit, offset))
+        return self._sql.query(self._PREFERENCE_ROWS + " ORDER BY p.id DESC LIMIT ? OFFSET ?", (user_id, limit, offset))
+
+    def preference(self, user_id: int, preference_id: int) -> dict:
+        """One preference of the user as ``preferences`` lists it; ``NotFound`` when unknown or another user's."""
+        row = self._sql.one(self._PREFERENCE_ROWS + " AND p.id = ?", (user_id, preference_id))
+        if row is None:
+            raise NotFound(f"unknown preference id {preference_id}")
+        return row
 
     def count_preferences(self, user_id: int) -> int:
         return self._sql.one("SELECT COUNT(*) AS n FROM preferences WHERE user_id = ?", (user_id,))["n"]
@@ -256,7 +263,7 @@ class Store:
                 raise NotFound(f"unknown preference id {preference_id}")
             self._drop_aggregations(conn, user_id)
             self._bump(conn, user_id)
-        return self.preferences_by_id([preference_id])[preference_id]
+        return self.preference(user_id, preference_id)
 
     def delete_preference(self, user_id: int, preference_id: int) -> None:
         with self._sql.transaction() as conn:

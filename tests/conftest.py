@@ -39,7 +39,7 @@ class HashEmbedder:
     """Bag-of-words hashing into 64 dims, L2-normalised: a real, fast, deterministic stand-in for MiniLM
     (texts that share words are near), so the fast tests load no model."""
 
-    def encode(self, texts, *, background=False):
+    def encode(self, texts):
         out = np.zeros((len(texts), 64), dtype=np.float32)
         for i, t in enumerate(texts):
             for w in t.lower().split():

@@ -157,6 +157,9 @@ def test_preferences_pagination_patch_and_delete(stack):
     patched = c.patch(f"/v1/users/bob/preferences/{pref_ids[0]}", json={"text": "  bullet points only  "})
     assert patched.status_code == 200 and patched.json()["text"] == "bullet points only"
     assert patched.json()["user_edited"] is True
+    listed = next(p for p in page1["items"] + page2["items"] if p["id"] == pref_ids[0])
+    assert patched.json() == {**listed, "text": "bullet points only", "user_edited": True,
+                              "updated_at": patched.json()["updated_at"]}  # as the list shows it
     assert c.post("/v1/generate", json={"user": "bob", "context": ARTICLE}).json()["preference"] == "bullet points only"
     assert c.delete(f"/v1/users/bob/preferences/{pref_ids[0]}").status_code == 204
     assert c.post("/v1/generate", json={"user": "bob", "context": ARTICLE}).json()["preference"] is None

@@ -1,5 +1,5 @@
 """The embedder's batching thread (retrieval._batcher.MicroBatcher): concurrent requests share one model call,
-background work yields to requests between small chunks, and a failure reaches every waiter."""
+and a failure reaches every waiter."""
 
 import threading
 import time
@@ -33,9 +33,9 @@ def in_threads(fn, args_list):
     return threads, out
 
 
-def wait_queued(batcher, requests=0, background=0):
+def wait_queued(batcher, requests=0):
     end = time.monotonic() + 10
-    while (len(batcher._requests) < requests or len(batcher._background) < background) and time.monotonic() < end:
+    while len(batcher._requests) < requests and time.monotonic() < end:
         time.sleep(0.005)
 
 
@@ -53,43 +53,6 @@ def test_requests_waiting_together_share_one_call_and_get_their_own_rows():
     assert len(model.calls) == 2 and sorted(model.calls[1]) == sorted(x for t in texts for x in t)
     for t, vectors in zip(texts, out):
         assert vectors.shape == (2, 2) and list(vectors[:, 0]) == [len(x) for x in t]
-
-
-def test_background_work_runs_in_chunks_and_yields_to_requests():
-    model = GatedModel()
-    batcher = MicroBatcher(model, chunk=4)
-    background, bg_out = in_threads(lambda: batcher.submit([f"b{i}" for i in range(12)], background=True), [()])
-    model.entered.wait(5)  # the first chunk is running
-    request, _ = in_threads(batcher.submit, [(["request"],)])
-    wait_queued(batcher, requests=1)
-    model.release.set()
-    for t in background + request:
-        t.join(10)
-    assert [len(c) for c in model.calls] == [4, 1, 4, 4]
-    assert model.calls[1] == ["request"]  # served after one chunk, not after all of them
-    assert bg_out[0].shape == (12, 2) and list(bg_out[0][:, 1]) == [0, 1, 2, 3] * 3
-
-
-def test_background_work_progresses_under_a_steady_request_load():
-    model = GatedModel()
-    model.release.set()
-    batcher = MicroBatcher(model, chunk=1, background_every=2)
-    stop = threading.Event()
-
-    def load():
-        while not stop.is_set():
-            batcher.submit(["r"])
-
-    clients = [threading.Thread(target=load) for _ in range(4)]
-    for c in clients:
-        c.start()
-    background, out = in_threads(lambda: batcher.submit(["b1", "b2", "b3"], background=True), [()])
-    background[0].join(10)
-    starved = background[0].is_alive()
-    stop.set()
-    for c in clients:
-        c.join(10)
-    assert not starved and out[0].shape == (3, 2)
 
 
 def test_a_failure_reaches_every_waiter_and_the_thread_goes_on():

@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BARE = ("agent", "api", "cli", "evals", "policies", "retrieval", "runtime", "store", "testing")  # the folders
+BARE = ("agent", "api", "cli", "evals", "policies", "retrieval", "runtime", "store", "testing", "text")  # the folders
 
 
 def _setuptools_config() -> dict:

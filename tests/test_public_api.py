@@ -47,8 +47,9 @@ def test_core_packages_do_not_import_the_edges():
     for package in ("retrieval", "store", "policies"):
         for path in (root / package).rglob("*.py"):
             assert "redline.agent" not in path.read_text(), path
-    for path in (root / "runtime").rglob("*.py"):
-        assert "from redline" not in path.read_text() and "import redline" not in path.read_text(), path
+    for package in ("runtime", "text"):
+        for path in (root / package).rglob("*.py"):
+            assert "from redline" not in path.read_text() and "import redline" not in path.read_text(), path
 
 
 def _imports(package: str) -> set[str]:
@@ -59,7 +60,8 @@ def _imports(package: str) -> set[str]:
     root = pathlib.Path(agent.__file__).resolve().parents[1]
     found = set()
     for path in (root / package).rglob("*.py"):
-        found |= set(re.findall(r"^\s*(?:from|import) redline\.(\w+)", path.read_text(), re.M))
+        found |= {a or b for a, b in re.findall(r"^\s*(?:from|import) redline(?:\.(\w+)| import (\w+))",
+                                                path.read_text(), re.M)}
     return found - {package}
 
 
@@ -67,3 +69,9 @@ def test_the_edges_are_thin_over_the_agent():
     assert _imports("api") == {"agent"}  # the HTTP package never reaches the store, policies or the evals
     assert _imports("cli") <= {"agent", "api", "evals", "runtime"}  # api for serve, evals for eval
     assert "api" not in _imports("evals") and "cli" not in _imports("evals")
+
+
+def test_every_reader_of_text_reads_it_through_redline_text():
+    """One reading of text: the leaf that the agent, the reward's features and the simulated users share."""
+    assert _imports("policies") == {"text"}
+    assert "text" in _imports("agent") and "text" in _imports("evals")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from redline.agent import text as tx
+from redline import text as tx
 from redline.agent.editcost import edit_cost
 from redline.agent.rules import (
     KINDS,
@@ -37,12 +37,9 @@ from redline.agent.rules import (
     active_here,
     apply_rules,
     chance_of,
-    evidence_over,
     mine,
     observe,
-    precision_on,
     rule_from_dict,
-    tally,
     update_evidence,
 )
 from redline.evals import ops
@@ -311,16 +308,12 @@ def test_length_limit_needs_a_cut_at_the_end():
     assert rule.followed("One. Two. Three.", "One. Two. Three!") is False
 
 
-def test_evidence_over_a_subset_of_contexts():
+def test_observe_gives_a_verdict_only_where_the_draft_offered_the_chance():
     rule = RemoveClosing()
     signed, unsigned = "We won the game.\n\nBest,\nAl", "We won the game."
-    examples = [(signed, unsigned), (signed, unsigned), (signed, signed)]
-    assert evidence_over(rule, examples) == Counts(2, 1)
-    assert precision_on(rule, examples) == rule.precision_on(examples) == pytest.approx(2 / 3)
     assert observe([rule], signed, unsigned) == {rule.key: True}
-    obs = [Observation(rule.key, "a", True), Observation(rule.key, "b", True), Observation(rule.key, "c", False)]
-    assert tally(obs, ["a", "b"]) == {rule.key: Counts(2, 0)}
-    assert tally(obs, ["c"]) == {rule.key: Counts(0, 1)}
+    assert observe([rule], signed, signed) == {rule.key: False}
+    assert observe([rule], unsigned, signed) == {}
 
 
 def test_rule_applies_where_it_was_learned_or_where_it_holds_everywhere():

@@ -113,6 +113,7 @@ def test_preferences_update_delete_and_user_delete(fresh_store):
     assert items[0]["draft"] == "draft text" and items[0]["edited_text"] == "kept"
     updated = fresh_store.update_preference(uid, pid, "very short")
     assert updated["text"] == "very short" and updated["user_edited"] == 1
+    assert updated["draft"] == "draft text" and updated["edited_text"] == "kept"  # as preferences() lists it
     other = fresh_store.user_id("t", "bob")
     with pytest.raises(NotFound):
         fresh_store.update_preference(other, pid, "hijack")

@@ -56,9 +56,7 @@ def list_preferences(user: User, agent: AgentDep, tenant: TenantDep,
 def update_preference(user: User, preference_id: PreferenceId, body: PreferencePatch, agent: AgentDep,
                       tenant: TenantDep) -> dict:
     """Correct a learned preference; the next generation already uses the new text."""
-    agent.update_preference(user, preference_id, body.text, tenant=tenant)
-    items = agent.preferences(user, tenant=tenant, limit=1_000_000)["items"]
-    return next(item for item in items if item["id"] == preference_id)
+    return agent.update_preference(user, preference_id, body.text, tenant=tenant)
 
 
 @router.delete("/v1/users/{user}/preferences/{preference_id}", status_code=204, responses=errors(404))

@@ -1,0 +1,367 @@
+"""How redline reads a text: the one definition of its tokens, words, sentences, lines, frame (greeting,
+heading and sign-off lines around a body) and clause boundaries, and the small edits that keep that reading.
+
+Every reader uses it: the edit cost (``agent.editcost``), the edit rules (``agent.rules``), the evidence that
+preference inference quotes (``agent.edit_analysis``), the reward's features (``policies.edit_features``), the
+inference prompts' answers (``agent.prompts``) and the simulated users of the evaluation (``evals.ops``), so the
+same text has the same sentences, words and frame lines for all of them. Imports nothing of redline.
+
+>>> sentences("Dr. Lee met the U.S. team at 3.5 km. They won!")
+['Dr. Lee met the U.S. team at 3.5 km.', 'They won!']
+"""
+
+from __future__ import annotations
+
+import re
+
+from rapidfuzz import fuzz
+
+__all__ = [
+    "TOKEN", "tokens", "WORD", "PHRASE_TOKEN", "words", "bare_words", "norm", "phrase_pattern",
+    "EMOJI", "HASHTAG", "LIST_MARK", "LIST_ITEM", "BULLET", "NUMBER", "MARKER",
+    "END_MARKS", "lines", "sentences", "sentence_pieces", "starts_sentence", "end_sentence",
+    "GREETING", "INLINE_GREETING", "CLOSING", "is_head", "is_closing", "split_frame", "join_frame", "body_of",
+    "DASHES", "CLAUSE_WORDS", "split_points", "split_sentence",
+    "list_marker", "layout", "map_sentences", "survives", "own_sentences", "capitalise_at",
+]
+
+# -- tokens and words ------------------------------------------------------------------------------------
+
+# The edit cost's token: a run of word characters (any script) or one mark that is neither a word character nor
+# white space, as the PRELUDE protocol counts edits: "Don't stop!" -> Don ' t stop !
+TOKEN = re.compile(r"\w+|[^\w\s]")
+# A word as written: contractions stay one word ("Don't"), the marks around it are not part of it.
+WORD = re.compile(r"\w+(?:['’]\w+)*")
+# What a rule quotes and aligns: words as written and each mark ("Don't stop !"): a user who replaces "I am" with
+# "I'm" replaced two words with one, not "am" with "m".
+PHRASE_TOKEN = re.compile(WORD.pattern + r"|[^\w\s]")
+EMOJI = re.compile("[\U0001F300-\U0001FAFF\u2600-\u27BF\u2B50\u2B06\u2934\u2935]")
+HASHTAG = re.compile(r"(?<!\w)#\w+")
+_WORD_PIECE = re.compile(r"(?<!\S)(?!#)\S*\w\S*")  # between white space, a word character, not a hashtag
+
+
+def tokens(text: str) -> list[str]:
+    """The edit cost's tokens of ``text``.
+
+    >>> tokens("Don't stop!")
+    ['Don', "'", 't', 'stop', '!']
+    """
+    return TOKEN.findall(text)
+
+
+def words(text: str) -> list[str]:
+    """The words a reader counts (length limits, sentence lengths): the pieces between white space that have a
+    letter or digit, not hashtags; "state-of-the-art", "3.5" and "don't" are one word each, an emoji none.
+
+    >>> words("Don't stop! 🚀 It's 3.5 km. #news")
+    ["Don't", 'stop!', "It's", '3.5', 'km.']
+    """
+    return _WORD_PIECE.findall(text)
+
+
+_BARE_WORD = re.compile(r"(?<!\S)(?!#)[^\w\s]*(\w\S*?)[^\w\s]*(?!\S)")
+
+
+def bare_words(text: str) -> list[str]:
+    """The same words as ``words``, without the marks around them (for word lengths and word lists).
+
+    >>> bare_words('"Stop!" (Don’t) 3.5 km. #news')
+    ['Stop', 'Don’t', '3.5', 'km']
+    """
+    return _BARE_WORD.findall(text)
+
+
+def norm(text: str) -> str:
+    """Lower-case words only, single spaces: the form keys and comparisons use."""
+    return " ".join(w.lower() for w in WORD.findall(text))
+
+
+def phrase_pattern(phrase: str) -> str:
+    """A regex for ``phrase`` between word boundaries, any run of spaces between its words."""
+    parts = [re.escape(p) for p in phrase.split()]
+    return r"(?<![\w'’])" + r"\s+".join(parts) + r"(?![\w'’])"
+
+
+# -- lines and sentences ---------------------------------------------------------------------------------
+
+LIST_MARK = r"(?:[-*•]|\d+[.)])"                       # a bullet or a number, as a regex to build others from
+LIST_ITEM = re.compile(rf"^\s*{LIST_MARK}\s+")
+BULLET = re.compile(r"^\s*([-*•])\s+")
+NUMBER = re.compile(r"^\s*(\d+)[.)]\s+")
+MARKER = re.compile(rf"^\s*(?:{LIST_MARK}\s+|[QA]:\s*)")  # a list marker or Q:/A: label before a line's text
+
+END_MARKS = ".!?…؟۔"           # end a sentence when white space and a sentence's first character follow
+_WIDE_ENDS = "。！？"          # end one where they stand (Chinese and Japanese put no space after them)
+_CLOSERS = "\"'”’)]）」』"        # a closing quote or bracket after the end stays with its sentence
+_OPENERS = "\"'“‘([（「『"
+_END = re.compile(rf"[{END_MARKS}{_WIDE_ENDS}]+[{re.escape(_CLOSERS)}]*")   # where a sentence may end
+_EMOJI_AFTER = re.compile(rf"(?:\s*{EMOJI.pattern}+)*(?=\s)")  # emoji after the end stay with the sentence
+_NEXT = re.compile(rf"\s*[{re.escape(_OPENERS)}]*(\S)")  # the first character of what follows
+# Words whose full stop ends no sentence: titles before a name, and a few abbreviations before a number or name.
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms mx dr prof rev hon st mt gen col capt lt sgt gov sen rep jr sr vs cf approx fig eq vol e.g i.e "
+    "jan feb mar apr jun jul aug sep sept oct nov dec".split())
+_ACRONYM = re.compile(r"^(?:[A-Z]\.)+[A-Z]$|^[A-HJ-Z]$")  # U.S., U.K. and initials (J. Smith; not "I")
+
+
+def lines(text: str) -> list[str]:
+    return [line.rstrip() for line in text.strip().splitlines()]
+
+
+def _sentence_end(line: str, end: re.Match) -> int | None:
+    """Where the sentence ends if the end marks ``end`` in ``line`` end one, else None. A wide mark always ends
+    one; the others when white space follows, then (after opening quotes or brackets) a character that starts a
+    sentence: a capital, a letter of a script without case, a digit, '#', '-' or '*'. A single full stop after an
+    abbreviation ("Dr.", "e.g.", "U.S.", "J.") ends none."""
+    marks = end.group()
+    if marks[0] in _WIDE_ENDS:
+        return end.end()
+    after = _EMOJI_AFTER.match(line, end.end())
+    first = m.group(1) if after and (m := _NEXT.match(line, after.end())) else ""
+    if not first or not (first.isdigit() or first in "#-*" or (first.isalpha() and not first.islower())):
+        return None
+    if marks[0] == "." and (len(marks) == 1 or marks[1] not in END_MARKS):  # one full stop (not "..." or ".!")
+        before = line[max(0, end.start() - 12):end.start()].split()  # abbreviations are short
+        word = before[-1].lstrip(_OPENERS) if before else ""
+        if word.lower() in _ABBREVIATIONS or _ACRONYM.match(word):
+            return None
+    return after.end()
+
+
+def sentence_pieces(line: str) -> list[str]:
+    """The sentences of one line exactly as written: closing quotes and brackets, and emoji after the end mark,
+    stay with their sentence.
+
+    >>> sentence_pieces('He said "Go." Then he left! 🎉 Мы тоже. 我们走了。好的。')
+    ['He said "Go."', 'Then he left! 🎉', 'Мы тоже.', '我们走了。', '好的。']
+    """
+    pieces, start = [], 0
+    for end in _END.finditer(line):
+        if end.start() >= start and (stop := _sentence_end(line, end)) is not None:
+            pieces.append(line[start:stop].strip())
+            start = stop
+    pieces.append(line[start:].strip())
+    return [p for p in pieces if p]
+
+
+def sentences(text: str) -> list[str]:
+    """Sentences of ``text``, each line read on its own, without list markers and Q:/A: labels."""
+    out = []
+    for line in lines(text):
+        line = MARKER.sub("", line).strip()
+        if line:
+            out.extend(sentence_pieces(line))
+    return out
+
+
+_LINE_START = re.compile(rf"(?:\A|\n)[ \t]*(?:{LIST_MARK}[ \t]+|[QA]:[ \t]*)?\Z")
+
+
+def starts_sentence(text: str, i: int) -> bool:
+    """Whether a sentence starts at ``text[i]``: at the start of a line (after its list marker or label), or
+    after the end of a sentence as ``sentences`` reads it."""
+    before = text[:i]
+    if _LINE_START.search(before):
+        return True
+    line = before[before.rfind("\n") + 1:] + text[i:i + 1]
+    ends = [stop for end in _END.finditer(line) if (stop := _sentence_end(line, end)) is not None]
+    return bool(ends) and not line[ends[-1]:-1].strip()
+
+
+def end_sentence(sentence: str) -> str:
+    """``sentence`` with a full stop unless it already ends like a sentence."""
+    sentence = sentence.strip()
+    return sentence if sentence[-1:] in END_MARKS + _WIDE_ENDS + ":" else sentence + "."
+
+
+# -- the frame: greeting or heading lines on top, a sign-off below -----------------------------------------
+
+_GREETING_WORDS = r"hi|hey|hello|dear|greetings|good (?:morning|afternoon|evening)"
+GREETING = re.compile(rf"^(?:{_GREETING_WORDS})\b", re.I)
+# A greeting at the start of a body sentence: "Hi Sam, I hope ..." (the name is at most 4 words).
+INLINE_GREETING = re.compile(rf"^(?:{_GREETING_WORDS})\b(?:\s+[\w.'-]+){{0,4}}\s*[,!:]\s+", re.I)
+CLOSING = re.compile(r"^(best|regards|kind regards|warm regards|best regards|sincerely|yours|thanks|thank you|"
+                     r"many thanks|cheers|all the best|take care|talk soon)\b[^.?]*[,.!]?$", re.I)
+
+
+def is_head(line: str) -> bool:
+    """A heading, a TL;DR or a short greeting line ("Hi Sam,")."""
+    s = line.strip()
+    return (s.startswith("#") or s.upper().startswith("TL;DR")
+            or (bool(GREETING.match(s)) and len(s.split()) <= 8 and s[-1:] in ",:!"))
+
+
+def is_closing(tail: list[str]) -> bool:
+    """One of the lines is a sign-off ("Best regards,", "Thanks for reading!")."""
+    return bool(tail) and any(CLOSING.match(line.strip()) for line in tail)
+
+
+def split_frame(text: str, *, give_back: bool = True) -> tuple[list[str], str, list[str]]:
+    """``(head_lines, body, tail_lines)``: greeting/heading/TL;DR lines (or a short first paragraph of one
+    line) on top; a sign-off (or a short last paragraph of one line) below. With ``give_back`` a short
+    paragraph taken for a frame line is given back when nothing else is left for the body (a body cut to one
+    short sentence stays the body); the simulated users read texts without it."""
+    paragraphs = [p.strip("\n") for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
+    head: list[str] = []
+    guessed_head = False
+    while paragraphs:
+        first = lines(paragraphs[0])
+        if is_head(first[0]):
+            head.append(first[0])
+            rest = "\n".join(first[1:]).strip()
+            paragraphs = ([rest] if rest else []) + paragraphs[1:]
+            guessed_head = False
+        elif len(paragraphs) > 1 and len(first) == 1 and len(first[0].split()) <= 10:
+            head.append(first[0])
+            paragraphs = paragraphs[1:]
+            guessed_head = True
+        else:
+            break
+    tail: list[str] = []
+    guessed_tail = False
+    if paragraphs:
+        last = lines(paragraphs[-1])
+        if len(last) >= 2 and CLOSING.match(last[-2].strip()) and len(last[-1].split()) <= 3:
+            tail = last[-2:]
+        elif CLOSING.match(last[-1].strip()) and len(last[-1].split()) <= 8:
+            tail = last[-1:]
+        elif len(paragraphs) > 1 and len(last) == 1 and len(last[0].split()) <= 10:
+            tail, guessed_tail = last, True
+        if tail:
+            rest = "\n".join(last[:len(last) - len(tail)]).strip()
+            paragraphs = paragraphs[:-1] + ([rest] if rest else [])
+    if give_back and not paragraphs and guessed_tail:
+        paragraphs, tail = ["\n".join(tail)], []
+    elif give_back and not paragraphs and guessed_head:
+        paragraphs = [head.pop()]
+    return head, "\n\n".join(paragraphs).strip(), tail
+
+
+def join_frame(head: list[str], body: str, tail: list[str]) -> str:
+    parts = ["\n".join(head)] if head else []
+    if body.strip():
+        parts.append(body.strip())
+    if tail:
+        parts.append("\n".join(tail))
+    return "\n\n".join(parts).strip()
+
+
+def body_of(text: str) -> str:
+    return split_frame(text)[1]
+
+
+# -- where a person splits a long sentence -----------------------------------------------------------------
+
+DASHES = ("-", "—", "–")
+# A comma before one of these starts a clause; what the word becomes at the start of a sentence (None: dropped).
+CLAUSE_WORDS = {"and": None, "or": None, "but": "But", "so": "So", "yet": "Yet", "which": "This"}
+
+
+def split_points(tokens: list[str]) -> list[tuple[int, str | None]]:
+    """Where a sentence, given as whitespace tokens, splits at a clause boundary: after ';', ':' or a dash,
+    or after a comma that a coordinating conjunction or 'which' follows. Each point is (index of the first
+    token of the second part, what that token becomes: None drops it, e.g. 'and'). Both parts keep at least
+    three words; never a cut inside a clause."""
+    points = []
+    for i in range(1, len(tokens)):
+        prev, word = tokens[i - 1], tokens[i]
+        if prev in DASHES or prev.endswith((";", ":")):
+            point = (i, word)
+        elif prev.endswith(",") and word.lower() in CLAUSE_WORDS:
+            point = (i, CLAUSE_WORDS[word.lower()])
+        else:
+            continue
+        first = [t for t in tokens[:i] if t not in DASHES]
+        rest = tokens[i + (1 if point[1] is None else 0):]
+        if len(words(" ".join(first))) >= 3 and len(words(" ".join(rest))) >= 3:
+            points.append(point)
+    return points
+
+
+def split_sentence(sentence: str, n: int) -> list[str]:
+    """``sentence`` in pieces of at most ``n`` words where clause boundaries allow: cut at the last boundary
+    that leaves at most ``n`` words before it (else the first boundary), then the rest likewise. A sentence of
+    at most ``n`` words, or with no boundary, stays whole.
+
+    >>> split_sentence("The film opens slowly, and the first hour feels long, but the ending pays off.", 10)
+    ['The film opens slowly, and the first hour feels long.', 'But the ending pays off.']
+    """
+    tokens = sentence.split()
+    points = split_points(tokens) if len(words(sentence)) > n else []
+    if not points:
+        return [sentence]
+    fitting = [p for p in points if len(words(" ".join(tokens[:p[0]]))) <= n]
+    cut, replacement = fitting[-1] if fitting else points[0]
+    first = " ".join(t for t in tokens[:cut] if t not in DASHES).rstrip(",;:")
+    rest = tokens[cut + 1:] if replacement is None else [replacement] + tokens[cut + 1:]
+    rest_text = " ".join(rest)
+    return [end_sentence(first)] + split_sentence(rest_text[:1].upper() + rest_text[1:], n)
+
+
+# -- layout: lists and paragraphs kept through an edit ---------------------------------------------------
+
+def list_marker(body: str) -> str | None:
+    """``"-"``/``"*"``/``"•"`` for a bullet list, ``"1."`` for a numbered list (1, 2, 3, ...), else None."""
+    items = [ln for ln in lines(body) if ln.strip()]
+    if len(items) < 2:
+        return None
+    if all(re.match(rf"^\s*{i}\. ", ln) for i, ln in enumerate(items, 1)):
+        return "1."
+    marks = {m.group(1) if (m := BULLET.match(ln)) else None for ln in items}
+    return marks.pop() if len(marks) == 1 and None not in marks else None
+
+
+def layout(body: str, kept: list[str], marker: str | None = None) -> str:
+    """``kept`` sentences laid out like ``body``: one per line as a list, else the body's paragraphs
+    (a sentence stays in the paragraph it came from)."""
+    marker = marker or list_marker(body)
+    if marker == "1.":
+        return "\n".join(f"{i}. {s}" for i, s in enumerate(kept, 1))
+    if marker:
+        return "\n".join(f"{marker} {s}" for s in kept)
+    paragraphs, left = [], list(kept)
+    for para in re.split(r"\n\s*\n", body.strip()):
+        n = len(sentences(para))
+        chunk, left = left[:n], left[n:]
+        if chunk:
+            paragraphs.append(" ".join(chunk))
+    if left:
+        paragraphs.append(" ".join(left))
+    return "\n\n".join(paragraphs)
+
+
+def map_sentences(body: str, fn) -> str:
+    """``body`` with each sentence replaced by the sentences ``fn(sentence)`` returns; a list stays a list
+    (one item per sentence), paragraphs stay paragraphs. Unchanged when ``fn`` changes nothing."""
+    marker = list_marker(body)
+    if marker:
+        old = sentences(body)
+        new = [piece for s in old for piece in fn(s)]
+        return body if new == old else layout(body, new, marker)
+    paragraphs = []
+    for para in re.split(r"\n\s*\n", body.strip()):
+        old = sentences(para)
+        new = [piece for s in old for piece in fn(s)]
+        paragraphs.append(para if new == old else " ".join(new))
+    return "\n\n".join(paragraphs)
+
+
+def survives(sentence: str, text: str) -> bool:
+    """Most of ``sentence`` is still in ``text`` (edited or not)."""
+    return fuzz.partial_ratio(norm(sentence), norm(text)) >= 80
+
+
+def own_sentences(draft_body: str, edited_body: str) -> list[str]:
+    """The edited body's sentences without the trailing ones that are not from the draft (text the user
+    appended, which length limits do not count)."""
+    es, ds = sentences(edited_body), [norm(d) for d in sentences(draft_body)]
+    while es and not any(fuzz.ratio(norm(es[-1]), d) >= 60 or fuzz.partial_ratio(norm(es[-1]), d) >= 90
+                         for d in ds):
+        es = es[:-1]
+    return es
+
+
+def capitalise_at(text: str, i: int) -> str:
+    """``text`` with the first letter at or after ``i`` (on the same line) in upper case."""
+    m = re.compile(r"[ \t\"'(\[]*([a-z])").match(text, i)
+    return text[:m.start(1)] + m.group(1).upper() + text[m.end(1):] if m else text
