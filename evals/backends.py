@@ -104,10 +104,13 @@ def load_embedder(settings: Settings) -> LockedEmbedder:
 
 
 def load_run_generator(settings: Settings, *, cache_path: Path | None) -> Generator:
-    """The configured generator for a run: the workers' concurrent calls batched, outputs cached in SQLite at
-    ``cache_path`` (None: no cache), greedy requests for several texts answered with copies (``GreedyCopies``,
-    above the cache, so best-of-n / RPS at temperature 0 reuse greedy drafts)."""
-    generator: Generator = BatchingGenerator(load_generator(settings))
+    """The configured generator for a run: the workers' concurrent calls batched (in process; a server back-end
+    batches concurrent requests itself), outputs cached in SQLite at ``cache_path`` (None: no cache), greedy
+    requests for several texts answered with copies (``GreedyCopies``, above the cache, so best-of-n / RPS at
+    temperature 0 reuse greedy drafts)."""
+    generator: Generator = load_generator(settings)
+    if settings.generator in ("transformers", "vllm"):
+        generator = BatchingGenerator(generator)
     if cache_path is not None:
         generator = CachingGenerator(generator, cache_path)
     return GreedyCopies(generator)

@@ -577,11 +577,11 @@ def test_kill9_then_restart_learns_every_accepted_edit_exactly_once(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def llm(tmp_path_factory, smollm_path):
+def llm(tmp_path_factory):
     """`redline serve` on the packaged SmolLM2, auth on."""
     data = tmp_path_factory.mktemp("llm")
     key = create_key(data, "writers")
-    server = Server(["-m", "redline.cli", "serve", "--port", "0"], data, REDLINE_GENERATOR_MODEL=str(smollm_path),
+    server = Server(["-m", "redline.cli", "serve", "--port", "0"], data, REDLINE_GENERATOR_MODEL="smollm2",
                     REDLINE_MAX_TOKENS="24", REDLINE_TEMPERATURE="0").wait_ready()
     yield server, key
     server.stop()
