@@ -25,19 +25,23 @@ class OpenAIGenerator:
     """``POST {base_url}/chat/completions`` with ``n`` samples per request; different prompts are sent
     as concurrent requests so the server's continuous batching and prefix caching share the work.
 
+    ``extra_body`` fields go into every request as they are (a server's own sampling options, e.g. vLLM's
+    ``repetition_penalty`` or llama.cpp's ``dry_multiplier``).
+
     Failures (connection refused, timeouts, 429, 5xx) are retried ``retries`` times with exponential backoff
     (tenacity), then raised as ``GeneratorUnavailable`` with the URL in the message.
     """
 
     def __init__(self, base_url: str, model: str | None = None, *, api_key: str = "EMPTY",
                  timeout: float = 120.0, retries: int = 2, backoff: float = 0.5, max_concurrency: int = 16,
-                 transport: httpx.BaseTransport | None = None):
+                 transport: httpx.BaseTransport | None = None, extra_body: dict | None = None):
         self.base_url = base_url.rstrip("/")
         self._model = model
         self.retries = retries
         self.backoff = backoff
         self.max_concurrency = max_concurrency
         self._timeout, self._transport, self._api_key = timeout, transport, api_key
+        self.extra_body = dict(extra_body or {})  # the server's own sampling fields, sent with every request
         self._client = self._new_client()
 
     def _new_client(self) -> httpx.Client:
@@ -84,7 +88,7 @@ class OpenAIGenerator:
             body["stop"] = list(params.stop)
         if params.seed is not None:
             body["seed"] = params.seed
-        return body
+        return {**self.extra_body, **body}
 
     def _one(self, prompt: ChatPrompt, params: GenerationParams) -> Generation:
         data = self._request("POST", "/chat/completions", json=self._body(prompt, params))
