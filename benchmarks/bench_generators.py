@@ -64,7 +64,8 @@ def build(name: str, args):
         threads = 2 if name.endswith("-2t") else (1 if name.endswith("-1t") else None)
         server = LlamaServer(resolve_gguf(args.model, args.models_dir), slots=args.slots, context=args.slots * 4096,
                              threads=threads, log_path=REPO / ".redline" / "bench-llama-server.log")
-        gen = LlamaServerGenerator(server=server, timeout=1200).load()
+        # Every answer exactly --max-tokens long, so walls and rates compare like for like.
+        gen = LlamaServerGenerator(server=server, timeout=1200, extra_body={"ignore_eos": True}).load()
         return gen, time.perf_counter() - started, server._proc.pid
     if name == "transformers":
         from redline.agent.generators.transformers_backend import TransformersGenerator

@@ -106,6 +106,7 @@ class OpenAIGenerator:
         body = {**self._body(prompt, params), "n": 1, "stream": True, "stream_options": {"include_usage": True}}
         pieces: list[str] = []
         usage: dict = {}
+        held = ""
         try:
             # Its own connection: a server may close it after the event stream, which must not fail the next call.
             with self._client.stream("POST", "/chat/completions", json=body, headers={"Connection": "close"}
@@ -120,10 +121,13 @@ class OpenAIGenerator:
                     chunk = json.loads(line[5:])
                     usage = chunk.get("usage") or usage
                     for choice in chunk.get("choices") or []:
-                        delta = (choice.get("delta") or {}).get("content") or ""
+                        # Whitespace waits for the next word, so the deltas add up to the stripped text.
+                        held += (choice.get("delta") or {}).get("content") or ""
+                        delta = held.rstrip()
                         if not pieces:
                             delta = delta.lstrip()
                         if delta:
+                            held = held[len(held.rstrip()):]
                             pieces.append(delta)
                             yield delta
         except httpx.HTTPError as exc:
