@@ -36,6 +36,9 @@ class Settings(BaseSettings):
                                                               "slot gets context / slots).")
     generator_threads: int | None = Field(None, ge=1, description="llama-server: CPU threads (default: every core "
                                                                   "but one).")
+    loop_guard: Literal["cut", "off"] = Field(
+        "cut", description="Degenerate repetition: cut a draft at its first repeated sentence (a streamed draft "
+                           "stops decoding there and never shows the repeat); off: keep drafts as generated.")
     generator_background_wait: float = Field(
         30.0, ge=0, description="Longest a background generation (learning's inference) waits for the generator to "
                                 "finish serving requests before it runs beside them.")

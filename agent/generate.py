@@ -28,7 +28,8 @@ from redline.policies import (
 from . import prompts
 from .cipher import Aggregate, Retrieved
 from .errors import InvalidInput
-from .generators import GenerationParams, Generator, stream_generation
+from .generators import Generation, GenerationParams, Generator, stream_generation
+from .generators.loops import LoopGuard, cut_loop
 from .types import GenerateOptions, GenerateResult, StreamStart, TextDelta, check_control_chars, validate_user
 
 __all__ = ["Generating"]
@@ -214,13 +215,9 @@ class Generating:
         target = plan[0]
         prompt_list = [self._task_prompt(task, context, target.preference, options)]
         if stream:
-            for piece in stream_generation(generator, prompt_list[0], params):
-                if isinstance(piece, str):
-                    yield TextDelta(piece)
-                else:
-                    greedy = piece
+            greedy = yield from self._stream_draft(generator, prompt_list[0], params)
         else:
-            greedy = generator.generate(prompt_list, params)[0]
+            greedy = self._without_loop(generator.generate(prompt_list, params)[0])
         drafts = _Drafts(prompt_list, [0], [{"text": greedy.texts[0], "preference": target.preference,
                                              "source": target.source, "kind": "greedy", "score": None,
                                              "raw_text": None, "applied_rules": []}],
@@ -240,6 +237,7 @@ class Generating:
         outs = generator.generate(more, dataclasses.replace(
             params, n=layout.n, temperature=self.settings.reward_candidate_temperature, seed=drafts.seed))
         kind = "revision" if drafts.mode == "revisions" else "sample"
+        outs = [self._without_loop(o) for o in outs]
         for item, (i, j) in zip(alternatives, layout.slots):
             drafts.candidates.append({"text": outs[i].texts[j], "preference": item.preference, "source": item.source,
                                       "kind": kind, "score": None, "raw_text": None, "applied_rules": []})
@@ -255,6 +253,40 @@ class Generating:
         if not (self.settings.rules and options.rules):
             return None
         return self.rulebook.active(user_id, [r.interaction_id for r in retrieved])
+
+    def _stream_draft(self, generator: Generator, prompt: list[dict], params: GenerationParams
+                      ) -> Iterator[TextDelta]:
+        """Stream one draft's deltas; with the loop guard on, a sentence that may repeat an earlier one is held back
+        until it differs, and a repeat stops the decoding (closing the stream) before it is shown. Returns the
+        ``Generation`` (its text cut at the repeat; completion tokens counted as the deltas received then)."""
+        guard = LoopGuard() if self.settings.loop_guard == "cut" else None
+        pieces = stream_generation(generator, prompt, params)
+        received, generation = 0, None
+        try:
+            for piece in pieces:
+                if not isinstance(piece, str):
+                    generation = piece
+                    break
+                received += 1
+                shown = guard.feed(piece) if guard else piece
+                if shown:
+                    yield TextDelta(shown)
+                if guard and guard.looping:
+                    break
+        finally:
+            pieces.close()  # stops the decoding when the loop guard cut the draft
+        if guard and guard.looping:
+            log.info("loop guard: stopped a draft at its first repeated sentence after %d deltas", received)
+            return Generation([guard.text], prompt_tokens=0, completion_tokens=received, extra={"loop_cut": True})
+        if guard and (rest := guard.finish()):
+            yield TextDelta(rest)
+        return generation
+
+    def _without_loop(self, generation: Generation) -> Generation:
+        """``generation`` with every text cut at its first repeated sentence (the loop guard), or as it is."""
+        if self.settings.loop_guard == "cut":
+            generation.texts = [cut_loop(t) for t in generation.texts]
+        return generation
 
     def _apply_rules(self, active: list | None, candidates: list[dict]) -> dict[int, dict] | None:
         """The ``active`` rules applied to every candidate, in place: a changed candidate keeps its generated

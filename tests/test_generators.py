@@ -12,9 +12,8 @@ import httpx
 import pytest
 
 from redline.agent import GenerationParams, GeneratorUnavailable
-from redline.agent.generators import RequestsFirst, stream_generation
+from redline.agent.generators import RequestsFirst, model_files, stream_generation
 from redline.agent.generators import llama_server as llama_server_module
-from redline.agent.generators import model_files
 from redline.agent.generators.llama_backend import LlamaServerGenerator
 from redline.agent.generators.loops import LoopGuard, cut_loop, first_repeat, loops
 from redline.agent.generators.openai_backend import OpenAIGenerator
@@ -166,12 +165,16 @@ def test_a_repeated_sentence_is_a_loop_and_the_cut_keeps_what_came_before():
         "Intro line here.\n- The cat sat down.\n- The dog ran off.")
 
 
-def test_loop_guard_sees_a_loop_once_the_repeated_sentence_is_complete():
+def test_loop_guard_holds_back_what_may_repeat_and_never_shows_the_loop():
     guard = LoopGuard()
-    for piece in ["The parents met. ", "They are also worried", " about it. They are also", " worried about"]:
-        assert not guard.feed(piece)
-    assert guard.feed(" it. More")
+    shown = [guard.feed(p) for p in ["The parents met. ", "They are also worried", " about it. They are also",
+                                     " worried about", " it. More"]]
+    assert shown == ["The parents met. ", "They are also worried", " about it. ", "", ""]
+    assert guard.looping and guard.finish() == ""
     assert guard.text == "The parents met. They are also worried about it."
+    other = LoopGuard()
+    shown = [other.feed(p) for p in ["The parents met. ", "The parents", " left early. Bye"]] + [other.finish()]
+    assert shown == ["The parents met. ", "", "The parents left early. Bye", ""] and not other.looping
 
 
 # -- where the files come from --------------------------------------------------------------------------
@@ -220,3 +223,56 @@ def test_the_server_libraries_version_links_are_made_without_importing_the_packa
     llama_server_module._link_libraries(tmp_path)
     assert (tmp_path / "libfoo.so").resolve() == (tmp_path / "libfoo.so.0.1.0").resolve()
     assert not (tmp_path / "_symlinks.json").exists()
+
+
+# -- the agent: streaming and the loop guard ------------------------------------------------------------
+
+LOOPING = "The parents met the teachers. They are worried about a conflict. They are worried about a conflict. More"
+
+
+class WordStreamer(ScriptedGenerator):
+    """Streams its scripted text word by word (a real ``stream``), recording whether the stream was closed early."""
+
+    def __init__(self, text: str):
+        super().__init__(lambda prompt, i: text)
+        self.closed_early = False
+
+    def stream(self, prompt, params):
+        text = self.respond(prompt, 0)
+        words = text.split(" ")
+        try:
+            for i, word in enumerate(words):
+                yield word if i == 0 else " " + word
+        except GeneratorExit:
+            self.closed_early = True
+            raise
+        yield self.generate([prompt], params)[0]
+
+
+def test_a_looping_draft_is_cut_and_a_streamed_one_stops_before_the_repeat(make_agent):
+    from redline.agent.types import StreamStart, TextDelta
+
+    agent = make_agent(ScriptedGenerator(lambda p, i: LOOPING))
+    assert agent.generate("ann", "An article about schools.").text == (
+        "The parents met the teachers. They are worried about a conflict.")
+    streamer = WordStreamer(LOOPING)
+    events = list(make_agent(streamer, data_dir=agent.settings.data_dir.parent / "b").generate_stream(
+        "ann", "An article about schools."))
+    assert isinstance(events[0], StreamStart) and events[0].streams
+    shown = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert shown == "The parents met the teachers. They are worried about a conflict. "
+    assert events[-1].text == "The parents met the teachers. They are worried about a conflict."
+    assert streamer.closed_early
+    off = make_agent(ScriptedGenerator(lambda p, i: LOOPING), data_dir=agent.settings.data_dir.parent / "c",
+                     loop_guard="off")
+    assert off.generate("ann", "An article about schools.").text == LOOPING
+
+
+def test_a_stream_without_a_loop_adds_up_to_the_stored_text(make_agent):
+    from redline.agent.types import TextDelta
+
+    text = "The parents met the teachers. They talked about the plan. The plan is good."
+    agent = make_agent(WordStreamer(text))
+    events = list(agent.generate_stream("bo", "An article about schools."))
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == text == events[-1].text
+    assert agent.store.interaction(events[-1].interaction_id)["draft"] == text

@@ -61,29 +61,55 @@ def cut_loop(text: str) -> str:
 
 
 class LoopGuard:
-    """Feed a text's deltas as they decode; ``looping`` turns true once a complete sentence repeats an earlier one,
-    and ``text`` is then everything before that repetition.
+    """Watch a text as it decodes, and show only what is not (yet) a loop.
+
+    ``feed(delta)`` returns the part of the text that is safe to show now: a sentence that so far reads like the
+    start of an earlier one is held back until it differs from it; once a complete sentence repeats an earlier one,
+    ``looping`` turns true, nothing more is shown, and the decoding should stop. ``finish()`` returns what was
+    held back when the text ended without a loop; ``text`` is the text to keep (up to the first repeat).
 
     >>> guard = LoopGuard()
-    >>> for piece in ["It rains today. ", "It is cold. ", "It rains today. ", "It"]:
-    ...     _ = guard.feed(piece)
+    >>> [guard.feed(p) for p in ["It rains today. ", "It is cold. ", "It rains", " today. ", "It"]]
+    ['It rains today. ', 'It is cold. ', '', '', '']
     >>> guard.looping, guard.text
     (True, 'It rains today. It is cold.')
     """
 
     def __init__(self):
         self._text = ""
+        self._shown = 0
         self.looping = False
 
-    def feed(self, delta: str) -> bool:
-        """Add a delta; returns ``looping``."""
-        if not self.looping:
-            self._text += delta
-            # Only complete sentences count: the text up to its last sentence end followed by a space.
-            done = max(self._text.rfind(". "), self._text.rfind("! "), self._text.rfind("? "), self._text.rfind("\n"))
-            self.looping = done > 0 and first_repeat(self._text[:done + 1]) is not None
-        return self.looping
+    def feed(self, delta: str) -> str:
+        if self.looping:
+            return ""
+        self._text += delta
+        found = list(_sentences(self._text))
+        keys: set[str] = set()
+        visible = len(self._text)
+        for offset, sentence in found[:-1]:  # complete sentences: the last one may still grow
+            key = _key(sentence)
+            if key in keys:
+                self.looping, visible = True, offset
+                break
+            if key:
+                keys.add(key)
+        else:
+            if found and keys:
+                offset, sentence = found[-1]
+                partial = _NORM.sub(" ", sentence.lower()).strip()
+                if partial and any(k.startswith(partial) for k in keys):
+                    visible = offset  # reads like an earlier sentence so far: wait and see
+        shown, self._shown = self._text[self._shown:max(visible, self._shown)], max(visible, self._shown)
+        return shown
+
+    def finish(self) -> str:
+        """What is left to show once the text ended (nothing after a loop)."""
+        if self.looping:
+            return ""
+        shown, self._shown = self._text[self._shown:], len(self._text)
+        return shown
 
     @property
     def text(self) -> str:
-        return cut_loop(self._text) if self.looping else self._text
+        return cut_loop(self._text).rstrip() if self.looping else self._text
