@@ -631,7 +631,7 @@ def test_the_report_counts_looping_drafts(tmp_path):
 
     looping = ScriptedGenerator(lambda p, i: "It rains on the hill. The sky is grey. It rains on the hill.")
     config = EvalConfig(task="summarize", methods=parse_methods("no-learning"), rounds=3, seeds=[0],
-                        out=tmp_path / "out", workers=1)
+                        out=tmp_path / "out", workers=1, settings={"loop_guard": "off"})  # the guard would cut them
     summary = write_report(run_eval(config, embedder=HashEmbedder(), generator=looping), tmp_path / "out")
     assert summary["methods"]["no-learning"]["looping_drafts"] == 3
     assert "| 3 of 3 |" in (tmp_path / "out" / "report.md").read_text()
