@@ -46,17 +46,21 @@ class LlamaServerGenerator(OpenAIGenerator):
         self.background_wait, self.poll_interval = background_wait, poll_interval
         self._kwargs = kwargs
         self._start_lock = threading.Lock()
+        self._serving = False  # the owned server is healthy and the client points at it
         super().__init__(url or "http://127.0.0.1:0/v1", server.alias if server is not None else None, **kwargs)
 
     def load(self) -> "LlamaServerGenerator":
-        """Start the owned server (once) and wait until it is healthy; attached: nothing to do."""
-        if self.server is not None and not self.server.alive:
+        """Start the owned server (once; again if it died) and wait until it is healthy; attached: nothing to do.
+        Concurrent callers wait for the one that starts it."""
+        if self.server is not None and not (self._serving and self.server.alive):
             with self._start_lock:
-                if not self.server.alive:
+                if not (self._serving and self.server.alive):
+                    self._serving = False
                     self.server.start()
                     self._client.close()
                     self.base_url = self.server.url
                     self._client = self._new_client()
+                    self._serving = True
         return self
 
     def generate(self, prompts: Sequence[ChatPrompt], params: GenerationParams) -> list[Generation]:
