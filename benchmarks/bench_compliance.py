@@ -210,6 +210,23 @@ def write_outputs(runs: dict) -> None:
             f"{c['email']['with_preference']} / {c['email']['without']} | {r['tok_s_single']} | "
             f"{r['tok_s_batched']} (batch {r['batch']}) | {r['load_s']} | {r.get('looping_drafts', '')} |"
         )
+    guarded = {label: r for label, r in runs.items() if "cut_at_first_repeat" in r}
+    if guarded:
+        lines += ["", "Loops: drafts in which a sentence (3+ words) occurs twice or more, and what cutting every "
+                  "draft at its first repeated sentence (REDLINE_LOOP_GUARD=cut) changes (as generated → cut):", "",
+                  "| run | sampler fields | looping drafts | checks passed, oracle | without | edit cost summarize, "
+                  "oracle / without | edit cost email, oracle / without |", "|---|---|---|---|---|---|---|"]
+        for label, r in guarded.items():
+            cut, c = r["cut_at_first_repeat"], r["mean_edit_cost"]
+            cc = cut["mean_edit_cost"]
+            lines.append(
+                f"| {label} | {r.get('extra_body') or 'none'} | {r['looping_drafts']} of {r['drafts']} | "
+                f"{r['pass_rate']['with_preference']:.2f} → {cut['pass_rate']['with_preference']:.2f} | "
+                f"{r['pass_rate']['without']:.2f} → {cut['pass_rate']['without']:.2f} | "
+                f"{c['summarize']['with_preference']} → {cc['summarize']['with_preference']} / "
+                f"{c['summarize']['without']} → {cc['summarize']['without']} | "
+                f"{c['email']['with_preference']} → {cc['email']['with_preference']} / "
+                f"{c['email']['without']} → {cc['email']['without']} |")
     for key, title in (("by_kind", "Per operation kind"), ("by_user", "Per user")):
         lines += ["", f"{title} (oracle / without):", "", f"| {key[3:]} | " + " | ".join(runs) + " |",
                   "|---|" + "---|" * len(runs)]
