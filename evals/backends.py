@@ -108,7 +108,8 @@ def load_run_generator(settings: Settings, *, cache_path: Path | None) -> Genera
     batches concurrent requests itself), outputs cached in SQLite at ``cache_path`` (None: no cache), greedy
     requests for several texts answered with copies (``GreedyCopies``, above the cache, so best-of-n / RPS at
     temperature 0 reuse greedy drafts)."""
-    generator: Generator = load_generator(settings)
+    # A run's simulated users are all one batch job: learning's inferences need not wait behind their drafts.
+    generator: Generator = load_generator(settings.model_copy(update={"generator_background_wait": 0.0}))
     if settings.generator in ("transformers", "vllm"):
         generator = BatchingGenerator(generator)
     if cache_path is not None:
