@@ -86,9 +86,9 @@ def speed(name: str, args) -> dict:
     gen, load_s, pid = build(name, args)
     params = GenerationParams(temperature=0.7, max_tokens=args.max_tokens, seed=0)
     batch = prompts_of(8, args.prompt_tokens)
+    out = {"backend": name, "load_s": round(load_s, 2)}
     try:
         gen.generate(batch[:1], GenerationParams(max_tokens=4))  # warm up (first-call set-up), not timed
-        out = {"backend": name, "load_s": round(load_s, 2)}
         t = time.perf_counter()
         first, tokens, prompt_tokens = None, 0, 0
         for piece in stream_generation(gen, batch[1], params):
@@ -99,6 +99,9 @@ def speed(name: str, args) -> dict:
         wall = time.perf_counter() - t
         out.update(prompt_tokens=prompt_tokens, one_prompt_tok_s=round(tokens / wall, 1), one_prompt_s=round(wall, 2),
                    one_prompt_tokens=tokens, first_token_s=round(first, 2))
+        if args.one_prompt:
+            out["rss_mb"] = rss_mb(pid) if pid else None
+            return out
         for conc in (4, 8):
             t = time.perf_counter()
             with ThreadPoolExecutor(conc) as pool:
@@ -116,7 +119,7 @@ def speed(name: str, args) -> dict:
     finally:
         if hasattr(gen, "close"):
             gen.close()
-    out.update(machine_load=round(os.getloadavg()[0], 2), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
+        out.update(machine_load=round(os.getloadavg()[0], 2), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
     return out
 
 
@@ -205,13 +208,15 @@ def main() -> None:
     ap.add_argument("--prompt-tokens", type=int, default=600)
     ap.add_argument("--max-tokens", type=int, default=150)
     ap.add_argument("--seconds", type=float, default=120, help="priority: length of each phase")
+    ap.add_argument("--one-prompt", action="store_true", help="speed: only load, memory, one prompt's tok/s and first "
+                                                              "token (minutes instead of most of an hour on CPU)")
     args = ap.parse_args()
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if args.mode == "speed":
         for name in args.backends.split(","):
             result = speed(name, args)
             print(json.dumps(result), flush=True)
-            results.setdefault("speed", {})[name] = result
+            results.setdefault("speed-one-prompt" if args.one_prompt else "speed", {})[name] = result
     else:
         result = priority(args)
         print(json.dumps(result, indent=2), flush=True)
