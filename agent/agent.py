@@ -42,7 +42,7 @@ class Agent(Generating, Learning, UserData):
         self.settings = settings or Settings()
         self.store = store or Store(self.settings.store_path)
         self.embedder = embedder or Embedder(self.settings.embedding_model, dtype=self.settings.embedding_dtype)
-        self._generator = generator
+        self._generator, self._owns_generator = generator, generator is None
         self._generator_lock = threading.Lock()
         self.index_cache = IndexCache(self.settings.index_cache_users)
         self.cipher = Cipher(self.store, self.index_cache, k=self.settings.k)
@@ -108,4 +108,8 @@ class Agent(Generating, Learning, UserData):
         return self.store.jobs.queued()
 
     def close(self) -> None:
+        """Close the store, and stop the generator the agent built (a llama-server it started); a generator passed
+        in belongs to the caller."""
         self.store.close()
+        if self._owns_generator and self._generator is not None and hasattr(self._generator, "close"):
+            self._generator.close()

@@ -6,6 +6,7 @@ k nearest past contexts of the same user -> their preferences -> one target pref
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -104,6 +105,8 @@ class Cipher:
         self.cache = cache
         self.k = k
         self.params = GenerationParams(n=1, temperature=0.0, max_tokens=max_tokens, stop=("\n\n",))
+        # Inference runs in learning, behind requests in the generator's queue (aggregation serves a request).
+        self.background = dataclasses.replace(self.params, priority="background")
 
     def index(self, user_id: int) -> PreferenceIndex:
         def build() -> PreferenceIndex:
@@ -157,7 +160,7 @@ class Cipher:
         added) is replaced by the evidence itself. The text is empty when neither says anything.
         """
         evidence = edit_evidence(draft, edited)
-        out = generator.generate([prompts.inference_prompt(task, edited, evidence)], self.params)[0]
+        out = generator.generate([prompts.inference_prompt(task, edited, evidence)], self.background)[0]
         text = prompts.clean_preference(out.texts[0])
         if usable_answer(text, evidence, draft, edited, context, prompts.INFER_PREFERENCE):
             return Inference(text, "llm", tuple(evidence), out.prompt_tokens, out.completion_tokens)

@@ -18,14 +18,30 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REDLINE_", extra="ignore")
 
     data_dir: Path = Field(Path.home() / ".redline", description="Where the store, models and checkpoints live.")
-    generator: Literal["transformers", "openai", "vllm"] = Field(
-        "transformers",
-        description="Generator back-end: in-process CPU model, OpenAI-compatible server, or in-process vLLM.")
-    generator_url: str = Field("http://127.0.0.1:8000/v1", description="Base URL of the OpenAI-compatible server.")
+    generator: Literal["llama-server", "transformers", "openai", "vllm"] = Field(
+        "llama-server",
+        description="Generator back-end: llama.cpp's server on the shipped GGUF (a child process unless "
+                    "generator_url names a running one), in-process transformers, any OpenAI-compatible server, or "
+                    "in-process vLLM.")
+    generator_url: str | None = Field(
+        None, description="llama-server: the base URL of a running llama-server to attach to (unset: start one); "
+                          "openai: the server's base URL (unset: http://127.0.0.1:8000/v1).")
     generator_model: str | None = Field(
-        None, description="transformers/vllm: a packaged model's short name (qwen2.5-coder-0.5b, the default, or "
-                          "smollm2) or a local model folder; openai: the served model's name (default: the first "
-                          "one the server lists).")
+        None, description="llama-server: a packaged model's short name (qwen2.5-coder-0.5b, the default, or smollm2) "
+                          "or a .gguf file; transformers/vllm: a short name or a local model folder; openai: the "
+                          "served model's name (default: the first one the server lists).")
+    generator_slots: int = Field(4, ge=1, le=64, description="llama-server: sequences decoded together (parallel "
+                                                             "slots): best-of-n candidates and concurrent requests.")
+    generator_context: int = Field(16384, ge=512, description="llama-server: context tokens over all slots (each "
+                                                              "slot gets context / slots).")
+    generator_threads: int | None = Field(None, ge=1, description="llama-server: CPU threads (default: every core "
+                                                                  "but one).")
+    loop_guard: Literal["cut", "off"] = Field(
+        "cut", description="Degenerate repetition: cut a draft at its first repeated sentence (a streamed draft "
+                           "stops decoding there and never shows the repeat); off: keep drafts as generated.")
+    generator_background_wait: float = Field(
+        30.0, ge=0, description="Longest a background generation (learning's inference) waits for the generator to "
+                                "finish serving requests before it runs beside them.")
     generator_dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="transformers: precision; auto = bfloat16 on CPUs with native bf16 (AVX-512 BF16/AMX), "
                             "else float32.")

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import logging
 import time
+import uuid
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -25,8 +28,9 @@ from redline.policies import (
 from . import prompts
 from .cipher import Aggregate, Retrieved
 from .errors import InvalidInput
-from .generators import GenerationParams, Generator
-from .types import GenerateOptions, GenerateResult, check_control_chars, validate_user
+from .generators import Generation, GenerationParams, Generator, stream_generation
+from .generators.loops import LoopGuard, cut_loop
+from .types import GenerateOptions, GenerateResult, StreamStart, TextDelta, check_control_chars, validate_user
 
 __all__ = ["Generating"]
 log = logging.getLogger(__name__)
@@ -76,7 +80,29 @@ class Generating:
         to every candidate, pick one with the user's reward, store the interaction. ``timings_ms`` has one entry
         per stage; ``selection`` says what the choice was.
         """
-        options = options or GenerateOptions()
+        for event in self._generating(user, context, task, options or GenerateOptions(), tenant, stream=False):
+            pass
+        return event
+
+    def generate_stream(self, user: str, context: str, task: str = "summarize",
+                        options: GenerateOptions | None = None, *, tenant: str = "default"
+                        ) -> Iterator[StreamStart | TextDelta | GenerateResult]:
+        """``generate``, as it happens: a ``StreamStart`` (the interaction id, the preference, whether text deltas
+        follow), then the chosen draft's ``TextDelta``s as the generator decodes them, then the ``GenerateResult``.
+
+        Deltas follow only when one candidate is drafted (greedy, or best-of-n / RPS at a cold start): with several,
+        the reward chooses once all exist, and the text comes with the result. The user's edit rules apply to the
+        whole text at the end: with ``StreamStart.rules_may_rewrite`` the result's ``text`` may differ from the
+        deltas (``applied_rules`` says how), and it is the text to show. Invalid input raises before the first
+        event; a generator that fails raises ``GeneratorUnavailable`` from the iterator, and nothing is stored.
+        Closing the iterator early stops the decoding and stores nothing.
+        """
+        events = self._generating(user, context, task, options or GenerateOptions(), tenant, stream=True)
+        first = next(events)  # validation errors raise here, before the caller commits to a stream
+        return itertools.chain([first], events)
+
+    def _generating(self, user: str, context: str, task: str, options: GenerateOptions, tenant: str, *,
+                    stream: bool) -> Iterator[StreamStart | TextDelta | GenerateResult]:
         params = self._validate(user, context, task, options)
         generator = self.generator  # fail fast, before anything is stored
         lap = _Laps()
@@ -88,9 +114,15 @@ class Generating:
         target = self._target_preference(user_id, retrieved, options, generator)
         lap("aggregate_ms")
         scorer, plan = self._plan(user_id, target.text, retrieved, options)
-        drafts = self._draft(generator, task, context, plan, options, params, user_id, lap)
+        active = self._active_rules(user_id, retrieved, options)
+        interaction_id = uuid.uuid4().hex
+        neighbours = [r.to_dict() for r in retrieved]
+        yield StreamStart(interaction_id, user, task, options.strategy, target.text, neighbours,
+                          generator.model_name, streams=stream and len(plan) == 1, rules_may_rewrite=bool(active))
+        drafts = yield from self._draft(generator, task, context, plan, options, params, user_id, lap,
+                                        stream=stream and len(plan) == 1)
         lap("alternatives_ms" if len(plan) > 1 else "generate_ms")
-        ruled = self._apply_rules(user_id, retrieved, drafts.candidates, options)
+        ruled = self._apply_rules(active, drafts.candidates)
         if ruled is not None:
             lap("rules_ms")
         selection = self._choose(drafts, scorer, vector)
@@ -101,22 +133,22 @@ class Generating:
         chosen = drafts.candidates[best]
         applied = [ruled[i] for i in chosen["applied_rules"]] if ruled else []
         preference = chosen["preference"]  # RPS may pick a neighbour's preference: that one was used
-        neighbours = [r.to_dict() for r in retrieved]
         tokens_in, tokens_out = target.prompt_tokens + drafts.tokens_in, target.completion_tokens + drafts.tokens_out
-        interaction_id = self.store.add_interaction(
+        self.store.add_interaction(
             user_id, task=task, context=context, context_vector=vector, prompt=prompt,
             draft=chosen["text"], preference_used=preference,
             preference_ids=[r.preference_id for r in retrieved], neighbours=neighbours, candidates=drafts.candidates,
             strategy=options.strategy, model=generator.model_name, tokens_in=tokens_in, tokens_out=tokens_out,
-            timings=lap.ms, raw_draft=chosen["raw_text"], applied_rules=chosen["applied_rules"])
+            timings=lap.ms, raw_draft=chosen["raw_text"], applied_rules=chosen["applied_rules"],
+            interaction_id=interaction_id)
         lap("store_ms")
         log.info("generate user=%s interaction=%s neighbours=%d candidates=%d differs_from_greedy=%s rules=%s %s %s",
                  user, interaction_id, len(retrieved), len(drafts.candidates),
                  selection["differs_from_greedy"] if selection else None, chosen["applied_rules"],
                  self._texts_for_log(context=context, preference=preference), lap.ms)
-        return GenerateResult(interaction_id, user, task, chosen["text"], preference, neighbours,
-                              prompt, drafts.candidates, options.strategy, generator.model_name, tokens_in,
-                              tokens_out, lap.ms, applied, selection=selection)
+        yield GenerateResult(interaction_id, user, task, chosen["text"], preference, neighbours,
+                             prompt, drafts.candidates, options.strategy, generator.model_name, tokens_in,
+                             tokens_out, lap.ms, applied, selection=selection)
 
     def _validate(self, user: str, context: str, task: str, options: GenerateOptions) -> GenerationParams:
         """The sampling parameters of a valid request; ``InvalidInput`` names what is wrong otherwise."""
@@ -175,13 +207,17 @@ class Generating:
         return int.from_bytes(digest[:4], "big") >> 1
 
     def _draft(self, generator: Generator, task: str, context: str, plan: list[CandidatePlan],
-               options: GenerateOptions, params: GenerationParams, user_id: int, lap: _Laps) -> _Drafts:
-        """The greedy target draft (the request's own parameters), then every alternative in ONE batched call at
-        the candidate temperature: samples of the task prompt, or revisions of the greedy draft
-        (``reward_candidates``)."""
+               options: GenerateOptions, params: GenerationParams, user_id: int, lap: _Laps, *, stream: bool
+               ) -> Iterator[TextDelta]:
+        """The greedy target draft (the request's own parameters; with ``stream`` its deltas are yielded as they
+        decode), then every alternative in ONE batched call at the candidate temperature: samples of the task
+        prompt, or revisions of the greedy draft (``reward_candidates``). Returns the ``_Drafts``."""
         target = plan[0]
         prompt_list = [self._task_prompt(task, context, target.preference, options)]
-        greedy = generator.generate(prompt_list, params)[0]
+        if stream:
+            greedy = yield from self._stream_draft(generator, prompt_list[0], params)
+        else:
+            greedy = self._without_loop(generator.generate(prompt_list, params)[0])
         drafts = _Drafts(prompt_list, [0], [{"text": greedy.texts[0], "preference": target.preference,
                                              "source": target.source, "kind": "greedy", "score": None,
                                              "raw_text": None, "applied_rules": []}],
@@ -201,6 +237,7 @@ class Generating:
         outs = generator.generate(more, dataclasses.replace(
             params, n=layout.n, temperature=self.settings.reward_candidate_temperature, seed=drafts.seed))
         kind = "revision" if drafts.mode == "revisions" else "sample"
+        outs = [self._without_loop(o) for o in outs]
         for item, (i, j) in zip(alternatives, layout.slots):
             drafts.candidates.append({"text": outs[i].texts[j], "preference": item.preference, "source": item.source,
                                       "kind": kind, "score": None, "raw_text": None, "applied_rules": []})
@@ -210,15 +247,53 @@ class Generating:
         drafts.tokens_out += sum(o.completion_tokens for o in outs)
         return drafts
 
-    def _apply_rules(self, user_id: int, retrieved: list[Retrieved], candidates: list[dict],
-                     options: GenerateOptions) -> dict[int, dict] | None:
-        """The user's edit rules that are active here (counted over the same nearest past contexts the
-        preferences came from) applied to every candidate, in place: a changed candidate keeps its generated
-        text as ``raw_text`` and lists the ids of the rules that changed it. Returns ``{rule id: {id, kind,
-        description}}`` of the rules applied, or None when rules are off (server setting or request)."""
+    def _active_rules(self, user_id: int, retrieved: list[Retrieved], options: GenerateOptions) -> list | None:
+        """The user's edit rules that are active here (counted over the same nearest past contexts the preferences
+        came from); None when rules are off (server setting or request)."""
         if not (self.settings.rules and options.rules):
             return None
-        active = self.rulebook.active(user_id, [r.interaction_id for r in retrieved])
+        return self.rulebook.active(user_id, [r.interaction_id for r in retrieved])
+
+    def _stream_draft(self, generator: Generator, prompt: list[dict], params: GenerationParams
+                      ) -> Iterator[TextDelta]:
+        """Stream one draft's deltas; with the loop guard on, a sentence that may repeat an earlier one is held back
+        until it differs, and a repeat stops the decoding (closing the stream) before it is shown. Returns the
+        ``Generation`` (its text cut at the repeat; completion tokens counted as the deltas received then)."""
+        guard = LoopGuard() if self.settings.loop_guard == "cut" else None
+        pieces = stream_generation(generator, prompt, params)
+        received, generation = 0, None
+        try:
+            for piece in pieces:
+                if not isinstance(piece, str):
+                    generation = piece
+                    break
+                received += 1
+                shown = guard.feed(piece) if guard else piece
+                if shown:
+                    yield TextDelta(shown)
+                if guard and guard.looping:
+                    break
+        finally:
+            pieces.close()  # stops the decoding when the loop guard cut the draft
+        if guard and guard.looping:
+            log.info("loop guard: stopped a draft at its first repeated sentence after %d deltas", received)
+            return Generation([guard.text], prompt_tokens=0, completion_tokens=received, extra={"loop_cut": True})
+        if guard and (rest := guard.finish()):
+            yield TextDelta(rest)
+        return generation
+
+    def _without_loop(self, generation: Generation) -> Generation:
+        """``generation`` with every text cut at its first repeated sentence (the loop guard), or as it is."""
+        if self.settings.loop_guard == "cut":
+            generation.texts = [cut_loop(t) for t in generation.texts]
+        return generation
+
+    def _apply_rules(self, active: list | None, candidates: list[dict]) -> dict[int, dict] | None:
+        """The ``active`` rules applied to every candidate, in place: a changed candidate keeps its generated
+        text as ``raw_text`` and lists the ids of the rules that changed it. Returns ``{rule id: {id, kind,
+        description}}`` of the rules applied, or None when rules are off."""
+        if active is None:
+            return None
         described: dict[int, dict] = {}
         for c in candidates:
             text, applied = self.rulebook.apply(c["text"], active)

@@ -11,8 +11,8 @@ from redline.policies import STRATEGIES
 from .errors import InvalidInput
 from .prompts import TASKS
 
-__all__ = ["GenerateOptions", "GenerateResult", "EditReceipt", "LearnResult", "USER_PATTERN", "validate_user",
-           "check_control_chars", "TASKS", "STRATEGIES"]
+__all__ = ["GenerateOptions", "GenerateResult", "StreamStart", "TextDelta", "EditReceipt", "LearnResult",
+           "USER_PATTERN", "validate_user", "check_control_chars", "TASKS", "STRATEGIES"]
 
 USER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:+\-]{0,127}$"  # also the API's path and body pattern
 _USER_ID = re.compile(USER_PATTERN)
@@ -80,6 +80,33 @@ class GenerateResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class StreamStart:
+    """The first event of ``Agent.generate_stream``: what is known before the text. ``streams``: text deltas follow
+    (one candidate is drafted); ``rules_may_rewrite``: the user has edit rules active here, so the final text may
+    differ from the deltas. The interaction exists (can take an edit) once the ``GenerateResult`` arrived."""
+
+    interaction_id: str
+    user: str
+    task: str
+    strategy: str
+    preference: str | None
+    neighbours: list[dict]
+    model: str
+    streams: bool
+    rules_may_rewrite: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the draft as the generator decoded it."""
+
+    text: str
 
 
 @dataclass

@@ -165,6 +165,9 @@ class GenerateRequest(RequestBody):
                         "text as generated). Off for everyone when the server runs with REDLINE_RULES=false.")
     use_preference: bool = Field(True, description="Prompt with the user's learned preference (false: no "
                                  "preference in the prompt; the edit rules still apply).")
+    stream: bool = Field(False, description="Answer with server-sent events: `start` (the interaction id, the "
+                         "preference, whether deltas follow), `delta` (text as it decodes), then `done` (the whole "
+                         "response, as without streaming) or `error`. See the API docs for what cannot stream.")
 
 
 class Neighbour(BaseModel):
@@ -231,6 +234,14 @@ class GenerateResponse(BaseModel):
     timings_ms: dict[str, float]
     applied_rules: list[AppliedRule] = Field(description="The user's edit rules that changed the text (empty when "
                                              "none did, or rules are off).")
+
+    @classmethod
+    def of(cls, result) -> "GenerateResponse":
+        """The response for one ``GenerateResult``."""
+        return cls(interaction_id=result.interaction_id, user=result.user, task=result.task, text=result.text,
+                   preference=result.preference, neighbours=result.neighbours, strategy=result.strategy,
+                   candidates=result.candidates, selection=result.selection, model=result.model,
+                   usage=Usage.of(result), timings_ms=result.timings_ms, applied_rules=result.applied_rules)
 
 
 class EditRequest(RequestBody):

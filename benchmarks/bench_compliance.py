@@ -36,11 +36,22 @@ def build_generator(args):
     """(generator, load seconds) for the chosen back-end, model and precision."""
     from redline.agent.generators.model_files import resolve_model
 
+    extra = json.loads(args.extra_body) if args.extra_body else None
     if args.generator == "openai":
         from redline.agent.generators.openai_backend import OpenAIGenerator
 
-        gen = OpenAIGenerator(args.url, args.served_model, timeout=600)
+        gen = OpenAIGenerator(args.url, args.served_model, timeout=600, extra_body=extra)
         return gen, 0.0
+    if args.generator == "llama-server":
+        from redline.agent.generators.llama_backend import LlamaServerGenerator
+        from redline.agent.generators.llama_server import LlamaServer
+        from redline.agent.generators.model_files import resolve_gguf
+
+        started = time.perf_counter()
+        server = LlamaServer(resolve_gguf(args.model, Path(args.models_dir)), slots=args.batch,
+                             context=args.batch * 4096, log_path=REPO / ".redline" / "bench-llama-server.log")
+        gen = LlamaServerGenerator(server=server, timeout=1200, extra_body=extra).load()
+        return gen, time.perf_counter() - started
     import torch
 
     from redline.agent.generators.transformers_backend import TransformersGenerator
@@ -91,11 +102,13 @@ def run(args) -> dict:
         seconds += time.perf_counter() - t
         tokens += sum(o.completion_tokens for o in outs)
         outputs.extend(o.texts[0] for o in outs)
+    from redline.agent.generators.loops import cut_loop, loops
+
     users = {task: RuleUser(load_user_specs(task)) for task in ("summarize", "email")}
     rows = []
     for (task, source, spec, doc, with_pref), draft in zip(jobs, outputs):
+        cut = cut_loop(draft)  # what cutting a draft at its first repeated sentence would have shown the user
         checks = {op.kind: bool(op.check(draft)) for op in spec.operations}
-        edited = users[task].feedback(source, doc.text, draft).edited
         rows.append(
             {
                 "task": task,
@@ -103,7 +116,10 @@ def run(args) -> dict:
                 "doc": doc.id,
                 "preference": with_pref,
                 "checks": checks,
-                "cost": edit_cost(draft, edited),
+                "cost": edit_cost(draft, users[task].feedback(source, doc.text, draft).edited),
+                "loops": loops(draft),
+                "cut_checks": {op.kind: bool(op.check(cut)) for op in spec.operations} if cut != draft else checks,
+                "cut_cost": edit_cost(cut, users[task].feedback(source, doc.text, cut).edited),
                 "draft": draft,
             }
         )
@@ -130,7 +146,8 @@ def summarise(args, rows, gen, load_s, tokens, seconds, single_tps) -> dict:
         "label": args.label,
         "model": getattr(gen, "model_name", args.model),
         "generator": args.generator,
-        "dtype": args.dtype if args.generator == "transformers" else "server",
+        "dtype": args.dtype if args.generator == "transformers" else ("Q4_K_M GGUF" if args.generator ==
+                                                                       "llama-server" else "server"),
         "docs_per_user": args.docs,
         "max_tokens": args.max_tokens,
         "context_chars": args.context_chars,
@@ -152,6 +169,19 @@ def summarise(args, rows, gen, load_s, tokens, seconds, single_tps) -> dict:
             t: {"with_preference": round(statistics.mean(v[True]), 1), "without": round(statistics.mean(v[False]), 1)}
             for t, v in sorted(costs.items())
         },
+        "extra_body": args.extra_body,
+        "looping_drafts": sum(r["loops"] for r in rows),
+        "cut_at_first_repeat": {
+            "pass_rate": {
+                "with_preference": _rate(ok for r in rows if r["preference"] for ok in r["cut_checks"].values()),
+                "without": _rate(ok for r in rows if not r["preference"] for ok in r["cut_checks"].values()),
+            },
+            "mean_edit_cost": {
+                t: {flag: round(statistics.mean(r["cut_cost"] for r in rows if r["task"] == t and r["preference"] == f),
+                                1) for flag, f in (("with_preference", True), ("without", False))}
+                for t in sorted(costs)
+            },
+        },
         "machine_load": round(os.getloadavg()[0], 2),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "samples": [
@@ -169,8 +199,8 @@ def write_outputs(runs: dict) -> None:
         "written by `benchmarks/bench_compliance.py`.",
         "",
         "| run | model | precision | checks passed, oracle | without | edit cost summarize, oracle / without "
-        "| edit cost email, oracle / without | tok/s one prompt | tok/s batched | load s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| edit cost email, oracle / without | tok/s one prompt | tok/s batched | load s | looping drafts |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, r in runs.items():
         c = r["mean_edit_cost"]
@@ -178,8 +208,25 @@ def write_outputs(runs: dict) -> None:
             f"| {label} | {r['model']} | {r['dtype']} | {r['pass_rate']['with_preference']:.2f} | "
             f"{r['pass_rate']['without']:.2f} | {c['summarize']['with_preference']} / {c['summarize']['without']} | "
             f"{c['email']['with_preference']} / {c['email']['without']} | {r['tok_s_single']} | "
-            f"{r['tok_s_batched']} (batch {r['batch']}) | {r['load_s']} |"
+            f"{r['tok_s_batched']} (batch {r['batch']}) | {r['load_s']} | {r.get('looping_drafts', '')} |"
         )
+    guarded = {label: r for label, r in runs.items() if "cut_at_first_repeat" in r}
+    if guarded:
+        lines += ["", "Loops: drafts in which a sentence (3+ words) occurs twice or more, and what cutting every "
+                  "draft at its first repeated sentence (REDLINE_LOOP_GUARD=cut) changes (as generated → cut):", "",
+                  "| run | sampler fields | looping drafts | checks passed, oracle | without | edit cost summarize, "
+                  "oracle / without | edit cost email, oracle / without |", "|---|---|---|---|---|---|---|"]
+        for label, r in guarded.items():
+            cut, c = r["cut_at_first_repeat"], r["mean_edit_cost"]
+            cc = cut["mean_edit_cost"]
+            lines.append(
+                f"| {label} | {r.get('extra_body') or 'none'} | {r['looping_drafts']} of {r['drafts']} | "
+                f"{r['pass_rate']['with_preference']:.2f} → {cut['pass_rate']['with_preference']:.2f} | "
+                f"{r['pass_rate']['without']:.2f} → {cut['pass_rate']['without']:.2f} | "
+                f"{c['summarize']['with_preference']} → {cc['summarize']['with_preference']} / "
+                f"{c['summarize']['without']} → {cc['summarize']['without']} | "
+                f"{c['email']['with_preference']} → {cc['email']['with_preference']} / "
+                f"{c['email']['without']} → {cc['email']['without']} |")
     for key, title in (("by_kind", "Per operation kind"), ("by_user", "Per user")):
         lines += ["", f"{title} (oracle / without):", "", f"| {key[3:]} | " + " | ".join(runs) + " |",
                   "|---|" + "---|" * len(runs)]
@@ -221,7 +268,9 @@ def main() -> None:
         choices=["float32", "bfloat16", "int8", "auto"],
         help="transformers precision; int8 = dynamic quantisation of the Linear layers",
     )
-    ap.add_argument("--generator", default="transformers", choices=["transformers", "openai"])
+    ap.add_argument("--generator", default="transformers", choices=["transformers", "openai", "llama-server"])
+    ap.add_argument("--extra-body", help="openai/llama-server: JSON of the server's own sampling fields sent with "
+                                         "every request, e.g. '{\"dry_multiplier\": 0.8}'")
     ap.add_argument("--url", default="http://127.0.0.1:8000/v1", help="OpenAI-compatible server (--generator openai)")
     ap.add_argument("--served-model", default=None, help="model name on the server (default: the first it lists)")
     ap.add_argument("--docs", type=int, default=4, help="documents per user")

@@ -15,6 +15,7 @@ from redline.runtime import quiet_offline_models
 
 from ._common import State, emit, json_option, pass_state, read_text
 from .eval import eval_command
+from .generator_server import generator_server
 from .keys import keys
 from .rewards import rewards
 from .rules import rule_line, rules
@@ -26,13 +27,14 @@ __all__ = ["main", "cli"]
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Data directory [env REDLINE_DATA_DIR; default ~/.redline].")
-@click.option("--generator", type=click.Choice(["transformers", "openai", "vllm"]),
-              help="Generator back-end [env REDLINE_GENERATOR; default transformers].")
+@click.option("--generator", type=click.Choice(["llama-server", "transformers", "openai", "vllm"]),
+              help="Generator back-end [env REDLINE_GENERATOR; default llama-server].")
 @click.option("--generator-url",
-              help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 [env REDLINE_GENERATOR_URL].")
+              help="Base URL of a running server, e.g. http://127.0.0.1:8000/v1: llama-server attaches to it instead "
+                   "of starting one; openai needs it [env REDLINE_GENERATOR_URL].")
 @click.option("--generator-model",
-              help="transformers/vllm: qwen2.5-coder-0.5b (default), smollm2, or a model folder; openai: the "
-                   "served model name [env REDLINE_GENERATOR_MODEL].")
+              help="qwen2.5-coder-0.5b (default), smollm2, or a .gguf file (llama-server) / model folder "
+                   "(transformers, vllm); openai: the served model name [env REDLINE_GENERATOR_MODEL].")
 @click.option("-k", "k", type=int, help="CIPHER: nearest past contexts to retrieve [env REDLINE_K; default 5].")
 @click.option("--delta", type=int, help="Edit costs at or below this count as no edit [env REDLINE_DELTA; default 0].")
 @click.option("--max-tokens", type=int, help="Maximum tokens per generation [env REDLINE_MAX_TOKENS].")
@@ -54,7 +56,7 @@ def cli(ctx, data_dir, generator, generator_url, generator_model, k, delta, max_
                          generator_model=generator_model, k=k, delta=delta, max_tokens=max_tokens), as_json)
 
 
-for command in (serve, keys, rewards, rules, eval_command):
+for command in (serve, keys, rewards, rules, eval_command, generator_server):
     cli.add_command(command)
 
 

@@ -45,7 +45,7 @@ class BatchingGenerator:
                 pass
             groups: dict[tuple, list] = {}
             for item in batch:
-                groups.setdefault(item[1].cache_key(), []).append(item)
+                groups.setdefault((item[1].cache_key(), item[1].priority), []).append(item)
             for items in groups.values():
                 for start in range(0, len(items), self.max_prompts):
                     self._run(items[start:start + self.max_prompts])

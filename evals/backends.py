@@ -92,10 +92,16 @@ def load_embedder(settings: Settings) -> Embedder:
 
 
 def load_run_generator(settings: Settings, *, cache_path: Path | None) -> Generator:
-    """The configured generator for a run: the workers' concurrent calls batched, outputs cached in SQLite at
-    ``cache_path`` (None: no cache), greedy requests for several texts answered with copies (``GreedyCopies``,
-    above the cache, so best-of-n / RPS at temperature 0 reuse greedy drafts)."""
-    generator: Generator = BatchingGenerator(load_generator(settings))
+    """The configured generator for a run: the workers' concurrent calls batched (in process; a server back-end
+    batches concurrent requests itself), outputs cached in SQLite at ``cache_path`` (None: no cache), greedy
+    requests for several texts answered with copies (``GreedyCopies``, above the cache, so best-of-n / RPS at
+    temperature 0 reuse greedy drafts)."""
+    # A run's simulated users are all one batch job: learning's inferences need not wait behind their drafts, and
+    # a request may queue behind every other stream's on a loaded machine.
+    generator: Generator = load_generator(settings.model_copy(update={
+        "generator_background_wait": 0.0, "generator_timeout": max(settings.generator_timeout, 1200.0)}))
+    if settings.generator in ("transformers", "vllm"):
+        generator = BatchingGenerator(generator)
     if cache_path is not None:
         generator = CachingGenerator(generator, cache_path)
     return GreedyCopies(generator)

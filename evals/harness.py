@@ -20,6 +20,8 @@ from typing import Callable
 
 import numpy as np
 
+from redline.agent.generators.loops import loops
+
 from .backends import HTTP_METHODS, HTTPBackend, LocalBackend
 from .methods import Method
 from .tasks import Document, load_documents, round_order
@@ -101,6 +103,7 @@ class StreamResult:
     applied_rules: list[list[dict]] = field(default_factory=list)  # per round: the edit rules that changed the draft
     rules: list[dict] | None = None  # the user's edit rules at the end (None: the method has none)
     differs: list[bool | None] = field(default_factory=list)  # per round: the chosen draft is not the greedy one
+    loops: list[bool] = field(default_factory=list)  # per round: the draft repeats a sentence (generators.loops)
 
 
 RUN_ID = uuid.uuid4().hex[:8]  # a server's store outlives a run: fresh user names per run
@@ -115,7 +118,7 @@ def run_stream(backend, method: Method, seed: int, order: list[Document], config
                tick: Callable[[], None] = lambda: None) -> StreamResult:
     """One simulated user's rounds for one method; appends one JSON line per round to ``log_path``."""
     name = _user_name(method, seed, remote=config.target is not None)
-    costs, sources, correct, selections, inferred_by, applied, differs = [], [], [], [], [], [], []
+    costs, sources, correct, selections, inferred_by, applied, differs, looping = [], [], [], [], [], [], [], []
     tokens_in = tokens_out = user_tokens = 0
     started = time.perf_counter()
     cumulative = 0
@@ -140,6 +143,7 @@ def run_stream(backend, method: Method, seed: int, order: list[Document], config
             inferred_by.append(outcome.inferred_by)
             applied.append(draft.applied_rules)
             differs.append(draft.differs_from_greedy)
+            looping.append(loops(draft.text))
             log.write(json.dumps({
                 "method": method.name, "seed": seed, "round": t, "doc_id": doc.id, "source": doc.source,
                 "cost": outcome.cost, "cumulative_cost": cumulative, "satisfied": fb.satisfied,
@@ -161,7 +165,7 @@ def run_stream(backend, method: Method, seed: int, order: list[Document], config
         _rules_path(log_path).write_text(json.dumps(rules, indent=2, ensure_ascii=False) + "\n")
     return StreamResult(method.name, seed, costs, sources, correct, tokens_in, tokens_out, user_tokens,
                         round(time.perf_counter() - started, 2), selections=selections, inferred_by=inferred_by,
-                        applied_rules=applied, rules=rules, differs=differs)
+                        applied_rules=applied, rules=rules, differs=differs, loops=looping)
 
 
 def _rule_summaries(rules: list[dict]) -> list[dict]:
@@ -263,7 +267,8 @@ def results_from_logs(out: Path | str, rounds: int | None = None) -> dict:
                                     inferred_by=[r.get("inferred_by") for r in rs],
                                     applied_rules=[r.get("applied_rules") or [] for r in rs],
                                     rules=json.loads(rules_file.read_text()) if rules_file.exists() else None,
-                                    differs=[r.get("differs_from_greedy") for r in rs]))
+                                    differs=[r.get("differs_from_greedy") for r in rs],
+                                    loops=[loops(r["draft"]) for r in rs]))
     skipped_path = out / "skipped.json"
     skipped = json.loads(skipped_path.read_text()) if skipped_path.exists() else {}
     config["rounds_completed"] = common

@@ -95,6 +95,7 @@ def summarize(results: dict) -> dict:
             "user_tokens": round(float(np.mean([s.user_tokens for s in streams])), 1),
             "wall_time_s": round(float(np.mean([s.wall_time_s for s in streams])), 2),
             "zero_cost_rounds": round(float(np.mean([sum(c == 0 for c in s.costs) for s in streams])), 2),
+            "looping_drafts": sum(sum(getattr(s, "loops", []) or []) for s in streams),
             "cost_per_source": {k: round(v, 2) for k, v in per_source.items()},
             "cumulative_curve_mean": [round(float(x), 2) for x in curve],
             "cumulative_curve_std": [round(float(x), 2) for x in curve_std],
@@ -110,15 +111,16 @@ def summarize(results: dict) -> dict:
 
 def format_table(summary: dict) -> str:
     """A Markdown table, one row per method."""
-    rows = ["| method | cumulative cost (mean ± std) | zero-cost rounds | preference accuracy | tokens in / out "
-            "| wall time (s) |", "|---|---|---|---|---|---|"]
+    rows = ["| method | cumulative cost (mean ± std) | zero-cost rounds | looping drafts | preference accuracy "
+            "| tokens in / out | wall time (s) |", "|---|---|---|---|---|---|---|"]
     for name, m in summary["methods"].items():
         acc = "n/a" if m["preference_accuracy"] is None else f"{m['preference_accuracy']:.2f}"
+        drafts = m["rounds"] * len(m["seeds"])
         rows.append(f"| {name} | {m['cumulative_cost_mean']:,.0f} ± {m['cumulative_cost_std']:,.0f} | "
-                    f"{m['zero_cost_rounds']:g} | {acc} | {m['tokens_in']:,.0f} / {m['tokens_out']:,.0f} | "
-                    f"{m['wall_time_s']:,.0f} |")
+                    f"{m['zero_cost_rounds']:g} | {m['looping_drafts']} of {drafts} | {acc} | "
+                    f"{m['tokens_in']:,.0f} / {m['tokens_out']:,.0f} | {m['wall_time_s']:,.0f} |")
     for name, why in summary.get("skipped", {}).items():
-        rows.append(f"| {name} | not available: {why} | | | | |")
+        rows.append(f"| {name} | not available: {why} | | | | | |")
     return "\n".join(rows)
 
 
@@ -236,7 +238,9 @@ def write_report(results: dict, out: Path | str) -> dict:
              "Cumulative cost: word-level edit distance between draft and the user's edit, summed over rounds "
              "(mean ± population std over seeds). Preference accuracy: share of rounds whose preference is "
              "closest (MiniLM cosine) to the true user's description among the task's users; n/a for methods "
-             "that infer none. Tokens: the agent's generator tokens per seed (user tokens excluded).", ""]
+             "that infer none. Looping drafts: drafts shown to the user in which a sentence (of 3+ words) occurs "
+             "twice or more, over all seeds. Tokens: the agent's generator tokens per seed (user tokens excluded).",
+             ""]
     selection = format_selection(summary)
     if selection:
         lines += ["## Selection", "", selection, ""]

@@ -110,10 +110,11 @@ class Store:
                         preference_ids: list[int], neighbours: list[dict], candidates: list[dict],
                         strategy: str, model: str, tokens_in: int, tokens_out: int,
                         timings: dict[str, float], raw_draft: str | None = None,
-                        applied_rules: list[int] | None = None) -> str:
+                        applied_rules: list[int] | None = None, interaction_id: str | None = None) -> str:
         """Store one generation; ``raw_draft`` is the chosen text as generated when the user's edit rules
-        changed it (``applied_rules``: their ids), else None."""
-        interaction_id = uuid.uuid4().hex
+        changed it (``applied_rules``: their ids), else None. ``interaction_id``: one the caller already announced
+        (a streamed generation names it first), else a new one."""
+        interaction_id = interaction_id or uuid.uuid4().hex
         row = (interaction_id, user_id, task, context, vector_to_blob(context_vector), json.dumps(prompt), draft,
                preference_used, json.dumps(preference_ids), json.dumps(neighbours), json.dumps(candidates), strategy,
                model, tokens_in, tokens_out, json.dumps(timings), now_iso(), raw_draft, json.dumps(applied_rules or []))

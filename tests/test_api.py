@@ -4,6 +4,7 @@ real); the chat/SDK tests use ``redline serve`` on the packaged SmolLM2."""
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import subprocess
@@ -625,6 +626,47 @@ def test_generator_outage_is_503_but_edits_are_accepted(stack):
     wait_learned(c, "gina", 1, timeout=20)  # retried after the outage
 
 
+def server_sent(resp: httpx.Response) -> list[tuple[str, dict]]:
+    """The (event, data) pairs of a text/event-stream body."""
+    events = []
+    for block in resp.text.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in fields:
+            events.append((fields["event"], json.loads(fields["data"])))
+    return events
+
+
+def test_generate_streams_start_deltas_done(stack):
+    c = stack["acme"]
+    resp = c.post("/v1/generate", json={"user": "sia", "context": ARTICLE, "stream": True})
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+    events = server_sent(resp)
+    kinds = [kind for kind, _ in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and set(kinds[1:-1]) == {"delta"}
+    start, done = events[0][1], events[-1][1]
+    assert start["interaction_id"] == done["interaction_id"] and start["streams"] is True
+    assert start["rules_may_rewrite"] is False and start["preference"] is None
+    assert "".join(data["text"] for kind, data in events if kind == "delta") == done["text"]
+    assert c.get(f"/v1/interactions/{done['interaction_id']}").json()["text"] == done["text"]
+    bad = c.post("/v1/generate", json={"user": "sia", "context": " ", "stream": True})
+    assert bad.status_code == 400 and bad.headers["content-type"] == "application/json"
+    assert c.post("/v1/generate", json={"user": "sia", "context": ARTICLE, "stream": "yes"}).status_code == 422
+
+
+def test_a_generator_failure_after_the_start_ends_the_stream_and_stores_nothing(stack):
+    c = stack["acme"]
+    stack["down"].touch()
+    try:
+        resp = c.post("/v1/generate", json={"user": "stu", "context": ARTICLE, "stream": True})
+    finally:
+        stack["down"].unlink()
+    events = server_sent(resp)
+    assert [kind for kind, _ in events] == ["start", "error"]
+    assert events[1][1] == {"error": {"message": "scripted generator is down", "type": "service_unavailable_error",
+                                      "code": "generator_unavailable"}}
+    assert c.get(f"/v1/interactions/{events[0][1]['interaction_id']}").status_code == 404
+
+
 def test_metrics_expose_latency_queue_edits_and_tokens(stack):
     text = httpx.get(stack["server"].url + "/metrics").text
     assert re.search(r'redline_http_request_duration_seconds_count\{method="POST",route="/v1/generate",'
@@ -719,11 +761,11 @@ def test_kill9_then_restart_learns_every_accepted_edit_exactly_once(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def llm(tmp_path_factory, smollm_path):
+def llm(tmp_path_factory):
     """`redline serve` on the packaged SmolLM2, auth on."""
     data = tmp_path_factory.mktemp("llm")
     key = create_key(data, "writers")
-    server = Server(["-m", "redline.cli", "serve", "--port", "0"], data, REDLINE_GENERATOR_MODEL=str(smollm_path),
+    server = Server(["-m", "redline.cli", "serve", "--port", "0"], data, REDLINE_GENERATOR_MODEL="smollm2",
                     REDLINE_MAX_TOKENS="24", REDLINE_TEMPERATURE="0").wait_ready()
     yield server, key
     server.stop()
@@ -772,6 +814,16 @@ def test_openai_sdk_streaming(llm):
     with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}) as c:
         exported = c.get("/v1/users/tess/export").json()
     assert exported["interactions"][0]["id"] == ids.pop() and exported["interactions"][0]["draft"] == text
+
+
+def test_generate_streams_the_real_model_as_it_decodes(llm):
+    server, key = llm
+    with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as c:
+        resp = c.post("/v1/generate", json={"user": "vic", "context": ARTICLE, "max_tokens": 16, "stream": True})
+    events = server_sent(resp)
+    deltas = [data["text"] for kind, data in events if kind == "delta"]
+    assert len(deltas) > 3  # token by token, not the whole text at the end
+    assert "".join(deltas) == events[-1][1]["text"] and events[-1][0] == "done"
 
 
 def test_generate_on_the_real_model(llm):

@@ -622,3 +622,17 @@ def test_selection_of():
     assert selection_of("rps", [{"score": None}]) == "cold-start"
     assert selection_of("rps", [{"score": 0.6}, {"score": 0.4}]) == "reward"
     assert selection_of("best_of_n", None) is None
+
+
+def test_the_report_counts_looping_drafts(tmp_path):
+    from redline.evals.harness import EvalConfig, results_from_logs, run_eval
+    from redline.evals.methods import parse_methods
+    from redline.evals.report import summarize, write_report
+
+    looping = ScriptedGenerator(lambda p, i: "It rains on the hill. The sky is grey. It rains on the hill.")
+    config = EvalConfig(task="summarize", methods=parse_methods("no-learning"), rounds=3, seeds=[0],
+                        out=tmp_path / "out", workers=1, settings={"loop_guard": "off"})  # the guard would cut them
+    summary = write_report(run_eval(config, embedder=HashEmbedder(), generator=looping), tmp_path / "out")
+    assert summary["methods"]["no-learning"]["looping_drafts"] == 3
+    assert "| 3 of 3 |" in (tmp_path / "out" / "report.md").read_text()
+    assert summarize(results_from_logs(tmp_path / "out"))["methods"]["no-learning"]["looping_drafts"] == 3

@@ -11,13 +11,13 @@ from redline.agent import edit_cost
 pytestmark = pytest.mark.integration
 
 
-def test_eval_cli_three_rounds_two_methods(tmp_path, smollm_path):
+def test_eval_cli_three_rounds_two_methods(tmp_path):
     from click.testing import CliRunner
 
     from redline.cli import cli
 
     out = tmp_path / "out"
-    args = ["--data-dir", str(tmp_path / "data"), "--generator-model", str(smollm_path), "--max-tokens", "16",
+    args = ["--data-dir", str(tmp_path / "data"), "--generator-model", "smollm2", "--max-tokens", "16",
             "eval", "--task", "summarize", "--methods", "no-learning,cipher-1", "--rounds", "3", "--seeds", "0",
             "--workers", "2", "--context-chars", "400", "--out", str(out)]
     res = CliRunner().invoke(cli, args)
@@ -47,14 +47,14 @@ def test_eval_cli_three_rounds_two_methods(tmp_path, smollm_path):
            {m: v["cumulative_cost_mean"] for m, v in summary["methods"].items()}
 
 
-def test_eval_cli_redline_selects_with_trained_heads(tmp_path, smollm_path):
+def test_eval_cli_redline_selects_with_trained_heads(tmp_path):
     """redline at temperature 0 on SmolLM2: heads trained after the first edit (--retrain-every 1), later
     rounds ask for several candidates (greedy copies, which transformers cannot sample) and the reward picks."""
     from click.testing import CliRunner
 
     from redline.cli import cli
     out = tmp_path / "out"
-    args = ["--data-dir", str(tmp_path / "data"), "--generator-model", str(smollm_path), "--max-tokens", "8",
+    args = ["--data-dir", str(tmp_path / "data"), "--generator-model", "smollm2", "--max-tokens", "8",
             "eval", "--task", "email", "--methods", "redline", "--rounds", "3", "--seeds", "0", "--workers", "1",
             "--context-chars", "300", "--retrain-every", "1", "--out", str(out)]
     res = CliRunner().invoke(cli, args)

@@ -20,7 +20,10 @@ UNRELATED = "Preheat the oven to 200 degrees. Mix flour, sugar and butter, then 
 ALICE_EDIT = "- Council expands bike lanes by 40 miles\n- Five-year plan\n- Safety data cited\n- Downtown routes first"
 
 
-def run(data_dir: Path, model: Path, *args: str, stdin: bytes | None = None, check: bool = True):
+SMOLLM2 = "smollm2"  # the default back-end (llama-server) on the small packaged GGUF
+
+
+def run(data_dir: Path, model: str, *args: str, stdin: bytes | None = None, check: bool = True):
     env = dict(os.environ, REDLINE_DATA_DIR=str(data_dir), REDLINE_GENERATOR_MODEL=str(model),
                REDLINE_MAX_TOKENS="40")
     proc = subprocess.run([sys.executable, "-m", "redline.cli", *args], input=stdin, capture_output=True, env=env,
@@ -30,36 +33,36 @@ def run(data_dir: Path, model: Path, *args: str, stdin: bytes | None = None, che
     return proc
 
 
-def test_three_command_loop_through_the_cli(tmp_path, smollm_path):
+def test_three_command_loop_through_the_cli(tmp_path):
     (tmp_path / "article.txt").write_text(ARTICLE)
     (tmp_path / "similar.txt").write_text(SIMILAR)
     (tmp_path / "mine.txt").write_text(ALICE_EDIT)
     data = tmp_path / "data"
 
-    first = json.loads(run(data, smollm_path, "--json", "generate", "--user", "alice", "--context-file",
+    first = json.loads(run(data, SMOLLM2, "--json", "generate", "--user", "alice", "--context-file",
                            str(tmp_path / "article.txt"), "--task", "summarize").stdout)
     assert first["text"] and first["preference"] is None and first["neighbours"] == []
     assert ARTICLE[:40] in first["prompt"][-1]["content"]
 
-    learned = json.loads(run(data, smollm_path, "--json", "feedback", "--interaction", first["interaction_id"],
+    learned = json.loads(run(data, SMOLLM2, "--json", "feedback", "--interaction", first["interaction_id"],
                              "--edited-file", str(tmp_path / "mine.txt")).stdout)
     assert learned["is_edit"] and learned["cost"] > 0 and learned["preference"]
 
-    second = json.loads(run(data, smollm_path, "--json", "generate", "--user", "alice", "--context-file",
+    second = json.loads(run(data, SMOLLM2, "--json", "generate", "--user", "alice", "--context-file",
                             str(tmp_path / "similar.txt")).stdout)
     assert second["preference"] == learned["preference"]  # k nearest = the only past context
     assert second["neighbours"][0]["interaction_id"] == first["interaction_id"]
     assert second["neighbours"][0]["similarity"] > 0.3
     assert learned["preference"].rstrip(". ") in second["prompt"][-1]["content"]
 
-    prefs = json.loads(run(data, smollm_path, "--json", "preferences", "--user", "alice").stdout)
+    prefs = json.loads(run(data, SMOLLM2, "--json", "preferences", "--user", "alice").stdout)
     assert prefs["stats"]["edits"] == 1 and prefs["items"][0]["text"] == learned["preference"]
     assert prefs["items"][0]["edited_text"] == ALICE_EDIT
-    human = run(data, smollm_path, "preferences", "--user", "alice").stdout.decode()
+    human = run(data, SMOLLM2, "preferences", "--user", "alice").stdout.decode()
     assert "1 preferences from 1 edits" in human and learned["preference"] in human
 
     # Another user with the same kind of context sees nothing of alice's.
-    bob = json.loads(run(data, smollm_path, "--json", "generate", "--user", "bob", "--context-file",
+    bob = json.loads(run(data, SMOLLM2, "--json", "generate", "--user", "bob", "--context-file",
                          str(tmp_path / "similar.txt")).stdout)
     assert bob["preference"] is None and bob["neighbours"] == []
 
@@ -96,22 +99,22 @@ CLI_ERRORS = [
 
 
 @pytest.mark.parametrize("args,message", CLI_ERRORS)
-def test_cli_errors_are_one_line(tmp_path, smollm_path, args, message):
+def test_cli_errors_are_one_line(tmp_path, args, message):
     paths = {"mine": tmp_path / "mine.txt", "missing": tmp_path / "missing.txt", "empty": tmp_path / "empty.txt",
              "binary": tmp_path / "binary.txt"}
     paths["mine"].write_text(ALICE_EDIT)
     paths["empty"].write_text("  \n")
     paths["binary"].write_bytes(b"\xff\xfe\x00bad")
     fmt = {k: str(v) for k, v in paths.items()}
-    proc = run(tmp_path / "data", smollm_path, *[a.format(**fmt) for a in args], check=False)
+    proc = run(tmp_path / "data", SMOLLM2, *[a.format(**fmt) for a in args], check=False)
     assert proc.returncode == 1
     assert proc.stderr.decode().strip() == message.format(**fmt)
     assert b"Traceback" not in proc.stderr
 
 
-def test_generator_down_is_one_line_and_stores_nothing(tmp_path, smollm_path):
+def test_generator_down_is_one_line_and_stores_nothing(tmp_path):
     (tmp_path / "a.txt").write_text(ARTICLE)
-    proc = run(tmp_path / "data", smollm_path, "--generator", "openai", "--generator-url", "http://127.0.0.1:9/v1",
+    proc = run(tmp_path / "data", SMOLLM2, "--generator", "openai", "--generator-url", "http://127.0.0.1:9/v1",
                "generate", "--user", "alice", "--context-file", str(tmp_path / "a.txt"), check=False)
     assert proc.returncode == 1
     err = proc.stderr.decode().strip()

@@ -3,25 +3,37 @@
 from __future__ import annotations
 
 from ..errors import GeneratorUnavailable
-from .base import ChatPrompt, Generation, GenerationParams, Generator, apply_stop
+from .base import ChatPrompt, Generation, GenerationParams, Generator, RequestsFirst, apply_stop, stream_generation
 from .greedy import GreedyCopies
 
-__all__ = ["ChatPrompt", "Generation", "GenerationParams", "Generator", "GreedyCopies", "apply_stop",
-           "build_generator", "load_generator"]
+__all__ = ["ChatPrompt", "Generation", "GenerationParams", "Generator", "GreedyCopies", "RequestsFirst", "apply_stop",
+           "build_generator", "load_generator", "stream_generation"]
+
+
+DEFAULT_OPENAI_URL = "http://127.0.0.1:8000/v1"
 
 
 def build_generator(settings) -> Generator:
     """The back-end that ``settings.generator`` names, configured from ``settings``."""
+    if settings.generator == "llama-server":
+        from .llama_backend import LlamaServerGenerator
+        from .llama_server import LlamaServer
+
+        http = dict(api_key=settings.generator_api_key, timeout=settings.generator_timeout,
+                    retries=settings.generator_retries, background_wait=settings.generator_background_wait)
+        if settings.generator_url:
+            return LlamaServerGenerator(settings.generator_url, slots=settings.generator_slots, **http)
+        return LlamaServerGenerator(server=LlamaServer.from_settings(settings), **http)
     if settings.generator == "transformers":
         from .model_files import resolve_model
         from .transformers_backend import TransformersGenerator
 
         return TransformersGenerator(resolve_model(settings.generator_model, settings.models_dir),
-                                     dtype=settings.generator_dtype)
+                                     dtype=settings.generator_dtype, background_wait=settings.generator_background_wait)
     if settings.generator == "openai":
         from .openai_backend import OpenAIGenerator
 
-        return OpenAIGenerator(settings.generator_url, settings.generator_model,
+        return OpenAIGenerator(settings.generator_url or DEFAULT_OPENAI_URL, settings.generator_model,
                                api_key=settings.generator_api_key, timeout=settings.generator_timeout,
                                retries=settings.generator_retries)
     if settings.generator == "vllm":

@@ -1,5 +1,6 @@
-"""The embedded generator models: small instruct models that PyPI packages ship as GGUF, converted once
-into plain safetensors folders (loadable by transformers and vLLM).
+"""The embedded generator models: small instruct models that PyPI packages ship as GGUF. llama.cpp's server (the
+default back-end) runs the GGUF as it is (``ensure_gguf``); transformers and vLLM need it converted once into a
+plain safetensors folder (``ensure_converted_model``).
 
 Two are known by short name (``REDLINE_GENERATOR_MODEL`` / ``--generator-model``):
 
@@ -29,7 +30,7 @@ from pathlib import Path
 from redline.runtime import MODEL_LOADING
 
 __all__ = ["PackagedModel", "MODELS", "DEFAULT_MODEL", "ModelFilesError", "resolve_model", "ensure_converted_model",
-           "packaged_gguf_parts"]
+           "packaged_gguf_parts", "ensure_gguf", "resolve_gguf"]
 
 log = logging.getLogger(__name__)
 SOURCE_FILE = "redline-source.json"  # written into a converted folder: which GGUF it came from
@@ -97,6 +98,45 @@ def resolve_model(name_or_path: str | os.PathLike | None, models_dir: str | os.P
         return path
     raise ModelFilesError(f"unknown generator model {name!r}: give {' or '.join(MODELS)}, "
                           "or a local transformers model folder (with config.json)")
+
+
+def resolve_gguf(name_or_path: str | os.PathLike | None, models_dir: str | os.PathLike) -> Path:
+    """A GGUF file for a short name (assembled on first use), the default model for None, or ``name_or_path``
+    itself when it is a ``.gguf`` file."""
+    name = str(name_or_path) if name_or_path else DEFAULT_MODEL
+    if name in MODELS:
+        return ensure_gguf(models_dir, name)
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path
+    raise ModelFilesError(f"unknown generator model {name!r}: give {' or '.join(MODELS)}, or a local .gguf file")
+
+
+def ensure_gguf(models_dir: str | os.PathLike, name: str = DEFAULT_MODEL) -> Path:
+    """The packaged model ``name`` as one GGUF file under ``models_dir``, assembled from its parts and checked
+    against the pinned sha256 on first use (a single-part model is a link to the package's file). Later calls
+    trust the file while its size and modification time are the ones recorded when it was checked."""
+    model = MODELS[name]
+    folder = _mkdir(Path(models_dir))
+    target, stamp = folder / f"{model.folder}.gguf", folder / f"{model.folder}.gguf.json"
+    with MODEL_LOADING:
+        if _checked(target, stamp, model):
+            return target
+        with tempfile.TemporaryDirectory(prefix=".gguf-", dir=folder) as tmp:
+            os.replace(assemble_gguf(model, Path(tmp)), target)  # a crash never leaves half a file in place
+        stat = target.stat()
+        stamp.write_text(json.dumps({"model": model.name, "sha256": model.sha256, "size": stat.st_size,
+                                     "mtime_ns": stat.st_mtime_ns}) + "\n")
+    return target
+
+
+def _checked(target: Path, stamp: Path, model: PackagedModel) -> bool:
+    try:
+        recorded, stat = json.loads(stamp.read_text()), target.stat()
+    except (OSError, ValueError):
+        return False
+    return (recorded.get("sha256") == model.sha256 and recorded.get("size") == stat.st_size == model.size
+            and recorded.get("mtime_ns") == stat.st_mtime_ns)
 
 
 def ensure_converted_model(models_dir: str | os.PathLike, name: str = DEFAULT_MODEL) -> Path:

@@ -16,7 +16,7 @@ from typing import Sequence
 from redline.runtime import MODEL_LOADING, cpu_has_bf16
 
 from ..errors import GeneratorUnavailable
-from .base import ChatPrompt, Generation, GenerationParams, apply_stop
+from .base import ChatPrompt, Generation, GenerationParams, RequestsFirst, apply_stop
 from .greedy import greedy_copies
 
 __all__ = ["TransformersGenerator", "cpu_has_bf16", "resolve_dtype"]
@@ -37,11 +37,12 @@ class TransformersGenerator:
     """Batched sampling with ``model.generate``: all prompts (left-padded) × ``n`` in one forward loop.
 
     ``model_path`` is a local transformers folder; the model loads on the first call, in ``dtype``
-    (``auto``, ``float32`` or ``bfloat16``; see ``resolve_dtype``).
+    (``auto``, ``float32`` or ``bfloat16``; see ``resolve_dtype``). One call decodes at a time; background calls
+    wait behind requests for at most ``background_wait`` seconds (``RequestsFirst``).
     """
 
     def __init__(self, model_path: str | os.PathLike, *, max_batch: int = 16, threads: int | None = None,
-                 dtype: str = "auto"):
+                 dtype: str = "auto", background_wait: float = 30.0):
         self.model_path = Path(model_path)
         self.model_name = self.model_path.name
         self.max_batch = max_batch
@@ -49,7 +50,8 @@ class TransformersGenerator:
         self.dtype = resolve_dtype(dtype)
         self._model = None
         self._tokenizer = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # loading
+        self._turn = RequestsFirst(background_wait)  # decoding
 
     def _load(self):
         if self._model is None:
@@ -87,8 +89,9 @@ class TransformersGenerator:
             # transformers refuses num_return_sequences > 1 without sampling; greedy decoding would give n equal
             # texts anyway. Decode once and copy; completion tokens are reported per copy, as the OpenAI API does.
             return greedy_copies(self.generate, prompts, params)
-        with self._lock:
-            tokenizer, model = self._load()
+        with self._turn(params.priority):
+            with self._lock:
+                tokenizer, model = self._load()
             texts = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
             results = [Generation([]) for _ in prompts]
             # Chunk so that prompts × n stays within max_batch sequences per forward pass.

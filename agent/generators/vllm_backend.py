@@ -12,7 +12,7 @@ from typing import Sequence
 from redline.runtime import MODEL_LOADING
 
 from ..errors import GeneratorUnavailable
-from .base import ChatPrompt, Generation, GenerationParams
+from .base import ChatPrompt, Generation, GenerationParams, RequestsFirst
 
 __all__ = ["VLLMGenerator"]
 
@@ -29,7 +29,8 @@ class VLLMGenerator:
         self.model_name = self.model.rstrip("/").rsplit("/", 1)[-1]
         self.engine_kwargs = {"enforce_eager": True, **engine_kwargs}
         self._llm = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # loading
+        self._turn = RequestsFirst()  # one LLM.chat at a time, requests before background work
 
     def _load(self):
         if self._llm is None:
@@ -52,6 +53,8 @@ class VLLMGenerator:
         sampling = SamplingParams(n=params.n, temperature=params.temperature, top_p=params.top_p,
                                   max_tokens=params.max_tokens, stop=list(params.stop) or None, seed=params.seed)
         with self._lock:
-            outputs = self._load().chat(list(prompts), sampling, use_tqdm=False)
+            llm = self._load()
+        with self._turn(params.priority):
+            outputs = llm.chat(list(prompts), sampling, use_tqdm=False)
         return [Generation([c.text.strip() for c in out.outputs], prompt_tokens=len(out.prompt_token_ids or []),
                            completion_tokens=sum(len(c.token_ids) for c in out.outputs)) for out in outputs]

@@ -1,5 +1,6 @@
 """OpenAI-compatible chat completions and model list: an OpenAI SDK client personalizes by changing
-``base_url`` and setting ``user``. The reply is generated in full, then streamed as SSE chunks."""
+``base_url`` and setting ``user``. With ``stream`` the reply is sent as SSE chunks as it decodes (in full first when
+the user's edit rules may rewrite it)."""
 
 import json
 import re
@@ -8,11 +9,12 @@ import time
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from redline.agent import GenerateOptions
+from redline.agent import AgentError, GenerateOptions, GenerateResult
+from redline.agent.types import TextDelta
 
 from ..bodies import JsonRoute
 from ..deps import AgentDep, MetricsDep, SettingsDep, TenantDep
-from ..errors import ApiError
+from ..errors import ApiError, error_body
 from ..schemas import ChatRequest, ModelCard, ModelList, Usage
 from ._common import check_max_tokens, errors
 
@@ -51,9 +53,19 @@ def chat_completions(body: ChatRequest, agent: AgentDep, tenant: TenantDep, sett
     history = [{"role": m.role, "content": m.text()} for m in body.messages[:-1] if m.role in ("user", "assistant")]
     options = GenerateOptions(max_tokens=max_tokens, temperature=body.temperature, seed=body.seed, history=history,
                               rules=body.rules)
-    result = agent.generate(body.user, last.text(), "chat", options, tenant=tenant)
-    metrics.observe_generation(result)
     created = int(time.time())
+    if body.stream:
+        events = agent.generate_stream(body.user, last.text(), "chat", options, tenant=tenant)
+        start = next(events)
+        if not start.rules_may_rewrite:  # nothing will change the text once decoded: stream it as it decodes
+            return StreamingResponse(
+                _live_chunks(start, events, body, created, metrics), media_type="text/event-stream",
+                headers={INTERACTION_HEADER: start.interaction_id, RULES_HEADER: "", "Cache-Control": "no-cache"})
+        # The user's edit rules may rewrite the reply, and chunks cannot be taken back: the reply in full first.
+        result = list(events)[-1]
+    else:
+        result = agent.generate(body.user, last.text(), "chat", options, tenant=tenant)
+    metrics.observe_generation(result)
     cid = f"chatcmpl-{result.interaction_id}"
     usage = Usage.of(result).model_dump()
     extra = {"interaction_id": result.interaction_id, "preference": result.preference,
@@ -67,21 +79,42 @@ def chat_completions(body: ChatRequest, agent: AgentDep, tenant: TenantDep, sett
                          "finish_reason": "stop", "logprobs": None}],
             "usage": usage, **extra}, headers=headers)
 
-    def chunk(delta: dict, finish: str | None = None, **more) -> str:
-        data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra, **more}
-        return f"data: {json.dumps(data)}\n\n"
-
-    def events():
-        yield chunk({"role": "assistant", "content": ""})
+    def events_of_whole_reply():
+        yield _chunk(cid, created, body.model, extra, {"role": "assistant", "content": ""})
         for piece in _CHUNK.findall(result.text):
-            yield chunk({"content": piece})
-        yield chunk({}, "stop")
-        if body.stream_options and body.stream_options.include_usage:
-            data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
-                    "choices": [], "usage": usage, **extra}
-            yield f"data: {json.dumps(data)}\n\n"
-        yield "data: [DONE]\n\n"
+            yield _chunk(cid, created, body.model, extra, {"content": piece})
+        yield from _closing_chunks(cid, created, body, extra, usage)
 
-    return StreamingResponse(events(), media_type="text/event-stream",
+    return StreamingResponse(events_of_whole_reply(), media_type="text/event-stream",
                              headers={**headers, "Cache-Control": "no-cache"})
+
+
+def _chunk(cid: str, created: int, model: str, extra: dict, delta: dict, finish: str | None = None) -> str:
+    data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+    return f"data: {json.dumps(data)}\n\n"
+
+
+def _closing_chunks(cid: str, created: int, body: ChatRequest, extra: dict, usage: dict):
+    yield _chunk(cid, created, body.model, extra, {}, "stop")
+    if body.stream_options and body.stream_options.include_usage:
+        data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
+                "choices": [], "usage": usage, **extra}
+        yield f"data: {json.dumps(data)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def _live_chunks(start, events, body: ChatRequest, created: int, metrics):
+    """Chunks as the reply decodes (no edit rule applies here, so nothing changes it afterwards)."""
+    cid = f"chatcmpl-{start.interaction_id}"
+    extra = {"interaction_id": start.interaction_id, "preference": start.preference, "applied_rules": []}
+    yield _chunk(cid, created, body.model, extra, {"role": "assistant", "content": ""})
+    try:
+        for event in events:
+            if isinstance(event, TextDelta):
+                yield _chunk(cid, created, body.model, extra, {"content": event.text})
+            elif isinstance(event, GenerateResult):
+                metrics.observe_generation(event)
+                yield from _closing_chunks(cid, created, body, extra, Usage.of(event).model_dump())
+    except AgentError as exc:  # the status line is sent: the failure is the last event
+        yield f"data: {json.dumps(error_body(exc.status, str(exc), exc.code))}\n\n"

@@ -37,10 +37,11 @@ def ready(request: Request) -> JSONResponse:
 
 def _generator_reachable(state) -> bool:
     settings = state.settings
-    if settings.generator != "openai" or state.agent_injected:
+    url = getattr(state.agent.generator, "base_url", None) if settings.generator in ("openai", "llama-server") else None
+    if url is None or state.agent_injected:
         return True  # in process: loaded means reachable
     try:
-        return httpx.get(settings.generator_url.rstrip("/") + "/models", timeout=2.0,
+        return httpx.get(url.rstrip("/") + "/models", timeout=2.0,
                          headers={"Authorization": f"Bearer {settings.generator_api_key}"}).status_code == 200
     except httpx.HTTPError:
         return False
