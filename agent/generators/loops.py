@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from ..text import MARKER, SENT_END
+from redline.text import MARKER, sentence_pieces
 
 __all__ = ["MIN_WORDS", "loops", "first_repeat", "cut_loop", "LoopGuard"]
 
@@ -31,10 +31,11 @@ def _sentences(text: str):
         marker = MARKER.match(line.group())
         body_at = marker.end() if marker else 0
         body = line.group()[body_at:]
-        bounds = [0] + [m.end() for m in SENT_END.finditer(body)] + [len(body)]
-        for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
-            if body[a:b].strip():
-                yield (line.start() if i == 0 else line.start() + body_at + a), body[a:b].strip()
+        at = 0
+        for i, piece in enumerate(sentence_pieces(body)):  # pieces are the body's own text, in order
+            at = body.index(piece, at)
+            yield (line.start() if i == 0 else line.start() + body_at + at), piece
+            at += len(piece)
 
 
 def loops(text: str) -> bool:
