@@ -9,7 +9,7 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -20,8 +20,9 @@ __all__ = ["SQLite", "now_iso", "vector_to_blob", "blob_to_vector", "features_to
 log = logging.getLogger(__name__)
 
 
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+def now_iso(offset_seconds: float = 0.0) -> str:
+    """The time (UTC, milliseconds) ``offset_seconds`` from now, as text that sorts in time order."""
+    return (datetime.now(timezone.utc) + timedelta(seconds=offset_seconds)).isoformat(timespec="milliseconds")
 
 
 def vector_to_blob(vector: np.ndarray) -> bytes:
@@ -199,9 +200,12 @@ class SQLite:
         return _rows(self._reader().execute(sql, params))
 
     def tuples(self, sql: str, params: tuple | list | dict = ()) -> list[tuple]:
-        """Rows as plain tuples (for bulk numeric reads, where a dict per row would cost more than the row)."""
-        with self._lock:
-            return self.db.conn.execute(sql, params).fetchall()
+        """Rows as plain tuples (for bulk numeric reads, where a dict per row would cost more than the row); read
+        like ``query``, never behind the writer."""
+        if self.path == ":memory:" or getattr(self._local, "writing", 0):
+            with self._lock:
+                return self.db.conn.execute(sql, params).fetchall()
+        return self._reader().execute(sql, params).fetchall()
 
     def one(self, sql: str, params: tuple | dict = ()) -> dict | None:
         rows = self.query(sql, params)
