@@ -54,7 +54,11 @@ class Settings(BaseSettings):
     max_request_tokens: int = Field(2048, ge=1, le=8192, description="Largest max_tokens one HTTP request may ask for.")
     retry_after_seconds: int = Field(10, ge=1, description="Retry-After sent with 503 when the generator is down; "
                                                           "also the learning worker's back-off.")
-    maintenance_interval: float = Field(300.0, gt=0, description="Seconds between the worker's maintenance calls.")
+    maintenance_interval: float = Field(300.0, gt=0, description="Seconds between the learner's maintenance calls.")
+    # -- the learner (learner/) --
+    job_lease_seconds: float = Field(60.0, ge=1.0, description="How long a learner's claim on a job lasts without "
+                                                              "renewal (renewed every third of it while it works); a "
+                                                              "learner that dies leaves its jobs to others after it.")
 
     @field_validator("data_dir", mode="after")
     @classmethod
