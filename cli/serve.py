@@ -132,8 +132,13 @@ def _supervise(state: State, settings, sockets: list[socket.socket], role: str, 
 
         multiprocess.mark_process_dead(pid, metrics_dir)  # its live gauges stop counting; its counters stay
 
+    def stopped(group: str) -> None:
+        if group == "api":  # refuse new connections at once rather than queue them while the learner stops
+            for sock in set(sockets):
+                sock.close()
+
     try:
-        return Supervisor(children, on_exit=exited).run()
+        return Supervisor(children, on_exit=exited, on_stopped=stopped).run()
     finally:
         for sock in set(sockets):
             sock.close()

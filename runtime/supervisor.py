@@ -61,9 +61,11 @@ class Supervisor:
 
     def __init__(self, children: list[Child], *, stop_timeout: float = 60.0, ready_timeout: float = 600.0,
                  max_quick_deaths: int = 5, young_seconds: float = 10.0,
-                 on_exit: Callable[[Child, int], None] | None = None):
+                 on_exit: Callable[[Child, int], None] | None = None,
+                 on_stopped: Callable[[str], None] | None = None):
         self.children, self.stop_timeout, self.ready_timeout = children, stop_timeout, ready_timeout
         self.max_quick_deaths, self.young_seconds, self.on_exit = max_quick_deaths, young_seconds, on_exit
+        self.on_stopped = on_stopped  # called with a group's name once its children stopped (at the final stop)
         self._stopping = threading.Event()
         self._due: dict[str, float] = {}  # name -> when to restart it
 
@@ -153,6 +155,8 @@ class Supervisor:
                     child.proc.wait()
                 if self.on_exit is not None:
                     self.on_exit(child, child.proc.pid)
+            if group and self.on_stopped is not None:
+                self.on_stopped(group[0].group)
 
 
 def listening_sockets(host: str, port: int, count: int, *, backlog: int = 2048) -> list[socket.socket]:

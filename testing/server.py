@@ -7,7 +7,8 @@ with ``scripted_answer`` of the prompt (what ``ScriptedGenerator`` answers in pr
 from an edit), ``aggregation`` and ``other``; ``/stats?subjects=1`` adds how often each kept text was inferred
 from, so a crash test counts the inferences per edit, not only the rows.
 
-Switches, read from the environment: ``REDLINE_SCRIPTED_DELAY`` (seconds) slows every call; while the file named by
+Switches, read from the environment: ``REDLINE_SCRIPTED_DELAY`` slows every call (seconds, e.g. ``0.3``) or the
+calls of some kinds (``inference=1,aggregation=0.2``); while the file named by
 ``REDLINE_SCRIPTED_DOWN_FILE`` exists it answers 503 (an outage); while the one named by
 ``REDLINE_SCRIPTED_BROKEN_FILE`` exists it answers 200 with a body that has no ``choices`` (a generator the client
 did not foresee: an unexpected error on the redline side).
@@ -36,6 +37,7 @@ from .generators import scripted_answer
 
 __all__ = ["create_generator_app", "prompt_kind", "wait_ready"]
 MODEL = "scripted"
+KINDS = ("draft", "revision", "inference", "aggregation", "other")
 _INFER_HEAD = INFER_PREFERENCE.split("{")[0]
 _KEPT_START = INFER_PREFERENCE.split("{edited}")[0].split("}")[-1]  # text between {task} and {edited}
 _KEPT_END = INFER_PREFERENCE.split("{edited}")[1].split("{")[0]
@@ -73,8 +75,18 @@ def _kept_text(messages: list[dict]) -> str:
     return last.split(_KEPT_START, 1)[-1].split(_KEPT_END, 1)[0]
 
 
-def create_generator_app(*, delay: float = 0.0, down_file: str | None = None,
+def parse_delay(spec: str | None) -> dict[str, float]:
+    """``REDLINE_SCRIPTED_DELAY`` as seconds per kind: ``"0.3"`` → every kind, ``"inference=1"`` → that kind."""
+    if not spec or not spec.strip():
+        return {}
+    if "=" not in spec:
+        return {kind: float(spec) for kind in KINDS}
+    return {kind.strip(): float(seconds) for kind, seconds in (part.split("=") for part in spec.split(","))}
+
+
+def create_generator_app(*, delay: dict[str, float] | None = None, down_file: str | None = None,
                          broken_file: str | None = None) -> Starlette:
+    delay = delay or {}
     calls: Counter = Counter()
     subjects: Counter = Counter()
     down, broken = (Path(down_file) if down_file else None), (Path(broken_file) if broken_file else None)
@@ -93,8 +105,8 @@ def create_generator_app(*, delay: float = 0.0, down_file: str | None = None,
             return JSONResponse({"error": {"message": "scripted generator is down"}}, status_code=503)
         if broken is not None and broken.exists():
             return JSONResponse({"error": "scripted generator is broken"})
-        if delay:
-            await asyncio.sleep(delay)
+        if delay.get(kind):
+            await asyncio.sleep(delay[kind])
         texts = [scripted_answer(messages, i) for i in range(int(body.get("n") or 1))]
         prompt_tokens = sum(len(str(m.get("content") or "").split()) for m in messages)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": sum(len(t.split()) for t in texts),
@@ -120,7 +132,7 @@ def create_generator_app(*, delay: float = 0.0, down_file: str | None = None,
                              "usage": usage})
 
     async def stats(request: Request) -> JSONResponse:
-        out = {"calls": {k: calls[k] for k in ("draft", "revision", "inference", "aggregation", "other")}}
+        out = {"calls": {k: calls[k] for k in KINDS}}
         if request.query_params.get("subjects"):
             out["subjects"] = dict(subjects)
         return JSONResponse(out)
@@ -140,7 +152,7 @@ def main() -> None:
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_generator_app(delay=float(os.environ.get("REDLINE_SCRIPTED_DELAY", "0")),
+    app = create_generator_app(delay=parse_delay(os.environ.get("REDLINE_SCRIPTED_DELAY")),
                                down_file=os.environ.get("REDLINE_SCRIPTED_DOWN_FILE"),
                                broken_file=os.environ.get("REDLINE_SCRIPTED_BROKEN_FILE"))
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)

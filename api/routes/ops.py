@@ -1,5 +1,7 @@
 """Operations: liveness, readiness (store and generator reachable) and Prometheus metrics."""
 
+import os
+
 import httpx
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -10,8 +12,8 @@ router = APIRouter(tags=["operations"])
 
 @router.get("/health")
 def health() -> dict:
-    """Liveness: the process answers."""
-    return {"status": "ok"}
+    """Liveness: the process answers; `pid` says which one (`redline serve --api-workers N` runs several)."""
+    return {"status": "ok", "pid": os.getpid()}
 
 
 @router.get("/ready", responses={503: {"description": "Not ready; `checks` says which part is not."}})
