@@ -56,6 +56,9 @@ class Settings(BaseSettings):
                                                           "also the learning worker's back-off.")
     maintenance_interval: float = Field(300.0, gt=0, description="Seconds between the learner's maintenance calls.")
     # -- the learner (learner/) --
+    learner_nice: int = Field(10, ge=0, le=19, description="CPU niceness of a learner process: above 0, the API "
+                                                           "processes on its machine get the CPU first and the "
+                                                           "learner what they leave (0: an equal share).")
     job_lease_seconds: float = Field(60.0, ge=1.0, description="How long a learner's claim on a job lasts without "
                                                               "renewal (renewed every third of it while it works); a "
                                                               "learner that dies leaves its jobs to others after it.")

@@ -4,6 +4,7 @@ of ``redline serve``)."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 
@@ -25,9 +26,12 @@ def learner_agent(settings: Settings, *, owner: str | None = None) -> Agent:
 
 def run_learner(settings: Settings, *, owner: str | None = None, stop_timeout: float = 60.0) -> int:
     """Learn queued edits and retrain the shared reward until SIGTERM or SIGINT, then stop cleanly: the batch in
-    progress finishes and is committed, the jobs not started stay queued, the store is closed. ``owner``: the name
+    progress finishes and is committed, the jobs not started stay queued, the store is closed. The process runs at
+    niceness ``settings.learner_nice`` (the API processes beside it get the CPU first). ``owner``: the name
     this learner claims jobs under (a supervisor passes the same one to a learner it restarts, which then takes the
     jobs its predecessor held back at once). Returns the exit status (0)."""
+    if settings.learner_nice:  # requests before background work: the kernel runs the API processes first
+        os.nice(settings.learner_nice)
     agent = learner_agent(settings, owner=owner)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
