@@ -380,7 +380,7 @@ def seeded_stack(data: Path, args, api_workers: int, fresh: int, rng: np.random.
     store.close()
     print(f"seeded {counts} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     # Retrains start only when edits are learned (not on the 300 s timer), so each phase knows whether one runs.
-    stack = Stack(data, api_workers, REDLINE_MAINTENANCE_INTERVAL="86400", **env)
+    stack = Stack(data, api_workers, **{"REDLINE_MAINTENANCE_INTERVAL": "86400", **args.server_env, **env})
     return stack, key, names, iter(fresh_ids), counts
 
 
@@ -581,8 +581,11 @@ def main() -> None:
     parser.add_argument("--retrieval-edits", type=int, default=10, help="Past edits per user for --retrieval.")
     parser.add_argument("--profile", type=Path, help="Folder for py-spy recordings of every redline process.")
     parser.add_argument("--profile-seconds", type=float, default=20.0, help="Longest py-spy recording (default run).")
+    parser.add_argument("--set", action="append", default=[], metavar="REDLINE_NAME=VALUE",
+                        help="A setting for the server's processes (repeatable), e.g. REDLINE_LEARNER_NICE=0.")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "bench_api.json")
     args = parser.parse_args()
+    args.server_env = dict(item.split("=", 1) for item in args.set)
     rng = np.random.default_rng(0)
     workers = [int(x) for x in args.api_workers.split(",")]
     report = json.loads(args.out.read_text()) if args.out.exists() else {}
@@ -590,7 +593,7 @@ def main() -> None:
                            "load_average_at_start": load_average()},
                   generator="scripted OpenAI-compatible server (redline.testing.server, well under 1 ms a call): "
                             "generate latency = everything but the generator",
-                  command=" ".join([Path(sys.executable).name, *sys.argv]))
+                  command=" ".join([Path(sys.executable).name, *sys.argv]), server_settings=args.server_env)
     if args.learning:
         report["learning"] = [learning_run(args, n, rng) for n in workers]
     elif args.retrieval:
