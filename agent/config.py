@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest HTTP request body accepted, in bytes.")
     max_request_tokens: int = Field(2048, ge=1, le=8192, description="Largest max_tokens one HTTP request may ask for.")
     retry_after_seconds: int = Field(10, ge=1, description="Retry-After sent with 503 when the generator is down; "
-                                                          "also the learning worker's back-off.")
+                                                          "also the learner's back-off.")
     maintenance_interval: float = Field(300.0, gt=0, description="Seconds between the learner's maintenance calls.")
     # -- the learner (learner/) --
     learner_nice: int = Field(10, ge=0, le=19, description="CPU niceness of a learner process: above 0, the API "

@@ -19,8 +19,15 @@ from ._sqlite import SQLite, now_iso
 __all__ = ["Jobs", "KINDS"]
 
 KINDS = ("learn", "retrain")
-_CLAIMABLE = ("(status = 'pending' OR (status = 'running' AND (lease_until IS NULL OR lease_until <= :now)))"
-              " AND (run_after IS NULL OR run_after <= :now)")
+# The oldest claimable job ids: pending ones, and running ones whose lease ended, none held back by run_after. Two
+# scans of the (kind, status, id) index, each stopping at :limit, so the done jobs (most of the table) are never
+# read: a poll costs microseconds however long the history.
+_OLDEST_CLAIMABLE = (
+    "SELECT id FROM (SELECT id FROM jobs WHERE kind = :kind AND status = 'pending'"
+    " AND (run_after IS NULL OR run_after <= :now) ORDER BY id LIMIT :limit)"
+    " UNION ALL SELECT id FROM (SELECT id FROM jobs WHERE kind = :kind AND status = 'running'"
+    " AND (lease_until IS NULL OR lease_until <= :now) AND (run_after IS NULL OR run_after <= :now)"
+    " ORDER BY id LIMIT :limit) ORDER BY id LIMIT :limit")
 
 
 class Jobs:
@@ -48,8 +55,7 @@ class Jobs:
 
     def claimable(self, *, kind: str = "learn") -> bool:
         """Whether a job of ``kind`` could be claimed now (a read: polling this costs the writer nothing)."""
-        return self._sql.one(f"SELECT 1 AS ok FROM jobs WHERE kind = :kind AND {_CLAIMABLE} LIMIT 1",
-                             {"kind": kind, "now": now_iso()}) is not None
+        return self._sql.one(_OLDEST_CLAIMABLE, {"kind": kind, "now": now_iso(), "limit": 1}) is not None
 
     def claim(self, owner: str, *, limit: int = 1, lease_seconds: float = 60.0, kind: str = "learn") -> list[dict]:
         """Claim up to ``limit`` of the oldest claimable jobs of ``kind`` for ``owner``, atomically: each is marked
@@ -60,10 +66,8 @@ class Jobs:
         with self._sql.transaction() as conn:
             rows = conn.execute(
                 "UPDATE jobs SET status = 'running', claimed_by = :owner, lease_until = :until,"
-                " attempts = attempts + 1, updated_at = :now WHERE id IN"
-                f" (SELECT id FROM jobs WHERE kind = :kind AND {_CLAIMABLE} ORDER BY id LIMIT :limit)"
-                " RETURNING *", {"owner": owner, "until": now_iso(lease_seconds), "now": now, "kind": kind,
-                                 "limit": limit})
+                f" attempts = attempts + 1, updated_at = :now WHERE id IN ({_OLDEST_CLAIMABLE}) RETURNING *",
+                {"owner": owner, "until": now_iso(lease_seconds), "now": now, "kind": kind, "limit": limit})
             cols = [c[0] for c in rows.description]
             claimed = [dict(zip(cols, row)) for row in rows.fetchall()]
         return sorted(claimed, key=lambda job: job["id"])
