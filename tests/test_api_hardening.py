@@ -277,40 +277,44 @@ def deletion(tmp_path_factory):
     the way (user ids are logged as given, so the markers sit in the texts only)."""
     data = tmp_path_factory.mktemp("deletion")
     server = scripted_server(data, REDLINE_AUTH="false", REDLINE_REWARD_RETRAIN_EVERY="2").wait_ready()
-    markers = {user: f"zq{user}{uuid.uuid4().hex[:12]}" for user in ("leaver", "keeper")}
-    c = httpx.Client(base_url=server.url, timeout=60)
-    texts = {user: [] for user in markers}
-    for user, marker in markers.items():
-        for r in range(3):
-            filler = " ".join(["the council discussed the transit budget at length"] * (120 if r == 0 else 3))
-            context = f"{marker} article {r}: {filler}"  # round 0 spills over one SQLite page
-            made = c.post("/v1/generate", json={"user": user, "context": context})
-            assert made.status_code == 200, made.text
-            edit = f"{marker} kept version {r}."
-            assert c.post(f"/v1/interactions/{made.json()['interaction_id']}/edit",
-                          json={"edited_text": edit}).status_code == 202
-            texts[user] += [context, edit, made.json()["text"]]
-    preference = wait_learned(c, "leaver", 3)["preferences"][0]["text"]
-    wait_learned(c, "keeper", 3)
-    deadline = time.monotonic() + 120
-    while _reward_pairs(data) != 6:  # heads trained on these pairs: derived data written
-        assert time.monotonic() < deadline, server.log()
-        time.sleep(0.2)
-    digests = {f"sha1 of leaver's text {i}": [hashlib.sha1(t.encode()).hexdigest().encode(),
-                                              hashlib.sha1(t.encode()).hexdigest().encode("utf-32-le")]
-               for i, t in enumerate(texts["leaver"])}
-    needles = {"leaver": _spellings(markers["leaver"]), "keeper": _spellings(markers["keeper"]), **digests}
-    before = _hits(data, needles)
-    deleted = c.delete("/v1/users/leaver")
-    assert deleted.status_code == 200 and deleted.json()["removed"]["users"] == 1, deleted.text
-    after_delete = _hits(data, needles)
-    while _reward_pairs(data) != 3:  # the retraining the delete queued ran: only keeper's pairs are in the reward
-        assert time.monotonic() < deadline, server.log()
-        time.sleep(0.2)
-    checkpoints_after_retrain = _reward_pairs(data, every=True)
-    after_retrain = _hits(data, needles)
-    c.close()
-    server.stop()  # SIGTERM
+    try:
+        markers = {user: f"zq{user}{uuid.uuid4().hex[:12]}" for user in ("leaver", "keeper")}
+        c = httpx.Client(base_url=server.url, timeout=60)
+        texts = {user: [] for user in markers}
+        for user, marker in markers.items():
+            for r in range(3):
+                filler = " ".join(["the council discussed the transit budget at length"] * (120 if r == 0 else 3))
+                context = f"{marker} article {r}: {filler}"  # round 0 spills over one SQLite page
+                made = c.post("/v1/generate", json={"user": user, "context": context})
+                assert made.status_code == 200, made.text
+                edit = f"{marker} kept version {r}."
+                assert c.post(f"/v1/interactions/{made.json()['interaction_id']}/edit",
+                              json={"edited_text": edit}).status_code == 202
+                texts[user] += [context, edit, made.json()["text"]]
+        preference = wait_learned(c, "leaver", 3)["preferences"][0]["text"]
+        wait_learned(c, "keeper", 3)
+        deadline = time.monotonic() + 120
+        while _reward_pairs(data) != 6:  # heads trained on these pairs: derived data written
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.2)
+        digests = {f"sha1 of leaver's text {i}": [hashlib.sha1(t.encode()).hexdigest().encode(),
+                                                  hashlib.sha1(t.encode()).hexdigest().encode("utf-32-le")]
+                   for i, t in enumerate(texts["leaver"])}
+        needles = {"leaver": _spellings(markers["leaver"]), "keeper": _spellings(markers["keeper"]), **digests}
+        before = _hits(data, needles)
+        deleted = c.delete("/v1/users/leaver")
+        assert deleted.status_code == 200 and deleted.json()["removed"]["users"] == 1, deleted.text
+        after_delete = _hits(data, needles)
+        while _reward_pairs(data) != 3:  # the retraining the delete queued ran: only keeper's pairs are in the reward
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.2)
+        checkpoints_after_retrain = _reward_pairs(data, every=True)
+        after_retrain = _hits(data, needles)
+        c.close()
+        server.stop()  # SIGTERM
+    except BaseException:  # a failing fixture never reaches a teardown: stop the servers here
+        server.stop()
+        raise
     assert server.proc.returncode in (0, -signal.SIGTERM), server.log()
     yield {"data": data, "markers": markers, "digests": set(digests), "before": before, "after_delete": after_delete,
            "after_retrain": after_retrain, "checkpoints_after_retrain": checkpoints_after_retrain,
