@@ -283,12 +283,23 @@ class Connection:
             self.writer.close()
 
 
+async def on_connections(url: str, key: str, count: int, worker) -> float:
+    """Run ``worker(connection)`` on each of ``count`` connections at once; the wall seconds it took."""
+    connections = [Connection(url, key) for _ in range(count)]
+    start = time.perf_counter()
+    try:
+        await asyncio.gather(*(worker(conn) for conn in connections))
+    finally:
+        for conn in connections:
+            conn.close()
+    return time.perf_counter() - start
+
+
 async def run_level(url: str, key: str, concurrency: int, requests: list[tuple[str, dict]]) -> dict:
     """Send ``requests`` with ``concurrency`` clients (one keep-alive connection each); latency of each, wall time,
     server timings."""
     pending = iter(requests)
     latencies, server_ms, retrieve_ms, statuses = [], [], [], {}
-    connections = [Connection(url, key) for _ in range(concurrency)]
     cpu = time.process_time()
 
     async def worker(conn: Connection):
@@ -302,13 +313,7 @@ async def run_level(url: str, key: str, concurrency: int, requests: list[tuple[s
                 server_ms.append(sum(v for k, v in t.items() if k != "generate_ms"))
                 retrieve_ms.append(t.get("retrieve_ms", 0.0))
 
-    start = time.perf_counter()
-    try:
-        await asyncio.gather(*(worker(conn) for conn in connections))
-    finally:
-        for conn in connections:
-            conn.close()
-    wall = time.perf_counter() - start
+    wall = await on_connections(url, key, concurrency, worker)
     out = {"concurrency": concurrency, "requests": len(requests), "statuses": statuses,
            "per_second": round(len(requests) / wall, 1), "p50_ms": quantile(latencies, 50),
            "p95_ms": quantile(latencies, 95), "client_cpu_seconds": round(time.process_time() - cpu, 2),
@@ -460,7 +465,6 @@ def learning_run(args, api_workers: int, rng: np.random.Generator) -> dict:
             end = time.perf_counter() + args.learning_seconds
             sent, latencies = 0, []
             cpu = time.process_time()
-            connections = [Connection(url, key) for _ in range(32)]
 
             async def worker(conn: Connection):
                 nonlocal sent
@@ -472,12 +476,7 @@ def learning_run(args, api_workers: int, rng: np.random.Generator) -> dict:
                     sent += status == 202
 
             start = time.perf_counter()
-            try:
-                await asyncio.gather(*(worker(conn) for conn in connections))
-            finally:
-                for conn in connections:
-                    conn.close()
-            wall = time.perf_counter() - start
+            wall = await on_connections(url, key, 32, worker)
             client_cpu = round(time.process_time() - cpu, 2)
             load_end = time.perf_counter()
             drained = await asyncio.to_thread(

@@ -458,19 +458,16 @@ def test_concurrent_edits_are_committed_together_and_a_conflict_rolls_back_only_
         assert other.execute("SELECT COUNT(*) FROM jobs WHERE status = 'pending'").fetchone()[0] == 24
 
 
-def test_reads_do_not_wait_for_a_write_in_progress(tmp_path):
-    """Each thread reads on its own connection: a long write transaction elsewhere neither blocks it nor shows
-    it uncommitted rows."""
+def _read_during_write(store, write_sql: str, params: tuple, read) -> tuple[bool, list]:
+    """Run ``read()`` on another thread while a write transaction holding ``write_sql`` is open: whether it finished
+    before the write ended, and what it returned."""
     import threading
 
-    store = Store(tmp_path / "r.db")
-    uid = store.user_id("t", "alice")
-    iid = _interaction(store, uid)
     writing, done = threading.Event(), threading.Event()
 
     def long_write():
         with store.transaction() as conn:
-            conn.execute("UPDATE interactions SET draft = 'uncommitted' WHERE id = ?", (iid,))
+            conn.execute(write_sql, params)
             writing.set()
             done.wait(10)
 
@@ -478,13 +475,24 @@ def test_reads_do_not_wait_for_a_write_in_progress(tmp_path):
     writer.start()
     writing.wait(5)
     seen = []
-    reader = threading.Thread(target=lambda: seen.append(store.interaction(iid)["draft"]))
+    reader = threading.Thread(target=lambda: seen.append(read()))
     reader.start()
     reader.join(5)
     finished_while_writing = not reader.is_alive()
     done.set()
     writer.join(10)
-    assert finished_while_writing and seen == ["draft text"]
+    return finished_while_writing, seen
+
+
+def test_reads_do_not_wait_for_a_write_in_progress(tmp_path):
+    """Each thread reads on its own connection: a long write transaction elsewhere neither blocks it nor shows
+    it uncommitted rows."""
+    store = Store(tmp_path / "r.db")
+    uid = store.user_id("t", "alice")
+    iid = _interaction(store, uid)
+    finished, seen = _read_during_write(store, "UPDATE interactions SET draft = 'uncommitted' WHERE id = ?", (iid,),
+                                        lambda: store.interaction(iid)["draft"])
+    assert finished and seen == ["draft text"]
     assert store.interaction(iid)["draft"] == "uncommitted"
     store.close()
     with pytest.raises(sqlite3.ProgrammingError):
@@ -517,30 +525,12 @@ def test_a_snapshot_is_not_torn_by_a_commit_between_its_reads(tmp_path):
 
 def test_bulk_reads_do_not_wait_for_a_write_in_progress(tmp_path):
     """``pair_features`` (the retraining's bulk read, ``SQLite.tuples``) reads on the thread's own connection too."""
-    import threading
-
     store = Store(tmp_path / "r.db")
     store.add_pairs([{"context": "c", "chosen": "kept", "rejected": "draft", "features": np.ones(3),
                       "features_version": 1}])
-    writing, done = threading.Event(), threading.Event()
-
-    def long_write():
-        with store.transaction() as conn:
-            conn.execute("DELETE FROM pair_features")
-            writing.set()
-            done.wait(10)
-
-    writer = threading.Thread(target=long_write)
-    writer.start()
-    writing.wait(5)
-    seen = []
-    reader = threading.Thread(target=lambda: seen.append(len(store.pair_features(1)["ids"])))
-    reader.start()
-    reader.join(5)
-    finished_while_writing = not reader.is_alive()
-    done.set()
-    writer.join(10)
-    assert finished_while_writing and seen == [1]
+    finished, seen = _read_during_write(store, "DELETE FROM pair_features", (),
+                                        lambda: len(store.pair_features(1)["ids"]))
+    assert finished and seen == [1]
     store.close()
 
 
