@@ -2,7 +2,7 @@
 
 ``serve`` (role ``all``) is a supervisor (``redline.runtime.supervisor``): it opens the port, starts one learner
 process and ``--api-workers`` API processes that share the port, restarts one that dies, and stops them all on
-SIGTERM/SIGINT. ``serve --role api`` runs API processes only (hosts whose learners run elsewhere). Each child is
+SIGTERM/SIGINT. ``serve --role api`` runs API processes only (learners run beside them). Each child is
 this command again (``serve --role api`` on the supervisor's socket, or ``worker``) with the settings in its
 environment.
 """
@@ -38,7 +38,7 @@ _LOCAL = ("127.0.0.1", "localhost", "::1")
               help="Serve without API keys, everything in tenant 'default' (local use only) [env REDLINE_AUTH=false].")
 @click.option("--role", type=click.Choice(["all", "api"]), default="all", show_default=True,
               help="all: API processes and one learner process, supervised; api: API processes only (run learners "
-                   "with `redline worker`, here or on another host sharing the store).")
+                   "beside them with `redline worker`).")
 @click.option("--api-workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="API processes sharing the port.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning"]), default="info", show_default=True,
@@ -90,7 +90,7 @@ def serve(state: State, host, port, no_auth, role, api_workers, log_level):
 def worker(state: State, learner_id, log_level):
     """Run one learner: learn the edits the API processes queued (inference, edit rules, the reward step) and retrain
     the shared reward, until SIGTERM or Ctrl-C (the batch in progress finishes; the jobs not started stay queued).
-    Several may run on one store, on one host or several."""
+    Several may run on one store."""
     from redline.learner import run_learner
     from redline.runtime.logs import configure_logging
 
