@@ -406,13 +406,20 @@ class Store:
         with self._sql.transaction() as conn:
             self._put_router_state(conn, user_id, state)
 
-    def put_router_states(self, states: dict[int, dict]) -> None:
-        """Many users' states in one transaction (after a retraining); users deleted meanwhile are skipped."""
-        with self._sql.transaction() as conn:
-            live = {r[0] for r in conn.execute("SELECT id FROM users")}
-            for user_id, state in states.items():
-                if user_id in live:
-                    self._put_router_state(conn, user_id, state)
+    def put_router_states(self, states: dict[int, dict], *, chunk: int = 200) -> None:
+        """Many users' states (after a retraining), ``chunk`` users a transaction, so the write lock is never held
+        long (every API process's writes wait for it); users deleted meanwhile are skipped. Each state is stamped
+        with the checkpoint it was computed under, so one not yet written is simply replayed when next used."""
+        items = list(states.items())
+        for start in range(0, len(items), chunk):
+            part = items[start:start + chunk]
+            with self._sql.transaction() as conn:
+                marks = ",".join("?" * len(part))
+                live = {r[0] for r in conn.execute(f"SELECT id FROM users WHERE id IN ({marks})",
+                                                   [user_id for user_id, _ in part])}
+                for user_id, state in part:
+                    if user_id in live:
+                        self._put_router_state(conn, user_id, state)
 
     # -- stats and export -------------------------------------------------------------------------
 
