@@ -31,6 +31,7 @@ COPY api ./api
 COPY cli ./cli
 COPY evals ./evals
 COPY runtime ./runtime
+COPY learner ./learner
 COPY testing ./testing
 COPY text ./text
 RUN pip install --no-cache-dir . \

@@ -7,15 +7,20 @@ methods live by concern: generating (``agent/generate.py``), learning and the re
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
+import time
+import uuid
 from typing import Sequence
 
 import numpy as np
 
-from redline.policies import EditFeatures, RewardCheckpoints
+from redline.policies import EditFeatures
 from redline.retrieval import Embedder, IndexCache
 from redline.store import Store
 
+from .checkpoints import RewardCheckpoints, remove_file_checkpoints
 from .cipher import Cipher
 from .config import Settings
 from .editcost import EditCost
@@ -34,12 +39,15 @@ __all__ = ["Agent"]
 class Agent(Generating, Learning, UserData):
     """``generate(user, context, task)`` and ``learn(interaction_id, edited_text)``.
 
-    Heavy parts (embedder, generator) load on first use; pass them in to share or replace them.
+    Heavy parts (embedder, generator) load on first use; pass them in to share or replace them. ``owner`` names
+    this agent where it claims jobs and holds leases in the store (default: host, process id and a random part,
+    unique to this object); a learner restarted in the same slot passes the same one.
     """
 
     def __init__(self, settings: Settings | None = None, *, store: Store | None = None,
-                 embedder: Embedder | None = None, generator: Generator | None = None):
+                 embedder: Embedder | None = None, generator: Generator | None = None, owner: str | None = None):
         self.settings = settings or Settings()
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.store = store or Store(self.settings.store_path)
         self.embedder = embedder or Embedder(self.settings.embedding_model, dtype=self.settings.embedding_dtype)
         self._generator, self._owns_generator = generator, generator is None
@@ -47,14 +55,14 @@ class Agent(Generating, Learning, UserData):
         self.index_cache = IndexCache(self.settings.index_cache_users)
         self.cipher = Cipher(self.store, self.index_cache, k=self.settings.k)
         self.edit_cost = EditCost(self.settings.delta)
-        self.rewards = RewardCheckpoints(self.settings.rewards_dir)
-        # An older redline cached the embeddings of every pair's texts here, keyed by a hash of the text, where a
-        # hard delete could not reach them; the reward no longer embeds pair texts, so the file only leaks.
-        (self.settings.rewards_dir / "embeddings.npz").unlink(missing_ok=True)
+        self.rewards = RewardCheckpoints(self.store)
+        # What an older redline kept under DATA_DIR/rewards/ (checkpoint folders, text embeddings), where a hard
+        # delete cannot reach it; the checkpoints live in the store now.
+        if remove_file_checkpoints(self.settings.rewards_dir):
+            self.store.queue_retrain()
         self.edit_features = EditFeatures()
         self.keys = Keys(self.store)
         self.rulebook = Rulebook(self.store, self.settings)
-        self._train_lock = threading.Lock()
 
     # -- parts ------------------------------------------------------------------------------------
 
@@ -106,6 +114,39 @@ class Agent(Generating, Learning, UserData):
     def queue_depth(self) -> int:
         """Learning jobs pending or running."""
         return self.store.jobs.queued()
+
+    def learners(self) -> int:
+        """Learner processes on this store that said they are alive within their lease (``learner_alive``)."""
+        return len(self.store.leases.live("learner:"))
+
+    def learner_alive(self, *, seconds: float) -> None:
+        """Say, for ``seconds``, that this agent's learner is alive (a lease ``learner:<owner>``)."""
+        self.store.leases.acquire(f"learner:{self.owner}", self.owner, seconds=seconds)
+
+    def learner_gone(self) -> None:
+        """Withdraw ``learner_alive`` (a clean stop)."""
+        self.store.leases.release(f"learner:{self.owner}", self.owner)
+
+    def release_claims(self) -> int:
+        """Queue again the jobs this agent's ``owner`` still holds: a learner restarted in the slot of one that died
+        takes them back at once rather than after their lease. Returns how many."""
+        return self.store.jobs.release_owner(self.owner)
+
+    def wait_for_jobs(self, timeout: float, *, poll: float = 0.1) -> bool:
+        """Wait up to ``timeout`` seconds until a learning job can be claimed: at once for one queued by this process,
+        within ``poll`` seconds for one queued by another (a read of the store, which costs writers nothing)."""
+        end = time.monotonic() + timeout
+        while True:
+            if self.store.jobs.claimable():
+                return True
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            self.store.jobs.wait(min(poll, left))
+
+    def retrain_queued(self) -> bool:
+        """Whether a hard delete queued a retraining that no learner has claimed yet."""
+        return self.store.jobs.claimable(kind="retrain")
 
     def close(self) -> None:
         """Close the store, and stop the generator the agent built (a llama-server it started); a generator passed

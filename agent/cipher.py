@@ -115,7 +115,7 @@ class Cipher:
                 return PreferenceIndex(np.zeros((0, 1), dtype=np.float32), [])
             return PreferenceIndex(vectors, ids)
 
-        return self.cache.get(user_id, self.store.user_version(user_id), build)
+        return self.cache.get(user_id, self.store.user_stamp(user_id), build)
 
     def retrieve(self, user_id: int, vector: np.ndarray, k: int | None = None) -> list[Retrieved]:
         """The user's k nearest past contexts with their preferences, most similar first."""
@@ -159,9 +159,22 @@ class Cipher:
         that is not a preference (long, copying the texts or the instructions, dropping an exact line the user
         added) is replaced by the evidence itself. The text is empty when neither says anything.
         """
-        evidence = edit_evidence(draft, edited)
-        out = generator.generate([prompts.inference_prompt(task, edited, evidence)], self.background)[0]
-        text = prompts.clean_preference(out.texts[0])
-        if usable_answer(text, evidence, draft, edited, context, prompts.INFER_PREFERENCE):
-            return Inference(text, "llm", tuple(evidence), out.prompt_tokens, out.completion_tokens)
-        return Inference("; ".join(evidence), "evidence", tuple(evidence), out.prompt_tokens, out.completion_tokens)
+        return self.infer_many(generator, [{"task": task, "context": context, "draft": draft, "edited": edited}])[0]
+
+    def infer_many(self, generator: Generator, edits: list[dict]) -> list[Inference]:
+        """``infer`` for several edits (``{"task", "context", "draft", "edited"}`` each) in ONE generator call: a
+        server batches the prompts (or takes them concurrently), an in-process model runs them as one batch."""
+        if not edits:
+            return []
+        evidence = [edit_evidence(e["draft"], e["edited"]) for e in edits]
+        outs = generator.generate([prompts.inference_prompt(e["task"], e["edited"], ev)
+                                   for e, ev in zip(edits, evidence)], self.background)
+        inferred = []
+        for e, ev, out in zip(edits, evidence, outs):
+            text = prompts.clean_preference(out.texts[0])
+            if usable_answer(text, ev, e["draft"], e["edited"], e["context"], prompts.INFER_PREFERENCE):
+                inferred.append(Inference(text, "llm", tuple(ev), out.prompt_tokens, out.completion_tokens))
+            else:
+                inferred.append(Inference("; ".join(ev), "evidence", tuple(ev), out.prompt_tokens,
+                                          out.completion_tokens))
+        return inferred

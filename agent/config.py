@@ -69,13 +69,20 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest HTTP request body accepted, in bytes.")
     max_request_tokens: int = Field(2048, ge=1, le=8192, description="Largest max_tokens one HTTP request may ask for.")
     retry_after_seconds: int = Field(10, ge=1, description="Retry-After sent with 503 when the generator is down; "
-                                                          "also the learning worker's back-off.")
-    maintenance_interval: float = Field(300.0, gt=0, description="Seconds between the worker's maintenance calls.")
+                                                          "also the learner's back-off.")
+    maintenance_interval: float = Field(300.0, gt=0, description="Seconds between the learner's maintenance calls.")
     secure_cookies: bool = Field(False, description="Always mark the inspector's session cookie Secure (sent over "
                                                     "HTTPS only), whatever the request came over.")
     trust_proxy_headers: bool = Field(False, description="Believe a proxy's X-Forwarded-Proto: https (the client "
                                                          "came over HTTPS), so the session cookie is Secure; only "
                                                          "when every request reaches this server through that proxy.")
+    # -- the learner (learner/) --
+    learner_nice: int = Field(10, ge=0, le=19, description="CPU niceness of a learner process: above 0, the API "
+                                                           "processes on its machine get the CPU first and the "
+                                                           "learner what they leave (0: an equal share).")
+    job_lease_seconds: float = Field(60.0, ge=1.0, description="How long a learner's claim on a job lasts without "
+                                                              "renewal (renewed every third of it while it works); a "
+                                                              "learner that dies leaves its jobs to others after it.")
 
     @field_validator("data_dir", mode="after")
     @classmethod

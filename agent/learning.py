@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, ContextManager, Sequence
+from typing import Callable, ContextManager, Iterator, Sequence
 
 from redline.policies import FEATURES_VERSION, EditProfileReward, read_pairs_jsonl, train_rewards
 from redline.store import Conflict, NotFound, StoreError
 
-from .errors import AgentError, EditConflict, GeneratorUnavailable, InvalidInput, UnknownInteraction
-from .jobs import JobOutcome, JobRunner
+from .errors import AgentError, EditConflict, InvalidInput, UnknownInteraction
+from .jobs import JobOutcome, JobRunner, renewing
 from .types import EditReceipt, LearnResult, validate_user
 
 __all__ = ["Learning"]
 log = logging.getLogger(__name__)
+# The retraining lease: renewed every third of it while a retraining runs, so a learner that dies mid-retraining
+# holds up the next one for at most this long.
+RETRAIN_LEASE_SECONDS = 60.0
 
 
 def _fallback_preference(draft: str, edited: str) -> str:
@@ -69,17 +73,19 @@ class Learning:
         vector, plus the pair (edit ≻ draft) with its reward features, and the user's reward state after one
         online step on them. Not edited: store the preference that was used, if any. Either way (with rules on):
         the evidence for the user's edit rules, from the draft as generated (before rules changed it) to the kept
-        text, newly mined rules counted over the user's recent edits too. Every write goes in one transaction.
-        Returns, per id, its ``LearnResult`` or the error that makes it unlearnable (unknown interaction, no edit);
-        a generator that is down raises ``GeneratorUnavailable`` for the whole step, which then wrote nothing.
+        text, newly mined rules counted over the user's recent edits too.
+
+        Everything is computed first (the inferences in one generator call), outside any transaction; then every
+        write goes in one short transaction, which also marks each edit learned and its job done, so an edit
+        another learner completed meanwhile is written by neither twice. Returns, per id, its ``LearnResult`` or
+        the error that makes it unlearnable (unknown interaction, no edit); a generator that is down raises
+        ``GeneratorUnavailable`` for the whole step, which then wrote nothing.
         """
-        steps: list[dict] = []
         results: dict[str, LearnResult | AgentError | StoreError] = {}
+        steps: list[dict] = []
         for interaction_id in dict.fromkeys(interaction_ids):
             try:
-                step = self._learning_step(interaction_id)
-            except GeneratorUnavailable:
-                raise
+                step = self._read_step(interaction_id)
             except (AgentError, StoreError) as exc:
                 results[interaction_id] = exc
                 continue
@@ -87,6 +93,18 @@ class Learning:
                 results[interaction_id] = step
             else:
                 steps.append(step)
+        edited = [step for step in steps if step["edit"]["is_edit"]]
+        inferences = self.cipher.infer_many(self.generator, [
+            {"task": step["interaction"]["task"], "context": step["interaction"]["context"],
+             "draft": step["interaction"]["draft"], "edited": step["edit"]["edited_text"]} for step in edited])
+        for step, inference in zip(edited, inferences):
+            step["inference"] = inference
+        for step in list(steps):
+            try:
+                self._learning_step(step)
+            except (AgentError, StoreError) as exc:
+                results[step["interaction_id"]] = exc
+                steps.remove(step)
         self._reward_steps(steps)
         learned_before: list[str] = []
         with self.store.transaction():
@@ -123,21 +141,23 @@ class Learning:
                            preference=pref["text"] if pref else None, preference_id=edit["preference_id"],
                            kind=pref["kind"] if pref else None, already_learned=True)
 
-    def _learning_step(self, interaction_id: str) -> dict | LearnResult:
-        """What learning the edit of ``interaction_id`` will write (the preference inferred, the pair), or its
-        ``LearnResult`` when it was learned before."""
+    def _read_step(self, interaction_id: str) -> dict | LearnResult:
+        """The interaction and its edit to learn from, or the ``LearnResult`` of an edit learned before."""
         interaction = self._interaction(interaction_id, None)
         edit = self.store.edit(interaction_id)
         if edit is None:
             raise UnknownInteraction(f"interaction {interaction_id!r} has no edit to learn from")
         if edit["learned_at"] is not None:
             return self._learned_result(interaction_id)
+        return {"interaction_id": interaction_id, "interaction": interaction, "edit": edit, "inference": None}
+
+    def _learning_step(self, step: dict) -> None:
+        """Fill in what learning the step's edit will write: the preference (inferred, or the one used when the text
+        was kept as it was), the pair with its features, the edit rules' evidence."""
+        interaction, edit, inference = step["interaction"], step["edit"], step["inference"]
         tokens_in = tokens_out = 0
         pair = inferred_by = None
-        if edit["is_edit"]:
-            inference = self.cipher.infer(
-                self.generator, task=interaction["task"], context=interaction["context"],
-                draft=interaction["draft"], edited=edit["edited_text"])
+        if inference is not None:
             tokens_in, tokens_out, inferred_by = inference.prompt_tokens, inference.completion_tokens, inference.source
             text = inference.text or _fallback_preference(interaction["draft"], edit["edited_text"])
             kind = "inferred"
@@ -147,13 +167,12 @@ class Learning:
         else:
             text, kind = interaction["preference_used"], "accepted"
         preference = {"text": text, "kind": kind, "context_vector": interaction["context_vector"]} if text else None
-        rules = self.rulebook.evidence(interaction["user_id"], interaction_id,
+        rules = self.rulebook.evidence(interaction["user_id"], step["interaction_id"],
                                        interaction["raw_draft"] or interaction["draft"],
                                        edit["edited_text"]) if self.settings.rules else None
-        return {"interaction_id": interaction_id, "interaction": interaction, "text": text, "kind": kind,
-                "preference": preference, "pair": pair, "router_state": None, "rules": rules, "tokens_in": tokens_in,
-                "tokens_out": tokens_out, "inferred_by": inferred_by,
-                "base": dict(interaction_id=interaction_id, cost=edit["cost"], is_edit=bool(edit["is_edit"]))}
+        step.update(text=text, kind=kind, preference=preference, pair=pair, router_state=None, rules=rules,
+                    tokens_in=tokens_in, tokens_out=tokens_out, inferred_by=inferred_by,
+                    base=dict(interaction_id=step["interaction_id"], cost=edit["cost"], is_edit=bool(edit["is_edit"])))
 
     def learn(self, interaction_id: str, edited_text: str, *, tenant: str | None = None) -> LearnResult:
         """``submit_edit`` then ``process_edit``: the synchronous path (CLI, evaluation harness)."""
@@ -162,28 +181,33 @@ class Learning:
 
     def run_jobs(self, *, limit: int | None = None, stopping: Callable[[], bool] = lambda: False,
                  context: Callable[[dict], ContextManager] | None = None,
-                 on_outcome: Callable[[JobOutcome], None] | None = None) -> list[JobOutcome]:
-        """Learn queued edits, oldest first, with the one failure rule of ``JobRunner`` (the server's worker
-        calls this); stops early when a job must wait (its outcome is then the last)."""
+                 on_outcome: Callable[[JobOutcome], None] | None = None, owner: str | None = None) -> list[JobOutcome]:
+        """Claim (as ``owner``, default this agent's ``owner``) and learn queued edits, oldest first, with the one
+        failure rule of ``JobRunner`` (the learner process calls this); stops early when a job must wait (its outcome
+        is then the last)."""
         runner = JobRunner(self.store.jobs, self.process_edit, learn_many=self.process_edits, context=context,
-                           on_outcome=on_outcome)
+                           on_outcome=on_outcome, owner=owner or self.owner,
+                           lease_seconds=self.settings.job_lease_seconds)
         return runner.drain(limit=limit, stopping=stopping)
 
     def process_pending(self, *, limit: int = 100) -> int:
-        """Learn every accepted edit not yet learned (recovery after a crash); returns how many. A job that
-        must wait (the generator is down, an unexpected error) stays queued and its error is raised."""
+        """Learn every accepted edit not yet learned (recovery after a crash), then run the retraining a hard delete
+        queued, if any; returns how many edits were learned. A job that must wait (the generator is down, an
+        unexpected error) stays queued and its error is raised. Jobs another learner holds are left to it."""
         outcomes = self.run_jobs(limit=limit)
         if outcomes and outcomes[-1].requeued:
             raise outcomes[-1].error
+        self.run_retrain_jobs()
         return sum(o.outcome == "learned" for o in outcomes)
 
     # -- the reward: per-user state and the shared retraining ------------------------------------------
 
-    def _reward_state(self, user_id: int, model: EditProfileReward, checkpoint: str) -> dict | None:
+    def _reward_state(self, user_id: int, model: EditProfileReward, checkpoint: str, *,
+                      keep: bool = True) -> dict | None:
         """The user's reward state under ``checkpoint``: the stored one when it is current (computed under that
         checkpoint, with every stored pair of the user folded in), else replayed from the user's stored pair
-        features and stored again (after a retraining, a race with one, or a deleted pair). None for a user
-        without pairs: nothing learned yet."""
+        features and, with ``keep``, stored again (after a retraining, a race with one, or a deleted pair). None
+        for a user without pairs: nothing learned yet."""
         stored = self.store.router_state(user_id)
         count = self.store.count_pair_features(FEATURES_VERSION, user_id=user_id)
         if (stored is not None and stored.get("checkpoint") == checkpoint and stored.get("n") == count
@@ -193,13 +217,15 @@ class Learning:
             return None
         rows = self.store.pair_features(FEATURES_VERSION, user_id=user_id)["features"]
         state = {**model.replay(rows), "checkpoint": checkpoint}
-        self.store.put_router_states({user_id: state})
+        if keep:
+            self.store.put_router_states({user_id: state})
         return state
 
     def _reward_steps(self, steps: list[dict]) -> None:
         """Each step's user reward state after one online step on its pair's features, in order, so two edits of
         one user chain; nothing without a reward yet (the first retraining replays every user's state from the
-        stored pairs)."""
+        stored pairs). A state replayed here is not stored on its own: the step's state after it is, in the
+        learning step's one transaction."""
         checkpoint, model = self.rewards.current_named()
         if model is None:
             return
@@ -208,18 +234,46 @@ class Learning:
             if step["pair"] is None:
                 continue
             user_id = step["interaction"]["user_id"]
-            state = states.get(user_id) or self._reward_state(user_id, model, checkpoint) or model.init_state()
+            state = (states.get(user_id) or self._reward_state(user_id, model, checkpoint, keep=False)
+                     or model.init_state())
             states[user_id] = step["router_state"] = {**model.update(state, step["pair"]["features"]),
                                                       "checkpoint": checkpoint}
 
     def maintenance(self) -> dict | None:
-        """Periodic background work; the server's worker calls it between learning jobs.
+        """Periodic background work; the learner process calls it beside learning.
 
-        Retrains the shared reward once ``reward_retrain_every`` new pairs arrived, when pairs it was trained on
-        were deleted, or when the published checkpoint cannot be read (an older redline's); returns the
-        training's summary (see ``train_rewards``), or None when nothing was due.
+        First the retraining that hard deletes queued (``run_retrain_jobs``); else retrains the shared reward once
+        ``reward_retrain_every`` new pairs arrived, when pairs it was trained on were deleted, when the published
+        checkpoint cannot be read (an older redline's), or when it was trained on features of another
+        ``FEATURES_VERSION`` (their rows are recomputed from the texts first). Returns the training's summary (see ``train_rewards``), or
+        None when nothing was due or another process is retraining.
         """
-        return self.train_rewards()
+        return self.run_retrain_jobs() or self.train_rewards()
+
+    def run_retrain_jobs(self, *, owner: str | None = None, wait: float = 600.0) -> dict | None:
+        """Claim every queued ``retrain`` job (a hard delete removed pairs the shared reward was trained on) and run
+        one retraining for all of them with ``forget=True``: it reads the pairs after every claimed delete, keeps no
+        older checkpoint, and removes them all when no pair is left. Waits up to ``wait`` seconds for a retraining
+        another process runs (it may have read the deleted pairs; this one publishes after it). Returns the summary
+        (``{"forgotten": True}`` when no pair was left), or None when no such job was queued."""
+        owner = owner or self.owner
+        jobs = self.store.jobs.claim(owner, limit=10_000, kind="retrain", lease_seconds=self.settings.job_lease_seconds)
+        if not jobs:
+            return None
+        ids = [job["id"] for job in jobs]
+        try:
+            with renewing(lambda: self.store.jobs.renew(owner, lease_seconds=self.settings.job_lease_seconds),
+                          self.settings.job_lease_seconds / 3):
+                summary = self.train_rewards(forget=True, wait=wait)
+        except BaseException as exc:
+            self.store.jobs.mark(ids, "pending", owner=owner, error=repr(exc))
+            raise
+        if summary is None:  # the retraining lease stayed taken: try again later
+            self.store.jobs.mark(ids, "pending", owner=owner, error="another process kept the retraining lease")
+            return None
+        self.store.jobs.mark(ids, "done", owner=owner)
+        log.info("retrained for %d hard deletes", len(ids))
+        return summary
 
     def _backfill_pair_features(self) -> int:
         """Compute the features of pairs stored without them (or under an older feature version), once."""
@@ -239,17 +293,44 @@ class Learning:
             return "unreadable checkpoint"
         if info and self.store.count_pairs(until_id=last) < info.get("pairs", 0):
             return "pairs deleted"
+        # A checkpoint of features defined otherwise scores this version's features wrongly (no version: the first).
+        if info and info.get("features_version", 1) != FEATURES_VERSION and self.store.count_pairs():
+            return "features changed"
         return None
 
+    @contextmanager
+    def _retraining_lease(self, wait: float) -> Iterator[bool]:
+        """Hold the store's ``retrain`` lease (one retraining at a time across every process on the store), renewed
+        while the block runs; waits up to ``wait`` seconds for it. Yields whether it is held."""
+        seconds, leases = RETRAIN_LEASE_SECONDS, self.store.leases
+        end = time.monotonic() + wait
+        while not (held := leases.acquire("retrain", self.owner, seconds=seconds)) and time.monotonic() < end:
+            time.sleep(0.2)
+        if not held:
+            yield False
+            return
+        try:
+            with renewing(lambda: leases.renew("retrain", self.owner, seconds=seconds), seconds / 3):
+                yield True
+        finally:
+            leases.release("retrain", self.owner)
+
     def train_rewards(self, *, force: bool = False, n_heads: int | None = None, seed: int | None = None,
-                      forget: bool = False) -> dict | None:
-        """Retrain the shared reward on every stored pair's features, publish the checkpoint atomically, and replay
-        every user's state under it. Without ``force`` only when due (see ``maintenance``). ``forget``: pairs were
-        deleted; keep no older checkpoint, and remove them all when no pair is left. Returns a summary, or None when
-        nothing was done."""
-        with self._train_lock:
+                      forget: bool = False, wait: float | None = None) -> dict | None:
+        """Retrain the shared reward on every stored pair's features, publish the checkpoint in the store, and
+        replay every user's state under it. Without ``force`` only when due (see ``maintenance``). ``forget``: pairs
+        were deleted; keep no older checkpoint, and remove them all when no pair is left (the summary then says
+        ``{"forgotten": True}``). One retraining runs at a time over the store (a lease): this waits ``wait``
+        seconds for another (default: none for a due retraining, ten minutes when forced or forgetting), then
+        returns None without training. Returns a summary, or None when nothing was done."""
+        if wait is None:
+            wait = 600.0 if force or forget else 0.0
+        with self._retraining_lease(wait) as held:
+            if not held:
+                log.info("reward retraining skipped: another process holds the retraining lease")
+                return None
             info = self.rewards.current_info() or {}
-            why = "forced" if force or forget else self._retrain_due(info)
+            why = "forced" if force else "pairs deleted" if forget else self._retrain_due(info)
             if why is None:
                 return None
             clock = time.perf_counter()
@@ -259,6 +340,7 @@ class Learning:
             if not data["ids"]:
                 if forget:
                     self.rewards.remove_all()
+                    return {"forgotten": True, "reason": why, "pairs": 0}
                 return None
             read_s = time.perf_counter() - clock
             k = n_heads or self.settings.reward_heads
@@ -267,10 +349,10 @@ class Learning:
                                     tau=self.settings.reward_tau, mode=self.settings.reward_mode,
                                     router=self.settings.reward_router)
             last = max(data["ids"])
-            meta = {"last_pair_id": last, "pairs": len(data["ids"]), "heads": k,
+            meta = {"last_pair_id": last, "pairs": len(data["ids"]), "heads": k, "features_version": FEATURES_VERSION,
                     "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             # A checkpoint trained on deleted pairs (or unreadable) is not kept for a rollback.
-            keep = 1 if forget or why in ("pairs deleted", "unreadable checkpoint") else None
+            keep = 1 if forget or why in ("pairs deleted", "unreadable checkpoint", "features changed") else None
             name = self.rewards.publish(trained.model, meta, keep=keep)
             self.store.put_router_states({user_id: {**state, "checkpoint": name}
                                           for user_id, state in trained.states.items()})

@@ -120,13 +120,13 @@ class UserData:
         return self.store.export_user(self._user_id(user, tenant))
 
     def delete_user(self, user: str, *, tenant: str = "default") -> dict:
-        """Hard delete: the user's rows and cached index, and the shared reward retrained at once without their
-        pairs (older checkpoints, which were trained on them, are removed; with no pair left, every checkpoint)."""
+        """Hard delete: the user's rows, at once, and this process's cached index (other processes' caches see the
+        user gone on their next read). When the user had pairs, the same transaction queues a ``retrain`` job: a
+        learner (``maintenance``/``run_retrain_jobs``) retrains the shared reward without them and removes every
+        older checkpoint, which was trained on them (with no pair left, every checkpoint)."""
         user_id = self._user_id(user, tenant)
         removed = self.store.delete_user(user_id)
         self.index_cache.drop(user_id)
-        if removed.get("pairs"):
-            self.train_rewards(forget=True)
         return removed
 
     def nearest_edits(self, user: str, context: str, k: int, *, tenant: str = "default") -> list[tuple[str, str]]:

@@ -1,9 +1,10 @@
-"""The FastAPI application: ``create_app(settings, agent=None)``.
+"""The FastAPI application: ``create_app(settings, agent=None)``, the API role.
 
 The lifespan builds the Agent once (unless one is passed in), loads the models in the background
-(``/health`` answers at once, ``/ready`` once they are loaded), runs the learning worker, and at shutdown
-stops the worker and closes the agent (its store). The inspector's pages live under ``/ui`` (``routes/ui.py``),
-with their sessions kept in the store (``api/session.py``).
+(``/health`` answers at once, ``/ready`` once they are loaded), and at shutdown closes the agent (its store).
+It learns nothing itself: accepted edits are queued in the store, and a learner process (``redline.learner``)
+learns them. The inspector's pages live under ``/ui`` (``routes/ui.py``), with their sessions kept in the store
+(``api/session.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from .observability import Metrics, RequestMiddleware
 from .routes import chat, generate, interactions, ops, ui, users
 from .schemas import state_server_limits
 from .session import install_sessions
-from .worker import LearningWorker
 
 __all__ = ["create_app"]
 log = logging.getLogger(__name__)
@@ -46,19 +46,16 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
     async def lifespan(app: FastAPI):
         app.state.agent = agent or Agent(settings)
         app.state.warm, app.state.warm_error = threading.Event(), None
-        metrics.queue_depth.set_function(app.state.agent.queue_depth)
+        metrics.read_store(app.state.agent.queue_depth, app.state.agent.learners)
         if settings.auth and app.state.agent.keys.count_active() == 0:
             log.warning("auth is on and no API key exists: create one with `redline keys create --tenant NAME`, "
                         "or run locally without keys: `redline serve --no-auth`")
         elif not settings.auth:
             log.warning("auth is off (local use): every request acts in tenant 'default'")
         threading.Thread(target=_warm_up, args=(app,), name="redline-warm-up", daemon=True).start()
-        app.state.worker = LearningWorker(app.state.agent, metrics, retry_after=settings.retry_after_seconds,
-                                          maintenance_interval=settings.maintenance_interval).start()
         try:
             yield
         finally:
-            app.state.worker.stop()
             # Here, not after uvicorn.run returns: uvicorn re-raises SIGTERM once it has shut down, and the
             # process ends. Closing the store merges its WAL into the database file.
             app.state.agent.close()

@@ -16,9 +16,8 @@ from redline.agent import Agent, Settings
 from . import session
 from .errors import ApiError
 from .observability import Metrics
-from .worker import LearningWorker
 
-__all__ = ["AgentDep", "TenantDep", "PageTenantDep", "SettingsDep", "MetricsDep", "WorkerDep", "DEFAULT_TENANT"]
+__all__ = ["AgentDep", "TenantDep", "PageTenantDep", "SettingsDep", "MetricsDep", "DEFAULT_TENANT"]
 
 DEFAULT_TENANT = "default"
 _bearer = HTTPBearer(auto_error=False, description="An API key from `redline keys create --tenant NAME`.")
@@ -34,10 +33,6 @@ async def get_settings(request: Request) -> Settings:
 
 async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
-
-
-async def get_worker(request: Request) -> LearningWorker:
-    return request.app.state.worker
 
 
 async def get_tenant(request: Request,
@@ -75,6 +70,5 @@ async def get_page_tenant(request: Request) -> str:
 AgentDep = Annotated[Agent, Depends(get_agent)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
-WorkerDep = Annotated[LearningWorker, Depends(get_worker)]
 TenantDep = Annotated[str, Depends(get_tenant)]
 PageTenantDep = Annotated[str, Depends(get_page_tenant)]

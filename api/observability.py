@@ -1,9 +1,9 @@
 """Request ids, access logging, body limits, the last-resort 500 and Prometheus metrics (one pure ASGI
-middleware); and the log format, which escapes what clients control (``log_safe``)."""
+middleware). The log format, which escapes what clients control (``log_safe``), is every process's
+(``redline.runtime.logs``); its names are re-exported here."""
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import re
@@ -11,78 +11,44 @@ import time
 import uuid
 from typing import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.requests import Request
 from starlette.responses import Response
+
+from redline.runtime.logs import LOG_FORMAT, EscapingFormatter, RequestIdFilter, log_safe, request_id_var
+from redline.runtime.metrics import LATENCY_BUCKETS, multiprocess_dir
 
 from .errors import error_body
 
 __all__ = ["request_id_var", "RequestIdFilter", "EscapingFormatter", "log_safe", "Metrics", "RequestMiddleware",
            "LOG_FORMAT"]
-
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 _INCOMING_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 access_log = logging.getLogger("redline.access")
 log = logging.getLogger(__name__)
-_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
+class _StoreGauges:
+    """Gauges read from the store when scraped, so every API process reports the same values: the learning
+    queue's depth and the learners alive (their leases)."""
 
-def _escape(char: str) -> str:
-    if char in _ESCAPES:
-        return _ESCAPES[char]
-    code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    def __init__(self, queue_depth: Callable[[], int], learners: Callable[[], int]):
+        self.queue_depth, self.learners = queue_depth, learners
 
-
-def log_safe(value: object) -> str:
-    """``value`` as text that stays on one log line and cannot steer a terminal: every character that is not
-    printable (CR, LF, NEL, the line and paragraph separators, ESC and the other controls, bidi overrides,
-    lone surrogates) becomes a backslash escape, and a backslash becomes two, so an escape is unambiguous.
-
-    >>> log_safe("/x\\n2026-11-23 INFO forged \\x1b[31m")
-    '/x\\\\n2026-11-23 INFO forged \\\\x1b[31m'
-    """
-    text = value if isinstance(value, str) else str(value)
-    if text.isprintable() and "\\" not in text:
-        return text
-    return "".join(c if c.isprintable() and c != "\\" else _escape(c) for c in text)
-
-
-class EscapingFormatter(logging.Formatter):
-    """``LOG_FORMAT`` with the message and the request id passed through ``log_safe``: one record is one line
-    however a client spells its path, headers or ids. A traceback follows on lines of its own, each indented
-    (an exception message may quote client input, so no line of it can pass for a record of its own)."""
-
-    def __init__(self, fmt: str | None = None):
-        super().__init__(fmt or LOG_FORMAT)
-
-    def format(self, record: logging.LogRecord) -> str:
-        safe = logging.makeLogRecord({**record.__dict__, "msg": log_safe(record.getMessage()), "args": None,
-                                      "request_id": log_safe(getattr(record, "request_id", "-")),
-                                      "exc_info": None, "exc_text": None, "stack_info": None})
-        lines = [super().format(safe)]
-        if record.exc_info:
-            lines += self.formatException(record.exc_info).splitlines()
-        if record.stack_info:
-            lines += self.formatStack(record.stack_info).splitlines()
-        return "\n    ".join([lines[0], *map(log_safe, lines[1:])])
-
-
-class RequestIdFilter(logging.Filter):
-    """Stamps every log record with the id of the request (or job) being handled."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.request_id = request_id_var.get()
-        return True
-
-
-LATENCY_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120)
+    def collect(self):
+        yield GaugeMetricFamily("redline_learning_queue_depth", "Learning jobs pending or running (from the store).",
+                                value=self.queue_depth())
+        yield GaugeMetricFamily("redline_learners", "Learner processes alive on the store (their leases).",
+                                value=self.learners())
 
 
 class Metrics:
-    """The server's Prometheus metrics, in their own registry (several apps may live in one process)."""
+    """The API process's Prometheus metrics, in their own registry (several apps may live in one process).
+
+    Under ``redline serve`` every process writes its metrics into the directory ``PROMETHEUS_MULTIPROC_DIR`` names
+    (prometheus_client's multiprocess mode), and ``exposition`` reads them all: the learner's learning and
+    retraining metrics (``redline.learner.LearnerMetrics``) and every API process's, from whichever API process
+    is scraped. Without it (one process, tests) it is this registry's."""
 
     def __init__(self):
         self.registry = CollectorRegistry()
@@ -94,15 +60,28 @@ class Metrics:
                                         ["stage"], registry=r, buckets=LATENCY_BUCKETS)
         self.generation = Histogram("redline_generation_seconds", "Whole agent.generate call.", registry=r,
                                     buckets=LATENCY_BUCKETS)
-        self.learning = Histogram("redline_learning_seconds", "One background learning step (process_edit).",
-                                  ["outcome"], registry=r, buckets=LATENCY_BUCKETS)
         self.edits = Counter("redline_edits_total", "Edits received.", ["outcome"], registry=r)
         self.tokens = Counter("redline_tokens_total", "Generator tokens spent.", ["kind", "source"], registry=r)
-        self.queue_depth = Gauge("redline_learning_queue_depth", "Learning jobs pending or running.", registry=r)
-        self.retraining = Gauge("redline_reward_retraining", "1 while the retrainer runs maintenance (a reward "
-                                "retrain when one is due), else 0.", registry=r)
-        self.retrain = Histogram("redline_reward_retrain_seconds", "One retraining of the reward heads (background).",
-                                 registry=r, buckets=LATENCY_BUCKETS)
+        self._store_gauges: _StoreGauges | None = None
+
+    def read_store(self, queue_depth: Callable[[], int], learners: Callable[[], int]) -> None:
+        """Report the store's gauges (queue depth, learners alive) from these callables."""
+        if self._store_gauges is None:
+            self._store_gauges = _StoreGauges(queue_depth, learners)
+            self.registry.register(self._store_gauges)
+        else:
+            self._store_gauges.queue_depth, self._store_gauges.learners = queue_depth, learners
+
+    def exposition(self) -> bytes:
+        """The Prometheus text: every process's metrics in multiprocess mode, else this registry's."""
+        folder = multiprocess_dir()
+        if folder is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=folder)
+        if self._store_gauges is not None:
+            registry.register(self._store_gauges)
+        return generate_latest(registry)
 
     def observe_generation(self, result) -> None:
         for stage, ms in result.timings_ms.items():
@@ -110,15 +89,6 @@ class Metrics:
         self.generation.observe(sum(result.timings_ms.values()) / 1000)
         self.tokens.labels("prompt", "generate").inc(result.tokens_in)
         self.tokens.labels("completion", "generate").inc(result.tokens_out)
-
-    def observe_retrain(self, seconds: float) -> None:
-        self.retrain.observe(seconds)
-
-    def observe_learning(self, seconds: float, outcome: str, result=None) -> None:
-        self.learning.labels(outcome).observe(seconds)
-        if result is not None:
-            self.tokens.labels("prompt", "learn").inc(result.tokens_in)
-            self.tokens.labels("completion", "learn").inc(result.tokens_out)
 
 
 class _TooLarge(Exception):

@@ -412,6 +412,8 @@ class DeleteUserResponse(BaseModel):
     user: str
     deleted: bool = True
     removed: dict[str, int]
+    reward_retrain_queued: bool = Field(False, description="The user had preference pairs: a learner retrains the "
+                                                           "shared reward without them and removes older checkpoints.")
 
 
 class ContentPart(RequestBody):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import sys
 import threading
@@ -63,7 +64,8 @@ def build(name: str, args):
     if name.startswith("llama-server"):
         threads = 2 if name.endswith("-2t") else (1 if name.endswith("-1t") else None)
         server = LlamaServer(resolve_gguf(args.model, args.models_dir), slots=args.slots, context=args.slots * 4096,
-                             threads=threads, log_path=REPO / ".redline" / "bench-llama-server.log")
+                             threads=threads, log_path=REPO / ".redline" / "bench-llama-server.log",
+                             extra_args=tuple(shlex.split(args.server_args)))
         # Every answer exactly --max-tokens long, so walls and rates compare like for like.
         gen = LlamaServerGenerator(server=server, timeout=1200, extra_body={"ignore_eos": True}).load()
         return gen, time.perf_counter() - started, server._proc.pid
@@ -207,6 +209,8 @@ def main() -> None:
     ap.add_argument("--slots", type=int, default=4)
     ap.add_argument("--prompt-tokens", type=int, default=600)
     ap.add_argument("--max-tokens", type=int, default=150)
+    ap.add_argument("--server-args", default="", help="more llama-server arguments for the llama-server back-ends "
+                                                      "(e.g. '--poll 0'; results are keyed by back-end and these)")
     ap.add_argument("--seconds", type=float, default=120, help="priority: length of each phase")
     ap.add_argument("--one-prompt", action="store_true", help="speed: only load, memory, one prompt's tok/s and first "
                                                               "token (minutes instead of most of an hour on CPU)")
@@ -216,7 +220,9 @@ def main() -> None:
         for name in args.backends.split(","):
             result = speed(name, args)
             print(json.dumps(result), flush=True)
-            results.setdefault("speed-one-prompt" if args.one_prompt else "speed", {})[name] = result
+            key = f"{name} {args.server_args}".strip() if name.startswith("llama-server") else name
+            result["server_args"] = args.server_args if name.startswith("llama-server") else ""
+            results.setdefault("speed-one-prompt" if args.one_prompt else "speed", {})[key] = result
     else:
         result = priority(args)
         print(json.dumps(result, indent=2), flush=True)

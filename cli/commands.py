@@ -1,5 +1,5 @@
 """The ``redline`` group, its global options and the learning-loop commands (generate, feedback, preferences,
-learn-pending); ``serve``, ``keys``, ``rewards`` and ``eval`` live in their own modules."""
+learn-pending); ``serve`` and ``worker``, ``keys``, ``rewards`` and ``eval`` live in their own modules."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from .generator_server import generator_server
 from .keys import keys
 from .rewards import rewards
 from .rules import rule_line, rules
-from .serve import serve
+from .serve import serve, worker
 
 __all__ = ["main", "cli"]
 
@@ -56,7 +56,7 @@ def cli(ctx, data_dir, generator, generator_url, generator_model, k, delta, max_
                          generator_model=generator_model, k=k, delta=delta, max_tokens=max_tokens), as_json)
 
 
-for command in (serve, keys, rewards, rules, eval_command, generator_server):
+for command in (serve, worker, keys, rewards, rules, eval_command, generator_server):
     cli.add_command(command)
 
 

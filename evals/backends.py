@@ -123,7 +123,7 @@ class LocalBackend:
     """One fresh Agent (own data dir and store) for one (method, seed) stream; shared embedder and generator.
 
     It drives the agent as the server does: after each learned edit of a method that selects with a reward
-    (``redline*``), ``agent.maintenance()`` (what the server's learning worker calls after learning jobs)
+    (``redline*``), ``agent.maintenance()`` (what the server's learner calls after learning jobs)
     retrains the reward heads once ``settings["reward_retrain_every"]`` new pairs arrived. Greedy methods
     never read the heads, so their streams skip it (each stream has its own store and heads). Methods without
     edit rules run with the agent's ``rules`` setting off: neither learned nor applied.
@@ -174,7 +174,7 @@ HTTP_METHODS = ("cipher-K (the server's configured k), redline, redline-rps, red
 
 class HTTPBackend:
     """The same calls against a running redline server: ``POST /v1/generate``, then
-    ``POST /v1/interactions/{id}/edit``; learning runs in the server's background worker, so after each edit
+    ``POST /v1/interactions/{id}/edit``; learning runs in the server's learner process, so after each edit
     the backend waits (polling ``GET /v1/interactions/{id}``) until the edit is learned, keeping the
     protocol's order: learn from round t before drafting round t+1.
 

@@ -29,8 +29,10 @@ contrasted μ'_u = population + γ (μ_u − population) (γ > 1 pushes a user a
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import zipfile
 from importlib import metadata
 from pathlib import Path
 from typing import Hashable, Sequence
@@ -504,13 +506,8 @@ class EditProfileReward:
 
     # -- persistence ------------------------------------------------------------------------------
 
-    def save(self, path: str | Path, *, meta: dict | None = None) -> Path:
-        """Write ``config.json`` (format, versions, hyperparameters, feature names, ``meta``) and ``weights.npz``."""
-        self._check_fitted()
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        np.savez(folder / "weights.npz", **{name.rstrip("_"): getattr(self, name) for name in _ARRAYS})
-        config = {
+    def _config(self, meta: dict | None) -> dict:
+        return {
             "format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
             "versions": {"redline": _version("redline"), "numpy": np.__version__,
                          "scikit-learn": _version("scikit-learn")},
@@ -518,7 +515,36 @@ class EditProfileReward:
             "n_features_in": int(self.n_features_in_), "dbar": self.dbar_, "edit_margin": self.edit_margin_,
             "n_pairs_seen": self.n_pairs_seen_, "n_users_seen": self.n_users_seen_, "meta": meta or {},
         }
-        (folder / "config.json").write_text(json.dumps(config, indent=2))
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {name.rstrip("_"): getattr(self, name) for name in _ARRAYS}
+
+    @classmethod
+    def _from_parts(cls, config: dict, arrays, where: str) -> "EditProfileReward":
+        if config.get("format") != CHECKPOINT_FORMAT or config.get("format_version") != CHECKPOINT_VERSION:
+            raise ValueError(f"{where} is not a version-{CHECKPOINT_VERSION} {CHECKPOINT_FORMAT} checkpoint")
+        model = cls(**config["hyperparameters"])
+        try:
+            for name in _ARRAYS:
+                setattr(model, name, arrays[name.rstrip("_")])
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"unreadable weights in {where}: {exc}") from exc
+        model.n_features_in_ = config["n_features_in"]
+        model.feature_names_in_ = config["feature_names"]
+        model.dbar_ = config["dbar"]
+        model.edit_margin_ = config["edit_margin"]
+        model.n_pairs_seen_ = config["n_pairs_seen"]
+        model.n_users_seen_ = config["n_users_seen"]
+        model.meta_ = config.get("meta", {})
+        return model
+
+    def save(self, path: str | Path, *, meta: dict | None = None) -> Path:
+        """Write ``config.json`` (format, versions, hyperparameters, feature names, ``meta``) and ``weights.npz``."""
+        self._check_fitted()
+        folder = Path(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / "weights.npz", **self._arrays())
+        (folder / "config.json").write_text(json.dumps(self._config(meta), indent=2))
         return folder
 
     @classmethod
@@ -529,20 +555,27 @@ class EditProfileReward:
             config = json.loads((folder / "config.json").read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"no reward checkpoint in {folder}: {exc}") from exc
-        if config.get("format") != CHECKPOINT_FORMAT or config.get("format_version") != CHECKPOINT_VERSION:
-            raise ValueError(f"{folder} is not a version-{CHECKPOINT_VERSION} {CHECKPOINT_FORMAT} checkpoint")
-        model = cls(**config["hyperparameters"])
         try:
             with np.load(folder / "weights.npz") as arrays:
-                for name in _ARRAYS:
-                    setattr(model, name, arrays[name.rstrip("_")])
-        except (OSError, KeyError, ValueError) as exc:
+                return cls._from_parts(config, {k: arrays[k] for k in arrays.files}, str(folder))
+        except OSError as exc:
             raise ValueError(f"unreadable weights in {folder}: {exc}") from exc
-        model.n_features_in_ = config["n_features_in"]
-        model.feature_names_in_ = config["feature_names"]
-        model.dbar_ = config["dbar"]
-        model.edit_margin_ = config["edit_margin"]
-        model.n_pairs_seen_ = config["n_pairs_seen"]
-        model.n_users_seen_ = config["n_users_seen"]
-        model.meta_ = config.get("meta", {})
-        return model
+
+    def to_bytes(self, *, meta: dict | None = None) -> bytes:
+        """The checkpoint as one blob (an ``.npz`` holding the arrays and the config as JSON), for a store row."""
+        self._check_fitted()
+        buffer = io.BytesIO()
+        config = np.frombuffer(json.dumps(self._config(meta)).encode(), dtype=np.uint8)
+        np.savez(buffer, **self._arrays(), config_json=config)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "EditProfileReward":
+        """Load a blob written by ``to_bytes``; ``ValueError`` for anything else."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+                parts = {k: arrays[k] for k in arrays.files}
+            config = json.loads(parts.pop("config_json").tobytes())
+        except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as exc:  # JSONDecodeError is a ValueError
+            raise ValueError(f"no reward checkpoint in the blob: {exc!r}") from exc
+        return cls._from_parts(config, parts, "the blob")

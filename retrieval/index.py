@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Hashable
 
 import faiss
 import numpy as np
@@ -59,17 +59,18 @@ class PreferenceIndex:
 class IndexCache:
     """A bounded LRU of per-user indexes, each tagged with the store's version of that user.
 
-    ``get(user_id, version, build)`` returns the cached index when the version still matches and
-    rebuilds it otherwise, so a change written by any process invalidates it.
+    ``get(user_id, version, build)`` returns the cached index when the version (any value that changes with the
+    user's preferences, e.g. ``Store.user_stamp``) still matches and rebuilds it otherwise, so a change written by
+    any process invalidates it.
     """
 
     def __init__(self, max_users: int = 256):
         self.max_users = max_users
-        self._entries: OrderedDict[int, tuple[int, PreferenceIndex]] = OrderedDict()
+        self._entries: OrderedDict[int, tuple[Hashable, PreferenceIndex]] = OrderedDict()
         self._lock = threading.Lock()
         self.builds = 0
 
-    def get(self, user_id: int, version: int, build: Callable[[], PreferenceIndex]) -> PreferenceIndex:
+    def get(self, user_id: int, version: Hashable, build: Callable[[], PreferenceIndex]) -> PreferenceIndex:
         with self._lock:
             hit = self._entries.get(user_id)
             if hit is not None and hit[0] == version:

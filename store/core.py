@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 
 from ._sqlite import SQLite, blob_to_vector, blobs_to_features, features_to_blob, now_iso, vector_to_blob
+from .checkpoints import Checkpoints
 from .errors import Conflict, NotFound
 from .jobs import Jobs
 from .keys import ApiKeys, Sessions
+from .leases import Leases
 from .rules import Rules
 from .schema import migrate, schema_version
 
@@ -42,6 +44,8 @@ class Store:
         self.keys = ApiKeys(self._sql)
         self.sessions = Sessions(self._sql)
         self.rules = Rules(self._sql)
+        self.checkpoints = Checkpoints(self._sql)
+        self.leases = Leases(self._sql)
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -84,12 +88,20 @@ class Store:
         row = self._sql.one("SELECT version FROM users WHERE id = ?", (user_id,))
         return row["version"] if row else -1
 
+    def user_stamp(self, user_id: int) -> tuple[str, int] | None:
+        """What a per-process cache of the user's preferences is checked against: ``(created_at, version)``. The
+        version changes with every change to the user's preferences; the creation time tells a user created again
+        under the id of a deleted one (ids of deleted rows are reused) from the deleted one. None: no such user."""
+        row = self._sql.one("SELECT created_at, version FROM users WHERE id = ?", (user_id,))
+        return (row["created_at"], row["version"]) if row else None
+
     def _bump(self, conn: sqlite3.Connection, user_id: int) -> None:
         conn.execute("UPDATE users SET version = version + 1 WHERE id = ?", (user_id,))
 
     def delete_user(self, user_id: int) -> dict[str, int]:
         """Hard delete: every row that belongs to the user, zeroed on disk (``secure_delete``) and checkpointed
-        out of the WAL. Returns the rows removed per table."""
+        out of the WAL. When it removed preference pairs, a ``retrain`` job is queued in the same transaction (the
+        shared reward checkpoints were trained on them). Returns the rows removed per table."""
         removed: dict[str, int] = {}
         with self._sql.transaction() as conn:
             ids = [r[0] for r in conn.execute("SELECT id FROM interactions WHERE user_id = ?", (user_id,))]
@@ -100,8 +112,15 @@ class Store:
             removed["interactions"] = conn.execute("DELETE FROM interactions WHERE user_id = ?",
                                                    (user_id,)).rowcount
             removed["users"] = conn.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount
+            if removed["pairs"]:
+                self.jobs.enqueue(conn, None, stamp=now_iso(), kind="retrain")
         self._sql.checkpoint()  # the rows are zeroed (secure_delete); the WAL still holds the texts until now
         return removed
+
+    def queue_retrain(self) -> None:
+        """Queue a ``retrain`` job (a learner retrains the shared reward and keeps no older checkpoint)."""
+        with self._sql.transaction() as conn:
+            self.jobs.enqueue(conn, None, stamp=now_iso(), kind="retrain")
 
     # -- interactions -----------------------------------------------------------------------------
 
@@ -396,13 +415,20 @@ class Store:
         with self._sql.transaction() as conn:
             self._put_router_state(conn, user_id, state)
 
-    def put_router_states(self, states: dict[int, dict]) -> None:
-        """Many users' states in one transaction (after a retraining); users deleted meanwhile are skipped."""
-        with self._sql.transaction() as conn:
-            live = {r[0] for r in conn.execute("SELECT id FROM users")}
-            for user_id, state in states.items():
-                if user_id in live:
-                    self._put_router_state(conn, user_id, state)
+    def put_router_states(self, states: dict[int, dict], *, chunk: int = 200) -> None:
+        """Many users' states (after a retraining), ``chunk`` users a transaction, so the write lock is never held
+        long (every API process's writes wait for it); users deleted meanwhile are skipped. Each state is stamped
+        with the checkpoint it was computed under, so one not yet written is simply replayed when next used."""
+        items = list(states.items())
+        for start in range(0, len(items), chunk):
+            part = items[start:start + chunk]
+            with self._sql.transaction() as conn:
+                marks = ",".join("?" * len(part))
+                live = {r[0] for r in conn.execute(f"SELECT id FROM users WHERE id IN ({marks})",
+                                                   [user_id for user_id, _ in part])}
+                for user_id, state in part:
+                    if user_id in live:
+                        self._put_router_state(conn, user_id, state)
 
     # -- stats and export -------------------------------------------------------------------------
 
@@ -471,5 +497,6 @@ class Store:
         }
 
     def counts(self) -> dict[str, int]:
-        return {t: self.db[t].count for t in ("users", "interactions", "edits", "preferences", "pairs", "jobs",
-                                                 "rules", "rule_observations")}
+        return {t: self._sql.one(f"SELECT COUNT(*) AS n FROM {t}")["n"]
+                for t in ("users", "interactions", "edits", "preferences", "pairs", "jobs", "rules",
+                          "rule_observations")}

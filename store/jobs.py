@@ -1,29 +1,50 @@
-"""The background job queue: one ``learn`` job per accepted edit, queued in the edit's own transaction and
-marked done in the learning step's; a crash leaves jobs 'pending' or 'running', to be run again."""
+"""The background job queue. ``learn``: one per accepted edit, queued in the edit's own transaction and marked done
+in the learning step's. ``retrain``: queued by a hard delete that removed preference pairs, done once a retraining
+read the pairs after it.
+
+Jobs are claimed, never scanned: ``claim`` marks the oldest claimable jobs 'running' for one owner with a lease in
+one statement, so two learners (threads, processes or hosts on one store) never hold the same job. A learner renews
+its leases while it works; one that dies leaves its jobs to be claimed again once their lease ends. A job whose
+``run_after`` lies ahead (a back-off) is not claimable before then.
+"""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from typing import Sequence
 
 from ._sqlite import SQLite, now_iso
 
-__all__ = ["Jobs"]
+__all__ = ["Jobs", "KINDS"]
+
+KINDS = ("learn", "retrain")
+# The oldest claimable job ids: pending ones, and running ones whose lease ended, none held back by run_after. Two
+# scans of the (kind, status, id) index, each stopping at :limit, so the done jobs (most of the table) are never
+# read: a poll costs microseconds however long the history.
+_OLDEST_CLAIMABLE = (
+    "SELECT id FROM (SELECT id FROM jobs WHERE kind = :kind AND status = 'pending'"
+    " AND (run_after IS NULL OR run_after <= :now) ORDER BY id LIMIT :limit)"
+    " UNION ALL SELECT id FROM (SELECT id FROM jobs WHERE kind = :kind AND status = 'running'"
+    " AND (lease_until IS NULL OR lease_until <= :now) AND (run_after IS NULL OR run_after <= :now)"
+    " ORDER BY id LIMIT :limit) ORDER BY id LIMIT :limit")
 
 
 class Jobs:
     def __init__(self, sql: SQLite):
         self._sql = sql
+        self._queued = threading.Event()  # set when this process queued a job: wakes a learner thread at once
 
-    def enqueue(self, conn: sqlite3.Connection, interaction_id: str, *, stamp: str, kind: str = "learn") -> None:
-        """Queue a job inside the caller's transaction ``conn``."""
+    def enqueue(self, conn: sqlite3.Connection, interaction_id: str | None, *, stamp: str, kind: str = "learn") -> None:
+        """Queue a job inside the caller's transaction ``conn`` (a ``retrain`` job has no interaction)."""
         conn.execute("INSERT INTO jobs (kind, interaction_id, status, attempts, created_at, updated_at)"
                      " VALUES (?, ?, 'pending', 0, ?, ?)", (kind, interaction_id, stamp, stamp))
+        self._queued.set()
 
     def finish(self, conn: sqlite3.Connection, interaction_id: str, *, stamp: str, kind: str = "learn") -> None:
         """Mark the interaction's job done inside the caller's transaction ``conn``."""
-        conn.execute("UPDATE jobs SET status = 'done', updated_at = ? WHERE interaction_id = ? AND kind = ?",
-                     (stamp, interaction_id, kind))
+        conn.execute("UPDATE jobs SET status = 'done', claimed_by = NULL, lease_until = NULL, updated_at = ?"
+                     " WHERE interaction_id = ? AND kind = ?", (stamp, interaction_id, kind))
 
     def delete(self, conn: sqlite3.Connection, interaction_ids: list[str]) -> int:
         """Remove the jobs of these interactions inside ``conn``; returns how many."""
@@ -32,32 +53,76 @@ class Jobs:
         marks = ",".join("?" * len(interaction_ids))
         return conn.execute(f"DELETE FROM jobs WHERE interaction_id IN ({marks})", interaction_ids).rowcount
 
-    def pending(self, *, limit: int = 100) -> list[dict]:
-        """Jobs not yet done, oldest first; 'running' ones are included (a crash may have left them)."""
-        return self._sql.query("SELECT * FROM jobs WHERE status IN ('pending', 'running') ORDER BY id LIMIT ?",
-                               (limit,))
+    def claimable(self, *, kind: str = "learn") -> bool:
+        """Whether a job of ``kind`` could be claimed now (a read: polling this costs the writer nothing)."""
+        return self._sql.one(_OLDEST_CLAIMABLE, {"kind": kind, "now": now_iso(), "limit": 1}) is not None
 
-    def mark(self, job_ids: int | Sequence[int], status: str, *, error: str | None = None) -> None:
-        """Set the status of one job or several (one transaction); marking them 'running' counts an attempt."""
+    def claim(self, owner: str, *, limit: int = 1, lease_seconds: float = 60.0, kind: str = "learn") -> list[dict]:
+        """Claim up to ``limit`` of the oldest claimable jobs of ``kind`` for ``owner``, atomically: each is marked
+        'running', claimed by ``owner`` until its lease ends, and counted an attempt. Claimable: pending, or running
+        under a lease that ended (its learner died), and not held back by ``run_after``. Returns them, oldest
+        first."""
+        now = now_iso()
+        with self._sql.transaction() as conn:
+            rows = conn.execute(
+                "UPDATE jobs SET status = 'running', claimed_by = :owner, lease_until = :until,"
+                f" attempts = attempts + 1, updated_at = :now WHERE id IN ({_OLDEST_CLAIMABLE}) RETURNING *",
+                {"owner": owner, "until": now_iso(lease_seconds), "now": now, "kind": kind, "limit": limit})
+            cols = [c[0] for c in rows.description]
+            claimed = [dict(zip(cols, row)) for row in rows.fetchall()]
+        return sorted(claimed, key=lambda job: job["id"])
+
+    def renew(self, owner: str, *, lease_seconds: float = 60.0) -> int:
+        """Extend the lease of every job ``owner`` holds; returns how many it holds."""
+        with self._sql.transaction() as conn:
+            return conn.execute("UPDATE jobs SET lease_until = ? WHERE claimed_by = ? AND status = 'running'",
+                                (now_iso(lease_seconds), owner)).rowcount
+
+    def mark(self, job_ids: int | Sequence[int], status: str, *, owner: str | None = None, error: str | None = None,
+             run_after: str | None = None) -> None:
+        """Set the status of one job or several (one transaction), ending their claim. With ``owner``, only jobs
+        that owner still holds change (one whose lease ended and that another learner claimed is not touched)."""
         ids = [job_ids] if isinstance(job_ids, int) else list(job_ids)
+        held = " AND claimed_by IS ?" if owner is not None else ""
         with self._sql.transaction() as conn:
-            conn.executemany("UPDATE jobs SET status = ?, error = ?, attempts = attempts + (? = 'running'),"
-                             " updated_at = ? WHERE id = ?", [(status, error, status, now_iso(), i) for i in ids])
+            conn.executemany("UPDATE jobs SET status = ?, error = ?, claimed_by = NULL, lease_until = NULL,"
+                             f" run_after = ?, updated_at = ? WHERE id = ?{held}",
+                             [(status, error, run_after, now_iso(), i, *((owner,) if held else ())) for i in ids])
 
-    def release(self, job_ids: Sequence[int]) -> None:
-        """Put jobs marked 'running' back to 'pending' without counting that attempt (they were not tried)."""
+    def release(self, job_ids: Sequence[int], *, owner: str | None = None) -> None:
+        """Put claimed jobs back to 'pending' without counting that attempt (they were not tried)."""
+        held = " AND claimed_by IS ?" if owner is not None else ""
         with self._sql.transaction() as conn:
-            conn.executemany("UPDATE jobs SET status = 'pending', attempts = MAX(attempts - 1, 0), updated_at = ?"
-                             " WHERE id = ? AND status = 'running'", [(now_iso(), i) for i in job_ids])
+            conn.executemany("UPDATE jobs SET status = 'pending', claimed_by = NULL, lease_until = NULL,"
+                             f" attempts = MAX(attempts - 1, 0), updated_at = ? WHERE id = ? AND status = 'running'"
+                             f"{held}", [(now_iso(), i, *((owner,) if held else ())) for i in job_ids])
+
+    def release_owner(self, owner: str) -> int:
+        """Hand back every job ``owner`` still holds (its process is known to be gone: a learner restarted in the same
+        slot), without waiting for the leases to end; the attempt stays counted. Returns how many."""
+        with self._sql.transaction() as conn:
+            return conn.execute("UPDATE jobs SET status = 'pending', claimed_by = NULL, lease_until = NULL,"
+                                " updated_at = ? WHERE claimed_by = ? AND status = 'running'",
+                                (now_iso(), owner)).rowcount
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a job queued by this process (True) — jobs queued by other processes
+        are seen by polling ``claimable``; then re-arm."""
+        woken = self._queued.wait(timeout)
+        self._queued.clear()
+        return woken
 
     def get(self, interaction_id: str, *, kind: str = "learn") -> dict | None:
         """The interaction's job, or None."""
         return self._sql.one("SELECT * FROM jobs WHERE interaction_id = ? AND kind = ?", (interaction_id, kind))
 
-    def counts(self) -> dict[str, int]:
-        """Jobs per status."""
-        return {r["status"]: r["n"] for r in self._sql.query("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")}
+    def counts(self, *, kind: str | None = None) -> dict[str, int]:
+        """Jobs per status (of one ``kind``, or all)."""
+        where, params = ("WHERE kind = ?", (kind,)) if kind else ("", ())
+        return {r["status"]: r["n"] for r in
+                self._sql.query(f"SELECT status, COUNT(*) AS n FROM jobs {where} GROUP BY status", params)}
 
-    def queued(self) -> int:
-        """Jobs pending or running: the learning queue's depth."""
-        return self._sql.one("SELECT COUNT(*) AS n FROM jobs WHERE status IN ('pending', 'running')")["n"]
+    def queued(self, *, kind: str = "learn") -> int:
+        """Jobs of ``kind`` pending or running: the learning queue's depth."""
+        return self._sql.one("SELECT COUNT(*) AS n FROM jobs WHERE status IN ('pending', 'running') AND kind = ?",
+                             (kind,))["n"]

@@ -108,9 +108,28 @@ def _m5_ui_sessions(db: sqlite_utils.Database) -> None:
     db["secrets"].create({"name": str, "value": str, "created_at": str}, pk="name", not_null={"value"})
 
 
+def _m6_shared_by_processes(db: sqlite_utils.Database) -> None:
+    """What several processes (API and learners, one host or several) share goes into the store. Jobs are claimed:
+    who holds one (``claimed_by``) until when (``lease_until``), and not before when it may run (``run_after``, a
+    back-off). Reward checkpoints become rows (``checkpoints``: one blob each, the newest of a kind is current)
+    instead of folders under the data directory; ``leases`` holds named leases (the retraining's, each learner's
+    sign of life)."""
+    for column in ("claimed_by", "lease_until", "run_after"):
+        db["jobs"].add_column(column, str)
+    db["jobs"].create_index(["kind", "status", "id"])
+    db["jobs"].create_index(["claimed_by"])
+    db["checkpoints"].create({"id": int, "kind": str, "name": str, "meta": str, "data": bytes, "created_at": str},
+                             pk="id", not_null={"kind", "name", "data"})
+    db["checkpoints"].create_index(["name"], unique=True)
+    db["checkpoints"].create_index(["kind", "id"])
+    db["leases"].create({"name": str, "owner": str, "until": str, "acquired_at": str}, pk="name",
+                        not_null={"owner", "until"})
+
+
 # Forward migrations; append only. Each runs once, in its own transaction.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_aggregation_owner, _m3_edit_rules,
-                                                             _m4_pair_features, _m5_ui_sessions]
+                                                             _m4_pair_features, _m5_ui_sessions,
+                                                             _m6_shared_by_processes]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,4 +1,5 @@
-"""Real server processes for tests: ``redline serve`` (or the scripted test server) on an ephemeral port."""
+"""Real server processes for tests: ``redline serve`` (supervisor, API processes, learner) on an ephemeral port, in
+front of the scripted OpenAI-compatible generator server (``redline.testing.server``) that all its processes call."""
 
 from __future__ import annotations
 
@@ -18,14 +19,15 @@ from redline.testing.server import wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+STARTED = re.compile(r"supervisor: started (\S+) \(pid (\d+)\)")
 
 
 class Server:
     """A server subprocess; ``url`` once it listens, ``wait_ready()`` until /ready says 200."""
 
-    def __init__(self, args: list[str], data_dir: Path, **env: str):
+    def __init__(self, args: list[str], data_dir: Path, *, log_name: str = "server", **env: str):
         self.data_dir = data_dir
-        self.log_path = data_dir / f"server-{time.monotonic_ns()}.log"
+        self.log_path = data_dir / f"{log_name}-{time.monotonic_ns()}.log"
         data_dir.mkdir(parents=True, exist_ok=True)
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("REDLINE_")}
         quiet_offline_models(full_env)
@@ -33,6 +35,7 @@ class Server:
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env=full_env, stdout=self._log,
                                      stderr=subprocess.STDOUT)
+        self.generator: GeneratorServer | None = None
         self.url = self._wait_port()
 
     def _wait_port(self, timeout: float = 120) -> str:
@@ -44,7 +47,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited:\n{self.log_path.read_text()}")
             time.sleep(0.1)
-        self.proc.kill()
+        self.stop()
         raise RuntimeError(f"server did not start:\n{self.log_path.read_text()}")
 
     def wait_ready(self, timeout: float = 180) -> "Server":
@@ -59,6 +62,10 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text()
 
+    def children(self) -> dict[str, int]:
+        """The supervisor's children now: name (``api-0``, ``learner-0``, ...) → pid (the latest start of each)."""
+        return {name: int(pid) for name, pid in STARTED.findall(self.log())}
+
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
@@ -68,16 +75,43 @@ class Server:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(20)
+                self.proc.wait(60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
         self._log.close()
+        if self.generator is not None:
+            self.generator.stop()
 
 
-def scripted_server(data_dir: Path, **env: str) -> Server:
+class GeneratorServer(Server):
+    """``redline.testing.server``: the scripted generator over HTTP, with its call counts."""
+
+    def __init__(self, data_dir: Path, **env: str):
+        super().__init__(["-m", "redline.testing.server", "--port", "0"], data_dir, log_name="generator", **env)
+
+    def stats(self, *, subjects: bool = False) -> dict:
+        return httpx.get(self.url + "/stats", params={"subjects": 1} if subjects else None, timeout=30).json()
+
+
+SCRIPTED = ("REDLINE_SCRIPTED_DELAY", "REDLINE_SCRIPTED_DOWN_FILE", "REDLINE_SCRIPTED_BROKEN_FILE")
+
+
+def scripted_server(data_dir: Path, *args: str, **env: str) -> Server:
+    """``redline serve --port 0 ARGS`` with the scripted generator server (started first; ``REDLINE_SCRIPTED_*``
+    in ``env`` go to it, everything else to redline). The generator is stopped with the server."""
+    generator = GeneratorServer(data_dir, **{k: v for k, v in env.items() if k in SCRIPTED})
+    env = {k: v for k, v in env.items() if k not in SCRIPTED}
     env.setdefault("REDLINE_RETRY_AFTER_SECONDS", "1")
-    return Server(["-m", "redline.testing.server", "--port", "0"], data_dir, **env)
+    env.setdefault("REDLINE_GENERATOR_RETRIES", "0")
+    try:
+        server = Server(["-m", "redline.cli", "serve", "--port", "0", *args], data_dir, REDLINE_GENERATOR="openai",
+                        REDLINE_GENERATOR_URL=generator.url + "/v1", **env)
+    except BaseException:
+        generator.stop()
+        raise
+    server.generator = generator
+    return server
 
 
 def create_key(data_dir: Path, tenant: str) -> str:

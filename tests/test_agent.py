@@ -278,7 +278,7 @@ def test_delete_user_drops_the_cached_index_and_aggregations(make_agent):
 
 
 def test_one_failure_rule_for_queued_jobs(agent, monkeypatch):
-    """run_jobs (the server's worker) and process_pending (learn-pending) treat a failing job alike."""
+    """run_jobs (the learner) and process_pending (learn-pending) treat a failing job alike."""
     from redline.agent.jobs import MAX_ATTEMPTS
 
     ids = []
@@ -286,7 +286,7 @@ def test_one_failure_rule_for_queued_jobs(agent, monkeypatch):
         r = agent.generate("alice", ctx)
         agent.submit_edit(r.interaction_id, "- kept " + ctx[:12])
         ids.append(r.interaction_id)
-    real = agent._learning_step  # one edit's part of a (batched) learning step
+    real = agent._read_step  # one edit's part of a (batched) learning step
 
     def failing(interaction_id):
         if interaction_id == ids[0]:
@@ -295,7 +295,7 @@ def test_one_failure_rule_for_queued_jobs(agent, monkeypatch):
             raise RuntimeError("boom")
         return real(interaction_id)
 
-    monkeypatch.setattr(agent, "_learning_step", failing)
+    monkeypatch.setattr(agent, "_read_step", failing)
     outcomes = agent.run_jobs()
     assert [(o.outcome, o.requeued) for o in outcomes] == [("dropped", False), ("error", True)]
     assert agent.store.jobs.counts() == {"failed": 1, "pending": 2}  # nothing is left 'running'

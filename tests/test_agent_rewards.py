@@ -90,6 +90,20 @@ def test_pairs_of_an_older_redline_get_their_features_once(agent):
     assert agent.train_rewards(force=True)["features_backfilled"] == 0
 
 
+def test_a_checkpoint_of_other_features_is_retrained_on_recomputed_ones(agent, monkeypatch):
+    from redline.agent import learning
+
+    teach(agent, "alice", 1, CONTEXTS[:3])
+    trained = agent.train_rewards(force=True)
+    assert agent.rewards.current_info()["features_version"] == FEATURES_VERSION
+    assert agent.maintenance() is None  # nothing new: nothing due
+    monkeypatch.setattr(learning, "FEATURES_VERSION", FEATURES_VERSION + 1)  # an upgrade redefined a feature
+    summary = agent.maintenance()
+    assert summary["reason"] == "features changed" and summary["features_backfilled"] == trained["pairs"] == 3
+    assert agent.rewards.current_info()["features_version"] == FEATURES_VERSION + 1
+    assert agent.maintenance() is None
+
+
 def test_an_older_checkpoint_and_embedding_cache_are_replaced(make_agent, tmp_path):
     rewards = tmp_path / "data" / "rewards"
     (rewards / "ckpt-old").mkdir(parents=True)
@@ -101,8 +115,9 @@ def test_an_older_checkpoint_and_embedding_cache_are_replaced(make_agent, tmp_pa
     assert agent.rewards.current() is None
     r = agent.generate("alice", CONTEXTS[0])
     agent.learn(r.interaction_id, keep(r.text, 1))
-    assert agent.maintenance()["reason"] == "unreadable checkpoint"
-    assert agent.rewards.current() is not None and not (rewards / "ckpt-old").exists()
+    assert not (rewards / "ckpt-old").exists() and not (rewards / "CURRENT").exists()  # checkpoints live in the store
+    assert agent.maintenance()["reason"] == "pairs deleted"  # a retraining was queued: no wait for 50 new pairs
+    assert agent.rewards.current() is not None
 
 
 def test_a_stale_state_is_replayed_from_the_stored_pairs(agent):
@@ -181,15 +196,20 @@ def test_preferences_describe_where_the_user_departs(agent):
 def test_hard_delete_retrains_without_the_user_and_keeps_no_checkpoint_trained_on_them(agent):
     teach(agent, "alice", 1)
     teach(agent, "bob", 3)
-    rewards = agent.settings.rewards_dir
     before = agent.rewards.current_info()
     agent.delete_user("bob")
+    assert agent.rewards.current_info() == before  # the delete queued the retraining; a learner runs it
+    assert agent.store.jobs.counts(kind="retrain") == {"pending": 1}
+    summary = agent.maintenance()
     after = agent.rewards.current_info()
-    assert after["name"] != before["name"] and after["pairs"] == 6
-    assert [p.name for p in rewards.glob("ckpt-*")] == [after["name"]]
+    assert summary["reason"] == "pairs deleted" and after["name"] != before["name"] and after["pairs"] == 6
+    assert agent.rewards.names() == [after["name"]]  # every checkpoint trained on bob's pairs is gone
+    assert agent.store.jobs.counts(kind="retrain") == {"done": 1}
     assert agent.maintenance() is None  # nothing due: the deletion is already accounted for
     agent.delete_user("alice")  # the last pairs: no reward is left
-    assert agent.rewards.current() is None and not list(rewards.glob("ckpt-*"))
+    assert agent.maintenance() == {"forgotten": True, "reason": "pairs deleted", "pairs": 0}
+    assert agent.rewards.current() is None and agent.rewards.names() == []
+    assert not list(agent.settings.rewards_dir.glob("ckpt-*"))  # and nothing on disk outside the store
 
 
 def test_a_deletion_elsewhere_makes_a_retraining_due(agent):

@@ -46,10 +46,15 @@ def stack(tmp_path_factory):
 
 def test_health_ready_docs_and_request_ids(stack):
     url = stack["server"].url
-    assert httpx.get(url + "/health").json() == {"status": "ok"}
+    health = httpx.get(url + "/health").json()
+    assert health["status"] == "ok" and health["pid"] == stack["server"].children()["api-0"]
     ready = httpx.get(url + "/ready")
     assert ready.status_code == 200 and ready.json()["checks"] == {
-        "store": True, "models_loaded": True, "generator": True, "worker": True}
+        "store": True, "models_loaded": True, "generator": True}
+    end = time.monotonic() + 60
+    while httpx.get(url + "/ready").json()["learners"] != 1:  # the supervisor's learner says it is alive
+        assert time.monotonic() < end
+        time.sleep(0.2)
     docs = httpx.get(url + "/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     paths = httpx.get(url + "/openapi.json").json()["paths"]
@@ -195,12 +200,20 @@ def test_export_and_hard_delete_leave_nothing(stack):
     assert c.post("/v1/generate", json={"user": "dana", "context": ARTICLE}).json()["neighbours"] == []
 
 
-def test_hard_delete_leaves_no_text_or_embedding_of_the_user_in_derived_files(tmp_path, embedder):
-    """After DELETE /v1/users/u no file that redline derives under the data dir (reward checkpoints, caches) holds
-    u's text or its embedding; the shared reward is retrained without u. (The SQLite files' own bytes are the
-    subject of the secure-delete test; the server's log here is the test harness's capture of its output.)"""
+def _checkpoints(db_path) -> list[dict]:
+    """The reward checkpoints in the store, oldest first: name and metadata (read-only, beside the server)."""
     import json
 
+    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
+        return [{"name": name, **json.loads(meta)} for name, meta in
+                db.execute("SELECT name, meta FROM checkpoints WHERE kind = 'reward' ORDER BY id")]
+
+
+def test_hard_delete_leaves_no_text_or_embedding_of_the_user_in_derived_files(tmp_path, embedder):
+    """After DELETE /v1/users/u no file that redline derives under the data dir holds u's text or its embedding, and
+    once the retraining the delete queued ran (the learner runs it within seconds), the store holds no reward
+    checkpoint trained on u's pairs. (The SQLite files' own bytes are the subject of the secure-delete test; the
+    logs here are the test harness's capture of the servers' output.)"""
     import numpy as np
 
     marker = "Zanzibar quokka vellum 7731"
@@ -210,9 +223,13 @@ def test_hard_delete_leaves_no_text_or_embedding_of_the_user_in_derived_files(tm
     rewards = tmp_path / "rewards"
     rewards.mkdir(parents=True)
     np.savez(rewards / "embeddings.npz", keys=np.array(["old"]), vectors=np.frombuffer(vectors[1], np.float32)[None])
+    (rewards / "ckpt-old").mkdir()
+    (rewards / "CURRENT").write_text('{"name": "ckpt-old"}')
     server = scripted_server(tmp_path, REDLINE_AUTH="false", REDLINE_REWARD_RETRAIN_EVERY="1").wait_ready()
+    db = tmp_path / "redline.db"
     try:
-        assert not (rewards / "embeddings.npz").exists()  # an older redline's text embeddings
+        # an older redline's files (text embeddings, checkpoint folders a delete could not reach) are gone
+        assert not (rewards / "embeddings.npz").exists() and not list(rewards.iterdir())
         c = httpx.Client(base_url=server.url, timeout=30)
         for user, ctx, kept in (("keep", ARTICLE, "Transit up 12 percent."), ("keep", SIMILAR, "Buses from March."),
                                 ("gone", context, edited)):
@@ -220,23 +237,29 @@ def test_hard_delete_leaves_no_text_or_embedding_of_the_user_in_derived_files(tm
             assert c.post(f"/v1/interactions/{iid}/edit", json={"edited_text": kept}).status_code == 202
         wait_learned(c, "gone", 1)
         end = time.monotonic() + 60
-        while json.loads((rewards / "CURRENT").read_text() if (rewards / "CURRENT").exists() else "{}"
-                         ).get("pairs") != 3:
+        while not _checkpoints(db) or _checkpoints(db)[-1]["pairs"] != 3:
             assert time.monotonic() < end, "the reward was not retrained on the three pairs"
             time.sleep(0.2)
 
         def derived_files():
             return [f for f in tmp_path.rglob("*") if f.is_file() and not f.name.startswith("redline.db")
-                    and not f.name.startswith("server-")]
+                    and not f.name.startswith(("server-", "generator-"))]
 
         def holding(files):
             return [str(f) for f in files for needle in (marker.encode(), *vectors) if needle in f.read_bytes()]
 
-        assert holding([tmp_path / "redline.db", tmp_path / "redline.db-wal"])  # the search does see the user
+        assert holding([db, tmp_path / "redline.db-wal"])  # the search does see the user
         assert c.get("/v1/users/gone/preferences").json()["routing"] is not None
-        assert c.delete("/v1/users/gone").status_code == 200
-        assert json.loads((rewards / "CURRENT").read_text())["pairs"] == 2  # retrained without them at once
-        assert [p.name for p in rewards.glob("ckpt-*")] == [json.loads((rewards / "CURRENT").read_text())["name"]]
+        deleted = c.delete("/v1/users/gone")
+        assert deleted.status_code == 200 and deleted.json()["reward_retrain_queued"] is True
+        assert holding(derived_files()) == []
+        end = time.monotonic() + 60
+        while _checkpoints(db)[-1]["pairs"] != 2:  # the learner retrains without them
+            assert time.monotonic() < end, "the delete's retraining did not run"
+            time.sleep(0.2)
+        assert len(_checkpoints(db)) == 1  # every checkpoint trained on the deleted pairs is gone
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+            assert {r[0] for r in conn.execute("SELECT status FROM jobs WHERE kind = 'retrain'")} == {"done"}
         assert holding(derived_files()) == []
         assert c.get("/v1/users/keep/preferences").json()["routing"]["steps"] == 2
     finally:
@@ -615,8 +638,10 @@ def test_generator_outage_is_503_but_edits_are_accepted(stack):
                      c.post("/v1/chat/completions", json={"model": "redline", "user": "gina",
                                                           "messages": [{"role": "user", "content": "hi"}]})):
             assert resp.status_code == 503 and resp.headers["retry-after"] == "1"
-            assert error(resp) == {"message": "scripted generator is down", "type": "service_unavailable_error",
-                                   "code": "generator_unavailable"}
+            body = error(resp)
+            assert (body["type"], body["code"]) == ("service_unavailable_error", "generator_unavailable")
+            assert body["message"].startswith("generator at http://127.0.0.1:") and \
+                "scripted generator is down" in body["message"]
         accepted = c.post(f"/v1/interactions/{iid}/edit", json={"edited_text": "Edited while the model is down."})
         assert accepted.status_code == 202
         time.sleep(1.0)
@@ -722,9 +747,22 @@ def test_fuzz_openapi_conforms(stack, method, path):
 # -- crash recovery ---------------------------------------------------------------------------------
 
 
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_kill9_then_restart_learns_every_accepted_edit_exactly_once(tmp_path):
+    """kill -9 of ``redline serve`` itself: its children stop with it (the kernel tells them), and a restart learns
+    every accepted edit once. (Killing a learner or an API process alone: tests/test_processes.py.)"""
     data = tmp_path / "crash"
-    server = scripted_server(data, REDLINE_AUTH="false", REDLINE_SCRIPTED_DELAY="0.3").wait_ready()
+    server = scripted_server(data, REDLINE_AUTH="false", REDLINE_SCRIPTED_DELAY="inference=0.3").wait_ready()
+    children = server.children()
     try:
         with httpx.Client(base_url=server.url, timeout=30) as c:
             ids = [c.post("/v1/generate", json={"user": f"u{i % 3}", "context": f"{ARTICLE} #{i}"}).json()
@@ -733,6 +771,11 @@ def test_kill9_then_restart_learns_every_accepted_edit_exactly_once(tmp_path):
                 assert c.post(f"/v1/interactions/{iid}/edit", json={"edited_text": f"kept {i}"}).status_code == 202
     finally:
         server.kill9()
+    end = time.monotonic() + 30
+    while any(_alive(pid) for pid in children.values()):
+        assert time.monotonic() < end, "the supervisor's children outlived it"
+        time.sleep(0.2)
+    server.stop()  # its generator server
     db_path = data / "redline.db"
     with sqlite3.connect(db_path) as db:
         assert db.execute("SELECT COUNT(*) FROM edits").fetchone()[0] == 8  # every 202 is on disk

@@ -26,7 +26,8 @@ ARTICLE = ("The city council approved a new budget on Tuesday that raises spendi
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """One scripted-generator server without auth; the generator raises a RuntimeError while ``broken`` exists."""
+    """One scripted-generator server without auth; the generator answers what the client does not expect (a body
+    without choices) while ``broken`` exists."""
     data = tmp_path_factory.mktemp("hardening")
     broken = data / "generator-broken"
     srv = scripted_server(data, REDLINE_AUTH="false", REDLINE_SCRIPTED_BROKEN_FILE=str(broken)).wait_ready()
@@ -199,8 +200,8 @@ def test_an_unexpected_error_is_a_500_with_the_request_id_on_a_kept_connection(s
     log = server.log()
     assert re.search(r"ERROR redline\.api\.observability \[broken-16\] unhandled error on POST /v1/generate\n"
                      r"    Traceback \(most recent call last\):\n", log)
-    assert re.search(r"    RuntimeError: scripted generator is broken\n.* INFO redline\.access \[broken-16\] "
-                     r"POST /v1/generate 500 ", log)
+    # the generator's body had no choices: a KeyError the server did not foresee
+    assert re.search(r"    KeyError: 'choices'\n.* INFO redline\.access \[broken-16\] POST /v1/generate 500 ", log)
 
 
 # -- 2: log lines a client cannot forge ---------------------------------------------------------------
@@ -235,6 +236,16 @@ def _spellings(text: str) -> list[bytes]:
     return [text.encode("utf-8"), text.encode("utf-16-le"), text.encode("utf-32-le")]
 
 
+def _reward_pairs(data: Path, *, every: bool = False):
+    """The pairs the current reward checkpoint was trained on (None without one); ``every``: of each stored one."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{data / 'redline.db'}?mode=ro", uri=True) as db:
+        pairs = [json.loads(meta).get("pairs") for (meta,) in
+                 db.execute("SELECT meta FROM checkpoints WHERE kind = 'reward' ORDER BY id")]
+    return pairs if every else (pairs[-1] if pairs else None)
+
+
 @pytest.fixture(scope="module")
 def deletion(tmp_path_factory):
     """Users leaver and keeper whose texts hold a marker each, reward heads trained on their pairs (so derived
@@ -242,47 +253,59 @@ def deletion(tmp_path_factory):
     the way (user ids are logged as given, so the markers sit in the texts only)."""
     data = tmp_path_factory.mktemp("deletion")
     server = scripted_server(data, REDLINE_AUTH="false", REDLINE_REWARD_RETRAIN_EVERY="2").wait_ready()
-    markers = {user: f"zq{user}{uuid.uuid4().hex[:12]}" for user in ("leaver", "keeper")}
-    c = httpx.Client(base_url=server.url, timeout=60)
-    texts = {user: [] for user in markers}
-    for user, marker in markers.items():
-        for r in range(3):
-            filler = " ".join(["the council discussed the transit budget at length"] * (120 if r == 0 else 3))
-            context = f"{marker} article {r}: {filler}"  # round 0 spills over one SQLite page
-            made = c.post("/v1/generate", json={"user": user, "context": context})
-            assert made.status_code == 200, made.text
-            edit = f"{marker} kept version {r}."
-            assert c.post(f"/v1/interactions/{made.json()['interaction_id']}/edit",
-                          json={"edited_text": edit}).status_code == 202
-            texts[user] += [context, edit, made.json()["text"]]
-    preference = wait_learned(c, "leaver", 3)["preferences"][0]["text"]
-    wait_learned(c, "keeper", 3)
-    deadline = time.monotonic() + 120
-    while not (data / "rewards" / "CURRENT").exists():  # heads trained on these pairs: derived caches written
-        assert time.monotonic() < deadline, server.log()
-        time.sleep(0.2)
-    digests = {f"sha1 of leaver's text {i}": [hashlib.sha1(t.encode()).hexdigest().encode(),
-                                              hashlib.sha1(t.encode()).hexdigest().encode("utf-32-le")]
-               for i, t in enumerate(texts["leaver"])}
-    needles = {"leaver": _spellings(markers["leaver"]), "keeper": _spellings(markers["keeper"]), **digests}
-    before = files_holding(data, needles)
-    deleted = c.delete("/v1/users/leaver")
-    assert deleted.status_code == 200 and deleted.json()["removed"]["users"] == 1, deleted.text
-    after_delete = files_holding(data, needles)
-    c.close()
-    server.stop()  # SIGTERM
+    try:
+        markers = {user: f"zq{user}{uuid.uuid4().hex[:12]}" for user in ("leaver", "keeper")}
+        c = httpx.Client(base_url=server.url, timeout=60)
+        texts = {user: [] for user in markers}
+        for user, marker in markers.items():
+            for r in range(3):
+                filler = " ".join(["the council discussed the transit budget at length"] * (120 if r == 0 else 3))
+                context = f"{marker} article {r}: {filler}"  # round 0 spills over one SQLite page
+                made = c.post("/v1/generate", json={"user": user, "context": context})
+                assert made.status_code == 200, made.text
+                edit = f"{marker} kept version {r}."
+                assert c.post(f"/v1/interactions/{made.json()['interaction_id']}/edit",
+                              json={"edited_text": edit}).status_code == 202
+                texts[user] += [context, edit, made.json()["text"]]
+        preference = wait_learned(c, "leaver", 3)["preferences"][0]["text"]
+        wait_learned(c, "keeper", 3)
+        deadline = time.monotonic() + 120
+        while _reward_pairs(data) != 6:  # heads trained on these pairs: derived data written
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.2)
+        digests = {f"sha1 of leaver's text {i}": [hashlib.sha1(t.encode()).hexdigest().encode(),
+                                                  hashlib.sha1(t.encode()).hexdigest().encode("utf-32-le")]
+                   for i, t in enumerate(texts["leaver"])}
+        needles = {"leaver": _spellings(markers["leaver"]), "keeper": _spellings(markers["keeper"]), **digests}
+        before = files_holding(data, needles)
+        deleted = c.delete("/v1/users/leaver")
+        assert deleted.status_code == 200 and deleted.json()["removed"]["users"] == 1, deleted.text
+        after_delete = files_holding(data, needles)
+        while _reward_pairs(data) != 3:  # the retraining the delete queued ran: only keeper's pairs are in the reward
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.2)
+        checkpoints_after_retrain = _reward_pairs(data, every=True)
+        after_retrain = files_holding(data, needles)
+        c.close()
+        server.stop()  # SIGTERM
+    except BaseException:  # a failing fixture never reaches a teardown: stop the servers here
+        server.stop()
+        raise
     assert server.proc.returncode in (0, -signal.SIGTERM), server.log()
     yield {"data": data, "markers": markers, "digests": set(digests), "before": before, "after_delete": after_delete,
+           "after_retrain": after_retrain, "checkpoints_after_retrain": checkpoints_after_retrain,
            "after_sigterm": files_holding(data, needles), "log": server.log(), "preference": preference}
 
 
 def test_hard_delete_leaves_no_text_of_the_user_in_any_file(deletion):
-    """Issue 16.4: right after DELETE /v1/users/leaver (server running) and again after a clean SIGTERM, no file
-    under the data dir (database, WAL, shm, reward checkpoints and caches, the server's log) holds leaver's
+    """Issue 16.4: right after DELETE /v1/users/leaver (server running), after the retraining it queued and again
+    after a clean SIGTERM, no file under the data dir (database, WAL, shm, the servers' logs) holds leaver's
     marker (free pages zeroed by secure_delete, the WAL checkpointed), while keeper's texts are intact; the
-    SIGTERM merged the WAL into redline.db and removed it."""
+    SIGTERM merged the WAL into redline.db and removed it. Once the retraining ran, the store's only reward
+    checkpoint is trained on keeper's three pairs (none on leaver's remains)."""
     assert any("leaver" in names for names in deletion["before"].values())  # the scan sees what is there
-    for scan in ("after_delete", "after_sigterm"):
+    assert deletion["checkpoints_after_retrain"] == [3]
+    for scan in ("after_delete", "after_retrain", "after_sigterm"):
         assert {f: n for f, n in deletion[scan].items() if "leaver" in n} == {}, (scan, deletion[scan])
     assert "keeper" in deletion["after_sigterm"].get("redline.db", []), deletion["after_sigterm"]
     assert not (deletion["data"] / "redline.db-wal").exists() and not (deletion["data"] / "redline.db-shm").exists()
@@ -290,7 +313,7 @@ def test_hard_delete_leaves_no_text_of_the_user_in_any_file(deletion):
 
 def test_hard_delete_leaves_no_key_derived_from_the_users_texts(deletion):
     """Issue 16.3, guarded here: no file keeps the sha1 of one of leaver's texts (contexts, edits, drafts)."""
-    for scan in ("after_delete", "after_sigterm"):
+    for scan in ("after_delete", "after_retrain", "after_sigterm"):
         assert {f: n for f, n in deletion[scan].items() if set(n) & deletion["digests"]} == {}, deletion[scan]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -38,6 +39,19 @@ OPS = {
     "end_with_question": {"op": "end_with_question", "question": "What do you think?"},
 }
 
+
+
+@contextmanager
+def _learner(agent):
+    """The learner the server's ``redline serve`` runs beside its API processes, here as threads of this process
+    on the same agent (its learning is what the HTTP harness waits for)."""
+    from redline.learner import LearningWorker
+
+    worker = LearningWorker(agent, poll_interval=0.02).start()
+    try:
+        yield worker
+    finally:
+        worker.stop(timeout=10)
 
 def test_every_operation_kind_has_an_example():
     assert set(OPS) == set(OPERATIONS) and len(OPERATIONS) >= 12
@@ -342,9 +356,10 @@ def test_rule_methods_over_http_against_the_real_app(tmp_path):
     from redline.evals.methods import parse_methods
 
     settings = Settings(data_dir=tmp_path / "server", auth=False)
-    app = create_app(settings, Agent(settings, embedder=HashEmbedder(), generator=ScriptedGenerator(_respond)))
+    agent = Agent(settings, embedder=HashEmbedder(), generator=ScriptedGenerator(_respond))
+    app = create_app(settings, agent)
     out = tmp_path / "out"
-    with TestClient(app) as client:
+    with TestClient(app) as client, _learner(agent):
         original = harness.HTTPBackend
         shared = SimpleNamespace(request=client.request, close=lambda: None)  # one app client for every stream
         harness.HTTPBackend = lambda method, url, **kwargs: original(method, url, client=shared)
@@ -500,8 +515,9 @@ def test_harness_over_http_against_the_real_app(tmp_path):
     from redline.evals.methods import parse_methods
 
     settings = Settings(data_dir=tmp_path / "server", auth=False)
-    app = create_app(settings, Agent(settings, embedder=HashEmbedder(), generator=ScriptedGenerator(_respond)))
-    with TestClient(app) as client:
+    agent = Agent(settings, embedder=HashEmbedder(), generator=ScriptedGenerator(_respond))
+    app = create_app(settings, agent)
+    with TestClient(app) as client, _learner(agent):
         original = harness.HTTPBackend
 
         def backend(method, url, **kwargs):
@@ -563,8 +579,11 @@ def test_redline_trains_reward_heads_during_a_run(tmp_path):
     logs = {n: [json.loads(x) for x in (out / "logs" / f"{n}-s0.jsonl").read_text().splitlines()]
             for n in ("cipher-5", "redline")}
     # the redline stream trained its heads: a checkpoint in its store, trainings logged after rounds 2, 4, 6
-    rewards = out / "stores" / "redline-s0" / "rewards"
-    assert (rewards / "CURRENT").exists() and any(rewards.glob("ckpt-*"))
+    from redline.store import Store
+
+    stored = Store(out / "stores" / "redline-s0" / "redline.db")
+    assert stored.checkpoints.current("reward") is not None
+    stored.close()
     trained = [r["round"] for r in logs["redline"] if r["heads_trained"]]
     assert trained[0] == 1 and logs["redline"][1]["heads_trained"]["pairs"] == 2
     sel = [r["selection"] for r in logs["redline"]]
@@ -580,7 +599,9 @@ def test_redline_trains_reward_heads_during_a_run(tmp_path):
     differs = [r["differs_from_greedy"] for r in logs["redline"][2:]]
     assert summary["methods"]["redline"]["selection"]["differs_from_greedy"] == pytest.approx(sum(differs) / 4)
     # cipher-5: no heads, no selection
-    assert not (out / "stores" / "cipher-5-s0" / "rewards" / "CURRENT").exists()
+    stored = Store(out / "stores" / "cipher-5-s0" / "redline.db")
+    assert stored.checkpoints.current("reward") is None
+    stored.close()
     assert {r["selection"] for r in logs["cipher-5"]} == {"greedy"}
     assert not any(r["heads_trained"] for r in logs["cipher-5"])
     # config and report record it

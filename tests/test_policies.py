@@ -16,7 +16,6 @@ from redline.policies import (
     EditFeatures,
     EditProfileReward,
     NotFittedError,
-    RewardCheckpoints,
     batch_layout,
     hedge_step,
     normalised_entropy,
@@ -33,7 +32,7 @@ def test_policies_all():
     assert sorted(policies.__all__) == sorted([
         "EditFeatures", "FEATURES_VERSION", "EditProfileReward", "NotFittedError", "MODES", "hedge_step",
         "normalised_entropy", "STRATEGIES", "CANDIDATE_MODES", "CandidatePlan", "plan_candidates", "batch_layout",
-        "score_candidates", "select", "RewardCheckpoints", "TrainedRewards", "read_pairs_jsonl", "train_rewards"])
+        "score_candidates", "select", "TrainedRewards", "read_pairs_jsonl", "train_rewards"])
     for name in policies.__all__:
         assert hasattr(policies, name), name
 
@@ -218,20 +217,20 @@ def test_save_load_round_trip(tmp_path):
         EditProfileReward.load(tmp_path / "nothing")
 
 
-def test_checkpoints_swap_atomically_and_read_an_old_format_as_none(tmp_path):
-    model, _, _ = fitted()
-    ckpts = RewardCheckpoints(tmp_path / "rewards", keep=2)
-    assert ckpts.current() is None and ckpts.current_named() == (None, None)
-    names = [ckpts.publish(model, {"last_pair_id": s}) for s in range(3)]
-    assert ckpts.current_info()["name"] == names[-1] and ckpts.current_info()["last_pair_id"] == 2
-    assert ckpts.current_named()[0] == names[-1]
-    assert sorted(p.name for p in (tmp_path / "rewards").glob("ckpt-*")) == sorted(names[-2:])
-    only = ckpts.publish(model, keep=1)
-    assert [p.name for p in (tmp_path / "rewards").glob("ckpt-*")] == [only]
-    (tmp_path / "rewards" / only / "config.json").write_text('{"format": "redline.mixture_reward"}')
-    assert RewardCheckpoints(tmp_path / "rewards").current() is None  # an older redline's checkpoint
-    ckpts.remove_all()
-    assert ckpts.current() is None and not list((tmp_path / "rewards").iterdir())
+def test_one_blob_round_trip():
+    """A checkpoint as one blob (a store row) scores and steps as the model it came from; anything else is a
+    ValueError."""
+    model, za, zb = fitted(2, router=True, router_dim=3)
+    state = model.replay(za[:10])
+    back = EditProfileReward.from_bytes(model.to_bytes(meta={"pairs": 80}))
+    assert back.get_params() == model.get_params() and back.meta_ == {"pairs": 80}
+    np.testing.assert_allclose(back.score(state, zb[:8]), model.score(state, zb[:8]))
+    assert back.update(state, za[11]) == model.update(state, za[11])
+    for junk in (b"", b"not a checkpoint", model.to_bytes()[:100]):
+        with pytest.raises(ValueError, match="no reward checkpoint"):
+            EditProfileReward.from_bytes(junk)
+    with pytest.raises(NotFittedError):
+        EditProfileReward().to_bytes()
 
 
 def test_train_rewards_replays_every_user():

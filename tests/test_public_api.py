@@ -1,6 +1,7 @@
 """The packages' public surfaces are small and deliberate: changing one is a visible decision."""
 
 import redline.agent as agent
+import redline.learner as learner
 import redline.retrieval as retrieval
 import redline.store as store
 
@@ -26,11 +27,17 @@ def test_retrieval_all():
 
 def test_store_all():
     assert sorted(store.__all__) == sorted([
-        "Store", "Jobs", "ApiKeys", "SCHEMA_VERSION", "StoreError", "NotFound", "Conflict", "now_iso",
-        "vector_to_blob", "blob_to_vector",
+        "Store", "Jobs", "ApiKeys", "Checkpoints", "Leases", "SCHEMA_VERSION", "StoreError", "NotFound", "Conflict",
+        "now_iso", "vector_to_blob", "blob_to_vector",
     ])
     for name in store.__all__:
         assert hasattr(store, name), name
+
+
+def test_learner_all():
+    assert sorted(learner.__all__) == sorted(["LearningWorker", "LearnerMetrics", "learner_agent", "run_learner"])
+    for name in learner.__all__:
+        assert hasattr(learner, name), name
 
 
 def test_core_packages_do_not_import_the_edges():
@@ -39,7 +46,7 @@ def test_core_packages_do_not_import_the_edges():
     root = pathlib.Path(agent.__file__).resolve().parents[1]
     edges = ("import click", "from click", "import fastapi", "from fastapi", "redline.api", "redline.cli",
              "redline.evals")
-    for package in ("agent", "retrieval", "store", "policies"):
+    for package in ("agent", "retrieval", "store", "policies", "learner"):
         for path in (root / package).rglob("*.py"):
             text = path.read_text()
             for edge in edges:
@@ -66,8 +73,11 @@ def _imports(package: str) -> set[str]:
 
 
 def test_the_edges_are_thin_over_the_agent():
-    assert _imports("api") == {"agent"}  # the HTTP package never reaches the store, policies or the evals
-    assert _imports("cli") <= {"agent", "api", "evals", "runtime"}  # api for serve, evals for eval
+    # The HTTP package never reaches the store, policies, the learner or the evals (runtime: every process's log
+    # format and metrics setup).
+    assert _imports("api") <= {"agent", "runtime"} and "agent" in _imports("api")
+    assert _imports("learner") <= {"agent", "runtime"}  # the learner role: the agent, never the HTTP edge
+    assert _imports("cli") <= {"agent", "api", "learner", "evals", "runtime"}  # api/learner for serve/worker
     assert "api" not in _imports("evals") and "cli" not in _imports("evals")
 
 

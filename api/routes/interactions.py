@@ -1,12 +1,12 @@
 """The edit of one interaction, and what became of it: ``POST /v1/interactions/{id}/edit`` stores the user's
-kept text (learning happens in the background), ``GET /v1/interactions/{id}`` shows the learning status."""
+kept text (a learner process learns from it), ``GET /v1/interactions/{id}`` shows the learning status."""
 
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 
 from ..bodies import JsonRoute
-from ..deps import AgentDep, MetricsDep, TenantDep, WorkerDep
+from ..deps import AgentDep, MetricsDep, TenantDep
 from ..schemas import EditRequest, EditResponse, InteractionResponse
 from ._common import errors
 
@@ -18,14 +18,12 @@ InteractionId = Annotated[str, Path(max_length=64, description="From /v1/generat
 @router.post("/v1/interactions/{interaction_id}/edit", status_code=202, response_model=EditResponse,
              responses=errors(404, 409))
 def submit_edit(interaction_id: InteractionId, body: EditRequest, agent: AgentDep, tenant: TenantDep,
-                worker: WorkerDep, metrics: MetricsDep) -> EditResponse:
-    """Accept the text as the user kept it. It is stored durably before the `202`; preference inference
-    and indexing run in the background, exactly once. The same text again is accepted idempotently
-    (`created: false`); a different text for an interaction already edited is `409`."""
+                metrics: MetricsDep) -> EditResponse:
+    """Accept the text as the user kept it. It is stored durably (with its learning job) before the `202`;
+    preference inference and indexing run in a learner process, exactly once. The same text again is accepted
+    idempotently (`created: false`); a different text for an interaction already edited is `409`."""
     receipt = agent.submit_edit(interaction_id, body.edited_text, tenant=tenant)
     metrics.edits.labels("accepted" if receipt.created else "duplicate").inc()
-    if receipt.created:
-        worker.notify()
     return EditResponse(interaction_id=receipt.interaction_id, cost=receipt.cost, is_edit=receipt.is_edit,
                         created=receipt.created)
 

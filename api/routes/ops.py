@@ -1,23 +1,26 @@
 """Operations: liveness, readiness (store and generator reachable) and Prometheus metrics."""
 
+import os
+
 import httpx
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/health")
 def health() -> dict:
-    """Liveness: the process answers."""
-    return {"status": "ok"}
+    """Liveness: the process answers; `pid` says which one (`redline serve --api-workers N` runs several)."""
+    return {"status": "ok", "pid": os.getpid()}
 
 
 @router.get("/ready", responses={503: {"description": "Not ready; `checks` says which part is not."}})
 def ready(request: Request) -> JSONResponse:
-    """Readiness: the store answers, the embedder and generator are loaded (or, for the `openai` back-end,
-    the generator server answers), and the learning worker runs."""
+    """Readiness of this API process: the store answers, the embedder and generator are loaded (or, for the
+    `openai` back-end, the generator server answers). `learners` (not a check: edits are accepted and queued
+    without one) counts the learner processes alive on the store."""
     state = request.app.state
     checks = {}
     try:
@@ -26,13 +29,19 @@ def ready(request: Request) -> JSONResponse:
         checks["store"] = False
     checks["models_loaded"] = bool(state.warm.is_set()) and not state.warm_error
     checks["generator"] = _generator_reachable(state) if checks["models_loaded"] else False
-    checks["worker"] = state.worker.alive
     ok = all(checks.values())
-    body = {"status": "ready" if ok else "not ready", "checks": checks}
+    body = {"status": "ready" if ok else "not ready", "checks": checks, "learners": _learners(state)}
     if state.warm_error:
         body["error"] = state.warm_error
     return JSONResponse(body, status_code=200 if ok else 503,
                         headers=None if ok else {"Retry-After": str(state.settings.retry_after_seconds)})
+
+
+def _learners(state) -> int | None:
+    try:
+        return state.agent.learners()
+    except Exception:  # the store check says why
+        return None
 
 
 def _generator_reachable(state) -> bool:
@@ -50,6 +59,7 @@ def _generator_reachable(state) -> bool:
 @router.get("/metrics", response_class=Response,
             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}})
 def metrics(request: Request) -> Response:
-    """Prometheus metrics: request latency by route, generation stages and learning latency, learning queue
-    depth, edits and generator tokens."""
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus metrics of every redline process of this `serve` (API processes and learner): request latency by
+    route, generation stages, learning and retraining latency, the learning queue's depth, edits and generator
+    tokens."""
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

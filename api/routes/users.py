@@ -95,6 +95,8 @@ def export_user(user: User, agent: AgentDep, tenant: TenantDep) -> dict:
 @router.delete("/v1/users/{user}", response_model=DeleteUserResponse, responses=errors(404))
 def delete_user(user: User, agent: AgentDep, tenant: TenantDep) -> DeleteUserResponse:
     """Hard delete: every row of the user (interactions, edits, preferences and their vectors, pairs,
-    routing state, edit rules and their evidence, queued jobs) and the cached index. Nothing is left behind."""
+    routing state, edit rules and their evidence, queued jobs), at once, in every API process. When the user had
+    preference pairs, a retraining of the shared reward without them is queued (`reward_retrain_queued`); a learner
+    runs it within seconds and it removes every older checkpoint, which was trained on them."""
     removed = agent.delete_user(user, tenant=tenant)
-    return DeleteUserResponse(user=user, removed=removed)
+    return DeleteUserResponse(user=user, removed=removed, reward_retrain_queued=bool(removed.get("pairs")))

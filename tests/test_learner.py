@@ -1,19 +1,21 @@
-"""The server's background worker (api.worker.LearningWorker): retraining runs on its own schedule while a
-backlog is being learned, and a stop is prompt, leaving the jobs not started queued."""
+"""The learner (redline.learner.LearningWorker): retraining runs on its own schedule while a backlog is being
+learned, and a stop is prompt, leaving the jobs not started queued."""
 
 import threading
 import time
 
 from redline.agent import JobOutcome
-from redline.api.observability import Metrics
-from redline.api.worker import LearningWorker
+from redline.learner import LearnerMetrics, LearningWorker
 
 
 class BacklogAgent:
     """A learning queue that never empties until released: one job learned every few milliseconds."""
 
+    owner = "backlog"
+
     def __init__(self):
         self.learned = 0
+        self.alive_said = 0
         self.retrains_during_backlog = 0
         self.backlog = threading.Event()
         self.backlog.set()
@@ -25,6 +27,21 @@ class BacklogAgent:
             time.sleep(0.005)
         return []
 
+    def release_claims(self):
+        return 0
+
+    def learner_alive(self, *, seconds):
+        self.alive_said += 1
+
+    def learner_gone(self):
+        self.alive_said = -1
+
+    def wait_for_jobs(self, timeout):
+        time.sleep(timeout)
+
+    def retrain_queued(self):
+        return False
+
     def maintenance(self):
         if self.backlog.is_set():
             self.retrains_during_backlog += 1
@@ -34,7 +51,7 @@ class BacklogAgent:
 
 def test_retraining_runs_while_a_backlog_is_learned_and_stop_is_prompt():
     agent = BacklogAgent()
-    worker = LearningWorker(agent, Metrics(), maintenance_interval=0.05, poll_interval=0.05).start()
+    worker = LearningWorker(agent, LearnerMetrics(), maintenance_interval=0.05, poll_interval=0.05).start()
     try:
         end = time.monotonic() + 10
         while agent.retrains_during_backlog < 2 and time.monotonic() < end:
@@ -45,4 +62,5 @@ def test_retraining_runs_while_a_backlog_is_learned_and_stop_is_prompt():
     finally:
         worker.stop(timeout=5)
     assert not worker.alive and agent.backlog.is_set()  # stopped with the backlog still there
+    assert agent.alive_said == -1  # it said it was alive, and withdrew that at the stop
     assert agent.learned >= learned_at_retrain > 0
