@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from redline.agent import Agent, GenerateOptions, Settings, prompts
+from redline.agent import Agent, GenerateOptions, Settings, UnknownUser, prompts
 from redline.agent.errors import embedding_errors
 from redline.agent.generators import Generator, GreedyCopies, load_generator
 from redline.agent.generators.cache import CachingGenerator
 from redline.retrieval import Embedder
 
 from ._batching import BatchingGenerator
+from ._meter import GeneratorMeter
+from ._patience import PatientGenerator
 from .methods import Method
 
 __all__ = ["Draft", "Outcome", "LocalBackend", "HTTPBackend", "BackendError", "selection_of",
@@ -91,14 +94,22 @@ def load_embedder(settings: Settings) -> Embedder:
     return embedder
 
 
-def load_run_generator(settings: Settings, *, cache_path: Path | None) -> Generator:
-    """The configured generator for a run: the workers' concurrent calls batched, outputs cached in SQLite at
-    ``cache_path`` (None: no cache), greedy requests for several texts answered with copies (``GreedyCopies``,
-    above the cache, so best-of-n / RPS at temperature 0 reuse greedy drafts)."""
-    generator: Generator = BatchingGenerator(load_generator(settings))
+def load_run_generator(settings: Settings, *, cache_path: Path | None, down_wait: float = 600.0,
+                       notify: Callable[[str], None] | None = None) -> tuple[Generator, GeneratorMeter]:
+    """The configured generator for a run, and its meter (fresh tokens and calls): the workers' concurrent calls
+    batched (in process; a server back-end batches concurrent requests itself), a server's time-outs and restarts
+    waited out (``PatientGenerator``: a server that does not answer for ``down_wait`` seconds ends the run),
+    outputs cached in SQLite at ``cache_path`` (None: no cache), greedy requests for several texts answered with
+    copies (``GreedyCopies``, above the cache, so best-of-n / RPS at temperature 0 reuse greedy drafts)."""
+    backend = load_generator(settings)
+    meter = GeneratorMeter(backend)
+    generator: Generator = meter
+    if settings.generator in ("transformers", "vllm"):
+        generator = BatchingGenerator(generator)
+    generator = PatientGenerator(generator, getattr(backend, "alive", None), down_wait=down_wait, notify=notify)
     if cache_path is not None:
         generator = CachingGenerator(generator, cache_path)
-    return GreedyCopies(generator)
+    return GreedyCopies(generator), meter
 
 
 def _options(method: Method, *, preference: str | None, history: list[dict], max_tokens: int | None,
@@ -153,6 +164,13 @@ class LocalBackend:
                            inferred_by=r.inferred_by)
         receipt = self.agent.submit_edit(interaction_id, edited)
         return Outcome(receipt.cost, None)
+
+    def edit_costs(self, user: str) -> list[int]:
+        """The costs of the user's stored edits, oldest first (none for a user the store does not know)."""
+        try:
+            return [e["cost"] for e in self.agent.edit_history(user)]
+        except UnknownUser:
+            return []
 
     def rules(self, user: str) -> list[dict]:
         """The user's edit rules as ``GET /v1/users/{user}/preferences`` lists them (active first)."""
