@@ -214,6 +214,11 @@ class Selection(BaseModel):
     distinct: int = Field(description="Distinct candidate texts.")
     candidate_temperature: float
     seed: int | None = Field(description="Sampling seed of the alternatives.")
+    confidence: float | None = Field(None, description="The reward's probability that the user prefers its best "
+                                     "candidate to the greedy draft (null when the greedy draft scored best).")
+    kept_greedy: bool = Field(False, description="The greedy draft was kept because that probability was at or "
+                                                 "below REDLINE_REWARD_MIN_CONFIDENCE.")
+    user_pairs: int | None = Field(None, description="The user's pairs in their reward state.")
 
 
 class GenerateResponse(BaseModel):

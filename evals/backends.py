@@ -45,6 +45,10 @@ class Draft:
     differs_from_greedy: bool | None = None  # None without a choice (one candidate)
     rewards: list | None = None  # each candidate's reward under the user's reward (None without a choice)
     distinct: int | None = None  # distinct candidate texts
+    greedy_text: str | None = None  # the greedy target draft (after rules), when there was a choice
+    confidence: float | None = None  # the reward's P(its best candidate ≻ the greedy draft)
+    kept_greedy: bool | None = None  # the greedy draft was kept for want of that confidence
+    user_pairs: int | None = None  # the user's pairs in their reward state when it chose
 
 
 @dataclass
@@ -76,13 +80,18 @@ def selection_of(strategy: str, candidates: list[dict] | None) -> str | None:
 def _choice(candidates: list[dict] | None, selection: dict | None) -> dict:
     """What a round's log records of the choice: the chosen candidate's source and kind, the text it had before
     edit rules, whether it differs from the greedy target draft, every candidate's reward, how many distinct texts
-    there were."""
+    there were; the greedy draft, the reward's confidence in its pick, whether the greedy draft was kept for want of
+    it, and the user's pairs."""
     chosen = next((c for c in candidates or () if c.get("chosen")), {})
+    selection = selection or {}
     return {"chosen_source": chosen.get("source"), "chosen_kind": chosen.get("kind"),
             "raw_text": chosen.get("raw_text"),
-            "differs_from_greedy": (selection or {}).get("differs_from_greedy"),
+            "differs_from_greedy": selection.get("differs_from_greedy"),
             "rewards": [c.get("reward") for c in candidates] if selection else None,
-            "distinct": (selection or {}).get("distinct")}
+            "distinct": selection.get("distinct"),
+            "greedy_text": candidates[0]["text"] if selection else None,
+            "confidence": selection.get("confidence"), "kept_greedy": selection.get("kept_greedy"),
+            "user_pairs": selection.get("user_pairs")}
 
 
 def load_embedder(settings: Settings) -> Embedder:

@@ -27,6 +27,8 @@ from typing import Callable
 
 import numpy as np
 
+from redline.agent import Settings, edit_cost
+
 from .backends import HTTP_METHODS, HTTPBackend, LocalBackend
 from .methods import Method
 from .tasks import Document, load_documents, round_order
@@ -113,6 +115,7 @@ class StreamResult:
     rules: list[dict] | None = None  # the user's edit rules at the end (None: the method has none)
     differs: list[bool | None] = field(default_factory=list)  # per round: the chosen draft is not the greedy one
     spans: list[tuple[float, float]] = field(default_factory=list)  # per round: (start, end), seconds since epoch
+    costs_if_greedy: list[int | None] = field(default_factory=list)  # per round with a choice: the greedy draft's cost
 
 
 RUN_ID = uuid.uuid4().hex[:8]  # a server's store outlives a run: fresh user names per run
@@ -168,7 +171,7 @@ def _round(backend, method: Method, seed: int, t: int, doc: Document, config: Ev
     fb = user.feedback(doc.source, doc.text, draft.text)
     outcome = backend.feedback(draft.interaction_id, fb.edited)
     ok = scorer.correct(draft.preference, doc.source) if (scorer and method.infers_preferences) else None
-    return {
+    return {**_selection_log(draft, outcome.cost, user, doc),
         "method": method.name, "seed": seed, "round": t, "doc_id": doc.id, "source": doc.source,
         "cost": outcome.cost, "cumulative_cost": cumulative + outcome.cost, "satisfied": fb.satisfied,
         "preference_used": draft.preference, "preference_learned": outcome.preference,
@@ -183,6 +186,22 @@ def _round(backend, method: Method, seed: int, t: int, doc: Document, config: Ev
         "started_at": round(started_at, 3), "wall_ms": round((time.perf_counter() - t0) * 1000, 1),
         "draft": draft.text, "edited": fb.edited,
     }
+
+
+def _selection_log(draft, cost: int, user, doc: Document) -> dict:
+    """For a round with a choice among candidates: the reward's confidence, whether it kept the greedy draft, the
+    user's pairs, and what the greedy draft would have cost (``cost_if_greedy``: the simulated user's edit of it;
+    a rule user only, whose edit costs no generator call), so a report prices the selection round by round."""
+    if draft.greedy_text is None:
+        return {}
+    if not draft.differs_from_greedy:
+        if_greedy = cost
+    elif isinstance(user, RuleUser):
+        if_greedy = edit_cost(draft.greedy_text, user.feedback(doc.source, doc.text, draft.greedy_text).edited)
+    else:
+        if_greedy = None
+    return {"confidence": draft.confidence, "kept_greedy": draft.kept_greedy, "user_pairs": draft.user_pairs,
+            "cost_if_greedy": if_greedy}
 
 
 def _check_replayed(row: dict, logged: dict, method: Method, seed: int) -> None:
@@ -202,6 +221,7 @@ def _stream_from_rows(method: str, seed: int, rs: list[dict], rules: list[dict] 
                         inferred_by=[r.get("inferred_by") for r in rs],
                         applied_rules=[r.get("applied_rules") or [] for r in rs], rules=rules,
                         differs=[r.get("differs_from_greedy") for r in rs],
+                        costs_if_greedy=[r.get("cost_if_greedy") for r in rs],
                         spans=[(r["started_at"], r["started_at"] + r["wall_ms"] / 1000) for r in rs
                                if r.get("started_at") is not None])
 
@@ -256,7 +276,10 @@ def _run_identity(config: EvalConfig, generator) -> dict:
 
     d = config.to_dict()
     users = Path(config.users_file) if config.users_file else DATA_DIR / "users.yaml"
-    settings = {k: v for k, v in d["settings"].items() if k not in ("data_dir", "generator_url")}
+    # the agents' effective settings (environment included), less where things live and secrets
+    effective = Settings(**config.local_settings()).model_dump(mode="json") if config.target is None else {}
+    settings = {k: v for k, v in effective.items()
+                if k not in ("data_dir", "generator_url") and "key" not in k and "secret" not in k}
     return {"task": d["task"], "methods": d["methods"], "seeds": d["seeds"], "user_model": d["user_model"],
             "users_sha256": _sha256(users), "temperature": d["temperature"], "max_tokens": d["max_tokens"],
             "target": d["target"], "settings": json.loads(json.dumps(settings, default=str)),

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .paired import DEFAULT_CLAIMS, judge, paired, windowed
+from .paired import DEFAULT_CLAIMS, WINDOW, judge, paired, windowed
 
 __all__ = ["summarize", "write_report", "format_table", "format_selection", "format_rules", "format_paired",
            "format_claims", "format_generator", "grouped_bars", "figure"]
@@ -42,7 +42,28 @@ def _selection(streams: list) -> dict | None:
                if k == "reward" and d is not None]
     return {"rounds_per_seed": {k: round(v / len(streams), 2) for k, v in sorted(counts.items())},
             "first_reward_round": first,
-            "differs_from_greedy": round(float(np.mean(differs)), 4) if differs else None}
+            "differs_from_greedy": round(float(np.mean(differs)), 4) if differs else None,
+            "price": _price(streams)}
+
+
+def _price(streams: list, window: int = WINDOW) -> dict | None:
+    """What choosing among candidates cost the user against keeping the greedy draft, round by round (the chosen
+    draft's cost minus the greedy draft's, as the simulated user would have edited it; rounds with a choice only):
+    ``{rounds, total, per_round, cheaper, dearer, windows: {"1-10": total, ...}}``; None without such rounds (a
+    method without a choice, or an LLM user)."""
+    diffs = [(t, c - g) for s in streams for t, (c, g) in enumerate(zip(s.costs, getattr(s, "costs_if_greedy", [])
+                                                                      or [])) if g is not None]
+    if not diffs:
+        return None
+    windows: dict[str, int] = {}
+    for t, d in diffs:
+        start = t // window * window
+        key = f"{start + 1}-{start + window}"
+        windows[key] = windows.get(key, 0) + d
+    values = [d for _, d in diffs]
+    return {"rounds": len(values), "total": int(sum(values)), "per_round": round(float(np.mean(values)), 3),
+            "cheaper": sum(d < 0 for d in values), "dearer": sum(d > 0 for d in values),
+            "windows": dict(sorted(windows.items(), key=lambda kv: int(kv[0].split("-")[0])))}
 
 
 def _rules(streams: list) -> dict | None:
@@ -162,7 +183,11 @@ def format_selection(summary: dict) -> str:
                          for seed, r in firsts.items())
         counts = ", ".join(f"{k} {v:g}" for k, v in sel["rounds_per_seed"].items())
         differs = sel.get("differs_from_greedy")
-        rows.append(f"| {name} | {when} | {counts} | {'n/a' if differs is None else f'{differs:.2f}'} |")
+        price = sel.get("price")
+        priced = "n/a" if not price else (
+            f"{price['total']:+d} ({price['cheaper']} cheaper, {price['dearer']} dearer; "
+            + ", ".join(f"rounds {w}: {v:+d}" for w, v in price["windows"].items()) + ")")
+        rows.append(f"| {name} | {when} | {counts} | {'n/a' if differs is None else f'{differs:.2f}'} | {priced} |")
     if not rows:
         return ""
     schedule = ("the server's own schedule (--target)" if remote else
@@ -171,9 +196,10 @@ def format_selection(summary: dict) -> str:
         f"Selection (reward heads {schedule}): `reward` = the user's routed reward picked the draft among the "
         "candidates; `cold-start` = no heads or no routing state yet, so the agent drafted from the target "
         "preference only (as greedy); `chosen ≠ greedy` = share of reward-selected rounds whose draft is not the "
-        "greedy target draft.", "",
-        "| method | reward-driven selection from | rounds per seed by selection | chosen ≠ greedy |",
-        "|---|---|---|---|", *rows])
+        "greedy target draft; price = the words the user edited in the chosen drafts minus what they would have "
+        "edited in the greedy drafts, over the rounds with a choice (all seeds; rule users only).", "",
+        "| method | reward-driven selection from | rounds per seed by selection | chosen ≠ greedy | price of the "
+        "choice (words) |", "|---|---|---|---|---|", *rows])
 
 
 def format_rules(summary: dict) -> str:

@@ -281,7 +281,7 @@ def test_a_replay_that_differs_from_the_log_refuses(tmp_path):
                  resume=True)
 
 
-def test_resume_refuses_another_configuration(tmp_path):
+def test_resume_refuses_another_configuration(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from redline.cli import cli
@@ -293,6 +293,11 @@ def test_resume_refuses_another_configuration(tmp_path):
                                           r"\['no-learning'\] then, \['cipher-1'\] now\); use the same options, or "
                                           r"another --out$"):
         run_eval(_config(tmp_path, rounds=2, methods="cipher-1"), embedder=HashEmbedder(),
+                 generator=ScriptedGenerator(_respond), resume=True)
+    monkeypatch.setenv("REDLINE_REWARD_MIN_PAIRS", "3")  # a setting from the environment counts too
+    with pytest.raises(ResumeError, match=r"another configuration \(settings: .*'reward_min_pairs': 8.* then, "
+                                          r".*'reward_min_pairs': 3"):
+        run_eval(_config(tmp_path, rounds=2, methods="no-learning"), embedder=HashEmbedder(),
                  generator=ScriptedGenerator(_respond), resume=True)
     with pytest.raises(ResumeError, match="^nothing to resume in .*: no config.json of an earlier run$"):
         run_eval(_config(tmp_path / "none", rounds=2), embedder=HashEmbedder(),
@@ -414,3 +419,39 @@ def test_the_report_states_claims_and_paired_windows(tmp_path):
     res = CliRunner().invoke(cli, ["eval", "--task", "summarize", "--out", str(out), "--report-only",
                                    "--claim", "cipher-5 < no-learning"])
     assert res.exit_code == 1 and "cannot read the claim 'cipher-5 < no-learning'" in res.output
+
+
+def test_the_price_of_choosing_is_logged_and_reported(tmp_path):
+    """Each round with a choice logs the reward's confidence, the user's pairs and what the greedy draft would have
+    cost (the rule user's edit of it); the report sums the chosen drafts' cost minus that, per window."""
+    from redline.agent import edit_cost
+    from redline.evals.backends import Draft
+    from redline.evals.harness import _selection_log, run_eval
+    from redline.evals.report import summarize
+    from redline.evals.tasks import Document
+    from redline.evals.users import RuleUser, load_user_specs
+
+    user = RuleUser(load_user_specs("summarize"))
+    doc = Document("w", "wikipedia", "A long text.")
+    greedy = "The tower is old. It is tall, and it was built in 1900 by many workers over years."
+    chosen = Draft("i", "- The tower is old.", None, 0, 0, differs_from_greedy=True, greedy_text=greedy,
+                   confidence=0.8, kept_greedy=False, user_pairs=9)
+    logged = _selection_log(chosen, 3, user, doc)
+    assert logged == {"confidence": 0.8, "kept_greedy": False, "user_pairs": 9,
+                      "cost_if_greedy": edit_cost(greedy, user.feedback("wikipedia", doc.text, greedy).edited)}
+    kept = Draft("i", greedy, None, 0, 0, differs_from_greedy=False, greedy_text=greedy, confidence=0.55,
+                 kept_greedy=True, user_pairs=9)
+    assert _selection_log(kept, 7, user, doc)["cost_if_greedy"] == 7
+    assert _selection_log(Draft("i", greedy, None, 0, 0), 7, user, doc) == {}  # no choice, nothing to price
+
+    config = _config(tmp_path, rounds=8, methods="redline", settings={"reward_min_pairs": 2,
+                                                                       "reward_min_confidence": 0.5})
+    results = run_eval(config, embedder=HashEmbedder(), generator=ScriptedGenerator(_respond))
+    rows = [json.loads(x) for s in (0, 1) for x in (tmp_path / "logs" / f"redline-s{s}.jsonl").read_text()
+            .splitlines()]
+    chosen_rows = [r for r in rows if r["candidates"] > 1]
+    assert chosen_rows and all(r["user_pairs"] >= 2 and "cost_if_greedy" in r for r in chosen_rows)
+    assert all("cost_if_greedy" not in r for r in rows if r["candidates"] == 1)
+    price = summarize(results)["methods"]["redline"]["selection"]["price"]
+    assert price["total"] == sum(r["cost"] - r["cost_if_greedy"] for r in chosen_rows)
+    assert price["rounds"] == len(chosen_rows) and sum(price["windows"].values()) == price["total"]

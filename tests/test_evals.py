@@ -556,7 +556,8 @@ def test_redline_trains_reward_heads_during_a_run(tmp_path):
     methods = parse_methods("cipher-5,redline")
     out = tmp_path / "out"
     config = EvalConfig(task="summarize", methods=methods, rounds=6, seeds=[0], out=out, workers=2,
-                        retrain_every=2, command="redline eval test")
+                        retrain_every=2, command="redline eval test",
+                        settings={"reward_min_pairs": 1, "reward_min_confidence": 0.5})  # select from the first pair
     results = run_eval(config, embedder=HashEmbedder(), generator=ScriptedGenerator(_respond_varied))
     summary = write_report(results, out)
     assert [s.selections for s in results_from_logs(out)["streams"]] == [s.selections for s in results["streams"]]
