@@ -29,9 +29,11 @@ def _seeds(text: str) -> list[int]:
 
 
 @click.command("eval", context_settings={"max_content_width": 100})
-@click.option("--task", type=click.Choice(["summarize", "email", "replay-lamp"]), required=True,
-              help="PRELUDE task (documents from several sources, one latent preference per source), or "
-                   "replay-lamp: learn from real writers' edits and revise their held-out drafts.")
+@click.option("--task", required=True, type=click.Choice(["summarize", "email", "replay-lamp", "replay-coauthor"]),
+              help="PRELUDE task (documents from several sources, one latent preference per source), or a replay "
+                   "of real writers' edits (learn from a writer's first edits, revise their held-out drafts): "
+                   "replay-lamp (three professional writers, LAMP), replay-coauthor (three CoAuthor writers' edits "
+                   "of GPT-3 suggestions).")
 @click.option("--user-model", type=click.Choice(["rule", "llm"]), default="rule", show_default=True,
               help="Simulated user: deterministic text operations, or the paper's protocol with the generator as user.")
 @click.option("--users-file", type=click.Path(dir_okay=False, exists=True),
@@ -42,7 +44,7 @@ def _seeds(text: str) -> list[int]:
                    "preference in the prompt, edit rules only).")
 @click.option("--rounds", type=click.IntRange(1, 10_000), default=200, show_default=True,
               help="Rounds per seed (documents drawn evenly from the sources, shuffled by seed). For "
-                   "replay-lamp: held-out drafts per writer (at most 50 minus --learn-edits).")
+                   "replay-*: held-out drafts per writer (at most 50 minus --learn-edits).")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds (document order, sampling).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder: logs/*.jsonl, summary.json, report.md, PNG plots, generator cache.")
@@ -59,10 +61,10 @@ def _seeds(text: str) -> list[int]:
                    "(REDLINE_REWARD_RETRAIN_EVERY=20) would leave a short run without heads. With --target the "
                    "server trains on its own schedule and this option is ignored.")
 @click.option("--learn-edits", type=click.IntRange(1, 49), default=10, show_default=True,
-              help="replay-lamp: edits learned from per writer before the held-out drafts.")
+              help="replay-*: edits learned from per writer before the held-out drafts.")
 @click.option("--data", "replay_data", type=click.Path(file_okay=False, exists=True, path_type=Path),
-              help="replay-lamp: a folder of LAMP-format edit files (JSON lists of instruction/preedit/postedit, "
-                   "one file per writer, any number of writers) [default: the shipped LAMP edits].")
+              help="replay-*: a folder of LAMP-format edit files (JSON lists of instruction/preedit/postedit, "
+                   "one file per writer, any number of writers) [default: the task's shipped edits].")
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path),
               help="SQLite generator-output cache [default: OUT/generator-cache.sqlite].")
 @click.option("--no-cache", is_flag=True, help="Do not cache generator outputs.")
@@ -133,7 +135,8 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
     if temperature == 0 and any(m.strategy == "best_of_n" for m in method_list):
         click.echo("note: at --temperature 0 best-of-n draws n identical greedy drafts, so its selection cannot "
                    "change the draft; use --temperature > 0 to evaluate it", err=True)
-    if resume and (target or task == "replay-lamp"):
+    replay = task.startswith("replay-")
+    if resume and (target or replay):
         raise click.ClickException("--resume works for in-process runs of summarize and email only")
     out.mkdir(parents=True, exist_ok=True)
     command = "redline " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -144,22 +147,24 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
 
     embedder = load_embedder(settings)
     generator = meter = None
-    if target is None or user_model == "llm" or task == "replay-lamp":
+    if target is None or user_model == "llm" or replay:
         generator, meter = load_run_generator(settings, cache_path=None if no_cache else
                                               cache_path or out / "generator-cache.sqlite",
                                               down_wait=generator_wait, notify=bars.write)
         bars.meter = meter
     progress = bars.method
     try:
-        if task == "replay-lamp":
+        if replay:
             if target:
-                raise click.ClickException("replay-lamp runs in process only; drop --target")
+                raise click.ClickException(f"{task} runs in process only; drop --target")
+            from redline.evals.lamp import COAUTHOR_DATA, LAMP_DATA
             from redline.evals.replay import run_replay, write_replay_report
+
+            replay_data = replay_data or (COAUTHOR_DATA if task == "replay-coauthor" else LAMP_DATA)
 
             results = run_replay(method_list, out, embedder=embedder, generator=generator, learn_edits=learn_edits,
                                  held_out=rounds, settings={**overrides, "reward_retrain_every": retrain_every},
-                                 progress=progress, max_tokens=overrides.get("max_tokens"),
-                                 **({"data": replay_data} if replay_data else {}))
+                                 progress=progress, max_tokens=overrides.get("max_tokens"), data=replay_data)
             bars.close()
             emit(results, write_replay_report(results, out, command))
             return

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Claim", "DEFAULT_CLAIMS", "parse_claim", "paired", "windowed", "judge"]
+__all__ = ["Claim", "DEFAULT_CLAIMS", "parse_claim", "compare", "paired", "windowed", "judge"]
 
 WINDOW = 10
 
@@ -69,6 +69,17 @@ def _t975(dof: int) -> float:
     from scipy.stats import t
 
     return float(t.ppf(0.975, dof))
+
+
+def compare(x, y, ratio: float = 1.0) -> dict:
+    """Paired costs ``x`` and ``y`` (one pair per round or per draft): the mean of x − ratio·y with its 95% interval,
+    how often x was cheaper / dearer / equal, and x's total over y's.
+
+    >>> compare([3, 4, 5], [5, 6, 7])["mean"], compare([3, 4, 5], [5, 6, 7])["cheaper"]
+    (-2.0, 3)
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    return _stats(x - ratio * y, x, y)
 
 
 def _stats(d: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict:

@@ -1,4 +1,5 @@
-"""Real-edit replay on LAMP: two professional writers edited the same LLM-written paragraphs.
+"""Real-edit replay: writers' own edits of LLM-written drafts (LAMP: three professional writers on the same
+literary paragraphs; CoAuthor: crowd writers editing the GPT-3 suggestions they accepted).
 
 For each writer: the agent revises (task ``revise``) each of the writer's first ``learn_edits`` drafts and
 learns from the writer's own postedit as feedback; then, for each held-out draft, it revises the draft and
@@ -22,9 +23,10 @@ from redline.agent import edit_cost
 from .backends import LocalBackend
 from .lamp import LAMP_DATA, load_writers
 from .methods import Method, parse_method
+from .paired import compare
 from .report import figure, grouped_bars
 
-__all__ = ["run_replay", "write_replay_report", "format_rules_effect"]
+__all__ = ["run_replay", "write_replay_report", "format_rules_effect", "format_vs_unrevised"]
 
 
 def run_replay(methods: list[Method], out: Path, *, embedder, generator, learn_edits: int = 10,
@@ -41,7 +43,9 @@ def run_replay(methods: list[Method], out: Path, *, embedder, generator, learn_e
         train, test = items[:learn_edits], items[learn_edits:]
         if held_out:
             test = test[:held_out]
-        row = {"unrevised": float(np.mean([edit_cost(x["preedit"], x["postedit"]) for x in test]))}
+        unrevised = [edit_cost(x["preedit"], x["postedit"]) for x in test]
+        row = {"unrevised": float(np.mean(unrevised))}
+        versus = results.setdefault("vs_unrevised", {}).setdefault(writer, {})
         for method in methods:
             if method.oracle:
                 results["skipped"][method.name] = "no true description exists"
@@ -79,6 +83,7 @@ def run_replay(methods: list[Method], out: Path, *, embedder, generator, learn_e
             finally:
                 backend.close()
             row[method.name] = float(np.mean(costs))
+            versus[method.name] = compare(costs, unrevised)
             row[f"{method.name}_wall_s"] = round(time.perf_counter() - started, 1)
         results["writers"][writer] = row
     return results
@@ -120,16 +125,39 @@ def format_rules_effect(results: dict) -> str:
         "| rules that fired |", "|---|---|---|---|---|---|---|---|", *rows])
 
 
+def format_vs_unrevised(results: dict) -> str:
+    """Per writer and method: is the revision closer to the writer's postedit than the unrevised draft? The mean
+    difference per draft with its 95% interval, and on how many drafts it was closer / further / equal."""
+    rows = []
+    for writer, by_method in (results.get("vs_unrevised") or {}).items():
+        for name, c in by_method.items():
+            ci = f"[{c['low']:+.1f}, {c['high']:+.1f}]" if c["low"] is not None else "n/a"
+            verdict = ("closer" if c["high"] is not None and c["high"] < 0 else
+                       "further" if c["low"] is not None and c["low"] > 0 else "undecided")
+            rows.append(f"| {writer} | {name} | {c['mean']:+.1f} {ci} | {c['cheaper']} / {c['dearer']} / "
+                        f"{c['equal']} | {verdict} |")
+    if not rows:
+        return ""
+    return "\n".join([
+        "Revision minus unrevised draft, in words of distance to the writer's postedit per held-out draft (negative: "
+        "the revision is closer to what the writer kept; 95% interval over the drafts; closer at 95% when the whole "
+        "interval is below 0).", "",
+        "| writer | method | mean [95% CI] | closer / further / equal | at 95% |", "|---|---|---|---|---|", *rows])
+
+
 def write_replay_report(results: dict, out: Path, command: str = "") -> str:
     out = Path(out)
     (out / "summary.json").write_text(json.dumps(results, indent=2) + "\n")
     names = [k for k in next(iter(results["writers"].values())) if not k.endswith("_wall_s")]
-    lines = ["# Real-edit replay (LAMP writers W3, W12)", "", f"Command: `{command or 'n/a'}`", "",
-             f"Learned from each writer's first {results['learn_edits']} edits; cost = word edit distance to the "
+    lines = [f"# Real-edit replay (writers {', '.join(results['writers'])})", "", f"Command: `{command or 'n/a'}`",
+             "", f"Learned from each writer's first {results['learn_edits']} edits; cost = word edit distance to the "
              "writer's own postedit on held-out drafts (mean per draft; lower is better).", "",
              "| writer | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for writer, row in results["writers"].items():
         lines.append(f"| {writer} | " + " | ".join(f"{row[n]:.1f}" for n in names) + " |")
+    versus = format_vs_unrevised(results)
+    if versus:
+        lines += ["", versus]
     for name, why in results.get("skipped", {}).items():
         lines.append(f"\n{name}: not run ({why}).")
     rules = format_rules_effect(results)

@@ -317,21 +317,19 @@ def test_every_stream_reaches_a_server_generator_at_once(tmp_path):
     from redline.evals.harness import run_eval
     from redline.evals.report import summarize
 
-    in_flight, peak = 0, 0
+    together = threading.Barrier(4, timeout=30)  # the first four calls meet here: only if they come at once
+    calls = 0
     lock = threading.Lock()
 
     class Counting(ScriptedGenerator):
         def generate(self, prompts, params):
-            nonlocal in_flight, peak
+            nonlocal calls
             with lock:
-                in_flight += 1
-                peak = max(peak, in_flight)
-            time.sleep(0.05)
-            try:
-                return super().generate(prompts, params)
-            finally:
-                with lock:
-                    in_flight -= 1
+                calls += 1
+                first = calls <= 4
+            if first:
+                together.wait()
+            return super().generate(prompts, params)
 
     original = backends.load_generator
     backends.load_generator = lambda settings: Counting(_respond)
@@ -341,10 +339,10 @@ def test_every_stream_reaches_a_server_generator_at_once(tmp_path):
         backends.load_generator = original
     results = run_eval(_config(tmp_path, rounds=3, workers=4, methods="no-learning,oracle,cipher-1,cipher-5"),
                        embedder=HashEmbedder(), generator=gen)
-    assert peak == 4
+    assert not together.broken
     results["generator"] = meter.summary()
     summary = summarize(results)
-    assert summary["generator"]["in_flight"] > 2 and summary["generator"]["completion_tokens"] > 0
+    assert summary["generator"]["calls"] == calls and summary["generator"]["completion_tokens"] > 0
     for m in summary["methods"].values():
         assert m["elapsed_s"] > 0
 
@@ -455,3 +453,44 @@ def test_the_price_of_choosing_is_logged_and_reported(tmp_path):
     price = summarize(results)["methods"]["redline"]["selection"]["price"]
     assert price["total"] == sum(r["cost"] - r["cost_if_greedy"] for r in chosen_rows)
     assert price["rounds"] == len(chosen_rows) and sum(price["windows"].values()) == price["total"]
+
+
+# -- real writers' edits --------------------------------------------------------------------------------------
+
+def test_coauthor_sessions_replay_into_draft_and_kept_pairs():
+    """scripts/vendor_coauthor.py follows an accepted suggestion's characters through the writer's later edits."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from vendor_coauthor import replay
+
+    def ev(name, source, ops):
+        return {"eventName": name, "eventSource": source, "textDelta": {"ops": ops}}
+
+    events = [{"eventName": "system-initialize", "eventSource": "api", "textDelta": "", "currentDoc": "Prompt.\n"},
+              ev("text-insert", "user", [{"retain": 8}, {"insert": "I"}]),
+              ev("text-insert", "api", [{"retain": 9}, {"insert": " walked to the big old house."}]),
+              ev("text-delete", "user", [{"retain": 24}, {"delete": 4}]),  # "big " goes
+              ev("text-insert", "user", [{"retain": 24}, {"insert": "tiny "}]),
+              ev("text-insert", "api", [{"retain": 39}, {"insert": " It was dark and cold there."}]),
+              ev("text-delete", "user", [{"retain": 39}, {"delete": 28}])]  # the second suggestion deleted
+    text, kept = replay(events)
+    assert text == "Prompt.\nI walked to the tiny old house."
+    assert kept == [(" walked to the big old house.", "walked to the tiny old house."),
+                    (" It was dark and cold there.", "")]
+
+
+def test_the_shipped_real_edits_replay(tmp_path):
+    from redline.evals.lamp import COAUTHOR_DATA, LAMP_DATA, load_writers
+    from redline.evals.methods import parse_methods
+    from redline.evals.replay import run_replay, write_replay_report
+
+    lamp, coauthor = load_writers(LAMP_DATA), load_writers(COAUTHOR_DATA)
+    assert set(lamp) == {"W3", "W12", "W16"} and all(len(v) == 50 for v in lamp.values())
+    assert len(coauthor) == 3 and all(len(v) == 50 for v in coauthor.values())
+    assert all(r["preedit"] != r["postedit"] for v in coauthor.values() for r in v)
+    res = run_replay(parse_methods("cipher-1"), tmp_path, embedder=HashEmbedder(), data=COAUTHOR_DATA,
+                     generator=ScriptedGenerator(lambda p, i: "A revised sentence."), learn_edits=2, held_out=3)
+    assert set(res["writers"]) == set(coauthor)
+    versus = res["vs_unrevised"][next(iter(coauthor))]["cipher-1"]
+    assert versus["n"] == 3 and versus["cheaper"] + versus["dearer"] + versus["equal"] == 3
+    report = write_replay_report(res, tmp_path)
+    assert report.startswith("# Real-edit replay (writers A2") and "| writer | method | mean [95% CI] |" in report

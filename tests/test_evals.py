@@ -398,7 +398,7 @@ def test_replay_lamp_with_scripted_generator(tmp_path):
 
     res = run_replay(parse_methods("cipher-1,oracle"), tmp_path, embedder=HashEmbedder(),
                      generator=ScriptedGenerator(lambda p, i: "A revised paragraph."), learn_edits=2, held_out=2)
-    assert set(res["writers"]) == {"W3", "W12"}
+    assert set(res["writers"]) == {"W3", "W12", "W16"}
     assert {"unrevised", "no-learning", "cipher-1"} <= set(res["writers"]["W3"])
     assert "oracle" in res["skipped"]
     assert "| W3 |" in write_replay_report(res, tmp_path)
