@@ -164,7 +164,8 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
 
             results = run_replay(method_list, out, embedder=embedder, generator=generator, learn_edits=learn_edits,
                                  held_out=rounds, settings={**overrides, "reward_retrain_every": retrain_every},
-                                 progress=progress, max_tokens=overrides.get("max_tokens"), data=replay_data)
+                                 progress=progress, max_tokens=overrides.get("max_tokens"), data=replay_data,
+                                 workers=workers)
             bars.close()
             emit(results, write_replay_report(results, out, command))
             return

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -31,61 +32,73 @@ __all__ = ["run_replay", "write_replay_report", "format_rules_effect", "format_v
 
 def run_replay(methods: list[Method], out: Path, *, embedder, generator, learn_edits: int = 10,
                held_out: int | None = None, max_tokens: int | None = None, settings: dict | None = None,
-               progress=None, data: str | Path = LAMP_DATA) -> dict:
+               progress=None, data: str | Path = LAMP_DATA, workers: int = 1) -> dict:
     """Per writer (every LAMP-format file in ``data``, default the shipped LAMP edits) and method: mean
-    held-out cost, plus the two references."""
+    held-out cost, plus the two references. Every (writer, method) stream runs in its own thread, up to
+    ``workers`` at once, so the generator serves them together."""
     out = Path(out)
     (out / "logs").mkdir(parents=True, exist_ok=True)
     methods = [parse_method("no-learning")] + [m for m in methods if m.name != "no-learning"]
-    results: dict = {"writers": {}, "skipped": {}, "learn_edits": learn_edits, "rules": {}}
-    edits = load_writers(data)
-    for writer, items in edits.items():
+    results: dict = {"writers": {}, "skipped": {}, "learn_edits": learn_edits, "rules": {}, "vs_unrevised": {}}
+    jobs = []
+    for writer, items in load_writers(data).items():
         train, test = items[:learn_edits], items[learn_edits:]
         if held_out:
             test = test[:held_out]
         unrevised = [edit_cost(x["preedit"], x["postedit"]) for x in test]
-        row = {"unrevised": float(np.mean(unrevised))}
-        versus = results.setdefault("vs_unrevised", {}).setdefault(writer, {})
+        results["writers"][writer] = {"unrevised": float(np.mean(unrevised))}
+        results["vs_unrevised"][writer] = {}
         for method in methods:
             if method.oracle:
                 results["skipped"][method.name] = "no true description exists"
                 continue
-            data_dir = out / "stores" / f"{writer}-{method.name}"
-            shutil.rmtree(data_dir, ignore_errors=True)
-            backend = LocalBackend(method, data_dir, embedder=embedder, generator=generator, settings=settings)
             tick = progress(f"{writer} {method.name}", len(test) + (len(train) if method.name != "no-learning"
                                                                     else 0)) if progress else (lambda: None)
-            started = time.perf_counter()
-            user = f"lamp-{writer}"
-            try:
-                if method.name != "no-learning":
-                    for x in train:
-                        d = backend.generate(user, x["preedit"], "revise", max_tokens=max_tokens, temperature=0.0)
-                        backend.feedback(d.interaction_id, x["postedit"])
-                        tick()
-                costs, fired = [], []
-                with (out / "logs" / f"{writer}-{method.name}.jsonl").open("w") as log:
-                    for x in test:
-                        d = backend.generate(user, x["preedit"], "revise", max_tokens=max_tokens, temperature=0.0)
-                        c = edit_cost(d.text, x["postedit"])
-                        costs.append(c)
-                        entry = {"id": x["id"], "cost": c, "preference": d.preference, "revision": d.text,
-                                 "applied_rules": d.applied_rules}
-                        if d.raw_text is not None:  # a rule fired: what it did to the distance
-                            entry.update(revision_before_rules=d.raw_text,
-                                         cost_before_rules=edit_cost(d.raw_text, x["postedit"]))
-                            fired.append(entry)
-                        log.write(json.dumps(entry, ensure_ascii=False) + "\n")
-                        tick()
-                if method.rules:
-                    results["rules"].setdefault(writer, {})[method.name] = _rules_effect(backend.rules(user), fired,
-                                                                                         len(test))
-            finally:
-                backend.close()
-            row[method.name] = float(np.mean(costs))
-            versus[method.name] = compare(costs, unrevised)
-            row[f"{method.name}_wall_s"] = round(time.perf_counter() - started, 1)
-        results["writers"][writer] = row
+            jobs.append((writer, method, train, test, unrevised, tick))
+
+    def one(job) -> None:
+        writer, method, train, test, unrevised, tick = job
+        data_dir = out / "stores" / f"{writer}-{method.name}"
+        shutil.rmtree(data_dir, ignore_errors=True)
+        backend = LocalBackend(method, data_dir, embedder=embedder, generator=generator, settings=settings)
+        started = time.perf_counter()
+        user = f"lamp-{writer}"
+        try:
+            if method.name != "no-learning":
+                for x in train:
+                    d = backend.generate(user, x["preedit"], "revise", max_tokens=max_tokens, temperature=0.0)
+                    backend.feedback(d.interaction_id, x["postedit"])
+                    tick()
+            costs, fired = [], []
+            with (out / "logs" / f"{writer}-{method.name}.jsonl").open("w") as log:
+                for x in test:
+                    d = backend.generate(user, x["preedit"], "revise", max_tokens=max_tokens, temperature=0.0)
+                    c = edit_cost(d.text, x["postedit"])
+                    costs.append(c)
+                    entry = {"id": x["id"], "cost": c, "preference": d.preference, "revision": d.text,
+                             "applied_rules": d.applied_rules}
+                    if d.raw_text is not None:  # a rule fired: what it did to the distance
+                        entry.update(revision_before_rules=d.raw_text,
+                                     cost_before_rules=edit_cost(d.raw_text, x["postedit"]))
+                        fired.append(entry)
+                    log.write(json.dumps(entry, ensure_ascii=False) + "\n")
+                    tick()
+            if method.rules:
+                results["rules"].setdefault(writer, {})[method.name] = _rules_effect(backend.rules(user), fired,
+                                                                                     len(test))
+        finally:
+            backend.close()
+        row = results["writers"][writer]
+        row[method.name] = float(np.mean(costs))
+        row[f"{method.name}_wall_s"] = round(time.perf_counter() - started, 1)
+        results["vs_unrevised"][writer][method.name] = compare(costs, unrevised)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for future in [pool.submit(one, job) for job in jobs]:
+            future.result()
+    for writer, row in results["writers"].items():  # the columns in the methods' order, whatever finished first
+        results["writers"][writer] = {k: row[k] for k in ["unrevised", *(f for m in methods if m.name in row
+                                                                          for f in (m.name, f"{m.name}_wall_s"))]}
     return results
 
 

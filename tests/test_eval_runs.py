@@ -494,3 +494,10 @@ def test_the_shipped_real_edits_replay(tmp_path):
     assert versus["n"] == 3 and versus["cheaper"] + versus["dearer"] + versus["equal"] == 3
     report = write_replay_report(res, tmp_path)
     assert report.startswith("# Real-edit replay (writers A2") and "| writer | method | mean [95% CI] |" in report
+    together = run_replay(parse_methods("cipher-1"), tmp_path / "together", embedder=HashEmbedder(),
+                          data=COAUTHOR_DATA, generator=ScriptedGenerator(lambda p, i: "A revised sentence."),
+                          learn_edits=2, held_out=3, workers=6)  # every (writer, method) at once: the same figures
+
+    def figures(r):
+        return {w: {k: v for k, v in row.items() if not k.endswith("_wall_s")} for w, row in r["writers"].items()}
+    assert figures(together) == figures(res) and together["vs_unrevised"] == res["vs_unrevised"]

@@ -102,3 +102,15 @@ def test_the_agent_never_asks_the_next_document_for_the_last_ones_heading(make_a
     assert second.preference == learned.preference and "describes" not in second.preference
     assert "The text describes" not in str(second.prompt)
     assert second.text.startswith("# We propose a new method\n\n")  # the rule, made from this document
+
+
+def test_a_labelled_first_line_heads_only_text_without_labels():
+    email = "Subject: The film was long.\nHi team,\n\nThe film was long. I left early.\n\nBest,\nAnn"
+    assert tx.split_frame(email) == (["Subject: The film was long.", "Hi team,"], "The film was long. I left early.",
+                                     ["Best,", "Ann"])
+    glossary = ("Dyed red hair: a trait of someone whose hair is not its natural color at all.\n\n"
+                "Fair skin: a trait of someone whose skin is lighter than most people around them.\n\n"
+                "Gray skin: a trait of someone whose skin has lost its color over many long years.")
+    assert tx.split_frame(glossary) == ([], glossary, [])  # "Term: definition" lines are all body
+    alone = "Draft: Budget notes say we utilize the reserve fund this year for two new bus lines in town."
+    assert tx.split_frame(alone) == ([], alone, [])  # a labelled line that nothing follows is the text

@@ -202,19 +202,25 @@ def _labelled(line: str) -> bool:
     return (m := LINE_LABEL.match(line.strip())) is not None and len(m.group(0)) > 2
 
 
+def _labelled_lead(first: list[str], paragraphs: list[str]) -> bool:
+    """The text's first line is a labelled line that heads it ("Subject: ..." above the email): more follows, and
+    what follows is not labelled too (a text of "Term: definition" lines has no frame, it is all body)."""
+    after = first[1] if len(first) > 1 else (lines(paragraphs[1])[0] if len(paragraphs) > 1 else None)
+    return _labelled(first[0]) and after is not None and not _labelled(after)
+
+
 def split_frame(text: str, *, give_back: bool = True) -> tuple[list[str], str, list[str]]:
-    """``(head_lines, body, tail_lines)``: greeting/heading/TL;DR lines, and labelled ones ("Subject: ...") that
-    more text follows (or a short first paragraph of one line) on top; a sign-off (or a last paragraph of one line,
-    short or labelled: "In short: ...") below. With ``give_back`` a short paragraph taken for a frame line is given
-    back when nothing else is left for the body (a body cut to one short sentence stays the body); the simulated
-    users read texts without it."""
+    """``(head_lines, body, tail_lines)``: greeting/heading/TL;DR lines, or a first line with a label of its own
+    ("Subject: ...") above text without one (or a short first paragraph of one line) on top; a sign-off (or a short
+    last paragraph of one line) below. With ``give_back`` a short paragraph taken for a frame line is given back
+    when nothing else is left for the body (a body cut to one short sentence stays the body); the simulated users
+    read texts without it."""
     paragraphs = [p.strip("\n") for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
     head: list[str] = []
     guessed_head = False
     while paragraphs:
         first = lines(paragraphs[0])
-        # a labelled line ("Subject: ...") heads the text when more follows it; alone it is the text
-        if is_head(first[0]) or (_labelled(first[0]) and (len(first) > 1 or len(paragraphs) > 1)):
+        if is_head(first[0]) or (not head and _labelled_lead(first, paragraphs)):
             head.append(first[0])
             rest = "\n".join(first[1:]).strip()
             paragraphs = ([rest] if rest else []) + paragraphs[1:]
@@ -233,7 +239,7 @@ def split_frame(text: str, *, give_back: bool = True) -> tuple[list[str], str, l
             tail = last[-2:]
         elif CLOSING.match(last[-1].strip()) and len(last[-1].split()) <= 8:
             tail = last[-1:]
-        elif len(paragraphs) > 1 and len(last) == 1 and (len(last[0].split()) <= 10 or _labelled(last[0])):
+        elif len(paragraphs) > 1 and len(last) == 1 and len(last[0].split()) <= 10:
             tail, guessed_tail = last, True
         if tail:
             rest = "\n".join(last[:len(last) - len(tail)]).strip()
