@@ -391,6 +391,66 @@ def _open_with(line: str, text: str) -> str:
     return tx.join_frame([line] + head, body, tail)
 
 
+# A templated opening line: a shape whose words come from the text it heads (``tx.line_template``), made again from
+# each new text: a heading of its first sentence's first ``words`` words, or (``words`` 0) that sentence.
+MAX_TITLE_WORDS = 12
+
+
+def _template(prefix: object, words: object) -> dict:
+    prefix = "" if prefix is None else " ".join(str(prefix).split())
+    if prefix and ((m := tx.LINE_LABEL.match(prefix + " x")) is None or m.group(0) != prefix):
+        raise ValueError("prefix must be a heading mark or a short label ending with ':', e.g. '#' or 'TL;DR:'")
+    words = _limit(words)["n"] if words not in (0, "0") else 0
+    if words > MAX_TITLE_WORDS:
+        raise ValueError(f"a title has at most {MAX_TITLE_WORDS} words")
+    return {"prefix": prefix, "words": words}
+
+
+def _template_describe(rule) -> str:
+    if rule.words:
+        if rule.prefix.startswith("#"):
+            return f"start with a short heading ('{rule.prefix} …') naming the topic"
+        if rule.prefix:
+            return f"start with a short '{rule.prefix} …' line naming the topic"
+        return "start with a short title line naming the topic"
+    if rule.prefix:
+        return f"begin with a '{rule.prefix}' line summarising the text"
+    return "start with a one-line summary of the text"
+
+
+def _template_line(rule, text: str) -> str | None:
+    """The first line when it has the rule's shape (its label, then a title or a sentence), else None."""
+    head = tx.split_frame(text)[0]
+    first = head[0].strip() if head else ""
+    if not first or tx.GREETING.match(first):
+        return None
+    label = m.group(0) if (m := tx.LINE_LABEL.match(first)) else ""
+    if tx.norm(label) != tx.norm(rule.prefix) or label.startswith("#") != rule.prefix.startswith("#"):
+        return None
+    n = len(tx.words(first[len(label):]))
+    return first if (n and n <= MAX_TITLE_WORDS if rule.words else n >= 3) else None
+
+
+def _template_followed(rule, draft: str, edited: str) -> bool | None:
+    if not rule.opportunity(draft):
+        return None
+    line = _template_line(rule, edited)
+    if line is None:
+        return False
+    # the line's words come from the text; another line of that shape is the user's fixed line: it tells nothing
+    return True if tx.line_template(line, draft + "\n" + tx.body_of(edited)) is not None else None
+
+
+def _open_with_template(rule, text: str) -> str:
+    head, body, tail = tx.split_frame(text)
+    first = tx.sentences(body)[:1]
+    if not first:
+        return text
+    title = " ".join(tx.words(first[0])[:rule.words]).rstrip(".,;:!?") if rule.words else first[0]
+    head = [h for h in head if not (rule.prefix and h.strip().startswith(rule.prefix))]
+    return tx.join_frame([f"{rule.prefix} {title}".strip()] + head, body, tail)
+
+
 # -- the table -------------------------------------------------------------------------------------
 
 ReplacePhrase = _kind(
@@ -450,10 +510,14 @@ OpeningLine = _kind(
     clean=lambda line: {"line": _clean_text(line, "line", words=MAX_LINE_WORDS)},
     describe=lambda r: f"start with the line '{r.line}'", done=lambda r, t: _starts_with(r.line, t),
     fix=lambda r, t: _open_with(r.line, t))
+OpeningTemplate = _kind(
+    "OpeningTemplate", "opening_template", [("prefix", str), ("words", int)], clean=_template, text="prefix",
+    describe=_template_describe, done=lambda r, t: _template_line(r, t) is not None,
+    followed=_template_followed, fix=_open_with_template)
 
 KINDS: dict[str, type[Rule]] = {cls.kind: cls for cls in (
     ReplacePhrase, DeletePhrase, MaxSentenceWords, MaxSentences, MaxWords, BulletList, NumberedList, NoExclamation,
-    EndText, RemoveClosing, ClosingLine, OpeningLine)}
+    EndText, RemoveClosing, ClosingLine, OpeningLine, OpeningTemplate)}
 for _rank, _cls in enumerate(KINDS.values()):
     _cls.rank = _rank
 

@@ -116,6 +116,13 @@ class Settings(BaseSettings):
     reward_candidate_temperature: float = Field(
         0.8, gt=0.0, le=2.0, description="Sampling temperature of the alternatives, also when the request's is 0.")
     reward_seed: int = Field(0, description="Seed for training the reward.")
+    reward_min_pairs: int = Field(
+        8, ge=0, description="best_of_n / rps draft alternatives only for a user whose reward state holds at least "
+                             "this many of their own pairs; before that, the greedy target draft alone (no price for "
+                             "exploring before the reward has evidence).")
+    reward_min_confidence: float = Field(
+        0.6, ge=0.5, lt=1.0, description="The reward replaces the greedy target draft only by a candidate it expects "
+                                         "the user to prefer with a probability above this (0.5: any better score).")
 
     # -- learned edit rules (agent/rules.py) --
     rules: bool = Field(True, description="Learn edit rules from users' edits and apply each user's active rules to "

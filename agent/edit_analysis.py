@@ -102,7 +102,8 @@ def describe_edit(draft: str, edited: str) -> list[str]:
 
 # describe_edit notes that a mined rule of these kinds states more precisely
 _COVERED_BY_RULES = {
-    "bullet points": {"bullets"}, "numbered steps": {"numbered"}, "a title line first": {"opening_line"},
+    "bullet points": {"bullets"}, "numbered steps": {"numbered"},
+    "a title line first": {"opening_line", "opening_template"},
     "starts with a greeting": {"opening_line"}, "ends with a sign-off": {"closing_line"},
     "no closing line": {"remove_closing"}, "no exclamation marks": {"no_exclamation"},
     "brief": {"max_words", "max_sentences"}, "short sentences": {"max_sentence_words"},
@@ -127,6 +128,9 @@ def edit_evidence(draft: str, edited: str, *, limit: int = 8) -> list[str]:
     rules = [] if rewritten else mine(draft, edited)
     kinds = {rule.kind for rule in rules}
     items = [rule.describe() for rule in rules]
+    if "opening_template" in kinds:  # the form notes are about the rest: a TL;DR line does not make it "more detailed"
+        head, body, tail = tx.split_frame(edited)
+        edited = tx.join_frame(head[1:], body, tail)
     items += [note for note in describe_edit(draft, edited) if not _COVERED_BY_RULES.get(note, set()) & kinds]
     return list(dict.fromkeys(items))[:limit]
 

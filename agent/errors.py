@@ -75,10 +75,15 @@ class EditConflict(AgentError):
 
 
 class GeneratorUnavailable(AgentError):
-    """The generator back-end is down, unreachable, or failed; retrying later may work."""
+    """The generator back-end is down, unreachable, or failed; retrying later may work. ``retryable`` is False
+    when a generator server answered and refused the request (a 4xx): the same request again would be refused."""
 
     status = 503
     code = "generator_unavailable"
+
+    def __init__(self, message: str = "", *, retryable: bool = True):
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class EmbeddingUnavailable(AgentError):

@@ -181,13 +181,15 @@ class Generating:
 
     def _plan(self, user_id: int, target: str | None, retrieved: list[Retrieved], options: GenerateOptions
               ) -> tuple[tuple[EditProfileReward, dict] | None, list[CandidatePlan]]:
-        """``(scorer, plan)``: the reward and the user's state (None at a cold start: no trained reward, or no
-        learned edit of this user, so only the greedy target draft), and which preference writes each candidate."""
+        """``(scorer, plan)``: the reward and the user's state (None at a cold start: no trained reward, or fewer
+        than ``reward_min_pairs`` learned pairs of this user, so only the greedy target draft: alternatives cost
+        the user an exploration the reward cannot yet choose among), and which preference writes each candidate."""
         scorer = None
         if options.strategy != "greedy":
             checkpoint, model = self.rewards.current_named()
             state = self._reward_state(user_id, model, checkpoint) if model is not None else None
-            scorer = (model, state) if state is not None else None
+            enough = state is not None and state["n"] >= max(1, self.settings.reward_min_pairs)
+            scorer = (model, state) if enough else None
         strategy = options.strategy if scorer is not None else "greedy"
         neighbours = [(f"neighbour:{r.preference_id}", r.preference)
                       for r in (retrieved if options.use_preference else [])]
@@ -305,9 +307,11 @@ class Generating:
     def _choose(self, drafts: _Drafts, scorer: tuple | None, vector: np.ndarray) -> dict | None:
         """Mark each candidate ``chosen`` or not: the only one, or the best under the user's reward, every candidate
         scored relative to the greedy target draft (form features only for independent samples); then each gets
-        ``reward`` and ``score`` (its chance of beating the others), all after the user's edit rules. Returns the
-        selection (None without a choice):
-        ``{"mode", "chosen", "differs_from_greedy", "distinct", "candidate_temperature", "seed"}``."""
+        ``reward`` and ``score`` (its chance of beating the others), all after the user's edit rules. The best
+        replaces the greedy draft only when the reward expects the user to prefer it with a probability above
+        ``reward_min_confidence`` (``confidence``; else ``kept_greedy``). Returns the selection (None without a
+        choice): ``{"mode", "chosen", "differs_from_greedy", "distinct", "candidate_temperature", "seed",
+        "confidence", "kept_greedy", "user_pairs"}``."""
         candidates = drafts.candidates
         best, selection = 0, None
         if len(candidates) > 1:
@@ -320,10 +324,16 @@ class Generating:
             for c, win, reward in zip(candidates, scored["win_rates"], scored["rewards"]):
                 c["score"], c["reward"] = round(float(win), 6), round(float(reward), 6)
             best = select(rewards)
+            confidence = float(scored["over_first"][best]) if best else None
+            kept = confidence is not None and confidence <= self.settings.reward_min_confidence
+            if kept:
+                best = 0
             selection = {"mode": drafts.mode, "chosen": best,
                          "differs_from_greedy": not _same_text(candidates[best]["text"], greedy),
                          "distinct": len({" ".join(c["text"].split()) for c in candidates}),
-                         "candidate_temperature": self.settings.reward_candidate_temperature, "seed": drafts.seed}
+                         "candidate_temperature": self.settings.reward_candidate_temperature, "seed": drafts.seed,
+                         "confidence": None if confidence is None else round(confidence, 9), "kept_greedy": kept,
+                         "user_pairs": int(state["n"])}
         for i, c in enumerate(candidates):
             c["chosen"] = i == best
         return selection

@@ -38,6 +38,7 @@ from ._rule_kinds import (
     NoExclamation,
     NumberedList,
     OpeningLine,
+    OpeningTemplate,
     RemoveClosing,
     ReplacePhrase,
     Rule,
@@ -48,7 +49,8 @@ from .editcost import edit_cost
 
 __all__ = [
     "Rule", "KINDS", "ReplacePhrase", "DeletePhrase", "MaxSentenceWords", "MaxSentences", "MaxWords", "BulletList",
-    "NumberedList", "NoExclamation", "EndText", "RemoveClosing", "ClosingLine", "OpeningLine", "rule_from_dict",
+    "NumberedList", "NoExclamation", "EndText", "RemoveClosing", "ClosingLine", "OpeningLine", "OpeningTemplate",
+    "rule_from_dict",
     "mine", "Thresholds", "Counts", "RuleEvidence", "Observation", "observe", "update_evidence", "active_here",
     "chance_of", "apply_rules",
 ]
@@ -175,11 +177,18 @@ def mine(draft: str, edited: str) -> list[Rule]:
     draft_lines = {tx.norm(ln) for ln in tx.lines(draft)}
     cands: list[Rule] = []
 
-    # frame lines
+    # frame lines: a fixed line (the same words every time) as it is; a templated one (its words from this text, a
+    # heading or a "TL;DR: ..." line) by its shape, never with this document's words
+    source = draft + "\n" + eb
     first = tx.lines(edited)[0].strip()
     if eh and eh[0].strip() == first and tx.norm(first) not in draft_lines:
-        cands.append(_maybe(OpeningLine, first))
-    if et and not any(tx.norm(ln) in draft_lines for ln in et):
+        if (template := tx.line_template(first, source)) is None:
+            cands.append(_maybe(OpeningLine, first))
+        else:
+            label, rest = template
+            title = len(tx.words(rest)) <= 8 and not rest.rstrip().endswith(tuple(tx.END_MARKS))
+            cands.append(_maybe(OpeningTemplate, label, len(tx.words(rest)) if title else 0))
+    if et and not any(tx.norm(ln) in draft_lines for ln in et) and not any(tx.line_template(ln, source) for ln in et):
         cands.append(_maybe(ClosingLine, "\n".join(et) if tx.is_closing(et) and len(et) == 2 else et[-1]))
     if tx.is_closing(dt) and not tx.is_closing(et):
         cands.append(RemoveClosing())
@@ -196,7 +205,7 @@ def mine(draft: str, edited: str) -> list[Rule]:
             cands.append(_maybe(DeletePhrase, s))
     own = tx.own_sentences(db, eb)
     appended = es[len(own):]
-    if appended and len(" ".join(appended).split()) <= 12:
+    if appended and len(" ".join(appended).split()) <= 12 and not tx.line_template(" ".join(appended), source):
         cands.append(_maybe(EndText, " ".join(appended)))
     # a limit is read from sentences cut at the end of a body that did not grow (words the user added elsewhere
     # are not the limit's)
@@ -288,8 +297,8 @@ def update_evidence(rules_by_key: dict[str, RuleEvidence], draft: str, edited: s
 # -- applying --------------------------------------------------------------------------------------
 
 # Kinds of which one text can follow only one rule: the first given wins (callers pass rules best first).
-_ONE_OF = {"opening_line": "opening", "closing_line": "closing", "end_text": "ending", "bullets": "list",
-           "numbered": "list"}
+_ONE_OF = {"opening_line": "opening", "opening_template": "opening", "closing_line": "closing", "end_text": "ending",
+           "bullets": "list", "numbered": "list"}
 _LIMITS = (MaxWords, MaxSentences, MaxSentenceWords)
 
 

@@ -217,6 +217,11 @@ class Selection(BaseModel):
     distinct: int = Field(description="Distinct candidate texts.")
     candidate_temperature: float
     seed: int | None = Field(description="Sampling seed of the alternatives.")
+    confidence: float | None = Field(None, description="The reward's probability that the user prefers its best "
+                                     "candidate to the greedy draft (null when the greedy draft scored best).")
+    kept_greedy: bool = Field(False, description="The greedy draft was kept because that probability was at or "
+                                                 "below REDLINE_REWARD_MIN_CONFIDENCE.")
+    user_pairs: int | None = Field(None, description="The user's pairs in their reward state.")
 
 
 class GenerateResponse(BaseModel):
@@ -340,9 +345,9 @@ class RoutingState(BaseModel):
 
 class RuleItem(BaseModel):
     id: int
-    kind: str = Field(description="replace_phrase, delete_phrase, opening_line, closing_line, end_text, "
-                      "remove_closing, bullets, numbered, max_words, max_sentences, max_sentence_words or "
-                      "no_exclamation.")
+    kind: str = Field(description="replace_phrase, delete_phrase, opening_line, opening_template (a heading or "
+                      "a 'TL;DR:' line made from each text), closing_line, end_text, remove_closing, bullets, "
+                      "numbered, max_words, max_sentences, max_sentence_words or no_exclamation.")
     params: dict[str, Any]
     text: str | None = Field(description="The part a user may rewrite (the replacement, phrase, line or limit); "
                              "null for kinds without one.")

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from redline.agent import Agent, GenerateOptions, Settings, prompts
+from redline.agent import Agent, GenerateOptions, Settings, UnknownUser, prompts
 from redline.agent.errors import embedding_errors
 from redline.agent.generators import Generator, GreedyCopies, load_generator
 from redline.agent.generators.cache import CachingGenerator
 from redline.retrieval import Embedder
 
 from ._batching import BatchingGenerator
+from ._meter import GeneratorMeter
+from ._patience import PatientGenerator
 from .methods import Method
 
 __all__ = ["Draft", "Outcome", "LocalBackend", "HTTPBackend", "BackendError", "selection_of",
@@ -42,6 +45,10 @@ class Draft:
     differs_from_greedy: bool | None = None  # None without a choice (one candidate)
     rewards: list | None = None  # each candidate's reward under the user's reward (None without a choice)
     distinct: int | None = None  # distinct candidate texts
+    greedy_text: str | None = None  # the greedy target draft (after rules), when there was a choice
+    confidence: float | None = None  # the reward's P(its best candidate ≻ the greedy draft)
+    kept_greedy: bool | None = None  # the greedy draft was kept for want of that confidence
+    user_pairs: int | None = None  # the user's pairs in their reward state when it chose
 
 
 @dataclass
@@ -73,13 +80,18 @@ def selection_of(strategy: str, candidates: list[dict] | None) -> str | None:
 def _choice(candidates: list[dict] | None, selection: dict | None) -> dict:
     """What a round's log records of the choice: the chosen candidate's source and kind, the text it had before
     edit rules, whether it differs from the greedy target draft, every candidate's reward, how many distinct texts
-    there were."""
+    there were; the greedy draft, the reward's confidence in its pick, whether the greedy draft was kept for want of
+    it, and the user's pairs."""
     chosen = next((c for c in candidates or () if c.get("chosen")), {})
+    selection = selection or {}
     return {"chosen_source": chosen.get("source"), "chosen_kind": chosen.get("kind"),
             "raw_text": chosen.get("raw_text"),
-            "differs_from_greedy": (selection or {}).get("differs_from_greedy"),
+            "differs_from_greedy": selection.get("differs_from_greedy"),
             "rewards": [c.get("reward") for c in candidates] if selection else None,
-            "distinct": (selection or {}).get("distinct")}
+            "distinct": selection.get("distinct"),
+            "greedy_text": candidates[0]["text"] if selection else None,
+            "confidence": selection.get("confidence"), "kept_greedy": selection.get("kept_greedy"),
+            "user_pairs": selection.get("user_pairs")}
 
 
 def load_embedder(settings: Settings) -> Embedder:
@@ -91,20 +103,25 @@ def load_embedder(settings: Settings) -> Embedder:
     return embedder
 
 
-def load_run_generator(settings: Settings, *, cache_path: Path | None) -> Generator:
-    """The configured generator for a run: the workers' concurrent calls batched (in process; a server back-end
-    batches concurrent requests itself), outputs cached in SQLite at ``cache_path`` (None: no cache), greedy
-    requests for several texts answered with copies (``GreedyCopies``, above the cache, so best-of-n / RPS at
-    temperature 0 reuse greedy drafts)."""
+def load_run_generator(settings: Settings, *, cache_path: Path | None, down_wait: float = 600.0,
+                       notify: Callable[[str], None] | None = None) -> tuple[Generator, GeneratorMeter]:
+    """The configured generator for a run, and its meter (fresh tokens and calls): the workers' concurrent calls
+    batched (in process; a server back-end batches concurrent requests itself), a server's time-outs and restarts
+    waited out (``PatientGenerator``: a server that does not answer for ``down_wait`` seconds ends the run),
+    outputs cached in SQLite at ``cache_path`` (None: no cache), greedy requests for several texts answered with
+    copies (``GreedyCopies``, above the cache, so best-of-n / RPS at temperature 0 reuse greedy drafts)."""
     # A run's simulated users are all one batch job: learning's inferences need not wait behind their drafts, and
     # a request may queue behind every other stream's on a loaded machine.
-    generator: Generator = load_generator(settings.model_copy(update={
+    backend = load_generator(settings.model_copy(update={
         "generator_background_wait": 0.0, "generator_timeout": max(settings.generator_timeout, 1200.0)}))
+    meter = GeneratorMeter(backend)
+    generator: Generator = meter
     if settings.generator in ("transformers", "vllm"):
         generator = BatchingGenerator(generator)
+    generator = PatientGenerator(generator, getattr(backend, "alive", None), down_wait=down_wait, notify=notify)
     if cache_path is not None:
         generator = CachingGenerator(generator, cache_path)
-    return GreedyCopies(generator)
+    return GreedyCopies(generator), meter
 
 
 def _options(method: Method, *, preference: str | None, history: list[dict], max_tokens: int | None,
@@ -159,6 +176,13 @@ class LocalBackend:
                            inferred_by=r.inferred_by)
         receipt = self.agent.submit_edit(interaction_id, edited)
         return Outcome(receipt.cost, None)
+
+    def edit_costs(self, user: str) -> list[int]:
+        """The costs of the user's stored edits, oldest first (none for a user the store does not know)."""
+        try:
+            return [e["cost"] for e in self.agent.edit_history(user)]
+        except UnknownUser:
+            return []
 
     def rules(self, user: str) -> list[dict]:
         """The user's edit rules as ``GET /v1/users/{user}/preferences`` lists them (active first)."""

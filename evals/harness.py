@@ -5,11 +5,18 @@ per-round JSONL logs, and returns the per-method results that ``evals.report`` t
 In process, redline streams also get the server worker's maintenance after each learned edit: the reward
 heads are retrained every ``config.retrain_every`` new pairs, and each round's log says whether the draft
 was selected by the reward (``selection``: reward / cold-start / greedy).
+
+Every (method, seed) stream runs in its own thread, up to ``config.workers`` at once, so the generator serves them
+together. The per-round logs are the run's record: ``run_eval(..., resume=True)`` continues a stopped run from them
+(the same configuration only), and a stream whose store is ahead of its log (stopped between learning a round and
+logging it) is rebuilt by replaying its logged rounds (from the generator cache) before it goes on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import threading
 import time
 import uuid
@@ -20,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 
+from redline.agent import Settings, edit_cost
 from redline.agent.generators.loops import loops
 
 from .backends import HTTP_METHODS, HTTPBackend, LocalBackend
@@ -27,7 +35,11 @@ from .methods import Method
 from .tasks import Document, load_documents, round_order
 from .users import LLMUser, RuleUser, UserSpec, load_user_specs
 
-__all__ = ["EvalConfig", "StreamResult", "run_eval", "results_from_logs", "PreferenceScorer"]
+__all__ = ["EvalConfig", "StreamResult", "run_eval", "results_from_logs", "PreferenceScorer", "ResumeError"]
+
+
+class ResumeError(ValueError):
+    """A run cannot be resumed as asked (another configuration, or logs the replay does not reproduce)."""
 
 
 @dataclass
@@ -103,6 +115,8 @@ class StreamResult:
     applied_rules: list[list[dict]] = field(default_factory=list)  # per round: the edit rules that changed the draft
     rules: list[dict] | None = None  # the user's edit rules at the end (None: the method has none)
     differs: list[bool | None] = field(default_factory=list)  # per round: the chosen draft is not the greedy one
+    spans: list[tuple[float, float]] = field(default_factory=list)  # per round: (start, end), seconds since epoch
+    costs_if_greedy: list[int | None] = field(default_factory=list)  # per round with a choice: the greedy draft's cost
     loops: list[bool] = field(default_factory=list)  # per round: the draft repeats a sentence (generators.loops)
 
 
@@ -113,59 +127,106 @@ def _user_name(method: Method, seed: int, remote: bool = False) -> str:
     return f"eval-{method.name}-s{seed}" + (f"-{RUN_ID}" if remote else "")
 
 
+class _Stop(Exception):
+    """Another stream failed: this one stops between rounds, its log complete up to there."""
+
+
 def run_stream(backend, method: Method, seed: int, order: list[Document], config: EvalConfig, user,
                specs: dict[str, UserSpec], scorer: PreferenceScorer | None, log_path: Path,
-               tick: Callable[[], None] = lambda: None) -> StreamResult:
-    """One simulated user's rounds for one method; appends one JSON line per round to ``log_path``."""
+               tick: Callable[[dict], None] = lambda row: None, *, logged: list[dict] = (), replay: bool = False,
+               stop: threading.Event | None = None) -> StreamResult:
+    """One simulated user's rounds for one method; appends one JSON line per round to ``log_path``.
+
+    ``logged``: the rounds a stopped run already logged; the stream goes on after them. With ``replay`` the
+    backend's store is fresh, so those rounds are first driven through it again (their generations come from the
+    generator cache) and each replayed round must reproduce its logged edit, else ``ResumeError``."""
     name = _user_name(method, seed, remote=config.target is not None)
-    costs, sources, correct, selections, inferred_by, applied, differs, looping = [], [], [], [], [], [], [], []
-    tokens_in = tokens_out = user_tokens = 0
-    started = time.perf_counter()
-    cumulative = 0
-    with log_path.open("w", encoding="utf-8") as log:
+    rows = list(logged)
+    with log_path.open("a", encoding="utf-8") as log:
         for t, doc in enumerate(order):
-            t0 = time.perf_counter()
-            spec = specs[doc.source]
-            gen_seed = None if config.temperature == 0 else seed * 100_003 + t
-            draft = backend.generate(name, doc.text, config.task, oracle_preference=spec.description,
-                                     max_tokens=config.max_tokens, temperature=config.temperature, seed=gen_seed)
-            fb = user.feedback(doc.source, doc.text, draft.text)
-            outcome = backend.feedback(draft.interaction_id, fb.edited)
-            cumulative += outcome.cost
-            ok = scorer.correct(draft.preference, doc.source) if (scorer and method.infers_preferences) else None
-            tokens_in += draft.tokens_in + outcome.tokens_in
-            tokens_out += draft.tokens_out + outcome.tokens_out
-            user_tokens += fb.tokens_in + fb.tokens_out
-            costs.append(outcome.cost)
-            sources.append(doc.source)
-            correct.append(ok)
-            selections.append(draft.selection)
-            inferred_by.append(outcome.inferred_by)
-            applied.append(draft.applied_rules)
-            differs.append(draft.differs_from_greedy)
-            looping.append(loops(draft.text))
-            log.write(json.dumps({
-                "method": method.name, "seed": seed, "round": t, "doc_id": doc.id, "source": doc.source,
-                "cost": outcome.cost, "cumulative_cost": cumulative, "satisfied": fb.satisfied,
-                "preference_used": draft.preference, "preference_learned": outcome.preference,
-                "preference_correct": ok, "selection": draft.selection, "candidates": draft.candidates,
-                "chosen_source": draft.chosen_source, "chosen_kind": draft.chosen_kind,
-                "differs_from_greedy": draft.differs_from_greedy, "candidate_rewards": draft.rewards,
-                "distinct_candidates": draft.distinct, "heads_trained": outcome.heads_trained,
-                "inferred_by": outcome.inferred_by, "applied_rules": draft.applied_rules,
-                "draft_before_rules": draft.raw_text,
-                "tokens_in": draft.tokens_in + outcome.tokens_in,
-                "tokens_out": draft.tokens_out + outcome.tokens_out, "user_tokens": fb.tokens_in + fb.tokens_out,
-                "wall_ms": round((time.perf_counter() - t0) * 1000, 1), "draft": draft.text, "edited": fb.edited,
-            }, ensure_ascii=False) + "\n")
+            if t < len(logged) and not replay:
+                continue
+            if stop is not None and stop.is_set():
+                raise _Stop()
+            row = _round(backend, method, seed, t, doc, config, user, specs[doc.source], scorer, name,
+                         rows[t - 1]["cumulative_cost"] if t else 0)
+            if t < len(logged):
+                _check_replayed(row, logged[t], method, seed)
+                continue
+            rows.append(row)
+            log.write(json.dumps(row, ensure_ascii=False) + "\n")
             log.flush()
-            tick()
+            tick(row)
     rules = _rule_summaries(backend.rules(name)) if method.rules else None
     if rules is not None:
         _rules_path(log_path).write_text(json.dumps(rules, indent=2, ensure_ascii=False) + "\n")
-    return StreamResult(method.name, seed, costs, sources, correct, tokens_in, tokens_out, user_tokens,
-                        round(time.perf_counter() - started, 2), selections=selections, inferred_by=inferred_by,
-                        applied_rules=applied, rules=rules, differs=differs, loops=looping)
+    return _stream_from_rows(method.name, seed, rows, rules)
+
+
+def _round(backend, method: Method, seed: int, t: int, doc: Document, config: EvalConfig, user, spec: UserSpec,
+           scorer: PreferenceScorer | None, name: str, cumulative: int) -> dict:
+    """One round: draft, the simulated user's edit, learning; returns its log row."""
+    t0, started_at = time.perf_counter(), time.time()
+    gen_seed = None if config.temperature == 0 else seed * 100_003 + t
+    draft = backend.generate(name, doc.text, config.task, oracle_preference=spec.description,
+                             max_tokens=config.max_tokens, temperature=config.temperature, seed=gen_seed)
+    fb = user.feedback(doc.source, doc.text, draft.text)
+    outcome = backend.feedback(draft.interaction_id, fb.edited)
+    ok = scorer.correct(draft.preference, doc.source) if (scorer and method.infers_preferences) else None
+    return {**_selection_log(draft, outcome.cost, user, doc),
+        "method": method.name, "seed": seed, "round": t, "doc_id": doc.id, "source": doc.source,
+        "cost": outcome.cost, "cumulative_cost": cumulative + outcome.cost, "satisfied": fb.satisfied,
+        "preference_used": draft.preference, "preference_learned": outcome.preference,
+        "preference_correct": ok, "selection": draft.selection, "candidates": draft.candidates,
+        "chosen_source": draft.chosen_source, "chosen_kind": draft.chosen_kind,
+        "differs_from_greedy": draft.differs_from_greedy, "candidate_rewards": draft.rewards,
+        "distinct_candidates": draft.distinct, "heads_trained": outcome.heads_trained,
+        "inferred_by": outcome.inferred_by, "applied_rules": draft.applied_rules,
+        "draft_before_rules": draft.raw_text,
+        "tokens_in": draft.tokens_in + outcome.tokens_in,
+        "tokens_out": draft.tokens_out + outcome.tokens_out, "user_tokens": fb.tokens_in + fb.tokens_out,
+        "started_at": round(started_at, 3), "wall_ms": round((time.perf_counter() - t0) * 1000, 1),
+        "draft": draft.text, "edited": fb.edited,
+    }
+
+
+def _selection_log(draft, cost: int, user, doc: Document) -> dict:
+    """For a round with a choice among candidates: the reward's confidence, whether it kept the greedy draft, the
+    user's pairs, and what the greedy draft would have cost (``cost_if_greedy``: the simulated user's edit of it;
+    a rule user only, whose edit costs no generator call), so a report prices the selection round by round."""
+    if draft.greedy_text is None:
+        return {}
+    if not draft.differs_from_greedy:
+        if_greedy = cost
+    elif isinstance(user, RuleUser):
+        if_greedy = edit_cost(draft.greedy_text, user.feedback(doc.source, doc.text, draft.greedy_text).edited)
+    else:
+        if_greedy = None
+    return {"confidence": draft.confidence, "kept_greedy": draft.kept_greedy, "user_pairs": draft.user_pairs,
+            "cost_if_greedy": if_greedy}
+
+
+def _check_replayed(row: dict, logged: dict, method: Method, seed: int) -> None:
+    if (row["draft"], row["edited"], row["cost"]) != (logged["draft"], logged["edited"], logged["cost"]):
+        raise ResumeError(f"cannot resume {method.name} seed {seed}: replaying its logged round {row['round'] + 1} "
+                          "gave another draft than the log (a generator cache that lost entries, or sampling that "
+                          "is not seeded); rerun without --resume")
+
+
+def _stream_from_rows(method: str, seed: int, rs: list[dict], rules: list[dict] | None) -> StreamResult:
+    """A stream's results from its log rows (oldest first)."""
+    return StreamResult(method, seed, [r["cost"] for r in rs], [r["source"] for r in rs],
+                        [r["preference_correct"] for r in rs], sum(r["tokens_in"] for r in rs),
+                        sum(r["tokens_out"] for r in rs), sum(r["user_tokens"] for r in rs),
+                        round(sum(r["wall_ms"] for r in rs) / 1000, 2),
+                        selections=[r.get("selection") for r in rs],
+                        inferred_by=[r.get("inferred_by") for r in rs],
+                        applied_rules=[r.get("applied_rules") or [] for r in rs], rules=rules,
+                        differs=[r.get("differs_from_greedy") for r in rs],
+                        costs_if_greedy=[r.get("cost_if_greedy") for r in rs],
+                        loops=[loops(r["draft"]) for r in rs],
+                        spans=[(r["started_at"], r["started_at"] + r["wall_ms"] / 1000) for r in rs
+                               if r.get("started_at") is not None])
 
 
 def _rule_summaries(rules: list[dict]) -> list[dict]:
@@ -189,53 +250,144 @@ def build_user(config: EvalConfig, specs: dict[str, UserSpec], generator=None):
     raise ValueError(f"unknown user model {config.user_model!r}; choose rule or llm")
 
 
-def run_eval(config: EvalConfig, *, embedder, generator, progress: Callable[[str, int], Callable[[], None]] | None
-             = None, user_generator=None) -> dict:
-    """Run every method × seed; returns ``{"streams": [StreamResult...], "skipped": {method: reason},
-    "specs": ..., "config": ...}``. ``progress(method, total)`` returns a tick callback (e.g. a tqdm bar)."""
+def _read_log(path: Path) -> list[dict]:
+    """The complete rounds of a stream's log; a last line a kill cut short is dropped from the file too."""
+    if not path.exists():
+        return []
+    rows, good = [], 0
+    text = path.read_text(encoding="utf-8")
+    for line in text.splitlines(keepends=True):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+        good += len(line.encode("utf-8"))
+    if good != len(text.encode("utf-8")):
+        with path.open("r+b") as f:
+            f.truncate(good)
+    return [r for r in rows if r]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _run_identity(config: EvalConfig, generator) -> dict:
+    """What must be the same for a run to continue another's logs: everything that changes what a round does.
+    ``rounds`` may grow (round orders are prefix-stable), ``workers`` and the command may change."""
+    from .tasks import DATA_DIR
+
+    d = config.to_dict()
+    users = Path(config.users_file) if config.users_file else DATA_DIR / "users.yaml"
+    # the agents' effective settings (environment included), less where things live and secrets
+    effective = Settings(**config.local_settings()).model_dump(mode="json") if config.target is None else {}
+    settings = {k: v for k, v in effective.items()
+                if k not in ("data_dir", "generator_url") and "key" not in k and "secret" not in k}
+    return {"task": d["task"], "methods": d["methods"], "seeds": d["seeds"], "user_model": d["user_model"],
+            "users_sha256": _sha256(users), "temperature": d["temperature"], "max_tokens": d["max_tokens"],
+            "target": d["target"], "settings": json.loads(json.dumps(settings, default=str)),
+            "retrain_every": d["retrain_every"],
+            "generator_model": getattr(generator, "model_name", None) if generator is not None else None}
+
+
+def _check_resumable(out: Path, identity: dict) -> dict:
+    """The earlier run's recorded identity, when it equals ``identity``; ``ResumeError`` names what differs."""
+    path = out / "config.json"
+    if not path.exists():
+        raise ResumeError(f"nothing to resume in {out}: no config.json of an earlier run")
+    before = json.loads(path.read_text()).get("identity")
+    if before is None:
+        raise ResumeError(f"cannot resume the run in {out}: its config.json predates --resume (rerun without it)")
+    changed = [k for k in identity if before.get(k) != identity[k]]
+    if changed:
+        what = "; ".join(f"{k}: {before.get(k)!r} then, {identity[k]!r} now" for k in changed)
+        raise ResumeError(f"cannot resume the run in {out} with another configuration ({what}); use the same "
+                          "options, or another --out")
+    return before
+
+
+def run_eval(config: EvalConfig, *, embedder, generator,
+             progress: Callable[[str, int], Callable[[dict], None]] | None = None, user_generator=None,
+             resume: bool = False) -> dict:
+    """Run every method × seed, up to ``config.workers`` streams at once; returns ``{"streams": [StreamResult...],
+    "skipped": {method: reason}, "specs": ..., "config": ...}``. ``progress(method, total)`` returns a callback
+    that gets each logged round's row (e.g. to move a tqdm bar). ``resume``: continue the run in ``config.out``
+    from its logs (``ResumeError`` when its configuration was another). When a stream fails, the others stop
+    after their current round and the failure is raised; the logs stay resumable."""
     specs = load_user_specs(config.task, config.users_file)
     documents = [d for d in load_documents(config.task) if d.source in specs]
     orders = {seed: round_order(documents, config.rounds, seed, sorted(specs)) for seed in config.seeds}
     user = build_user(config, specs, user_generator or generator)
     scorer = PreferenceScorer(embedder, specs)
     out = Path(config.out)
+    identity = _run_identity(config, generator)
+    if resume and config.target is not None:
+        raise ResumeError("--resume works in process only: a server's users cannot be rolled back to a log")
+    if resume:
+        _check_resumable(out, identity)
     (out / "logs").mkdir(parents=True, exist_ok=True)
     (out / "rules").mkdir(exist_ok=True)
-    for old in [*(out / "logs").glob("*.jsonl"), *(out / "rules").glob("*.json")]:  # an earlier run's would mix in
-        old.unlink()
-    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=str) + "\n")
+    if not resume:
+        for old in [*(out / "logs").glob("*.jsonl"), *(out / "rules").glob("*.json")]:  # an earlier run's would mix in
+            old.unlink()
+    (out / "config.json").write_text(json.dumps({**config.to_dict(), "identity": identity}, indent=2,
+                                                default=str) + "\n")
     skipped: dict[str, str] = {}
     jobs = []
     for method in config.methods:
         if config.target is not None and not method.learns:
             skipped[method.name] = f"not available over HTTP (use {HTTP_METHODS})"
             continue
-        tick = progress(method.name, config.rounds * len(config.seeds)) if progress else (lambda: None)
+        tick = progress(method.name, config.rounds * len(config.seeds)) if progress else (lambda row: None)
         for seed in config.seeds:
             jobs.append((method, seed, tick))
+    stop = threading.Event()
 
     def one(job) -> StreamResult:
         method, seed, tick = job
+        log_path = out / "logs" / f"{method.name}-s{seed}.jsonl"
+        logged = _read_log(log_path)[:config.rounds] if resume else []
+        for row in logged:
+            tick(row)
         if config.target:
-            backend = HTTPBackend(method, config.target, api_key=config.api_key)
+            backend, replay = HTTPBackend(method, config.target, api_key=config.api_key), False
         else:
             data_dir = out / "stores" / f"{method.name}-s{seed}"
-            if data_dir.exists():  # a fresh store per run: learning never carries over
-                import shutil
-
-                shutil.rmtree(data_dir)
-            backend = LocalBackend(method, data_dir, embedder=embedder, generator=generator,
-                                   settings=config.local_settings())
+            backend, replay = _local_backend(method, seed, data_dir, logged, embedder, generator, config)
         try:
-            return run_stream(backend, method, seed, orders[seed], config, user, specs, scorer,
-                              out / "logs" / f"{method.name}-s{seed}.jsonl", tick)
+            return run_stream(backend, method, seed, orders[seed], config, user, specs, scorer, log_path, tick,
+                              logged=logged, replay=replay, stop=stop)
+        except BaseException:
+            stop.set()
+            raise
         finally:
             backend.close()
 
     with ThreadPoolExecutor(max_workers=max(1, config.workers)) as pool:
-        streams = list(pool.map(one, jobs))
+        futures = [pool.submit(one, job) for job in jobs]
+    failures = [f.exception() for f in futures if f.exception() is not None]
+    first = next((e for e in failures if not isinstance(e, _Stop)), None)
+    if first is not None:
+        raise first
+    streams = [f.result() for f in futures]
     (out / "skipped.json").write_text(json.dumps(skipped, indent=2) + "\n")
     return {"streams": streams, "skipped": skipped, "specs": specs, "config": config.to_dict()}
+
+
+def _local_backend(method: Method, seed: int, data_dir: Path, logged: list[dict], embedder, generator,
+                   config: EvalConfig) -> tuple[LocalBackend, bool]:
+    """The stream's in-process backend, and whether its logged rounds must be replayed: its store is kept when it
+    holds exactly the logged rounds' edits (the run stopped between rounds), else started afresh (a new run, or a
+    store that learned a round its log does not have)."""
+    settings = config.local_settings()
+    if logged and data_dir.exists():
+        backend = LocalBackend(method, data_dir, embedder=embedder, generator=generator, settings=settings)
+        if backend.edit_costs(_user_name(method, seed)) == [r["cost"] for r in logged]:
+            return backend, False
+        backend.close()
+    if data_dir.exists():  # a fresh store: learning never carries over from another run
+        shutil.rmtree(data_dir)
+    return LocalBackend(method, data_dir, embedder=embedder, generator=generator, settings=settings), bool(logged)
 
 
 def results_from_logs(out: Path | str, rounds: int | None = None) -> dict:
@@ -245,10 +397,8 @@ def results_from_logs(out: Path | str, rounds: int | None = None) -> dict:
     config = json.loads((out / "config.json").read_text())
     rows: dict[tuple[str, int], list[dict]] = {}
     for path in sorted((out / "logs").glob("*.jsonl")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                r = json.loads(line)
-                rows.setdefault((r["method"], r["seed"]), []).append(r)
+        for r in _read_log(path):
+            rows.setdefault((r["method"], r["seed"]), []).append(r)
     if not rows:
         raise ValueError(f"no round logs in {out / 'logs'}")
     common = min(len(v) for v in rows.values())
@@ -257,18 +407,9 @@ def results_from_logs(out: Path | str, rounds: int | None = None) -> dict:
     streams = []
     order = {m: i for i, m in enumerate(config["methods"])}
     for (method, seed), rs in sorted(rows.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])):
-        rs = sorted(rs, key=lambda r: r["round"])[:common]
         rules_file = out / "rules" / f"{method}-s{seed}.json"
-        streams.append(StreamResult(method, seed, [r["cost"] for r in rs], [r["source"] for r in rs],
-                                    [r["preference_correct"] for r in rs], sum(r["tokens_in"] for r in rs),
-                                    sum(r["tokens_out"] for r in rs), sum(r["user_tokens"] for r in rs),
-                                    round(sum(r["wall_ms"] for r in rs) / 1000, 2),
-                                    selections=[r.get("selection") for r in rs],
-                                    inferred_by=[r.get("inferred_by") for r in rs],
-                                    applied_rules=[r.get("applied_rules") or [] for r in rs],
-                                    rules=json.loads(rules_file.read_text()) if rules_file.exists() else None,
-                                    differs=[r.get("differs_from_greedy") for r in rs],
-                                    loops=[loops(r["draft"]) for r in rs]))
+        rules = json.loads(rules_file.read_text()) if rules_file.exists() else None
+        streams.append(_stream_from_rows(method, seed, sorted(rs, key=lambda r: r["round"])[:common], rules))
     skipped_path = out / "skipped.json"
     skipped = json.loads(skipped_path.read_text()) if skipped_path.exists() else {}
     config["rounds_completed"] = common

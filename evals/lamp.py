@@ -32,9 +32,10 @@ from redline.policies.routing import normalised_entropy
 
 from .tasks import DATA_DIR
 
-__all__ = ["EditRecord", "load_writers", "evaluate_lamp", "format_table", "LAMP_DATA", "TARGETS"]
+__all__ = ["EditRecord", "load_writers", "evaluate_lamp", "format_table", "LAMP_DATA", "COAUTHOR_DATA", "TARGETS"]
 
 LAMP_DATA = DATA_DIR  # the vendored lamp_W*_edits.json (provenance and licence in evals/data/SOURCES.md)
+COAUTHOR_DATA = DATA_DIR / "coauthor"  # CoAuthor writers' edits of GPT-3 suggestions, in the same format
 METHODS = ("single_bt", "mixture", "routed")
 KINDS = ("vs_draft", "vs_other_writer")
 TARGETS = {"vs_draft": 0.90, "vs_other_writer": 0.75}  # issue 15: what the routed reward must reach

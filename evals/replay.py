@@ -1,4 +1,5 @@
-"""Real-edit replay on LAMP: two professional writers edited the same LLM-written paragraphs.
+"""Real-edit replay: writers' own edits of LLM-written drafts (LAMP: three professional writers on the same
+literary paragraphs; CoAuthor: crowd writers editing the GPT-3 suggestions they accepted).
 
 For each writer: the agent revises (task ``revise``) each of the writer's first ``learn_edits`` drafts and
 learns from the writer's own postedit as feedback; then, for each held-out draft, it revises the draft and
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,65 +24,81 @@ from redline.agent import edit_cost
 from .backends import LocalBackend
 from .lamp import LAMP_DATA, load_writers
 from .methods import Method, parse_method
+from .paired import compare
 from .report import figure, grouped_bars
 
-__all__ = ["run_replay", "write_replay_report", "format_rules_effect"]
+__all__ = ["run_replay", "write_replay_report", "format_rules_effect", "format_vs_unrevised"]
 
 
 def run_replay(methods: list[Method], out: Path, *, embedder, generator, learn_edits: int = 10,
                held_out: int | None = None, max_tokens: int | None = None, settings: dict | None = None,
-               progress=None, data: str | Path = LAMP_DATA) -> dict:
+               progress=None, data: str | Path = LAMP_DATA, workers: int = 1) -> dict:
     """Per writer (every LAMP-format file in ``data``, default the shipped LAMP edits) and method: mean
-    held-out cost, plus the two references."""
+    held-out cost, plus the two references. Every (writer, method) stream runs in its own thread, up to
+    ``workers`` at once, so the generator serves them together."""
     out = Path(out)
     (out / "logs").mkdir(parents=True, exist_ok=True)
     methods = [parse_method("no-learning")] + [m for m in methods if m.name != "no-learning"]
-    results: dict = {"writers": {}, "skipped": {}, "learn_edits": learn_edits, "rules": {}}
-    edits = load_writers(data)
-    for writer, items in edits.items():
+    results: dict = {"writers": {}, "skipped": {}, "learn_edits": learn_edits, "rules": {}, "vs_unrevised": {}}
+    jobs = []
+    for writer, items in load_writers(data).items():
         train, test = items[:learn_edits], items[learn_edits:]
         if held_out:
             test = test[:held_out]
-        row = {"unrevised": float(np.mean([edit_cost(x["preedit"], x["postedit"]) for x in test]))}
+        unrevised = [edit_cost(x["preedit"], x["postedit"]) for x in test]
+        results["writers"][writer] = {"unrevised": float(np.mean(unrevised))}
+        results["vs_unrevised"][writer] = {}
         for method in methods:
             if method.oracle:
                 results["skipped"][method.name] = "no true description exists"
                 continue
-            data_dir = out / "stores" / f"{writer}-{method.name}"
-            shutil.rmtree(data_dir, ignore_errors=True)
-            backend = LocalBackend(method, data_dir, embedder=embedder, generator=generator, settings=settings)
             tick = progress(f"{writer} {method.name}", len(test) + (len(train) if method.name != "no-learning"
                                                                     else 0)) if progress else (lambda: None)
-            started = time.perf_counter()
-            user = f"lamp-{writer}"
-            try:
-                if method.name != "no-learning":
-                    for x in train:
-                        d = backend.generate(user, x["preedit"], "revise", max_tokens=max_tokens, temperature=0.0)
-                        backend.feedback(d.interaction_id, x["postedit"])
-                        tick()
-                costs, fired = [], []
-                with (out / "logs" / f"{writer}-{method.name}.jsonl").open("w") as log:
-                    for x in test:
-                        d = backend.generate(user, x["preedit"], "revise", max_tokens=max_tokens, temperature=0.0)
-                        c = edit_cost(d.text, x["postedit"])
-                        costs.append(c)
-                        entry = {"id": x["id"], "cost": c, "preference": d.preference, "revision": d.text,
-                                 "applied_rules": d.applied_rules}
-                        if d.raw_text is not None:  # a rule fired: what it did to the distance
-                            entry.update(revision_before_rules=d.raw_text,
-                                         cost_before_rules=edit_cost(d.raw_text, x["postedit"]))
-                            fired.append(entry)
-                        log.write(json.dumps(entry, ensure_ascii=False) + "\n")
-                        tick()
-                if method.rules:
-                    results["rules"].setdefault(writer, {})[method.name] = _rules_effect(backend.rules(user), fired,
-                                                                                         len(test))
-            finally:
-                backend.close()
-            row[method.name] = float(np.mean(costs))
-            row[f"{method.name}_wall_s"] = round(time.perf_counter() - started, 1)
-        results["writers"][writer] = row
+            jobs.append((writer, method, train, test, unrevised, tick))
+
+    def one(job) -> None:
+        writer, method, train, test, unrevised, tick = job
+        data_dir = out / "stores" / f"{writer}-{method.name}"
+        shutil.rmtree(data_dir, ignore_errors=True)
+        backend = LocalBackend(method, data_dir, embedder=embedder, generator=generator, settings=settings)
+        started = time.perf_counter()
+        user = f"lamp-{writer}"
+        try:
+            if method.name != "no-learning":
+                for x in train:
+                    d = backend.generate(user, x["preedit"], "revise", max_tokens=max_tokens, temperature=0.0)
+                    backend.feedback(d.interaction_id, x["postedit"])
+                    tick()
+            costs, fired = [], []
+            with (out / "logs" / f"{writer}-{method.name}.jsonl").open("w") as log:
+                for x in test:
+                    d = backend.generate(user, x["preedit"], "revise", max_tokens=max_tokens, temperature=0.0)
+                    c = edit_cost(d.text, x["postedit"])
+                    costs.append(c)
+                    entry = {"id": x["id"], "cost": c, "preference": d.preference, "revision": d.text,
+                             "applied_rules": d.applied_rules}
+                    if d.raw_text is not None:  # a rule fired: what it did to the distance
+                        entry.update(revision_before_rules=d.raw_text,
+                                     cost_before_rules=edit_cost(d.raw_text, x["postedit"]))
+                        fired.append(entry)
+                    log.write(json.dumps(entry, ensure_ascii=False) + "\n")
+                    tick()
+            if method.rules:
+                results["rules"].setdefault(writer, {})[method.name] = _rules_effect(backend.rules(user), fired,
+                                                                                     len(test))
+        finally:
+            backend.close()
+        row = results["writers"][writer]
+        row[method.name] = float(np.mean(costs))
+        row[f"{method.name}_wall_s"] = round(time.perf_counter() - started, 1)
+        results["vs_unrevised"][writer][method.name] = compare(costs, unrevised)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for future in [pool.submit(one, job) for job in jobs]:
+            future.result()
+    for writer, row in results["writers"].items():  # the columns in the methods' order, whatever finished first
+        results["writers"][writer] = {k: row[k] for k in ["unrevised", *(f for m in methods if m.name in row
+                                                                          for f in (m.name, f"{m.name}_wall_s"))]}
     return results
 
 
@@ -120,16 +138,39 @@ def format_rules_effect(results: dict) -> str:
         "| rules that fired |", "|---|---|---|---|---|---|---|---|", *rows])
 
 
+def format_vs_unrevised(results: dict) -> str:
+    """Per writer and method: is the revision closer to the writer's postedit than the unrevised draft? The mean
+    difference per draft with its 95% interval, and on how many drafts it was closer / further / equal."""
+    rows = []
+    for writer, by_method in (results.get("vs_unrevised") or {}).items():
+        for name, c in by_method.items():
+            ci = f"[{c['low']:+.1f}, {c['high']:+.1f}]" if c["low"] is not None else "n/a"
+            verdict = ("closer" if c["high"] is not None and c["high"] < 0 else
+                       "further" if c["low"] is not None and c["low"] > 0 else "undecided")
+            rows.append(f"| {writer} | {name} | {c['mean']:+.1f} {ci} | {c['cheaper']} / {c['dearer']} / "
+                        f"{c['equal']} | {verdict} |")
+    if not rows:
+        return ""
+    return "\n".join([
+        "Revision minus unrevised draft, in words of distance to the writer's postedit per held-out draft (negative: "
+        "the revision is closer to what the writer kept; 95% interval over the drafts; closer at 95% when the whole "
+        "interval is below 0).", "",
+        "| writer | method | mean [95% CI] | closer / further / equal | at 95% |", "|---|---|---|---|---|", *rows])
+
+
 def write_replay_report(results: dict, out: Path, command: str = "") -> str:
     out = Path(out)
     (out / "summary.json").write_text(json.dumps(results, indent=2) + "\n")
     names = [k for k in next(iter(results["writers"].values())) if not k.endswith("_wall_s")]
-    lines = ["# Real-edit replay (LAMP writers W3, W12)", "", f"Command: `{command or 'n/a'}`", "",
-             f"Learned from each writer's first {results['learn_edits']} edits; cost = word edit distance to the "
+    lines = [f"# Real-edit replay (writers {', '.join(results['writers'])})", "", f"Command: `{command or 'n/a'}`",
+             "", f"Learned from each writer's first {results['learn_edits']} edits; cost = word edit distance to the "
              "writer's own postedit on held-out drafts (mean per draft; lower is better).", "",
              "| writer | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for writer, row in results["writers"].items():
         lines.append(f"| {writer} | " + " | ".join(f"{row[n]:.1f}" for n in names) + " |")
+    versus = format_vs_unrevised(results)
+    if versus:
+        lines += ["", versus]
     for name, why in results.get("skipped", {}).items():
         lines.append(f"\n{name}: not run ({why}).")
     rules = format_rules_effect(results)

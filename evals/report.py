@@ -11,7 +11,12 @@ from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["summarize", "write_report", "format_table", "format_selection", "format_rules", "grouped_bars", "figure"]
+from .paired import DEFAULT_CLAIMS, WINDOW, judge, paired, windowed
+
+__all__ = ["summarize", "write_report", "format_table", "format_selection", "format_rules", "format_paired",
+           "format_claims", "format_generator", "grouped_bars", "figure"]
+
+BASELINES = ("no-learning", "cipher-5")  # every method is compared round by round with these
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -37,7 +42,28 @@ def _selection(streams: list) -> dict | None:
                if k == "reward" and d is not None]
     return {"rounds_per_seed": {k: round(v / len(streams), 2) for k, v in sorted(counts.items())},
             "first_reward_round": first,
-            "differs_from_greedy": round(float(np.mean(differs)), 4) if differs else None}
+            "differs_from_greedy": round(float(np.mean(differs)), 4) if differs else None,
+            "price": _price(streams)}
+
+
+def _price(streams: list, window: int = WINDOW) -> dict | None:
+    """What choosing among candidates cost the user against keeping the greedy draft, round by round (the chosen
+    draft's cost minus the greedy draft's, as the simulated user would have edited it; rounds with a choice only):
+    ``{rounds, total, per_round, cheaper, dearer, windows: {"1-10": total, ...}}``; None without such rounds (a
+    method without a choice, or an LLM user)."""
+    diffs = [(t, c - g) for s in streams for t, (c, g) in enumerate(zip(s.costs, getattr(s, "costs_if_greedy", [])
+                                                                      or [])) if g is not None]
+    if not diffs:
+        return None
+    windows: dict[str, int] = {}
+    for t, d in diffs:
+        start = t // window * window
+        key = f"{start + 1}-{start + window}"
+        windows[key] = windows.get(key, 0) + d
+    values = [d for _, d in diffs]
+    return {"rounds": len(values), "total": int(sum(values)), "per_round": round(float(np.mean(values)), 3),
+            "cheaper": sum(d < 0 for d in values), "dearer": sum(d > 0 for d in values),
+            "windows": dict(sorted(windows.items(), key=lambda kv: int(kv[0].split("-")[0])))}
 
 
 def _rules(streams: list) -> dict | None:
@@ -67,10 +93,26 @@ def _rules(streams: list) -> dict | None:
             "per_seed": per_seed}
 
 
-def summarize(results: dict) -> dict:
+def _elapsed(streams: list) -> float | None:
+    """Seconds from the method's first round's start to its last round's end (its streams ran side by side with
+    the other methods'); None for logs without start times."""
+    spans = [span for s in streams for span in getattr(s, "spans", []) or []]
+    return round(max(e for _, e in spans) - min(b for b, _ in spans), 2) if spans else None
+
+
+def _paired(streams: list) -> list[dict]:
+    """Each method against each baseline the run has, round by round: overall and per 10-round window."""
+    names = list(dict.fromkeys(s.method for s in streams))
+    return [{"x": x, "y": y, **paired(streams, x, y), "windows": windowed(streams, x, y)}
+            for y in BASELINES if y in names for x in names if x != y]
+
+
+def summarize(results: dict, claims=DEFAULT_CLAIMS) -> dict:
     """Per method: cumulative cost mean/std over seeds (population std), per-source cost, preference
     accuracy (share of rounds whose preference is closest to the true one; None when the method infers none),
-    agent tokens in/out per seed, wall time per stream."""
+    agent tokens in/out per seed, wall time per stream and for the method (``elapsed_s``). For the run: paired
+    per-round comparisons with the baselines (95% intervals, per window too), the ``claims`` judged, and the
+    generator's throughput when the results carry it (``results["generator"]``)."""
     by_method: dict[str, list] = {}
     for s in results["streams"]:
         by_method.setdefault(s.method, []).append(s)
@@ -94,6 +136,7 @@ def summarize(results: dict) -> dict:
             "tokens_out": round(float(np.mean([s.tokens_out for s in streams])), 1),
             "user_tokens": round(float(np.mean([s.user_tokens for s in streams])), 1),
             "wall_time_s": round(float(np.mean([s.wall_time_s for s in streams])), 2),
+            "elapsed_s": _elapsed(streams),
             "zero_cost_rounds": round(float(np.mean([sum(c == 0 for c in s.costs) for s in streams])), 2),
             "looping_drafts": sum(sum(getattr(s, "loops", []) or []) for s in streams),
             "cost_per_source": {k: round(v, 2) for k, v in per_source.items()},
@@ -103,22 +146,25 @@ def summarize(results: dict) -> dict:
             "selection": _selection(streams),
             "rules": _rules(streams),
         }
+    streams = results["streams"]
     return {"config": results.get("config", {}), "methods": methods, "skipped": results.get("skipped", {}),
+            "paired": _paired(streams), "claims": judge(streams, claims), "generator": results.get("generator"),
             "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                        "cpus": __import__("os").cpu_count()},
+                        "cpus": __import__("os").cpu_count(), "load_average": list(__import__("os").getloadavg())},
             "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
 def format_table(summary: dict) -> str:
     """A Markdown table, one row per method."""
     rows = ["| method | cumulative cost (mean ± std) | zero-cost rounds | looping drafts | preference accuracy "
-            "| tokens in / out | wall time (s) |", "|---|---|---|---|---|---|---|"]
+            "| tokens in / out | wall time (s): method / stream |", "|---|---|---|---|---|---|---|"]
     for name, m in summary["methods"].items():
         acc = "n/a" if m["preference_accuracy"] is None else f"{m['preference_accuracy']:.2f}"
         drafts = m["rounds"] * len(m["seeds"])
+        elapsed = "n/a" if m.get("elapsed_s") is None else f"{m['elapsed_s']:,.0f}"
         rows.append(f"| {name} | {m['cumulative_cost_mean']:,.0f} ± {m['cumulative_cost_std']:,.0f} | "
                     f"{m['zero_cost_rounds']:g} | {m['looping_drafts']} of {drafts} | {acc} | "
-                    f"{m['tokens_in']:,.0f} / {m['tokens_out']:,.0f} | {m['wall_time_s']:,.0f} |")
+                    f"{m['tokens_in']:,.0f} / {m['tokens_out']:,.0f} | {elapsed} / {m['wall_time_s']:,.0f} |")
     for name, why in summary.get("skipped", {}).items():
         rows.append(f"| {name} | not available: {why} | | | | | |")
     return "\n".join(rows)
@@ -139,7 +185,11 @@ def format_selection(summary: dict) -> str:
                          for seed, r in firsts.items())
         counts = ", ".join(f"{k} {v:g}" for k, v in sel["rounds_per_seed"].items())
         differs = sel.get("differs_from_greedy")
-        rows.append(f"| {name} | {when} | {counts} | {'n/a' if differs is None else f'{differs:.2f}'} |")
+        price = sel.get("price")
+        priced = "n/a" if not price else (
+            f"{price['total']:+d} ({price['cheaper']} cheaper, {price['dearer']} dearer; "
+            + ", ".join(f"rounds {w}: {v:+d}" for w, v in price["windows"].items()) + ")")
+        rows.append(f"| {name} | {when} | {counts} | {'n/a' if differs is None else f'{differs:.2f}'} | {priced} |")
     if not rows:
         return ""
     schedule = ("the server's own schedule (--target)" if remote else
@@ -148,9 +198,10 @@ def format_selection(summary: dict) -> str:
         f"Selection (reward heads {schedule}): `reward` = the user's routed reward picked the draft among the "
         "candidates; `cold-start` = no heads or no routing state yet, so the agent drafted from the target "
         "preference only (as greedy); `chosen ≠ greedy` = share of reward-selected rounds whose draft is not the "
-        "greedy target draft.", "",
-        "| method | reward-driven selection from | rounds per seed by selection | chosen ≠ greedy |",
-        "|---|---|---|---|", *rows])
+        "greedy target draft; price = the words the user edited in the chosen drafts minus what they would have "
+        "edited in the greedy drafts, over the rounds with a choice (all seeds; rule users only).", "",
+        "| method | reward-driven selection from | rounds per seed by selection | chosen ≠ greedy | price of the "
+        "choice (words) |", "|---|---|---|---|---|", *rows])
 
 
 def format_rules(summary: dict) -> str:
@@ -170,6 +221,57 @@ def format_rules(summary: dict) -> str:
         "it.", "",
         "| method | seed | rules learned | active at the end | rounds with a rule applied | applications "
         "| most applied |", "|---|---|---|---|---|---|---|", *rows])
+
+
+def _interval(p: dict) -> str:
+    if p["low"] is None:
+        return f"{p['mean']:+.1f} (one round)"
+    return f"{p['mean']:+.1f} [{p['low']:+.1f}, {p['high']:+.1f}]"
+
+
+def format_paired(summary: dict) -> str:
+    """Each method minus each baseline per round (mean and 95% interval, rounds cheaper/dearer/equal, cost ratio),
+    then per 10-round window for the redline methods against cipher-5 and every method against no-learning."""
+    pairs = summary.get("paired") or []
+    if not pairs:
+        return ""
+    rows = ["| x − y | rounds | mean per round [95% CI] | cheaper / dearer / equal | cost ratio x / y |",
+            "|---|---|---|---|---|"]
+    rows += [f"| {p['x']} − {p['y']} | {p['n']} | {_interval(p)} | {p['cheaper']} / {p['dearer']} / {p['equal']} "
+             f"| {p['ratio'] if p['ratio'] is not None else 'n/a'} |" for p in pairs]
+    shown = [p for p in pairs if (p["y"] == "cipher-5" and p["x"].startswith("redline")) or p["y"] == "no-learning"]
+    windows = sorted({w["rounds"] for p in shown for w in p["windows"]}, key=lambda r: int(r.split("-")[0]))
+    if len(windows) > 1:
+        rows += ["", "Per window (mean per round [95% CI], cost ratio):", "",
+                 "| x − y | " + " | ".join(f"rounds {w}" for w in windows) + " |", "|---" * (len(windows) + 1) + "|"]
+        for p in shown:
+            cells = {w["rounds"]: f"{_interval(w)}, {w['ratio'] if w['ratio'] is not None else 'n/a'}×"
+                     for w in p["windows"]}
+            rows.append(f"| {p['x']} − {p['y']} | " + " | ".join(cells.get(w, "") for w in windows) + " |")
+    return "\n".join(rows)
+
+
+def format_claims(summary: dict) -> str:
+    """One line per claim: whether it holds at 95% (the interval of the paired differences), with the figures."""
+    lines = []
+    for c in summary.get("claims") or []:
+        st = c["stats"]
+        line = f"- **{c['verdict']}**: {c['claim']} — {c['x']} − {c['ratio']:g}·{c['y']} = {_interval(st)} words per " \
+               f"round over {st['n']} rounds (cost ratio {st['ratio']})"
+        if c.get("windows"):
+            line += "; windows: " + ", ".join(f"{w['rounds']} {_interval(w)}" for w in c["windows"])
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def format_generator(summary: dict) -> str:
+    g = summary.get("generator")
+    if not g or not g.get("calls"):
+        return ""
+    return (f"Generator: {g['calls']:,} calls ({g['prompts']:,} prompts) produced {g['completion_tokens']:,} tokens "
+            f"(cache hits not counted) in {g['seconds']:,.0f} s: {g['tokens_per_second']} tok/s for the run, "
+            f"{g['tokens_per_call_second']} tok/s per call, {g['in_flight']} calls in flight on average. Load "
+            f"average at the end: {', '.join(f'{v:.1f}' for v in summary['machine'].get('load_average') or [])}.")
 
 
 def grouped_bars(ax, groups: list[str], series: dict[str, list[float]], *, rotation: float = 0) -> None:
@@ -218,11 +320,11 @@ def _plots(summary: dict, out: Path) -> list[str]:
     return ["cumulative_cost.png", "cost_per_source.png"]
 
 
-def write_report(results: dict, out: Path | str) -> dict:
+def write_report(results: dict, out: Path | str, claims=DEFAULT_CLAIMS) -> dict:
     """Write ``summary.json``, ``report.md`` and the PNG plots into ``out``; returns the summary."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(results)
+    summary = summarize(results, claims)
     plots = _plots(summary, out) if summary["methods"] else []
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str) + "\n")
     cfg = summary["config"]
@@ -239,8 +341,20 @@ def write_report(results: dict, out: Path | str) -> dict:
              "(mean ± population std over seeds). Preference accuracy: share of rounds whose preference is "
              "closest (MiniLM cosine) to the true user's description among the task's users; n/a for methods "
              "that infer none. Looping drafts: drafts shown to the user in which a sentence (of 3+ words) occurs "
-             "twice or more, over all seeds. Tokens: the agent's generator tokens per seed (user tokens excluded).",
-             ""]
+             "twice or more, over all seeds. Tokens: the agent's generator tokens per seed (user tokens excluded). Wall time: "
+             "from the method's first round to its last (its streams ran beside the other methods'), and the "
+             "mean time of one stream's rounds.", ""]
+    generator = format_generator(summary)
+    if generator:
+        lines += [generator, ""]
+    claims = format_claims(summary)
+    if claims:
+        lines += ["## Claims at 95%", "", "Each claim 'x ≤ r·y' holds when the 95% interval of the paired per-round "
+                  "differences x − r·y lies at or below 0, fails when it lies above 0, and is undecided when it "
+                  "contains 0 (Student's t over the rounds of every seed; see evals/paired.py).", "", claims, ""]
+    comparisons = format_paired(summary)
+    if comparisons:
+        lines += ["## Paired comparisons (per round, same document, same seed)", "", comparisons, ""]
     selection = format_selection(summary)
     if selection:
         lines += ["## Selection", "", selection, ""]

@@ -104,16 +104,19 @@ def score_candidates(model: EditProfileReward, state: dict | None, features, con
     """Score candidates (raw features ``features`` (m, d), each relative to the greedy target draft) for one user.
 
     Returns ``{"rewards": the user's reward per candidate, "win_rates": mean probability of beating each other
-    candidate, "weights": the user's routed head weights}``.
+    candidate, "over_first": probability of beating the first candidate (the greedy target draft), "weights": the
+    user's routed head weights}``.
     """
     rewards = model.score(state, features, context, mask)
     m = len(rewards)
     if m > 1:
         probs = model.pairwise_proba(state, features, context, mask)
         win_rates = (probs.sum(axis=1) - np.diag(probs)) / (m - 1)
+        over_first = probs[:, 0]
     else:
-        win_rates = np.ones(1)
-    return {"rewards": rewards, "win_rates": win_rates, "weights": model.weights(state, context)}
+        win_rates = over_first = np.ones(1)
+    return {"rewards": rewards, "win_rates": win_rates, "over_first": over_first,
+            "weights": model.weights(state, context)}
 
 
 def select(scores: Sequence[float]) -> int:

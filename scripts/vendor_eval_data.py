@@ -1,6 +1,7 @@
 """Rebuild ``evals/data/`` from the shared public samples (run once by a developer, not at run time).
 
     .venv/bin/python scripts/vendor_eval_data.py ../shared/data
+    .venv/bin/python scripts/vendor_eval_data.py --lamp-writer /tmp/W16_edits.json   # one more LAMP writer
 
 Writes ``summarize.jsonl`` and ``email.jsonl`` (id, source, origin, text) and copies the LAMP edit files.
 Selection is deterministic: the first documents of each source (by file order) within a length range.
@@ -90,5 +91,22 @@ def main(shared: Path) -> None:
         shutil.copyfile(shared / "edits" / name, OUT / name)
 
 
+LAMP_FIELDS = ("id", "instruction", "source", "type", "preedit", "postedit", "fine_grained_edits")
+
+
+def vendor_lamp_writer(raw: Path) -> Path:
+    """One more LAMP reannotation writer (``W16_edits.json`` of salesforce/creativity_eval's
+    ``Writing_Alignment/LAMP/reannotation/``) as ``lamp_W16_edits.json``, in the shipped writers' format: the
+    human-written reference paragraph (``Human-Written``, not to be redistributed), its URL and the scores left out."""
+    rows = [{k: r[k] for k in LAMP_FIELDS} for r in json.loads(raw.read_text(encoding="utf-8"))]
+    out = OUT / f"lamp_{raw.name}"
+    out.write_text(json.dumps(rows, indent=1, ensure_ascii=False))
+    return out
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data"))
+    if len(sys.argv) > 2 and sys.argv[1] == "--lamp-writer":
+        # git -C MIRROR show HEAD:Writing_Alignment/LAMP/reannotation/W16_edits.json > /tmp/W16_edits.json
+        print(vendor_lamp_writer(Path(sys.argv[2])))
+    else:
+        main(Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/data"))

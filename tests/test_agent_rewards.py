@@ -36,8 +36,10 @@ def keep(text: str, sentences: int) -> str:
 
 @pytest.fixture
 def agent(make_agent):
+    # the edit rules would make the cuts before the user does; the selection as such: from the user's first pair,
+    # any better score (the cold-start gates have their own test)
     return make_agent(ScriptedGenerator(respond), reward_retrain_every=4, reward_heads=2, k=2, temperature=0.0,
-                      rules=False)  # the edit rules would make the cuts before the user does
+                      rules=False, reward_min_pairs=1, reward_min_confidence=0.5)
 
 
 def teach(agent, user: str, sentences: int, contexts=CONTEXTS[:6]) -> None:
@@ -169,7 +171,7 @@ def test_users_who_edit_differently_get_different_candidates(agent):
 
 def test_samples_are_scored_on_form_only(make_agent):
     agent = make_agent(ScriptedGenerator(respond), reward_retrain_every=4, reward_heads=2, k=2, temperature=0.0,
-                       reward_candidates="samples", rules=False)
+                       reward_candidates="samples", rules=False, reward_min_pairs=1, reward_min_confidence=0.5)
     teach(agent, "alice", 1)
     agent.generator.calls.clear()
     r = agent.generate("alice", CONTEXTS[9], options=GenerateOptions(strategy="best_of_n", n=3))
@@ -177,6 +179,28 @@ def test_samples_are_scored_on_form_only(make_agent):
     assert r.selection["mode"] == "samples" and r.selection["distinct"] == 1  # the script writes one draft per prompt
     assert not r.selection["differs_from_greedy"] and r.selection["chosen"] == 0  # ties go to the greedy draft
     assert agent.generator.calls[-1][0][0][-1]["content"].startswith("Summarize")
+
+
+def test_no_price_for_exploring_before_the_reward_has_evidence(make_agent):
+    """Alternatives only once the user's reward state holds reward_min_pairs of their pairs; and the reward replaces
+    the greedy draft only by a candidate it prefers with a probability above reward_min_confidence."""
+    agent = make_agent(ScriptedGenerator(respond), reward_retrain_every=2, reward_heads=2, k=2, temperature=0.0,
+                       rules=False, reward_min_pairs=4, reward_min_confidence=0.5)
+    teach(agent, "alice", 1, CONTEXTS[:3])
+    assert agent.store.router_state(1)["n"] == 3 and agent.rewards.current() is not None
+    r = agent.generate("alice", CONTEXTS[9], options=GenerateOptions(strategy="rps", n=4))
+    assert len(r.candidates) == 1 and r.selection is None  # 3 pairs < 4: the greedy draft alone
+    teach(agent, "alice", 1, CONTEXTS[3:4])
+    r = agent.generate("alice", CONTEXTS[9], options=GenerateOptions(strategy="best_of_n", n=4))
+    assert len(r.candidates) == 4 and r.selection["user_pairs"] == 4
+    assert r.selection["chosen"] == 1 and not r.selection["kept_greedy"]  # alice keeps one sentence
+    confidence = r.selection["confidence"]
+    assert 0.5 < confidence < 1
+    agent.settings = agent.settings.model_copy(update={"reward_min_confidence": confidence + 1e-9})
+    r = agent.generate("alice", CONTEXTS[9], options=GenerateOptions(strategy="best_of_n", n=4))
+    assert r.selection["chosen"] == 0 and r.selection["kept_greedy"] and r.selection["confidence"] == confidence
+    assert not r.selection["differs_from_greedy"]
+    assert [c["chosen"] for c in r.candidates] == [True, False, False, False] and r.text == r.candidates[0]["text"]
 
 
 def test_cold_start_drafts_the_greedy_target_only(agent):
@@ -222,7 +246,7 @@ def test_a_deletion_elsewhere_makes_a_retraining_due(agent):
 
 def test_the_context_router_trains_on_the_stored_context_vectors(make_agent):
     agent = make_agent(ScriptedGenerator(respond), reward_retrain_every=4, reward_heads=2, k=2, temperature=0.0,
-                       reward_router=True, rules=False)
+                       reward_router=True, rules=False, reward_min_pairs=1, reward_min_confidence=0.5)
     teach(agent, "alice", 1)
     teach(agent, "bob", 3)
     model = agent.rewards.current()

@@ -27,7 +27,8 @@ def trained(make_agent, monkeypatch, tmp_path):
     """An agent whose heads are trained and whose user alice has a routing state; the CLI uses it."""
     said = iter(range(10**6))
     gen = ScriptedGenerator(lambda prompt, i: f"plain words number {next(said)}")
-    agent = make_agent(gen, max_tokens=8, reward_retrain_every=2, reward_heads=2, seed=1, k=2)
+    agent = make_agent(gen, max_tokens=8, reward_retrain_every=2, reward_heads=2, seed=1, k=2, reward_min_pairs=1,
+                       reward_min_confidence=0.5)
     for ctx in CONTEXTS:
         r = agent.generate("alice", ctx, "summarize")
         agent.learn(r.interaction_id, f"In short: {ctx.split(',')[0]}.")

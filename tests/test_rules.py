@@ -30,6 +30,7 @@ from redline.agent.rules import (
     NumberedList,
     Observation,
     OpeningLine,
+    OpeningTemplate,
     RemoveClosing,
     ReplacePhrase,
     RuleEvidence,
@@ -141,6 +142,10 @@ def kind_cases():
               ClosingLine("What do you think happened next?"), "It ended well.\n\nWhat do you think happened next?"),
         _case({"op": "hashtags", "tags": ["research"]}, arxiv[0], arxiv[1], EndText("#research"),
               "A new model for French. #research"),
+        # lines whose words come from the document: learned by their shape, made again from the next draft
+        _case({"op": "heading"}, wiki[0], wiki[1], OpeningTemplate("#", 5), "# A heading\n\n" + news[0]),
+        _case({"op": "tldr_first"}, news[0], news[1], OpeningTemplate("TL;DR:", 0),
+              "TL;DR: It ended well.\n\n" + news[0]),
     ]
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "EMOJI", "HASHTAG", "LIST_MARK", "LIST_ITEM", "BULLET", "NUMBER", "MARKER",
     "END_MARKS", "lines", "sentences", "sentence_pieces", "starts_sentence", "end_sentence",
     "GREETING", "INLINE_GREETING", "CLOSING", "is_head", "is_closing", "split_frame", "join_frame", "body_of",
+    "LINE_LABEL", "content_words", "line_template",
     "DASHES", "CLAUSE_WORDS", "split_points", "split_sentence",
     "list_marker", "layout", "map_sentences", "survives", "own_sentences", "capitalise_at",
 ]
@@ -196,17 +197,30 @@ def is_closing(tail: list[str]) -> bool:
     return bool(tail) and any(CLOSING.match(line.strip()) for line in tail)
 
 
+def _labelled(line: str) -> bool:
+    """A line that opens with a label of its own ("Subject: ...", "In short: ..."; not a Q:/A: line)."""
+    return (m := LINE_LABEL.match(line.strip())) is not None and len(m.group(0)) > 2
+
+
+def _labelled_lead(first: list[str], paragraphs: list[str]) -> bool:
+    """The text's first line is a labelled line that heads it ("Subject: ..." above the email): more follows, and
+    what follows is not labelled too (a text of "Term: definition" lines has no frame, it is all body)."""
+    after = first[1] if len(first) > 1 else (lines(paragraphs[1])[0] if len(paragraphs) > 1 else None)
+    return _labelled(first[0]) and after is not None and not _labelled(after)
+
+
 def split_frame(text: str, *, give_back: bool = True) -> tuple[list[str], str, list[str]]:
-    """``(head_lines, body, tail_lines)``: greeting/heading/TL;DR lines (or a short first paragraph of one
-    line) on top; a sign-off (or a short last paragraph of one line) below. With ``give_back`` a short
-    paragraph taken for a frame line is given back when nothing else is left for the body (a body cut to one
-    short sentence stays the body); the simulated users read texts without it."""
+    """``(head_lines, body, tail_lines)``: greeting/heading/TL;DR lines, or a first line with a label of its own
+    ("Subject: ...") above text without one (or a short first paragraph of one line) on top; a sign-off (or a short
+    last paragraph of one line) below. With ``give_back`` a short paragraph taken for a frame line is given back
+    when nothing else is left for the body (a body cut to one short sentence stays the body); the simulated users
+    read texts without it."""
     paragraphs = [p.strip("\n") for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
     head: list[str] = []
     guessed_head = False
     while paragraphs:
         first = lines(paragraphs[0])
-        if is_head(first[0]):
+        if is_head(first[0]) or (not head and _labelled_lead(first, paragraphs)):
             head.append(first[0])
             rest = "\n".join(first[1:]).strip()
             paragraphs = ([rest] if rest else []) + paragraphs[1:]
@@ -248,6 +262,46 @@ def join_frame(head: list[str], body: str, tail: list[str]) -> str:
 
 def body_of(text: str) -> str:
     return split_frame(text)[1]
+
+
+# -- lines that change with the document ------------------------------------------------------------------
+
+# What opens a templated line before the words of the document: a Markdown heading mark, or a short label with a
+# colon ("TL;DR:", "In short:", "Subject:").
+LINE_LABEL = re.compile(r"^(?:#{1,6}(?=\s)|(?:[\w;&'’.-]+[ \t]){0,2}[\w;&'’.-]*\w[\w;&'’.-]*:)(?=\s)")
+# Words too common to say where a line's words came from.
+_FUNCTION_WORDS = frozenset(
+    "about above after again also been before being both could does doing down during each even ever from have "
+    "having here into just like more most much must only other over same some such than that their them then there "
+    "these they this those through under very were what when where which while will with would your yours upon".split())
+
+
+def content_words(text: str) -> list[str]:
+    """The words of ``text`` that can say where it came from: lower-case, at least four letters, not a function
+    word ("what", "with", "your"), a plural's final s dropped ("roads" and "road" are one word)."""
+    return [w[:-1] if w.endswith("s") and len(w) > 4 else w
+            for w in (m.lower() for m in WORD.findall(text)) if len(w) >= 4 and w not in _FUNCTION_WORDS]
+
+
+def line_template(line: str, source: str, *, share: float = 0.75) -> tuple[str, str] | None:
+    """``(label, rest)`` when ``line`` is templated: a shape whose words come from ``source`` (the text it heads or
+    ends), so the next document's line has other words: a heading or title of a few of its words, or a label
+    followed by a sentence of them ("TL;DR: ..."). None for a fixed line, the same words every time (a greeting,
+    a sign-off, a stock question): fewer than two content words, or fewer than ``share`` of them in ``source``.
+
+    >>> line_template("TL;DR: The council approved the budget.", "The council met. It approved the budget.")
+    ('TL;DR:', 'The council approved the budget.')
+    >>> line_template("Ever wondered what comes next?", "The council met. It approved the budget.") is None
+    True
+    """
+    line = line.strip()
+    label = m.group(0) if (m := LINE_LABEL.match(line)) else ""
+    rest = line[len(label):].strip()
+    words = content_words(rest)
+    if len(words) < 2:
+        return None
+    known = set(content_words(source))
+    return (label, rest) if sum(w in known for w in words) >= share * len(words) else None
 
 
 # -- where a person splits a long sentence -----------------------------------------------------------------

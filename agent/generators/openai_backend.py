@@ -64,7 +64,7 @@ class OpenAIGenerator:
             raise GeneratorUnavailable(f"generator at {self.base_url} is unreachable or failing: {last}") from last
         if response.status_code >= 400:
             raise GeneratorUnavailable(f"generator at {self.base_url} rejected the request ({response.status_code}): "
-                                       f"{response.text[:300]}")
+                                       f"{response.text[:300]}", retryable=False)
         return response.json()
 
     def _send(self, method: str, path: str, **kwargs) -> httpx.Response:
@@ -140,6 +140,15 @@ class OpenAIGenerator:
             return [self._one(p, params) for p in prompts]
         with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(prompts))) as pool:
             return list(pool.map(lambda p: self._one(p, params), prompts))
+
+    def alive(self, timeout: float = 10.0) -> bool:
+        """Whether the server answers at all (``GET /models`` once, no retries): a server that answers but timed
+        out on a request is busy, not gone. A 5xx counts as not answering (a proxy in front of a server that is
+        gone)."""
+        try:
+            return self._client.get("/models", timeout=timeout).status_code < 500
+        except httpx.HTTPError:
+            return False
 
     def close(self) -> None:
         self._client.close()
