@@ -245,8 +245,8 @@ class Learning:
         First the retraining that hard deletes queued (``run_retrain_jobs``); else retrains the shared reward once
         ``reward_retrain_every`` new pairs arrived, when pairs it was trained on were deleted, when the published
         checkpoint cannot be read (an older redline's), or when it was trained on features of another
-        ``FEATURES_VERSION`` (their rows are recomputed from the texts first). Returns the training's summary (see ``train_rewards``), or
-        None when nothing was due or another process is retraining.
+        ``FEATURES_VERSION`` (their rows are recomputed from the texts first). Returns the training's summary (see
+        ``train_rewards``), or None when nothing was due or another process is retraining.
         """
         return self.run_retrain_jobs() or self.train_rewards()
 

@@ -341,9 +341,9 @@ def write_report(results: dict, out: Path | str, claims=DEFAULT_CLAIMS) -> dict:
              "(mean ± population std over seeds). Preference accuracy: share of rounds whose preference is "
              "closest (MiniLM cosine) to the true user's description among the task's users; n/a for methods "
              "that infer none. Looping drafts: drafts shown to the user in which a sentence (of 3+ words) occurs "
-             "twice or more, over all seeds. Tokens: the agent's generator tokens per seed (user tokens excluded). Wall time: "
-             "from the method's first round to its last (its streams ran beside the other methods'), and the "
-             "mean time of one stream's rounds.", ""]
+             "twice or more, over all seeds. Tokens: the agent's generator tokens per seed (user tokens excluded). "
+             "Wall time: from the method's first round to its last (its streams ran beside the other methods'), and "
+             "the mean time of one stream's rounds.", ""]
     generator = format_generator(summary)
     if generator:
         lines += [generator, ""]

@@ -11,6 +11,7 @@ import re
 import signal
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
