@@ -1,10 +1,11 @@
 """``redline serve``: the API processes and a learner, supervised; ``redline worker``: one learner.
 
-``serve`` (role ``all``) is a supervisor (``redline.runtime.supervisor``): it opens the port, starts one learner
-process and ``--api-workers`` API processes that share the port, restarts one that dies, and stops them all on
-SIGTERM/SIGINT. ``serve --role api`` runs API processes only (learners run beside them). Each child is
-this command again (``serve --role api`` on the supervisor's socket, or ``worker``) with the settings in its
-environment.
+``serve`` (role ``all``) is a supervisor (``redline.runtime.supervisor``): it opens the port, starts the generator
+server (with the default ``llama-server`` back-end and no ``REDLINE_GENERATOR_URL``: one llama-server every process
+calls), one learner process and ``--api-workers`` API processes that share the port, restarts one that dies, and
+stops them all on SIGTERM/SIGINT. ``serve --role api`` runs API processes only (learners run beside them). Each
+redline child is this command again (``serve --role api`` on the supervisor's socket, or ``worker``) with the
+settings in its environment.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ _LOCAL = ("127.0.0.1", "localhost", "::1")
 @pass_state
 def serve(state: State, host, port, no_auth, role, api_workers, log_level):
     """Serve the HTTP API (OpenAPI page at /docs) and learn from the edits it accepts.
+
+    On one machine this supervises one llama-server (the default generator; unless REDLINE_GENERATOR_URL names a
+    running server), one learner process and --api-workers API processes, restarting any that dies; SIGTERM or
+    Ctrl-C stops them in order (API processes, learner, generator).
 
     With auth on (the default) every /v1 request needs 'Authorization: Bearer KEY'; create keys with
     `redline keys create --tenant NAME`. For local use without keys: `redline serve --no-auth`.

@@ -125,3 +125,57 @@ def test_generator_server_command_serves_until_sigterm(tmp_path):
         assert proc.wait(30) == 0
     with pytest.raises(httpx.ConnectError):
         httpx.get(started["url"] + "/models")
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_serve_runs_one_llama_server_for_all_its_processes(tmp_path):
+    """``redline serve`` on the default back-end: the supervisor starts one llama-server before the API process and
+    the learner, both use it (a draft, then learning's inference), neither starts one of its own, and a SIGTERM to
+    the supervisor stops it last."""
+    from servers import Server, wait_learned
+
+    server = Server(["-m", "redline.cli", "serve", "--port", "0", "--no-auth"], tmp_path / "data",
+                    REDLINE_GENERATOR_MODEL="smollm2", REDLINE_GENERATOR_SLOTS="2",
+                    REDLINE_GENERATOR_CONTEXT="4096", REDLINE_MAX_TOKENS="16").wait_ready()
+    try:
+        children = server.children()
+        assert set(children) == {"generator", "learner-0", "api-0"}, server.log()
+        generator = children["generator"]
+        assert "llama-server" in open(f"/proc/{generator}/cmdline").read()
+        c = httpx.Client(base_url=server.url, timeout=120)
+        made = c.post("/v1/generate", json={"user": "ann", "context": "The tide came in early on Monday."})
+        assert made.status_code == 200 and made.json()["text"], made.text
+        edited = "Hi team,\n\n" + made.json()["text"]
+        assert c.post(f"/v1/interactions/{made.json()['interaction_id']}/edit",
+                      json={"edited_text": edited}).status_code == 202
+        wait_learned(c, "ann", 1, timeout=120)
+        c.close()
+        own = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+               if pid != generator and _safe_parent(pid) in (children["api-0"], children["learner-0"])
+               and "llama-server" in _cmdline(pid)]
+        assert own == []  # the API process and the learner attached to the supervisor's server
+    finally:
+        server.stop()
+    assert server.proc.returncode == 0, server.log()
+    with pytest.raises(ProcessLookupError):
+        os.kill(generator, 0)
+
+
+def _safe_parent(pid: int) -> int | None:
+    try:
+        return _parent(pid)
+    except OSError:
+        return None
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline") as f:
+            return f.read()
+    except OSError:
+        return ""
