@@ -18,7 +18,7 @@ import numpy as np
 
 from redline.policies import EditFeatures
 from redline.retrieval import Embedder, IndexCache
-from redline.store import Store
+from redline.store import Store, open_store
 
 from .checkpoints import RewardCheckpoints, remove_file_checkpoints
 from .cipher import Cipher
@@ -48,7 +48,8 @@ class Agent(Generating, Learning, UserData):
                  embedder: Embedder | None = None, generator: Generator | None = None, owner: str | None = None):
         self.settings = settings or Settings()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.store = store or Store(self.settings.store_path)
+        self.store = store or open_store(self.settings.database_url, self.settings.store_path,
+                                         pool_size=self.settings.database_pool_size)
         self.embedder = embedder or Embedder(self.settings.embedding_model, dtype=self.settings.embedding_dtype)
         self._generator, self._owns_generator = generator, generator is None
         self._generator_lock = threading.Lock()

@@ -18,6 +18,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="REDLINE_", extra="ignore")
 
     data_dir: Path = Field(Path.home() / ".redline", description="Where the store, models and checkpoints live.")
+    database_url: str | None = Field(
+        None, description="The store: a postgresql:// URL of the database several API processes and learners share "
+                          "(on several hosts); unset: SQLite in the data directory.")
+    database_pool_size: int = Field(8, ge=1, le=256, description="PostgreSQL: connections each process keeps in its "
+                                                                 "pool (at most).")
     generator: Literal["llama-server", "transformers", "openai", "vllm"] = Field(
         "llama-server",
         description="Generator back-end: llama.cpp's server on the shipped GGUF (a child process unless "
@@ -83,6 +88,13 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(60.0, ge=1.0, description="How long a learner's claim on a job lasts without "
                                                               "renewal (renewed every third of it while it works); a "
                                                               "learner that dies leaves its jobs to others after it.")
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a postgresql:// URL (unset: SQLite in the data directory)")
+        return value or None
 
     @field_validator("data_dir", mode="after")
     @classmethod

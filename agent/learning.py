@@ -107,17 +107,18 @@ class Learning:
                 steps.remove(step)
         self._reward_steps(steps)
         learned_before: list[str] = []
-        with self.store.transaction():
-            for step in steps:
-                iid = step["interaction_id"]
-                try:
-                    step["preference_id"] = self.store.complete_learning(
-                        iid, preference=step["preference"], pair=step["pair"], router_state=step["router_state"],
-                        rules=step["rules"])
-                except Conflict:  # learned concurrently by another worker: that one counts
-                    learned_before.append(iid)
-                except NotFound:  # deleted meanwhile
-                    results[iid] = UnknownInteraction(f"interaction {iid!r} has no edit to learn from")
+        written = self.store.complete_learnings([  # one transaction for the batch
+            {"interaction_id": step["interaction_id"], "preference": step["preference"], "pair": step["pair"],
+             "router_state": step["router_state"], "rules": step["rules"]} for step in steps])
+        for step in steps:
+            iid = step["interaction_id"]
+            outcome = written[iid]
+            if isinstance(outcome, Conflict):  # learned concurrently by another worker: that one counts
+                learned_before.append(iid)
+            elif isinstance(outcome, NotFound):  # deleted meanwhile
+                results[iid] = UnknownInteraction(f"interaction {iid!r} has no edit to learn from")
+            else:
+                step["preference_id"] = outcome
         for iid in learned_before:
             results[iid] = self._learned_result(iid)
         for step in steps:

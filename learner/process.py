@@ -39,7 +39,7 @@ def run_learner(settings: Settings, *, owner: str | None = None, stop_timeout: f
         signal.signal(signum, lambda *_: stop.set())
     worker = LearningWorker(agent, LearnerMetrics(), retry_after=settings.retry_after_seconds,
                             maintenance_interval=settings.maintenance_interval).start()
-    log.info("learner %s started on %s", agent.owner, settings.store_path)
+    log.info("learner %s started on %s", agent.owner, agent.store.path)
     try:
         while not stop.wait(1.0):
             if not worker.alive:

@@ -17,6 +17,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import sqlite_utils
 
+from ._dialect import SQLITE
+
 __all__ = ["SQLite", "now_iso", "vector_to_blob", "blob_to_vector", "features_to_blob", "blobs_to_features"]
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,8 @@ class SQLite:
     """The writer connection (WAL, ``synchronous=FULL``, foreign keys) behind ``db``, a ``sqlite_utils.Database``,
     and one read-only connection per thread for ``query``/``one`` outside a write transaction (an in-memory
     database has only the one connection)."""
+
+    dialect = SQLITE
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 30_000):
         self.path = str(path)
@@ -228,6 +232,17 @@ class SQLite:
     def one(self, sql: str, params: tuple | dict = ()) -> dict | None:
         rows = self.query(sql, params)
         return rows[0] if rows else None
+
+    def lock_users(self, conn: sqlite3.Connection, user_ids: list[int]) -> None:
+        """Lock these users' rows until the transaction ends: nothing to do here, a write transaction holds the one
+        write lock of the database."""
+
+    def notify(self, conn: sqlite3.Connection, channel: str) -> None:
+        """Tell other processes something changed: SQLite has no channel (they poll)."""
+
+    def listen(self, channel: str, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` when another process notifies ``channel``; False: not possible here (poll instead)."""
+        return False
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database file and truncate it to zero bytes: the WAL keeps every page a

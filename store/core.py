@@ -1,14 +1,16 @@
 """The core rows: users, interactions, edits and the learning step, preferences, the aggregation cache,
 preference pairs, per-user routing state, and a user's export and hard delete.
 
-Writes that belong together happen in one ``BEGIN IMMEDIATE`` transaction, so a crash leaves either all of
-a learning step or none of it. Jobs (``store.jobs``) and API keys (``store.keys``) have their own modules.
+``SQLStore`` holds this logic once, as SQL over an adapter (``_sqlite.SQLite`` or ``_postgres.Postgres``, each with
+its ``Dialect``); ``SQLiteStore`` (here) and ``PostgresStore`` (``store.postgres``) only open their adapter and
+migrate. Writes that belong together happen in one transaction, so a crash leaves either all of a learning step or
+none of it; on PostgreSQL a write that changes a user's state first locks the user's row (several users: in id
+order). Jobs (``store.jobs``) and API keys (``store.keys``) have their own modules.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
@@ -24,41 +26,41 @@ from .leases import Leases
 from .rules import Rules
 from .schema import migrate, schema_version
 
-__all__ = ["Store"]
+__all__ = ["SQLStore", "SQLiteStore"]
 
+# An edit's columns (PostgreSQL's edits also have an ``id``, their insertion order, where SQLite has its rowid).
+_EDIT_COLUMNS = "interaction_id, user_id, edited_text, cost, is_edit, created_at, learned_at, preference_id"
+_EDIT_ROW = f"SELECT {_EDIT_COLUMNS} FROM edits WHERE interaction_id = ?"
 _JSON_COLUMNS = ("prompt", "preference_ids", "neighbours", "candidates", "timings", "applied_rules")
 
 
-class Store:
-    """All persistent state of redline, in one SQLite file (``":memory:"`` for tests).
+class SQLStore:
+    """All persistent state of redline, as SQL over ``sql`` (an adapter: ``SQLite`` or ``Postgres``). Build one with
+    ``open_store`` (or ``SQLiteStore``/``PostgresStore``)."""
 
-    >>> store = Store(":memory:")
-    >>> uid = store.user_id("default", "alice")
-    """
-
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 30_000):
-        self._sql = SQLite(path, busy_timeout_ms=busy_timeout_ms)
-        self.path, self.db = self._sql.path, self._sql.db
-        migrate(self._sql)
-        self.jobs = Jobs(self._sql)
-        self.keys = ApiKeys(self._sql)
-        self.sessions = Sessions(self._sql)
-        self.rules = Rules(self._sql)
-        self.checkpoints = Checkpoints(self._sql)
-        self.leases = Leases(self._sql)
+    def __init__(self, sql: Any):
+        self._sql = sql
+        self.path = sql.path
+        self.jobs = Jobs(sql)
+        self.keys = ApiKeys(sql)
+        self.sessions = Sessions(sql)
+        self.rules = Rules(sql)
+        self.checkpoints = Checkpoints(sql)
+        self.leases = Leases(sql)
 
     # -- plumbing ---------------------------------------------------------------------------------
 
-    def transaction(self):
-        """One write transaction (a context manager yielding the connection); nested calls join the outer one."""
-        return self._sql.transaction()
+    @property
+    def backend(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._sql.dialect.name
 
     @property
     def schema_version(self) -> int:
-        return schema_version(self._sql)
+        raise NotImplementedError
 
     def close(self) -> None:
-        """Merge the WAL into the database file and close; call it at shutdown."""
+        """Close the database (SQLite: merge the WAL into the file first); call it at shutdown."""
         self._sql.close()
 
     def ping(self) -> bool:
@@ -74,8 +76,8 @@ class Store:
         if not create:
             raise NotFound(f"unknown user {name!r}")
         with self._sql.transaction() as conn:
-            conn.execute("INSERT OR IGNORE INTO users (tenant, name, created_at, version) VALUES (?, ?, ?, 0)",
-                         (tenant, name, now_iso()))
+            conn.execute("INSERT INTO users (tenant, name, created_at, version) VALUES (?, ?, ?, 0)"
+                         " ON CONFLICT DO NOTHING", (tenant, name, now_iso()))
         return self._sql.one("SELECT id FROM users WHERE tenant = ? AND name = ?", (tenant, name))["id"]
 
     def user(self, user_id: int) -> dict:
@@ -95,7 +97,7 @@ class Store:
         row = self._sql.one("SELECT created_at, version FROM users WHERE id = ?", (user_id,))
         return (row["created_at"], row["version"]) if row else None
 
-    def _bump(self, conn: sqlite3.Connection, user_id: int) -> None:
+    def _bump(self, conn: Any, user_id: int) -> None:
         conn.execute("UPDATE users SET version = version + 1 WHERE id = ?", (user_id,))
 
     def delete_user(self, user_id: int) -> dict[str, int]:
@@ -104,6 +106,7 @@ class Store:
         shared reward checkpoints were trained on them). Returns the rows removed per table."""
         removed: dict[str, int] = {}
         with self._sql.transaction() as conn:
+            self._sql.lock_users(conn, [user_id])
             ids = [r[0] for r in conn.execute("SELECT id FROM interactions WHERE user_id = ?", (user_id,))]
             removed["jobs"] = self.jobs.delete(conn, ids)
             removed.update(self.rules.delete_user(conn, user_id))
@@ -164,12 +167,14 @@ class Store:
         Returns ``(edit_row, created)``. Submitting the same text again returns the stored row with
         ``created=False``; a different text for an already edited interaction raises ``Conflict``.
         """
-        def write(conn: sqlite3.Connection) -> tuple[dict, bool]:
-            row = conn.execute("SELECT user_id FROM interactions WHERE id = ?", (interaction_id,)).fetchone()
+        def write(conn: Any) -> tuple[dict, bool]:
+            # Locked (PostgreSQL): two submissions of one interaction's edit take turns, the second sees the first's.
+            row = conn.execute("SELECT user_id FROM interactions WHERE id = ?" + self._sql.dialect.row_lock,
+                               (interaction_id,)).fetchone()
             if row is None:
                 raise NotFound(f"unknown interaction id {interaction_id!r}")
             user_id = row[0]
-            existing = self._sql.one("SELECT * FROM edits WHERE interaction_id = ?", (interaction_id,))
+            existing = self._sql.one(_EDIT_ROW, (interaction_id,))
             if existing is not None:
                 if existing["edited_text"] != edited_text:
                     raise Conflict(f"interaction {interaction_id} already has a different edit")
@@ -179,13 +184,13 @@ class Store:
                          " VALUES (?,?,?,?,?,?)", (interaction_id, user_id, edited_text, cost,
                                                    int(is_edit), stamp))
             self.jobs.enqueue(conn, interaction_id, stamp=stamp, kind=job_kind)
-            return self._sql.one("SELECT * FROM edits WHERE interaction_id = ?", (interaction_id,)), True
+            return self._sql.one(_EDIT_ROW, (interaction_id,)), True
 
         # Committed with other requests' writes (group commit): durable when this returns, one fsync for many.
         return self._sql.grouped(write)
 
     def edit(self, interaction_id: str) -> dict | None:
-        return self._sql.one("SELECT * FROM edits WHERE interaction_id = ?", (interaction_id,))
+        return self._sql.one(_EDIT_ROW, (interaction_id,))
 
     def edited_drafts(self, user_id: int) -> list[dict]:
         """The user's drafts that were edited (cost above δ): ``draft``, ``edited_text`` and the decoded
@@ -208,6 +213,10 @@ class Store:
         preference id, or None. If the edit was already learned nothing is written and ``Conflict`` is raised.
         """
         with self._sql.transaction() as conn:
+            row = conn.execute("SELECT user_id FROM edits WHERE interaction_id = ?", (interaction_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no edit for interaction {interaction_id!r}")
+            self._sql.lock_users(conn, [row[0]])  # then read again: another learner may have just written it
             row = conn.execute("SELECT user_id, learned_at FROM edits WHERE interaction_id = ?",
                                (interaction_id,)).fetchone()
             if row is None:
@@ -220,10 +229,10 @@ class Store:
             if preference is not None:
                 cur = conn.execute(
                     "INSERT INTO preferences (user_id, text, kind, context_vector, interaction_id,"
-                    " created_at, updated_at, user_edited) VALUES (?,?,?,?,?,?,?,0)",
+                    " created_at, updated_at, user_edited) VALUES (?,?,?,?,?,?,?,0) RETURNING id",
                     (user_id, preference["text"], preference["kind"],
                      vector_to_blob(preference["context_vector"]), interaction_id, stamp, stamp))
-                preference_id = cur.lastrowid
+                preference_id = cur.fetchone()[0]
             if pair is not None:
                 self._insert_pairs(conn, [{**pair, "user_id": user_id, "interaction_id": interaction_id}],
                                    source="edit", stamp=stamp)
@@ -238,6 +247,29 @@ class Store:
             self.jobs.finish(conn, interaction_id, stamp=stamp)
             self._bump(conn, user_id)
         return preference_id
+
+    def complete_learnings(self, writes: list[dict]) -> dict[str, int | None | Conflict | NotFound]:
+        """Apply several learning steps in one transaction (one commit for the batch): each of ``writes`` is
+        ``{"interaction_id", "preference", "pair", "router_state", "rules"}`` as ``complete_learning`` takes them.
+        Returns, per interaction id, its new preference id (or None), or the ``Conflict`` (already learned,
+        e.g. by another learner) or ``NotFound`` (deleted meanwhile) that left that one unwritten. The users
+        concerned are locked first, in id order."""
+        ids = [w["interaction_id"] for w in writes]
+        out: dict[str, int | None | Conflict | NotFound] = {}
+        if not ids:
+            return out
+        with self._sql.transaction() as conn:
+            marks = ",".join("?" * len(ids))
+            self._sql.lock_users(conn, [r[0] for r in conn.execute(
+                f"SELECT DISTINCT user_id FROM edits WHERE interaction_id IN ({marks})", ids)])
+            for w in writes:
+                try:
+                    out[w["interaction_id"]] = self.complete_learning(
+                        w["interaction_id"], preference=w.get("preference"), pair=w.get("pair"),
+                        router_state=w.get("router_state"), rules=w.get("rules"))
+                except (Conflict, NotFound) as exc:
+                    out[w["interaction_id"]] = exc
+        return out
 
     # -- preferences ------------------------------------------------------------------------------
 
@@ -277,6 +309,7 @@ class Store:
 
     def update_preference(self, user_id: int, preference_id: int, text: str) -> dict:
         with self._sql.transaction() as conn:
+            self._sql.lock_users(conn, [user_id])
             cur = conn.execute("UPDATE preferences SET text = ?, user_edited = 1, updated_at = ?"
                                " WHERE id = ? AND user_id = ?", (text, now_iso(), preference_id, user_id))
             if cur.rowcount == 0:
@@ -287,6 +320,7 @@ class Store:
 
     def delete_preference(self, user_id: int, preference_id: int) -> None:
         with self._sql.transaction() as conn:
+            self._sql.lock_users(conn, [user_id])
             cur = conn.execute("DELETE FROM preferences WHERE id = ? AND user_id = ?", (preference_id, user_id))
             if cur.rowcount == 0:
                 raise NotFound(f"unknown preference id {preference_id}")
@@ -307,10 +341,11 @@ class Store:
 
     def cache_aggregation(self, user_id: int, key: str, text: str) -> None:
         with self._sql.transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO aggregations (key, user_id, text, created_at) VALUES (?,?,?,?)",
-                         (key, user_id, text, now_iso()))
+            conn.execute("INSERT INTO aggregations (key, user_id, text, created_at) VALUES (?,?,?,?)"
+                         " ON CONFLICT (key) DO UPDATE SET user_id = excluded.user_id, text = excluded.text,"
+                         " created_at = excluded.created_at", (key, user_id, text, now_iso()))
 
-    def _drop_aggregations(self, conn: sqlite3.Connection, user_id: int) -> None:
+    def _drop_aggregations(self, conn: Any, user_id: int) -> None:
         conn.execute("DELETE FROM aggregations WHERE user_id = ?", (user_id,))
 
     # -- pairs and routing state ------------------------------------------------------------------
@@ -328,22 +363,25 @@ class Store:
         return self._sql.one("SELECT COUNT(*) AS n FROM pairs WHERE id > ? AND id <= ?", (since_id, until_id))["n"]
 
     @staticmethod
-    def _insert_pairs(conn: sqlite3.Connection, pairs: list[dict], *, source: str, stamp: str) -> None:
+    def _insert_pairs(conn: Any, pairs: list[dict], *, source: str, stamp: str) -> None:
         for p in pairs:
             cur = conn.execute("INSERT INTO pairs (user_id, interaction_id, context, chosen, rejected, source,"
-                               " created_at) VALUES (?,?,?,?,?,?,?)",
+                               " created_at) VALUES (?,?,?,?,?,?,?) RETURNING id",
                                (p.get("user_id"), p.get("interaction_id"), p["context"], p["chosen"], p["rejected"],
                                 source, stamp))
             if p.get("features") is not None:
-                Store._put_pair_features(conn, cur.lastrowid, p.get("user_id"), p["features"],
+                SQLStore._put_pair_features(conn, cur.fetchone()[0], p.get("user_id"), p["features"],
                                          p.get("context_vector"), p["features_version"])
 
     @staticmethod
-    def _put_pair_features(conn: sqlite3.Connection, pair_id: int, user_id: int | None, features: np.ndarray,
+    def _put_pair_features(conn: Any, pair_id: int, user_id: int | None, features: np.ndarray,
                            context_vector: np.ndarray | None, version: int) -> None:
-        conn.execute("INSERT OR REPLACE INTO pair_features (pair_id, user_id, version, features, context_vector)"
-                     " VALUES (?,?,?,?,?)", (pair_id, user_id, version, features_to_blob(features),
-                                             None if context_vector is None else vector_to_blob(context_vector)))
+        conn.execute("INSERT INTO pair_features (pair_id, user_id, version, features, context_vector)"
+                     " VALUES (?,?,?,?,?) ON CONFLICT (pair_id) DO UPDATE SET user_id = excluded.user_id,"
+                     " version = excluded.version, features = excluded.features,"
+                     " context_vector = excluded.context_vector",
+                     (pair_id, user_id, version, features_to_blob(features),
+                      None if context_vector is None else vector_to_blob(context_vector)))
 
     def add_pairs(self, pairs: list[dict], *, source: str = "file") -> int:
         """Add pairs ``{"context", "chosen", "rejected", "user_id"?, "features"?, "features_version"?,
@@ -406,10 +444,11 @@ class Store:
         row = self._sql.one("SELECT state FROM router_states WHERE user_id = ?", (user_id,))
         return json.loads(row["state"]) if row else None
 
-    def _put_router_state(self, conn: sqlite3.Connection, user_id: int, state: dict) -> None:
-        conn.execute("INSERT OR REPLACE INTO router_states (user_id, state, checkpoint, steps, updated_at)"
-                     " VALUES (?,?,?,?,?)", (user_id, json.dumps(state), state.get("checkpoint"),
-                                             int(state.get("n", 0)), now_iso()))
+    def _put_router_state(self, conn: Any, user_id: int, state: dict) -> None:
+        conn.execute("INSERT INTO router_states (user_id, state, checkpoint, steps, updated_at)"
+                     " VALUES (?,?,?,?,?) ON CONFLICT (user_id) DO UPDATE SET state = excluded.state,"
+                     " checkpoint = excluded.checkpoint, steps = excluded.steps, updated_at = excluded.updated_at",
+                     (user_id, json.dumps(state), state.get("checkpoint"), int(state.get("n", 0)), now_iso()))
 
     def put_router_state(self, user_id: int, state: dict) -> None:
         with self._sql.transaction() as conn:
@@ -452,7 +491,7 @@ class Store:
         newest interaction or edit), ``edits``, ``preferences``, and the sums and counts of the costs of their
         first and last ``window`` edits (``first_sum``/``first_n``, ``last_sum``/``last_n``) for exact means."""
         return self._sql.query(
-            "WITH activity AS (SELECT u.id, u.name, u.created_at, MAX("
+            f"WITH activity AS (SELECT u.id, u.name, u.created_at, {self._sql.dialect.greatest}("
             "   COALESCE((SELECT MAX(created_at) FROM interactions WHERE user_id = u.id), u.created_at),"
             "   COALESCE((SELECT MAX(created_at) FROM edits WHERE user_id = u.id), u.created_at)) AS last_activity"
             "  FROM users u WHERE u.tenant = ?),"
@@ -468,7 +507,8 @@ class Store:
             "  SUM(CASE WHEN r.from_last <= ? THEN r.cost END) AS last_sum,"
             "  COUNT(CASE WHEN r.from_last <= ? THEN 1 END) AS last_n"
             " FROM page LEFT JOIN ranked r ON r.user_id = page.id"
-            " GROUP BY page.id ORDER BY page.last_activity DESC, page.name",
+            " GROUP BY page.id, page.name, page.created_at, page.last_activity"
+            " ORDER BY page.last_activity DESC, page.name",
             (tenant, limit, offset, window, window, window, window))
 
     def export_user(self, user_id: int) -> dict:
@@ -487,7 +527,8 @@ class Store:
         return {
             "user": {"name": user["name"], "tenant": user["tenant"], "created_at": user["created_at"]},
             "interactions": interactions,
-            "edits": self._sql.query("SELECT * FROM edits WHERE user_id = ? ORDER BY created_at", (user_id,)),
+            "edits": self._sql.query(f"SELECT {_EDIT_COLUMNS} FROM edits WHERE user_id = ? ORDER BY created_at, rowid",
+                                     (user_id,)),
             "preferences": prefs,
             "pairs": self.pairs(user_id=user_id),
             "router_state": self.router_state(user_id),
@@ -500,3 +541,20 @@ class Store:
         return {t: self._sql.one(f"SELECT COUNT(*) AS n FROM {t}")["n"]
                 for t in ("users", "interactions", "edits", "preferences", "pairs", "jobs", "rules",
                           "rule_observations")}
+
+
+class SQLiteStore(SQLStore):
+    """The store in one SQLite file (``":memory:"`` for tests): the embedded default.
+
+    >>> store = SQLiteStore(":memory:")
+    >>> uid = store.user_id("default", "alice")
+    """
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 30_000):
+        sql = SQLite(path, busy_timeout_ms=busy_timeout_ms)
+        migrate(sql)
+        super().__init__(sql)
+
+    @property
+    def schema_version(self) -> int:
+        return schema_version(self._sql)

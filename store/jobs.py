@@ -3,18 +3,20 @@ in the learning step's. ``retrain``: queued by a hard delete that removed prefer
 read the pairs after it.
 
 Jobs are claimed, never scanned: ``claim`` marks the oldest claimable jobs 'running' for one owner with a lease in
-one statement, so two learners (threads, processes or hosts on one store) never hold the same job. A learner renews
+one statement, so two learners (threads, processes or hosts on one store) never hold the same job. On SQLite the one
+writer serialises claims; on PostgreSQL a claim locks the rows it picks ``FOR UPDATE SKIP LOCKED`` (concurrent claims
+take different jobs, never wait for each other), and a queued job NOTIFYs ``redline_jobs`` so waiting learners on
+any host wake at once (polling stays the fallback). A learner renews
 its leases while it works; one that dies leaves its jobs to be claimed again once their lease ends. A job whose
 ``run_after`` lies ahead (a back-off) is not claimable before then.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import threading
-from typing import Sequence
+from typing import Any, Sequence
 
-from ._sqlite import SQLite, now_iso
+from ._sqlite import now_iso
 
 __all__ = ["Jobs", "KINDS"]
 
@@ -24,29 +26,37 @@ KINDS = ("learn", "retrain")
 # read: a poll costs microseconds however long the history.
 _OLDEST_CLAIMABLE = (
     "SELECT id FROM (SELECT id FROM jobs WHERE kind = :kind AND status = 'pending'"
-    " AND (run_after IS NULL OR run_after <= :now) ORDER BY id LIMIT :limit)"
+    " AND (run_after IS NULL OR run_after <= :now) ORDER BY id LIMIT :limit) AS pending"
     " UNION ALL SELECT id FROM (SELECT id FROM jobs WHERE kind = :kind AND status = 'running'"
     " AND (lease_until IS NULL OR lease_until <= :now) AND (run_after IS NULL OR run_after <= :now)"
-    " ORDER BY id LIMIT :limit) ORDER BY id LIMIT :limit")
+    " ORDER BY id LIMIT :limit) AS expired ORDER BY id LIMIT :limit")
+# PostgreSQL: the same jobs, locked as they are picked; rows another claim holds are skipped, not waited for.
+_PICK_SKIP_LOCKED = (
+    "SELECT id FROM jobs WHERE kind = :kind AND (run_after IS NULL OR run_after <= :now) AND (status = 'pending'"
+    " OR (status = 'running' AND (lease_until IS NULL OR lease_until <= :now))) ORDER BY id LIMIT :limit"
+    " FOR UPDATE SKIP LOCKED")
+CHANNEL = "redline_jobs"
 
 
 class Jobs:
-    def __init__(self, sql: SQLite):
+    def __init__(self, sql: Any):
         self._sql = sql
-        self._queued = threading.Event()  # set when this process queued a job: wakes a learner thread at once
+        self._queued = threading.Event()  # set when a job was queued (by this process, or notified): wakes a learner
+        self._listening = False
 
-    def enqueue(self, conn: sqlite3.Connection, interaction_id: str | None, *, stamp: str, kind: str = "learn") -> None:
+    def enqueue(self, conn: Any, interaction_id: str | None, *, stamp: str, kind: str = "learn") -> None:
         """Queue a job inside the caller's transaction ``conn`` (a ``retrain`` job has no interaction)."""
         conn.execute("INSERT INTO jobs (kind, interaction_id, status, attempts, created_at, updated_at)"
                      " VALUES (?, ?, 'pending', 0, ?, ?)", (kind, interaction_id, stamp, stamp))
+        self._sql.notify(conn, CHANNEL)
         self._queued.set()
 
-    def finish(self, conn: sqlite3.Connection, interaction_id: str, *, stamp: str, kind: str = "learn") -> None:
+    def finish(self, conn: Any, interaction_id: str, *, stamp: str, kind: str = "learn") -> None:
         """Mark the interaction's job done inside the caller's transaction ``conn``."""
         conn.execute("UPDATE jobs SET status = 'done', claimed_by = NULL, lease_until = NULL, updated_at = ?"
                      " WHERE interaction_id = ? AND kind = ?", (stamp, interaction_id, kind))
 
-    def delete(self, conn: sqlite3.Connection, interaction_ids: list[str]) -> int:
+    def delete(self, conn: Any, interaction_ids: list[str]) -> int:
         """Remove the jobs of these interactions inside ``conn``; returns how many."""
         if not interaction_ids:
             return 0
@@ -63,10 +73,11 @@ class Jobs:
         under a lease that ended (its learner died), and not held back by ``run_after``. Returns them, oldest
         first."""
         now = now_iso()
+        pick = _PICK_SKIP_LOCKED if self._sql.dialect.skip_locked else _OLDEST_CLAIMABLE
         with self._sql.transaction() as conn:
             rows = conn.execute(
                 "UPDATE jobs SET status = 'running', claimed_by = :owner, lease_until = :until,"
-                f" attempts = attempts + 1, updated_at = :now WHERE id IN ({_OLDEST_CLAIMABLE}) RETURNING *",
+                f" attempts = attempts + 1, updated_at = :now WHERE id IN ({pick}) RETURNING *",
                 {"owner": owner, "until": now_iso(lease_seconds), "now": now, "kind": kind, "limit": limit})
             cols = [c[0] for c in rows.description]
             claimed = [dict(zip(cols, row)) for row in rows.fetchall()]
@@ -83,7 +94,7 @@ class Jobs:
         """Set the status of one job or several (one transaction), ending their claim. With ``owner``, only jobs
         that owner still holds change (one whose lease ended and that another learner claimed is not touched)."""
         ids = [job_ids] if isinstance(job_ids, int) else list(job_ids)
-        held = " AND claimed_by IS ?" if owner is not None else ""
+        held = " AND claimed_by = ?" if owner is not None else ""
         with self._sql.transaction() as conn:
             conn.executemany("UPDATE jobs SET status = ?, error = ?, claimed_by = NULL, lease_until = NULL,"
                              f" run_after = ?, updated_at = ? WHERE id = ?{held}",
@@ -91,11 +102,12 @@ class Jobs:
 
     def release(self, job_ids: Sequence[int], *, owner: str | None = None) -> None:
         """Put claimed jobs back to 'pending' without counting that attempt (they were not tried)."""
-        held = " AND claimed_by IS ?" if owner is not None else ""
+        held = " AND claimed_by = ?" if owner is not None else ""
         with self._sql.transaction() as conn:
             conn.executemany("UPDATE jobs SET status = 'pending', claimed_by = NULL, lease_until = NULL,"
-                             f" attempts = MAX(attempts - 1, 0), updated_at = ? WHERE id = ? AND status = 'running'"
-                             f"{held}", [(now_iso(), i, *((owner,) if held else ())) for i in job_ids])
+                             f" attempts = {self._sql.dialect.greatest}(attempts - 1, 0), updated_at = ?"
+                             f" WHERE id = ? AND status = 'running'{held}",
+                             [(now_iso(), i, *((owner,) if held else ())) for i in job_ids])
 
     def release_owner(self, owner: str) -> int:
         """Hand back every job ``owner`` still holds (its process is known to be gone: a learner restarted in the same
@@ -106,8 +118,11 @@ class Jobs:
                                 (now_iso(), owner)).rowcount
 
     def wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for a job queued by this process (True) — jobs queued by other processes
-        are seen by polling ``claimable``; then re-arm."""
+        """Wait up to ``timeout`` seconds for a job queued by this process, or (PostgreSQL) notified by any process
+        (True) — otherwise jobs queued by other processes are seen by polling ``claimable``; then re-arm."""
+        if not self._listening:
+            self._listening = True
+            self._sql.listen(CHANNEL, self._queued.set)
         woken = self._queued.wait(timeout)
         self._queued.clear()
         return woken

@@ -30,9 +30,11 @@ class ApiKeys:
         """A new random key bound to ``tenant``; returns ``(key, row)``. The key itself is not stored."""
         key = "rl-" + secrets.token_urlsafe(32)
         with self._sql.transaction() as conn:
-            cur = conn.execute("INSERT INTO api_keys (tenant, name, key_hash, prefix, created_at) VALUES (?,?,?,?,?)",
+            cur = conn.execute("INSERT INTO api_keys (tenant, name, key_hash, prefix, created_at) VALUES (?,?,?,?,?)"
+                               " RETURNING id",
                                (tenant, name, self.hash(key), key[:10], now_iso()))
-        return key, self._row(cur.lastrowid)
+            key_id = cur.fetchone()[0]
+        return key, self._row(key_id)
 
     def tenant(self, key: str) -> str | None:
         """The tenant of a valid, unrevoked key, else None."""
@@ -110,7 +112,7 @@ class Sessions:
         row = self._sql.one("SELECT value FROM secrets WHERE name = ?", (name,))
         if row is None:
             with self._sql.transaction() as conn:
-                conn.execute("INSERT OR IGNORE INTO secrets (name, value, created_at) VALUES (?, ?, ?)",
+                conn.execute("INSERT INTO secrets (name, value, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                              (name, secrets.token_urlsafe(48), now_iso()))
             row = self._sql.one("SELECT value FROM secrets WHERE name = ?", (name,))
         return row["value"]

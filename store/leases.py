@@ -45,5 +45,5 @@ class Leases:
 
     def live(self, prefix: str) -> list[str]:
         """The names starting with ``prefix`` whose lease has not ended."""
-        return [r["name"] for r in self._sql.query("SELECT name FROM leases WHERE name >= ? AND name < ? AND until > ?",
-                                                   (prefix, prefix + "\U0010ffff", now_iso()))]
+        return [r["name"] for r in self._sql.query("SELECT name FROM leases WHERE substr(name, 1, ?) = ? AND until > ?"
+                                                   " ORDER BY name", (len(prefix), prefix, now_iso()))]

@@ -9,8 +9,7 @@ What a rule is (kind, parameters, text) is decided by the agent; this module onl
 from __future__ import annotations
 
 import json
-import sqlite3
-from typing import Iterable
+from typing import Any, Iterable
 
 from ._sqlite import SQLite, now_iso
 from .errors import Conflict, NotFound
@@ -97,14 +96,15 @@ class Rules:
 
     # -- learning (inside the learning step's transaction) ----------------------------------------
 
-    def record(self, conn: sqlite3.Connection, user_id: int, *, new_rules: list[dict],
+    def record(self, conn: Any, user_id: int, *, new_rules: list[dict],
                observations: list[tuple[str, str, bool]], stamp: str) -> None:
         """Inside the caller's transaction: add ``new_rules`` (``{"key", "kind", "params", "text"}``, mined),
         add ``observations`` (``(rule key, interaction id, supported)``; one per rule and interaction, a repeat
         is ignored) and recount the rules they touch."""
         for rule in new_rules:
-            conn.execute("INSERT OR IGNORE INTO rules (user_id, key, kind, params, text, origin, enabled, support,"
-                         " contradictions, created_at, updated_at) VALUES (?,?,?,?,?, 'mined', NULL, 0, 0, ?, ?)",
+            conn.execute("INSERT INTO rules (user_id, key, kind, params, text, origin, enabled, support,"
+                         " contradictions, created_at, updated_at) VALUES (?,?,?,?,?, 'mined', NULL, 0, 0, ?, ?)"
+                         " ON CONFLICT DO NOTHING",
                          (user_id, rule["key"], rule["kind"], json.dumps(rule["params"], ensure_ascii=False),
                           rule["text"], stamp, stamp))
         keys = sorted({key for key, _, _ in observations})
@@ -112,12 +112,12 @@ class Rules:
             return
         ids = {r[0]: r[1] for r in conn.execute(
             f"SELECT key, id FROM rules WHERE user_id = ? AND key IN ({_marks(keys)})", (user_id, *keys))}
-        conn.executemany("INSERT OR IGNORE INTO rule_observations (rule_id, interaction_id, supported, created_at)"
-                         " VALUES (?,?,?,?)",
+        conn.executemany("INSERT INTO rule_observations (rule_id, interaction_id, supported, created_at)"
+                         " VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
                          [(ids[k], iid, int(ok), stamp) for k, iid, ok in observations if k in ids])
         self._recount(conn, list(ids.values()), stamp)
 
-    def prune(self, conn: sqlite3.Connection, user_id: int, *, recent: int, keep: str | None = None) -> int:
+    def prune(self, conn: Any, user_id: int, *, recent: int, keep: str | None = None) -> int:
         """Inside the caller's transaction: forget mined rules with at most one supporting edit that none of
         the user's last ``recent`` edits (learned, or ``keep``, the one being learned) gave a chance to show
         again; most such candidates are one-off content edits. Rules the user changed or switched are kept."""
@@ -142,6 +142,7 @@ class Rules:
         ``Conflict`` when the user already has the rule it would become."""
         stamp = now_iso()
         with self._sql.transaction() as conn:
+            self._sql.lock_users(conn, [user_id])
             self.get(user_id, rule_id)
             if enabled is not UNCHANGED:
                 conn.execute("UPDATE rules SET enabled = ?, updated_at = ? WHERE id = ?",
@@ -165,11 +166,12 @@ class Rules:
     def delete(self, user_id: int, rule_id: int) -> None:
         """Forget a rule of the user and its evidence; ``NotFound`` when unknown or another user's."""
         with self._sql.transaction() as conn:
+            self._sql.lock_users(conn, [user_id])
             self.get(user_id, rule_id)
             self._delete(conn, [rule_id])
         self._sql.checkpoint()  # like a deleted preference: its text leaves the WAL too
 
-    def delete_user(self, conn: sqlite3.Connection, user_id: int) -> dict[str, int]:
+    def delete_user(self, conn: Any, user_id: int) -> dict[str, int]:
         """Inside the caller's transaction (a hard delete): every rule of the user and every observation."""
         ids = [r[0] for r in conn.execute("SELECT id FROM rules WHERE user_id = ?", (user_id,))]
         observations = conn.execute(f"DELETE FROM rule_observations WHERE rule_id IN ({_marks(ids)})",
@@ -179,13 +181,13 @@ class Rules:
 
     # -- plumbing ---------------------------------------------------------------------------------
 
-    def _delete(self, conn: sqlite3.Connection, rule_ids: list[int]) -> int:
+    def _delete(self, conn: Any, rule_ids: list[int]) -> int:
         if not rule_ids:
             return 0
         conn.execute(f"DELETE FROM rule_observations WHERE rule_id IN ({_marks(rule_ids)})", rule_ids)
         return conn.execute(f"DELETE FROM rules WHERE id IN ({_marks(rule_ids)})", rule_ids).rowcount
 
-    def _recount(self, conn: sqlite3.Connection, rule_ids: list[int], stamp: str) -> None:
+    def _recount(self, conn: Any, rule_ids: list[int], stamp: str) -> None:
         """Support, contradictions and first/last seen (the dates of the edits that said something about
         the rule) from the observations."""
         conn.execute(

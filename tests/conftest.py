@@ -21,11 +21,59 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 @pytest.fixture
 def fresh_store():
-    from redline.store import Store
+    from redline.store import SQLiteStore
 
-    store = Store(":memory:")
+    store = SQLiteStore(":memory:")
     yield store
     store.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server for the session (initdb + pg_ctl in a temporary folder, a free loopback port);
+    skipped, saying why, only where PostgreSQL is not installed."""
+    from redline.testing.postgres import PostgresServer, unavailable
+
+    reason = unavailable()
+    if reason:
+        pytest.skip(f"no PostgreSQL for this test: {reason}")
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """The URL of a new, empty database (a schema of the throwaway server's) for one test."""
+    return postgres_server.fresh_url()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_factory(request, tmp_path):
+    """Opens stores on one database of the back-end the test is parametrised with (call it again: another process's
+    store on the same database)."""
+    from redline.store import PostgresStore, SQLiteStore
+
+    opened = []
+    if request.param == "sqlite":
+        def make():
+            opened.append(SQLiteStore(tmp_path / "r.db"))
+            return opened[-1]
+    else:
+        url = request.getfixturevalue("postgres_url")
+
+        def make():
+            opened.append(PostgresStore(url, pool_size=4))
+            return opened[-1]
+    yield make
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def any_store(store_factory):
+    """A store of each back-end in turn: SQLite (in a file) and PostgreSQL."""
+    return store_factory()
 
 
 @pytest.fixture

@@ -274,7 +274,7 @@ def test_delete_user_drops_the_cached_index_and_aggregations(make_agent):
     removed = agent.delete_user("alice")
     assert removed["aggregations"] == 1
     assert uid not in agent.index_cache
-    assert agent.store.db["aggregations"].count == 0
+    assert agent.store._sql.db["aggregations"].count == 0
 
 
 def test_one_failure_rule_for_queued_jobs(agent, monkeypatch):

@@ -53,7 +53,7 @@ def teach(agent, user: str, sentences: int, contexts=CONTEXTS[:6]) -> None:
 def test_learning_stores_the_pair_features_and_the_state_in_one_step(agent):
     r = agent.generate("alice", CONTEXTS[0])
     agent.learn(r.interaction_id, keep(r.text, 1))
-    row = agent.store.db.execute("SELECT features, version FROM pair_features").fetchone()
+    row = agent.store._sql.db.execute("SELECT features, version FROM pair_features").fetchone()
     expected = EditFeatures().transform([keep(r.text, 1)], r.text)[0]
     np.testing.assert_array_equal(np.frombuffer(row[0], dtype=np.float64), expected)
     assert row[1] == FEATURES_VERSION
@@ -75,7 +75,7 @@ def test_retraining_reads_stored_numbers_not_texts(agent):
     teach(agent, "alice", 1, CONTEXTS[:5])
     first = agent.train_rewards(force=True)
     heads = agent.rewards.current().heads_.copy()
-    agent.store.db.execute("UPDATE pairs SET context = 'x', chosen = 'x', rejected = 'x'")  # texts gone
+    agent.store._sql.db.execute("UPDATE pairs SET context = 'x', chosen = 'x', rejected = 'x'")  # texts gone
     again = agent.train_rewards(force=True)
     np.testing.assert_array_equal(agent.rewards.current().heads_, heads)
     assert again["pairs"] == first["pairs"] == 5 and again["features_backfilled"] == 0

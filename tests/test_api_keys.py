@@ -13,7 +13,7 @@ from redline.store import ApiKeys, NotFound, Store
 def test_store_keeps_only_hashes_and_resolves_tenants(fresh_store: Store):
     key, row = fresh_store.keys.create("acme", "ci")
     assert key.startswith("rl-") and len(key) > 40 and row["prefix"] == key[:10] and row["tenant"] == "acme"
-    stored = fresh_store.db["api_keys"].get(row["id"])
+    stored = fresh_store._sql.db["api_keys"].get(row["id"])
     assert key not in json.dumps(stored) and stored["key_hash"] == ApiKeys.hash(key)
     assert fresh_store.keys.tenant(key) == "acme" and fresh_store.keys.tenant(key + "x") is None
     assert fresh_store.keys.count_active() == 1

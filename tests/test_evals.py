@@ -580,9 +580,9 @@ def test_redline_trains_reward_heads_during_a_run(tmp_path):
     logs = {n: [json.loads(x) for x in (out / "logs" / f"{n}-s0.jsonl").read_text().splitlines()]
             for n in ("cipher-5", "redline")}
     # the redline stream trained its heads: a checkpoint in its store, trainings logged after rounds 2, 4, 6
-    from redline.store import Store
+    from redline.store import SQLiteStore
 
-    stored = Store(out / "stores" / "redline-s0" / "redline.db")
+    stored = SQLiteStore(out / "stores" / "redline-s0" / "redline.db")
     assert stored.checkpoints.current("reward") is not None
     stored.close()
     trained = [r["round"] for r in logs["redline"] if r["heads_trained"]]
@@ -600,7 +600,7 @@ def test_redline_trains_reward_heads_during_a_run(tmp_path):
     differs = [r["differs_from_greedy"] for r in logs["redline"][2:]]
     assert summary["methods"]["redline"]["selection"]["differs_from_greedy"] == pytest.approx(sum(differs) / 4)
     # cipher-5: no heads, no selection
-    stored = Store(out / "stores" / "cipher-5-s0" / "redline.db")
+    stored = SQLiteStore(out / "stores" / "cipher-5-s0" / "redline.db")
     assert stored.checkpoints.current("reward") is None
     stored.close()
     assert {r["selection"] for r in logs["cipher-5"]} == {"greedy"}

@@ -27,11 +27,29 @@ def test_retrieval_all():
 
 def test_store_all():
     assert sorted(store.__all__) == sorted([
-        "Store", "Jobs", "ApiKeys", "Checkpoints", "Leases", "SCHEMA_VERSION", "StoreError", "NotFound", "Conflict",
-        "now_iso", "vector_to_blob", "blob_to_vector",
+        "Store", "open_store", "SQLiteStore", "PostgresStore", "Jobs", "ApiKeys", "Checkpoints", "Leases",
+        "SCHEMA_VERSION", "StoreError", "NotFound", "Conflict", "now_iso", "vector_to_blob", "blob_to_vector",
     ])
     for name in store.__all__:
         assert hasattr(store, name), name
+
+
+def test_the_store_hands_out_no_transaction_nor_connection_and_both_back_ends_are_a_store():
+    import re
+    from pathlib import Path
+
+    opened = store.open_store(None, ":memory:")
+    assert isinstance(opened, store.Store) and isinstance(opened, store.SQLiteStore)
+    for back_end in (store.SQLiteStore, store.PostgresStore):
+        assert not hasattr(back_end, "transaction") and not hasattr(back_end, "db"), back_end
+        missing = [name for name in dir(store.Store) if not name.startswith("_") and not hasattr(back_end, name)
+                   and name not in store.Store.__annotations__]
+        assert missing == [], (back_end, missing)
+    root = Path(__file__).resolve().parents[1]
+    for folder in ("agent", "api", "cli", "learner", "evals"):  # callers reach the store through its methods only
+        for path in (root / folder).rglob("*.py"):
+            assert not re.search(r"store\._sql\b|\.transaction\(\)|store\.db\b", path.read_text()), path
+    opened.close()
 
 
 def test_learner_all():

@@ -2,8 +2,15 @@ import sqlite3
 
 import numpy as np
 import pytest
+from stores import columns, count, execute, rows, tables
 
-from redline.store import SCHEMA_VERSION, Conflict, NotFound, Store
+from redline.store import SCHEMA_VERSION, Conflict, NotFound, SQLiteStore
+
+
+@pytest.fixture
+def fresh_store(any_store):
+    """The tests below that take ``fresh_store`` run on each back-end: SQLite and PostgreSQL."""
+    return any_store
 
 
 def _interaction(store, user_id, draft="draft text", vec=None):
@@ -16,24 +23,24 @@ def _interaction(store, user_id, draft="draft text", vec=None):
 
 def test_schema_version_and_reopen(tmp_path):
     path = tmp_path / "r.db"
-    store = Store(path)
+    store = SQLiteStore(path)
     assert store.schema_version == SCHEMA_VERSION
     uid = store.user_id("t", "alice")
     store.close()
-    again = Store(path)
+    again = SQLiteStore(path)
     assert again.user_id("t", "alice", create=False) == uid
-    assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert again._sql.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_newer_schema_is_refused(tmp_path):
     path = tmp_path / "r.db"
-    Store(path).close()
+    SQLiteStore(path).close()
     conn = sqlite3.connect(path)
     conn.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
     with pytest.raises(RuntimeError, match="newer than this redline"):
-        Store(path)
+        SQLiteStore(path)
 
 
 def test_users_are_per_tenant(fresh_store):
@@ -124,7 +131,7 @@ def test_preferences_update_delete_and_user_delete(fresh_store):
     removed = fresh_store.delete_user(uid)
     assert removed["interactions"] == 1 and removed["users"] == 1 and removed["jobs"] == 1
     for table in ("interactions", "edits", "preferences", "pairs", "jobs"):
-        assert fresh_store.db[table].count == 0, table
+        assert count(fresh_store, table) == 0, table
     assert fresh_store.user_id("t", "bob", create=False) == other
 
 
@@ -157,7 +164,7 @@ def test_rule_evidence_is_recorded_with_the_learning_step_and_counted_once(fresh
     assert store.rules.history(uid, limit=2) == [(second, "draft text", "kept"), (third, "draft text", "kept")]
     with pytest.raises(Conflict):  # learned already: nothing is counted twice
         store.complete_learning(first, preference=None, pair=None, rules=_rule_evidence(first))
-    with store.transaction() as conn:  # the same observation again is ignored
+    with store._sql.transaction() as conn:  # the same observation again is ignored
         store.rules.record(conn, uid, new_rules=[], observations=[(rule["key"], first, True)], stamp="now")
     assert store.rules.get(uid, rule["id"])["support"] == 2
 
@@ -199,7 +206,7 @@ def test_rules_are_per_user_and_changes_check_the_owner(fresh_store):
     store.rules.delete(alice, rule_id)
     assert [r["key"] for r in store.rules.list(alice)] == ["replace_phrase:other"]
     assert len(store.rules.list(bob)) == 1
-    assert store.db["rule_observations"].count == 2  # alice's other rule and bob's
+    assert count(store, "rule_observations") == 2  # alice's other rule and bob's
 
 
 def test_one_off_rules_are_pruned_after_edits_that_gave_them_no_chance(fresh_store):
@@ -230,21 +237,16 @@ def test_export_includes_rules_with_their_observations(fresh_store):
 
 def _tables_with_user_id(store) -> list[str]:
     """Every table with a user_id column, found from the schema itself so a future table is covered."""
-    names = [r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    return [t for t in names if any(c[1] == "user_id" for c in store.db.execute(f"PRAGMA table_info({t})"))]
+    return [t for t in tables(store) if "user_id" in columns(store, t)]
 
 
 def _leftovers(store, uid, interaction_ids) -> dict[str, int]:
-    found = {t: store.db.execute(f"SELECT COUNT(*) FROM {t} WHERE user_id = ?", (uid,)).fetchone()[0]
-             for t in _tables_with_user_id(store)}
-    found["users"] = store.db.execute("SELECT COUNT(*) FROM users WHERE id = ?", (uid,)).fetchone()[0]
+    found = {t: count(store, t, "user_id = ?", (uid,)) for t in _tables_with_user_id(store)}
+    found["users"] = count(store, "users", "id = ?", (uid,))
     marks = ",".join("?" * len(interaction_ids))
-    names = [r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    for t in names:  # tables that point at the user's rows through an interaction id (jobs)
-        cols = [c[1] for c in store.db.execute(f"PRAGMA table_info({t})")]
-        if "interaction_id" in cols:
-            found[f"{t}.interaction_id"] = store.db.execute(
-                f"SELECT COUNT(*) FROM {t} WHERE interaction_id IN ({marks})", interaction_ids).fetchone()[0]
+    for t in tables(store):  # tables that point at the user's rows through an interaction id (jobs)
+        if "interaction_id" in columns(store, t):
+            found[f"{t}.interaction_id"] = count(store, t, f"interaction_id IN ({marks})", tuple(interaction_ids))
     return {k: v for k, v in found.items() if v}
 
 
@@ -322,23 +324,23 @@ def test_an_older_schema_opens_and_upgrades(tmp_path, version):
     db.conn.commit()
     db.close()
 
-    store = Store(path)
+    store = SQLiteStore(path)
     assert store.schema_version == SCHEMA_VERSION
     uid = store.user_id("t", "alice", create=False)
     assert store.user_version(uid) == 3  # existing data kept
-    cols = {c[1] for c in store.db.execute("PRAGMA table_info(aggregations)")}
+    cols = {c[1] for c in store._sql.db.execute("PRAGMA table_info(aggregations)")}
     assert "user_id" in cols
-    assert any(ix.columns == ["user_id"] for ix in store.db["aggregations"].indexes)
-    assert store.db.execute("SELECT COUNT(*) FROM aggregations WHERE user_id IS NULL").fetchone()[0] == 0
-    assert {"rules", "rule_observations"} <= set(store.db.table_names())
-    assert {"raw_draft", "applied_rules"} <= {c[1] for c in store.db.execute("PRAGMA table_info(interactions)")}
+    assert any(ix.columns == ["user_id"] for ix in store._sql.db["aggregations"].indexes)
+    assert store._sql.db.execute("SELECT COUNT(*) FROM aggregations WHERE user_id IS NULL").fetchone()[0] == 0
+    assert {"rules", "rule_observations"} <= set(store._sql.db.table_names())
+    assert {"raw_draft", "applied_rules"} <= {c[1] for c in store._sql.db.execute("PRAGMA table_info(interactions)")}
     store.cache_aggregation(uid, "k", "new")
     if version < 3:
         assert store.router_state(uid) is None  # meaningless under the new reward: replayed at the next training
         assert [p["chosen"] for p in store.pairs_without_features(1)] == ["kept"]  # its features come later
     assert store.delete_user(uid)["aggregations"] == 1
     store.close()
-    assert Store(path).schema_version == SCHEMA_VERSION  # reopening does not migrate again
+    assert SQLiteStore(path).schema_version == SCHEMA_VERSION  # reopening does not migrate again
 
 
 def _files_holding(folder, marker: str) -> dict[str, int]:
@@ -359,15 +361,15 @@ def test_secure_delete_is_set_on_the_connection_whatever_the_build_default(tmp_p
         return conn
 
     monkeypatch.setattr(sqlite_module.sqlite3, "connect", connect_default_off)
-    store = Store(tmp_path / "r.db")
-    assert store.db.execute("PRAGMA secure_delete").fetchone()[0] == 1
+    store = SQLiteStore(tmp_path / "r.db")
+    assert store._sql.db.execute("PRAGMA secure_delete").fetchone()[0] == 1
     store.close()
 
 
 def test_hard_delete_leaves_no_text_in_the_database_or_the_wal(tmp_path):
     """Issue 16.4: after delete_user the user's texts are in no file (zeroed pages, WAL checkpointed and
     truncated), while another user's rows are intact; close() merges the WAL and removes it."""
-    store = Store(tmp_path / "r.db")
+    store = SQLiteStore(tmp_path / "r.db")
     for name in ("leaver", "keeper"):
         uid = store.user_id("t", name)
         for r in range(3):
@@ -424,7 +426,7 @@ def test_pair_features_are_stored_once_and_read_as_arrays(fresh_store):
     store.put_router_states({uid: {"n": 2}, other: {"n": 5}})  # bob is gone: no orphan row
     assert store.router_state(uid) == {"n": 2} and store.router_state(other) is None
     assert store.export_user(uid)["pairs"][0]["chosen"] == "kept"
-    assert store.db.execute("SELECT COUNT(*) FROM pair_features WHERE user_id = ?", (other,)).fetchone()[0] == 0
+    assert count(store, "pair_features", "user_id = ?", (other,)) == 0
 
 
 def test_concurrent_edits_are_committed_together_and_a_conflict_rolls_back_only_its_own(tmp_path):
@@ -432,7 +434,7 @@ def test_concurrent_edits_are_committed_together_and_a_conflict_rolls_back_only_
     others), each is durable when submit_edit returns, and each queues its job."""
     import threading
 
-    store = Store(tmp_path / "r.db")
+    store = SQLiteStore(tmp_path / "r.db")
     uid = store.user_id("t", "alice")
     ids = [_interaction(store, uid) for _ in range(24)]
     store.submit_edit(ids[0], "first text", cost=1, is_edit=True)
@@ -467,7 +469,7 @@ def _read_during_write(store, write_sql: str, params: tuple, read) -> tuple[bool
     writing, done = threading.Event(), threading.Event()
 
     def long_write():
-        with store.transaction() as conn:
+        with store._sql.transaction() as conn:
             conn.execute(write_sql, params)
             writing.set()
             done.wait(10)
@@ -488,7 +490,7 @@ def _read_during_write(store, write_sql: str, params: tuple, read) -> tuple[bool
 def test_reads_do_not_wait_for_a_write_in_progress(tmp_path):
     """Each thread reads on its own connection: a long write transaction elsewhere neither blocks it nor shows
     it uncommitted rows."""
-    store = Store(tmp_path / "r.db")
+    store = SQLiteStore(tmp_path / "r.db")
     uid = store.user_id("t", "alice")
     iid = _interaction(store, uid)
     finished, seen = _read_during_write(store, "UPDATE interactions SET draft = 'uncommitted' WHERE id = ?", (iid,),
@@ -504,7 +506,7 @@ def test_a_snapshot_is_not_torn_by_a_commit_between_its_reads(tmp_path):
     """Reads inside ``snapshot()`` see one state: an export never shows an edit learned without its preference."""
     import threading
 
-    store = Store(tmp_path / "r.db")
+    store = SQLiteStore(tmp_path / "r.db")
     uid = store.user_id("t", "alice")
     iid = _interaction(store, uid)
     store.submit_edit(iid, "kept", cost=2, is_edit=True)
@@ -526,7 +528,7 @@ def test_a_snapshot_is_not_torn_by_a_commit_between_its_reads(tmp_path):
 
 def test_bulk_reads_do_not_wait_for_a_write_in_progress(tmp_path):
     """``pair_features`` (the retraining's bulk read, ``SQLite.tuples``) reads on the thread's own connection too."""
-    store = Store(tmp_path / "r.db")
+    store = SQLiteStore(tmp_path / "r.db")
     store.add_pairs([{"context": "c", "chosen": "kept", "rejected": "draft", "features": np.ones(3),
                       "features_version": 1}])
     finished, seen = _read_during_write(store, "DELETE FROM pair_features", (),
@@ -552,12 +554,12 @@ def test_jobs_are_claimed_by_one_owner_with_a_lease_and_reclaimed_when_it_ends(f
     assert [j["interaction_id"] for j in jobs.claim("b", limit=5)] == ids[2:]  # never a job "a" holds
     assert jobs.claim("b") == [] and not jobs.claimable()
     # "a" dies: once its lease ends, its jobs are claimable again, and its late writes change nothing
-    fresh_store.db.execute("UPDATE jobs SET lease_until = '2000-01-01' WHERE claimed_by = 'a'")
+    execute(fresh_store, "UPDATE jobs SET lease_until = '2000-01-01' WHERE claimed_by = 'a'")
     again = jobs.claim("c", limit=5)
     assert [j["interaction_id"] for j in again] == ids[:2] and {j["attempts"] for j in again} == {2}
     jobs.mark(again[0]["id"], "pending", owner="a")
     jobs.release([again[1]["id"]], owner="a")
-    assert {j["claimed_by"] for j in fresh_store.db.query("SELECT * FROM jobs WHERE status = 'running'")} == {"b", "c"}
+    assert {j["claimed_by"] for j in rows(fresh_store, "SELECT * FROM jobs WHERE status = 'running'")} == {"b", "c"}
     assert jobs.renew("c", lease_seconds=60) == 2
     assert jobs.release_owner("c") == 2 and jobs.counts() == {"pending": 2, "running": 1}
     # a job held back (run_after ahead) is not claimable before then
@@ -565,13 +567,13 @@ def test_jobs_are_claimed_by_one_owner_with_a_lease_and_reclaimed_when_it_ends(f
     assert [j["id"] for j in jobs.claim("d", limit=5)] == [again[1]["id"]]
 
 
-def test_two_stores_on_one_file_never_claim_the_same_job(tmp_path):
-    """Two processes' stores (one connection each) and several threads claiming at once: every job is claimed
-    exactly once."""
+def test_two_stores_on_one_database_never_claim_the_same_job(store_factory):
+    """Two processes' stores (one connection each on SQLite, a pool each on PostgreSQL: FOR UPDATE SKIP LOCKED) and
+    several threads claiming at once: every job is claimed exactly once."""
     import random
     import threading
 
-    stores = [Store(tmp_path / "r.db"), Store(tmp_path / "r.db")]
+    stores = [store_factory(), store_factory()]
     _queue_edits(stores[0], 300)
     claimed: list[int] = []
     lock = threading.Lock()
@@ -589,8 +591,6 @@ def test_two_stores_on_one_file_never_claim_the_same_job(tmp_path):
         t.join(60)
     assert len(claimed) == 300 and len(set(claimed)) == 300
     assert stores[1].jobs.counts() == {"running": 300}
-    for store in stores:
-        store.close()
 
 
 def test_a_hard_delete_that_removes_pairs_queues_one_retrain_in_its_transaction(fresh_store):
@@ -614,7 +614,7 @@ def test_leases_are_held_by_one_owner_until_they_end(fresh_store):
     assert not leases.renew("retrain", "b", seconds=60)
     leases.release("retrain", "b")  # only the holder can
     assert leases.holder("retrain") == "a"
-    fresh_store.db.execute("UPDATE leases SET until = '2000-01-01'")  # "a" died
+    execute(fresh_store, "UPDATE leases SET until = '2000-01-01'")  # "a" died
     assert leases.holder("retrain") is None and leases.acquire("retrain", "b", seconds=60)
     leases.release("retrain", "b")
     assert leases.holder("retrain") is None
@@ -640,7 +640,7 @@ def test_a_user_created_again_under_a_reused_id_has_another_stamp(tmp_path):
     id (SQLite reuses the largest rowid) never matches what a cache kept of the deleted one."""
     import time
 
-    store = Store(tmp_path / "r.db")
+    store = SQLiteStore(tmp_path / "r.db")
     uid = store.user_id("t", "alice")
     before = store.user_stamp(uid)
     store.delete_user(uid)
@@ -648,3 +648,59 @@ def test_a_user_created_again_under_a_reused_id_has_another_stamp(tmp_path):
     again = store.user_id("t", "alice")
     assert again == uid and store.user_stamp(again) != before and store.user_stamp(again)[1] == before[1]
     store.close()
+
+
+def test_postgres_migrations_match_sqlites_one_for_one(tmp_path, postgres_url):
+    """Every SQLite migration has its PostgreSQL twin (same number and name), and both leave the same tables with
+    the same columns (PostgreSQL's edits add ``id``, the insertion order SQLite keeps as the rowid)."""
+    from redline.store import PostgresStore, postgres, schema
+
+    assert [m.name for m in postgres.MIGRATIONS] == [m.__name__ for m in schema.MIGRATIONS]
+    lite, pg = SQLiteStore(tmp_path / "r.db"), PostgresStore(postgres_url)
+    assert lite.schema_version == pg.schema_version == SCHEMA_VERSION == postgres.SCHEMA_VERSION
+    assert set(tables(lite)) == set(tables(pg))
+    for table in tables(lite):
+        extra = {"id"} if table == "edits" else set()
+        assert set(columns(pg, table)) == set(columns(lite, table)) | extra, table
+    lite.close()
+    pg.close()
+
+
+def test_processes_starting_together_migrate_a_postgres_database_once(postgres_url):
+    import threading
+
+    from redline.store import PostgresStore
+
+    opened, errors = [], []
+
+    def start():
+        try:
+            opened.append(PostgresStore(postgres_url, pool_size=2))
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and len(opened) == 4
+    assert {s.schema_version for s in opened} == {SCHEMA_VERSION}
+    assert rows(opened[0], "SELECT value FROM meta WHERE key = 'schema_version'") == [{"value": str(SCHEMA_VERSION)}]
+    for s in opened:
+        s.close()
+
+
+def test_a_postgres_learner_waiting_for_jobs_is_woken_by_another_process_queueing_one(store_factory):
+    """LISTEN/NOTIFY: a job queued through another store (another process) wakes ``jobs.wait`` at once on
+    PostgreSQL; SQLite's learners poll (``wait`` times out)."""
+    import threading
+
+    learner, api = store_factory(), store_factory()
+    learner.jobs.wait(0.5)  # starts listening (PostgreSQL)
+    woken, postgres = [], learner.backend == "postgresql"
+    waiter = threading.Thread(target=lambda: woken.append(learner.jobs.wait(30 if postgres else 0.5)))
+    waiter.start()
+    _queue_edits(api, 1)
+    waiter.join(40)
+    assert woken == [postgres]
