@@ -74,7 +74,7 @@ def seed(store: Store, users: int, edits: int, fresh: int, rng: np.random.Genera
     names = [f"user{i:05d}" for i in range(users)]
     fresh_ids = []
     stamp = now_iso()
-    with store.transaction() as conn:
+    with store._sql.transaction() as conn:  # bulk rows, written as learning would have (a private door)
         for u, name in enumerate(names):
             conn.execute("INSERT INTO users (tenant, name, created_at, version) VALUES ('bench', ?, ?, 0)",
                          (name, stamp))
@@ -93,8 +93,8 @@ def seed(store: Store, users: int, edits: int, fresh: int, rng: np.random.Genera
                 rows_p.append((uid, f"preference {j % 7} of {name}", "inferred", vector_to_blob(vectors[j]), iid,
                                stamp, stamp))
                 pair = conn.execute("INSERT INTO pairs (user_id, interaction_id, context, chosen, rejected, source,"
-                                    " created_at) VALUES (?,?,?,?,?, 'edit', ?)", (uid, iid, context, edited, draft,
-                                                                                   stamp)).lastrowid
+                                    " created_at) VALUES (?,?,?,?,?, 'edit', ?) RETURNING id",
+                                    (uid, iid, context, edited, draft, stamp)).fetchone()[0]
                 conn.execute("INSERT INTO pair_features (pair_id, user_id, version, features) VALUES (?,?,?,?)",
                              (pair, uid, FEATURES_VERSION, features[j].astype(np.float64).tobytes()))
             conn.executemany("INSERT INTO interactions (id, user_id, task, context, context_vector, prompt, draft,"

@@ -48,7 +48,7 @@ def main() -> None:
         vectors = agent.embedder.encode(docs[: args.history])
         prefs = ["bullet points, brief", "second person, immersive", "question answering style",
                  "casual tone, no closing", "short sentences, playful"]
-        with agent.store.transaction() as conn:
+        with agent.store._sql.transaction() as conn:  # bulk rows (a private door)
             for i, v in enumerate(vectors):
                 conn.execute("INSERT INTO preferences (user_id, text, kind, context_vector, created_at, updated_at,"
                              " user_edited) VALUES (?,?,?,?,?,?,0)",

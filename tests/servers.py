@@ -114,9 +114,12 @@ def scripted_server(data_dir: Path, *args: str, **env: str) -> Server:
     return server
 
 
-def create_key(data_dir: Path, tenant: str) -> str:
+def create_key(data_dir: Path, tenant: str, **env: str) -> str:
+    """A new API key of ``tenant`` (``redline keys create``) in the store of ``data_dir`` (or, with
+    ``REDLINE_DATABASE_URL`` in ``env``, that database)."""
     out = subprocess.run([sys.executable, "-m", "redline.cli", "--data-dir", str(data_dir), "keys", "create",
-                          "--tenant", tenant], cwd=REPO, capture_output=True, text=True, check=True)
+                          "--tenant", tenant], cwd=REPO, capture_output=True, text=True, check=True,
+                         env={**os.environ, **env})
     return out.stdout.strip()
 
 

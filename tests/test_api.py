@@ -14,6 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from stores import count
+
+from redline.store import open_store
 
 from servers import REPO, Server, create_key, error, scripted_server, wait_learned
 
@@ -26,19 +29,35 @@ SIMILAR = ("On Wednesday the council's transit committee published the schedule 
            "by the budget, with the first buses running from the northern suburbs in March.")
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    """One scripted-generator server (auth on) with keys for three tenants."""
-    data = tmp_path_factory.mktemp("api")
-    keys = {t: create_key(data, t) for t in ("acme", "globex", "fuzz")}
+def _stack(data, **env):
+    keys = {t: create_key(data, t, **env) for t in ("acme", "globex", "fuzz")}
     down = data / "generator-down"
-    server = scripted_server(data, REDLINE_SCRIPTED_DOWN_FILE=str(down), REDLINE_MAX_BODY_BYTES="65536").wait_ready()
+    server = scripted_server(data, REDLINE_SCRIPTED_DOWN_FILE=str(down), REDLINE_MAX_BODY_BYTES="65536",
+                             **env).wait_ready()
     clients = {t: httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {k}"}, timeout=30)
                for t, k in keys.items()}
-    yield {"server": server, "keys": keys, "down": down, **clients}
+    yield {"server": server, "keys": keys, "down": down, "database_url": env.get("REDLINE_DATABASE_URL"), **clients}
     for c in clients.values():
         c.close()
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """One scripted-generator server (auth on) with keys for three tenants, on SQLite."""
+    yield from _stack(tmp_path_factory.mktemp("api"))
+
+
+@pytest.fixture(scope="module")
+def postgres_stack(tmp_path_factory, postgres_server):
+    """The same on a PostgreSQL database (``REDLINE_DATABASE_URL``)."""
+    yield from _stack(tmp_path_factory.mktemp("api-pg"), REDLINE_DATABASE_URL=postgres_server.fresh_url())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def both(request):
+    """``stack`` on each back-end in turn: the tests that take it run against SQLite and PostgreSQL."""
+    return request.getfixturevalue("stack" if request.param == "sqlite" else "postgres_stack")
 
 
 # -- basics -----------------------------------------------------------------------------------------
@@ -104,8 +123,8 @@ def test_auth_missing_invalid_and_revoked_keys(stack):
 # -- the learning loop ------------------------------------------------------------------------------
 
 
-def test_generate_edit_preferences_flow(stack):
-    c = stack["acme"]
+def test_generate_edit_preferences_flow(both):
+    c = both["acme"]
     first = c.post("/v1/generate", json={"user": "alice", "context": ARTICLE, "task": "summarize"})
     assert first.status_code == 200, first.text
     body = first.json()
@@ -145,8 +164,8 @@ def test_generate_edit_preferences_flow(stack):
     assert [n["interaction_id"] for n in second["neighbours"]] == [iid]
 
 
-def test_preferences_pagination_patch_and_delete(stack):
-    c = stack["acme"]
+def test_preferences_pagination_patch_and_delete(both):
+    c = both["acme"]
     ids = []
     for i in range(3):
         iid = c.post("/v1/generate", json={"user": "bob", "context": f"{ARTICLE} Round {i}."}).json()["interaction_id"]
@@ -175,8 +194,8 @@ def test_preferences_pagination_patch_and_delete(stack):
                               "code": "not_found"}
 
 
-def test_export_and_hard_delete_leave_nothing(stack):
-    c = stack["acme"]
+def test_export_and_hard_delete_leave_nothing(both):
+    c = both["acme"]
     iid = c.post("/v1/generate", json={"user": "dana", "context": ARTICLE}).json()["interaction_id"]
     c.post(f"/v1/interactions/{iid}/edit", json={"edited_text": "Transit budget up 12 percent."})
     exported = wait_learned(c, "dana", 1)
@@ -191,12 +210,14 @@ def test_export_and_hard_delete_leave_nothing(stack):
     time.sleep(0.5)  # a learning job that was running must not resurrect anything
     assert c.get("/v1/users/dana/export").status_code == 404
     assert c.get("/v1/users/dana/preferences").status_code == 404
-    with sqlite3.connect(stack["server"].data_dir / "redline.db") as db:
-        assert db.execute("SELECT COUNT(*) FROM users WHERE name = 'dana'").fetchone()[0] == 0
+    store = open_store(both["database_url"], both["server"].data_dir / "redline.db")
+    try:
+        assert count(store, "users", "name = 'dana'") == 0
         for table in ("interactions", "edits", "preferences", "pairs", "jobs"):
-            assert db.execute(f"SELECT COUNT(*) FROM {table} WHERE interaction_id IN (?, ?)"
-                              if table != "interactions" else
-                              "SELECT COUNT(*) FROM interactions WHERE id IN (?, ?)", (iid, iid2)).fetchone()[0] == 0
+            assert count(store, table, f"{'id' if table == 'interactions' else 'interaction_id'} IN (?, ?)",
+                         (iid, iid2)) == 0
+    finally:
+        store.close()
     assert c.post("/v1/generate", json={"user": "dana", "context": ARTICLE}).json()["neighbours"] == []
 
 
@@ -266,8 +287,8 @@ def test_hard_delete_leaves_no_text_or_embedding_of_the_user_in_derived_files(tm
         server.stop()
 
 
-def test_tenants_never_see_each_other(stack):
-    acme, globex = stack["acme"], stack["globex"]
+def test_tenants_never_see_each_other(both):
+    acme, globex = both["acme"], both["globex"]
     iid = acme.post("/v1/generate", json={"user": "erin", "context": ARTICLE}).json()["interaction_id"]
     acme.post(f"/v1/interactions/{iid}/edit", json={"edited_text": "Acme's private edit."})
     pref_id = wait_learned(acme, "erin", 1)["preferences"][0]["id"]
@@ -290,8 +311,8 @@ UTILIZE = ("Budget notes: we utilize the reserve fund this year, and the council
            "reach the northern suburbs.")
 
 
-def test_edit_rules_are_learned_applied_listed_switched_and_deleted(stack):
-    c, globex = stack["acme"], stack["globex"]
+def test_edit_rules_are_learned_applied_listed_switched_and_deleted(both):
+    c, globex = both["acme"], both["globex"]
 
     def generate(client, user, context=UTILIZE, **more):  # the scripted generator echoes the context's end
         resp = client.post("/v1/generate", json={"user": user, "context": context, "use_preference": False, **more})
@@ -600,8 +621,8 @@ def test_options_and_405_name_every_method_of_the_path(stack):
 # -- robustness -------------------------------------------------------------------------------------
 
 
-def test_parallel_users_lose_nothing_and_duplicate_nothing(stack):
-    c = stack["acme"]
+def test_parallel_users_lose_nothing_and_duplicate_nothing(both):
+    c = both["acme"]
     users = [f"par{i}" for i in range(12)]
 
     def one_user(user: str) -> list[str]:
@@ -629,10 +650,10 @@ def test_parallel_users_lose_nothing_and_duplicate_nothing(stack):
         assert sorted(p["interaction_id"] for p in data["pairs"]) == sorted(ids)
 
 
-def test_generator_outage_is_503_but_edits_are_accepted(stack):
-    c = stack["acme"]
+def test_generator_outage_is_503_but_edits_are_accepted(both):
+    c = both["acme"]
     iid = c.post("/v1/generate", json={"user": "gina", "context": ARTICLE}).json()["interaction_id"]
-    stack["down"].touch()
+    both["down"].touch()
     try:
         for resp in (c.post("/v1/generate", json={"user": "gina", "context": ARTICLE}),
                      c.post("/v1/chat/completions", json={"model": "redline", "user": "gina",
@@ -647,7 +668,7 @@ def test_generator_outage_is_503_but_edits_are_accepted(stack):
         time.sleep(1.0)
         assert not [e for e in c.get("/v1/users/gina/export").json()["edits"] if e["learned_at"]]
     finally:
-        stack["down"].unlink()
+        both["down"].unlink()
     wait_learned(c, "gina", 1, timeout=20)  # retried after the outage
 
 
