@@ -56,7 +56,7 @@ sys.path.insert(0, str(REPO))
 
 from redline.policies import FEATURES_VERSION  # noqa: E402
 from redline.policies.edit_features import NAMES  # noqa: E402
-from redline.store import Store, now_iso, vector_to_blob  # noqa: E402
+from redline.store import SQLiteStore, Store, now_iso, vector_to_blob  # noqa: E402
 
 WORDS = ("budget transit council report revenue growth team launch demo schedule customer product review "
          "summary quarterly market policy research paper results method data model training city school").split()
@@ -378,7 +378,7 @@ def generate_requests(names: list[str], rng: np.random.Generator, n: int) -> lis
 
 
 def seeded_stack(data: Path, args, api_workers: int, fresh: int, rng: np.random.Generator, **env: str):
-    store = Store(data / "redline.db")
+    store = SQLiteStore(data / "redline.db")
     t0 = time.perf_counter()
     names, fresh_ids = seed(store, args.users, args.edits, fresh, rng)
     key, _ = store.keys.create("bench", "bench")
