@@ -22,10 +22,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servers import REPO, GeneratorServer, Server
 from stores import columns, count, rows, tables
 
 from redline.store import PostgresStore
+
+from servers import REPO, GeneratorServer, Server
 
 pytestmark = pytest.mark.integration
 
