@@ -27,6 +27,11 @@ stamped with the machine's load average (``uptime``) before and after.
     .venv/bin/python benchmarks/bench_api.py --retrieval          # retrieval cost at 100 vs 10,000 users
     .venv/bin/python benchmarks/bench_api.py --profile benchmarks/results/profile   # where the time goes
     .venv/bin/python benchmarks/bench_api.py --users 100 --edits 10 --requests 100 --generate-requests 30
+    .venv/bin/python benchmarks/bench_api.py --database-url auto  # the default run on SQLite and on PostgreSQL
+
+``--database-url auto|URL``: the default run twice in one go, on SQLite and on PostgreSQL (``auto``: a throwaway
+PostgreSQL 15 server on loopback with fsync on, ``redline.testing.postgres``; a URL: a new schema in that database
+for each run), written to ``benchmarks/results/bench_api_postgres.json``.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ sys.path.insert(0, str(REPO))
 
 from redline.policies import FEATURES_VERSION  # noqa: E402
 from redline.policies.edit_features import NAMES  # noqa: E402
-from redline.store import SQLiteStore, Store, now_iso, vector_to_blob  # noqa: E402
+from redline.store import Store, now_iso, open_store, vector_to_blob  # noqa: E402
 
 WORDS = ("budget transit council report revenue growth team launch demo schedule customer product review "
          "summary quarterly market policy research paper results method data model training city school").split()
@@ -378,7 +383,10 @@ def generate_requests(names: list[str], rng: np.random.Generator, n: int) -> lis
 
 
 def seeded_stack(data: Path, args, api_workers: int, fresh: int, rng: np.random.Generator, **env: str):
-    store = SQLiteStore(data / "redline.db")
+    database_url = args.fresh_database() if getattr(args, "fresh_database", None) else None
+    if database_url:
+        env = {**env, "REDLINE_DATABASE_URL": database_url}
+    store = open_store(database_url, data / "redline.db")
     t0 = time.perf_counter()
     names, fresh_ids = seed(store, args.users, args.edits, fresh, rng)
     key, _ = store.keys.create("bench", "bench")
@@ -572,6 +580,45 @@ def _print_default(runs: list[dict]) -> None:
                     f"{k} {v}" for k, v in prof["top_cores"] if not k.startswith(("threading.py", "<frozen")))[:600])
 
 
+def postgres_and_sqlite(args, workers: list[int], rng: np.random.Generator) -> dict:
+    """The default run for each API process count on SQLite, then on PostgreSQL (a fresh database each run)."""
+    import itertools
+
+    server = None
+    if args.database_url == "auto":
+        from redline.testing.postgres import PostgresServer
+
+        server = PostgresServer(durable=True).start()  # fsync on: commits as durable as SQLite's synchronous=FULL
+        base = server.url
+    else:
+        base = args.database_url
+    counter = itertools.count(1)
+
+    def fresh_database() -> str:
+        import psycopg
+
+        name = f"bench_{os.getpid()}_{next(counter)}"
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {name}")
+        return f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{name}"
+
+    levels = [int(x) for x in args.concurrency.split(",")]
+    out: dict = {}
+    embedder = None
+    try:
+        for back_end in ("sqlite", "postgresql"):
+            args.fresh_database = fresh_database if back_end == "postgresql" else None
+            out[back_end] = []
+            for n in workers:
+                out[back_end].append(default_run(args, n, levels, rng, embedder))
+                embedder = out[back_end][-1]["embedder_batched"]
+    finally:
+        args.fresh_database = None
+        if server is not None:
+            server.stop()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=1000)
@@ -591,8 +638,12 @@ def main() -> None:
     parser.add_argument("--profile-seconds", type=float, default=20.0, help="Longest py-spy recording (default run).")
     parser.add_argument("--set", action="append", default=[], metavar="REDLINE_NAME=VALUE",
                         help="A setting for the server's processes (repeatable), e.g. REDLINE_LEARNER_NICE=0.")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "bench_api.json")
+    parser.add_argument("--database-url", metavar="auto|URL",
+                        help="Run the default run on SQLite and on PostgreSQL (auto: a throwaway local server).")
+    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    results = REPO / "benchmarks" / "results"
+    args.out = args.out or results / ("bench_api_postgres.json" if args.database_url else "bench_api.json")
     args.server_env = dict(item.split("=", 1) for item in args.set)
     rng = np.random.default_rng(0)
     workers = [int(x) for x in args.api_workers.split(",")]
@@ -606,6 +657,8 @@ def main() -> None:
         report["learning"] = [learning_run(args, n, rng) for n in workers]
     elif args.retrieval:
         report["retrieval"] = retrieval_run(args, rng)
+    elif args.database_url:
+        report["results"] = postgres_and_sqlite(args, workers, rng)
     else:
         embedder = None
         runs = []
@@ -617,7 +670,11 @@ def main() -> None:
     report["machine"]["max_rss_client_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    if "results" in report and not args.learning and not args.retrieval:
+    if args.database_url and not args.learning and not args.retrieval:
+        for back_end, runs in report["results"].items():
+            print(f"\n{back_end}:")
+            _print_default(runs)
+    elif "results" in report and not args.learning and not args.retrieval:
         _print_default(report["results"])
     elif args.learning:
         for r in report["learning"]:
