@@ -2,8 +2,9 @@
 
 The store's SQL is written once, in the subset both engines share (``?`` and ``:name`` placeholders, ``INSERT ...
 ON CONFLICT DO NOTHING``/``DO UPDATE``, ``RETURNING id``); what remains differs here: the scalar maximum, the
-insertion order of rows without an integer key (SQLite's ``rowid``, a ``BIGSERIAL id`` on PostgreSQL), row locks
-and the job claim (``FOR UPDATE SKIP LOCKED``)."""
+insertion order of rows without an integer key (SQLite's ``rowid``, a ``BIGSERIAL id`` on PostgreSQL) and the job
+claim (``FOR UPDATE SKIP LOCKED``). Row locks are the adapters' (``lock_users``: a no-op under SQLite's one writer).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ __all__ = ["Dialect", "SQLITE", "POSTGRES"]
 class Dialect:
     name: str
     greatest: str  # the scalar maximum of several values: MAX(a, b) / GREATEST(a, b)
-    row_lock: str  # appended to a SELECT to lock the rows it reads until the transaction ends ("" where one writer)
     skip_locked: bool  # claims skip rows another transaction locked (else the one writer serialises them)
 
     def sql(self, text: str) -> str:
@@ -34,5 +34,5 @@ def _to_postgres(text: str) -> str:
     return re.sub(r"\browid\b", "id", text)
 
 
-SQLITE = Dialect("sqlite", greatest="MAX", row_lock="", skip_locked=False)
-POSTGRES = Dialect("postgresql", greatest="GREATEST", row_lock=" FOR NO KEY UPDATE", skip_locked=True)
+SQLITE = Dialect("sqlite", greatest="MAX", skip_locked=False)
+POSTGRES = Dialect("postgresql", greatest="GREATEST", skip_locked=True)

@@ -233,7 +233,7 @@ class SQLite:
         rows = self.query(sql, params)
         return rows[0] if rows else None
 
-    def lock_users(self, conn: sqlite3.Connection, user_ids: list[int]) -> None:
+    def lock_users(self, conn: sqlite3.Connection, user_ids: list[int], *, delete: bool = False) -> None:
         """Lock these users' rows until the transaction ends: nothing to do here, a write transaction holds the one
         write lock of the database."""
 

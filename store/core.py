@@ -106,7 +106,7 @@ class SQLStore:
         shared reward checkpoints were trained on them). Returns the rows removed per table."""
         removed: dict[str, int] = {}
         with self._sql.transaction() as conn:
-            self._sql.lock_users(conn, [user_id])
+            self._sql.lock_users(conn, [user_id], delete=True)
             ids = [r[0] for r in conn.execute("SELECT id FROM interactions WHERE user_id = ?", (user_id,))]
             removed["jobs"] = self.jobs.delete(conn, ids)
             removed.update(self.rules.delete_user(conn, user_id))
@@ -168,9 +168,13 @@ class SQLStore:
         ``created=False``; a different text for an already edited interaction raises ``Conflict``.
         """
         def write(conn: Any) -> tuple[dict, bool]:
-            # Locked (PostgreSQL): two submissions of one interaction's edit take turns, the second sees the first's.
-            row = conn.execute("SELECT user_id FROM interactions WHERE id = ?" + self._sql.dialect.row_lock,
-                               (interaction_id,)).fetchone()
+            row = conn.execute("SELECT user_id FROM interactions WHERE id = ?", (interaction_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"unknown interaction id {interaction_id!r}")
+            # PostgreSQL: the user's row locked, then read again: two submissions of one edit take turns (the second
+            # sees the first's), and a hard delete of the user is wholly before or after.
+            self._sql.lock_users(conn, [row[0]])
+            row = conn.execute("SELECT user_id FROM interactions WHERE id = ?", (interaction_id,)).fetchone()
             if row is None:
                 raise NotFound(f"unknown interaction id {interaction_id!r}")
             user_id = row[0]

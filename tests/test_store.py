@@ -704,3 +704,42 @@ def test_a_postgres_learner_waiting_for_jobs_is_woken_by_another_process_queuein
     _queue_edits(api, 1)
     waiter.join(40)
     assert woken == [postgres]
+
+
+def test_edits_and_learning_racing_a_hard_delete_leave_nothing_of_the_user(store_factory):
+    """Edits submitted and learned by other processes while the user is hard-deleted: each write is wholly before
+    the delete (and removed by it) or finds the user gone (``NotFound``/``Conflict``); never a deadlock, never a
+    row left behind (PostgreSQL: every such write locks the user's row first)."""
+    import threading
+
+    api, learner, deleter = store_factory(), store_factory(), store_factory()
+    uid = api.user_id("t", "alice")
+    ids = [_interaction(api, uid) for _ in range(40)]
+    unexpected: list[BaseException] = []
+
+    def submit():
+        for i, iid in enumerate(ids):
+            try:
+                api.submit_edit(iid, f"kept {i}", cost=1, is_edit=True)
+            except NotFound:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                unexpected.append(exc)
+
+    def learn():
+        for iid in ids:
+            try:
+                learner.complete_learnings([{"interaction_id": iid, "preference": {
+                    "text": "p", "kind": "inferred", "context_vector": np.ones(4, dtype=np.float32)},
+                    "pair": {"context": "c", "chosen": "k", "rejected": "d"}}])
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                unexpected.append(exc)
+
+    threads = [threading.Thread(target=submit), threading.Thread(target=learn)]
+    for t in threads:
+        t.start()
+    deleter.delete_user(uid)
+    for t in threads:
+        t.join(60)
+    assert unexpected == []
+    assert _leftovers(deleter, uid, ids) == {}
