@@ -70,6 +70,15 @@ def store_factory(request, tmp_path):
         store.close()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_env(request) -> dict[str, str]:
+    """The environment that points redline's processes at each back-end in turn: nothing (SQLite in the data
+    directory), then ``REDLINE_DATABASE_URL`` of a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return {}
+    return {"REDLINE_DATABASE_URL": request.getfixturevalue("postgres_url")}
+
+
 @pytest.fixture
 def any_store(store_factory):
     """A store of each back-end in turn: SQLite (in a file) and PostgreSQL."""

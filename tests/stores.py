@@ -2,6 +2,21 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def opened(data_dir: Path, env: dict[str, str]):
+    """The store redline's processes use with ``env`` (``database_env``) and data directory ``data_dir``."""
+    from redline.store import open_store
+
+    store = open_store(env.get("REDLINE_DATABASE_URL"), data_dir / "redline.db")
+    try:
+        yield store
+    finally:
+        store.close()
+
 
 def execute(store, sql: str, params: tuple = ()) -> int:
     """Run a write in its own transaction; returns the rows it changed."""

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from stores import count
+from stores import count, opened, rows
 
 from redline.store import open_store
 
@@ -778,11 +778,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def test_kill9_then_restart_learns_every_accepted_edit_exactly_once(tmp_path):
+def test_kill9_then_restart_learns_every_accepted_edit_exactly_once(tmp_path, database_env):
     """kill -9 of ``redline serve`` itself: its children stop with it (the kernel tells them), and a restart learns
-    every accepted edit once. (Killing a learner or an API process alone: tests/test_processes.py.)"""
+    every accepted edit once, on either back-end. (Killing a learner or an API process alone:
+    tests/test_processes.py.)"""
     data = tmp_path / "crash"
-    server = scripted_server(data, REDLINE_AUTH="false", REDLINE_SCRIPTED_DELAY="inference=0.3").wait_ready()
+    server = scripted_server(data, REDLINE_AUTH="false", REDLINE_SCRIPTED_DELAY="inference=0.3",
+                             **database_env).wait_ready()
     children = server.children()
     try:
         with httpx.Client(base_url=server.url, timeout=30) as c:
@@ -797,24 +799,21 @@ def test_kill9_then_restart_learns_every_accepted_edit_exactly_once(tmp_path):
         assert time.monotonic() < end, "the supervisor's children outlived it"
         time.sleep(0.2)
     server.stop()  # its generator server
-    db_path = data / "redline.db"
-    with sqlite3.connect(db_path) as db:
-        assert db.execute("SELECT COUNT(*) FROM edits").fetchone()[0] == 8  # every 202 is on disk
-        unlearned = db.execute("SELECT COUNT(*) FROM edits WHERE learned_at IS NULL").fetchone()[0]
-    assert unlearned > 0, "the crash came too late to test recovery"
-    restarted = scripted_server(data, REDLINE_AUTH="false")  # learning needs no embedder: no wait for /ready
+    with opened(data, database_env) as store:
+        assert count(store, "edits") == 8  # every 202 is on disk
+        assert count(store, "edits", "learned_at IS NULL") > 0, "the crash came too late to test recovery"
+    restarted = scripted_server(data, REDLINE_AUTH="false", **database_env)  # learning needs no embedder
     try:
-        end = time.monotonic() + 60
-        while time.monotonic() < end:
-            with sqlite3.connect(db_path) as db:
-                if db.execute("SELECT COUNT(*) FROM jobs WHERE status != 'done'").fetchone()[0] == 0:
-                    break
-            time.sleep(0.2)
-        with sqlite3.connect(db_path) as db:
-            assert db.execute("SELECT COUNT(*) FROM edits WHERE learned_at IS NULL").fetchone()[0] == 0
-            per_interaction = dict(db.execute("SELECT interaction_id, COUNT(*) FROM preferences GROUP BY 1"))
-            pairs = dict(db.execute("SELECT interaction_id, COUNT(*) FROM pairs GROUP BY 1"))
-            assert db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY 1").fetchall() == [("done", 8)]
+        with opened(data, database_env) as store:
+            end = time.monotonic() + 60
+            while count(store, "jobs", "status != 'done'") and time.monotonic() < end:
+                time.sleep(0.2)
+            assert count(store, "edits", "learned_at IS NULL") == 0
+            per_interaction = {r["interaction_id"]: r["n"] for r in rows(
+                store, "SELECT interaction_id, COUNT(*) AS n FROM preferences GROUP BY interaction_id")}
+            pairs = {r["interaction_id"]: r["n"] for r in rows(
+                store, "SELECT interaction_id, COUNT(*) AS n FROM pairs GROUP BY interaction_id")}
+            assert rows(store, "SELECT status, COUNT(*) AS n FROM jobs GROUP BY status") == [{"status": "done", "n": 8}]
         assert per_interaction == {iid: 1 for iid in ids}
         assert pairs == {iid: 1 for iid in ids}
     finally:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from stores import count, opened
 
 from servers import REPO, scripted_server
 
@@ -62,6 +63,11 @@ def _interactions(url: str, n: int, users: int) -> list[str]:
 
     with ThreadPoolExecutor(8) as pool:
         return list(pool.map(one, range(n)))
+
+
+def _pairs(store, sql: str) -> dict:
+    """The rows of a two-column query as a dict (first column → second)."""
+    return {a: b for a, b in store._sql.tuples(sql)}
 
 
 def _wait(check, timeout: float, what: str, every: float = 0.2):
@@ -116,13 +122,13 @@ def _post_edit(url: str, iid: str, text: str, accepted: list, lock: threading.Lo
 
 
 def test_a_learner_killed_mid_batch_and_an_api_process_killed_mid_load_lose_nothing_and_learn_nothing_twice(
-        tmp_path):
+        tmp_path, database_env):
     """kill -9 of the learner while a batch is being inferred, then of an API process while edits arrive: every
     accepted edit is learned, once: one preference and one pair each, and the generator was asked to infer each
     edit once per claim of its job (only the jobs the killed learner held were claimed, and inferred, twice)."""
     server = scripted_server(tmp_path, "--api-workers", "2", REDLINE_AUTH="false",
-                             REDLINE_SCRIPTED_DELAY="inference=0.3", REDLINE_JOB_LEASE_SECONDS="600"
-                             ).wait_ready()  # only the restart may hand jobs back
+                             REDLINE_SCRIPTED_DELAY="inference=0.3", REDLINE_JOB_LEASE_SECONDS="600",
+                             **database_env).wait_ready()  # only the restart may hand jobs back
     accepted: list[tuple[str, str]] = []
     lock = threading.Lock()
     try:
@@ -146,14 +152,14 @@ def test_a_learner_killed_mid_batch_and_an_api_process_killed_mid_load_lose_noth
             for f in futures:
                 f.result()
         _wait(lambda: server.children()["api-1"] != api, 60, "the API process was not restarted")
-        with _db(tmp_path) as db:
-            _wait(lambda: db.execute("SELECT COUNT(*) FROM jobs WHERE kind = 'learn' AND status != 'done'"
-                                     ).fetchone()[0] == 0, 120, "not every accepted edit was learned")
-            edits = dict(db.execute("SELECT interaction_id, edited_text FROM edits WHERE learned_at IS NOT NULL"))
-            preferences = dict(db.execute("SELECT interaction_id, COUNT(*) FROM preferences GROUP BY 1"))
-            pairs = dict(db.execute("SELECT interaction_id, COUNT(*) FROM pairs GROUP BY 1"))
-            attempts = dict(db.execute("SELECT e.edited_text, j.attempts FROM jobs j JOIN edits e"
-                                       " ON e.interaction_id = j.interaction_id WHERE j.kind = 'learn'"))
+        with opened(tmp_path, database_env) as store:
+            _wait(lambda: count(store, "jobs", "kind = 'learn' AND status != 'done'") == 0, 120,
+                  "not every accepted edit was learned")
+            edits = _pairs(store, "SELECT interaction_id, edited_text FROM edits WHERE learned_at IS NOT NULL")
+            preferences = _pairs(store, "SELECT interaction_id, COUNT(*) FROM preferences GROUP BY interaction_id")
+            pairs = _pairs(store, "SELECT interaction_id, COUNT(*) FROM pairs GROUP BY interaction_id")
+            attempts = _pairs(store, "SELECT e.edited_text, j.attempts FROM jobs j JOIN edits e"
+                                     " ON e.interaction_id = j.interaction_id WHERE j.kind = 'learn'")
         inferred = server.generator.stats(subjects=True)["subjects"]
     finally:
         server.stop()
@@ -167,33 +173,33 @@ def test_a_learner_killed_mid_batch_and_an_api_process_killed_mid_load_lose_noth
     assert sum(n > 1 for n in inferred.values()) <= len(claimed_twice)
 
 
-def _worker(data: Path, name: str, generator_url: str) -> tuple[subprocess.Popen, Path]:
+def _worker(data: Path, name: str, generator_url: str, **extra: str) -> tuple[subprocess.Popen, Path]:
     log = data / f"{name}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("REDLINE_")}
     env.update(REDLINE_DATA_DIR=str(data), REDLINE_GENERATOR="openai", REDLINE_GENERATOR_URL=generator_url,
-               REDLINE_GENERATOR_RETRIES="0", HF_HUB_OFFLINE="1")
+               REDLINE_GENERATOR_RETRIES="0", HF_HUB_OFFLINE="1", **extra)
     proc = subprocess.Popen([sys.executable, "-m", "redline.cli", "worker", "--id", name], cwd=REPO, env=env,
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)
     return proc, log
 
 
-def test_two_learners_on_one_store_never_run_the_same_job(tmp_path):
+def test_two_learners_on_one_store_never_run_the_same_job(tmp_path, database_env):
     """``serve --role api`` with two ``redline worker`` processes beside it: both learn, and the generator was asked
     to infer each edit exactly once."""
     server = scripted_server(tmp_path, "--role", "api", REDLINE_AUTH="false",
-                             REDLINE_SCRIPTED_DELAY="inference=0.2").wait_ready()
+                             REDLINE_SCRIPTED_DELAY="inference=0.2", **database_env).wait_ready()
     workers = []
     try:
         assert "learner-0" not in server.children()
-        workers = [_worker(tmp_path, name, server.generator.url + "/v1") for name in ("w1", "w2")]
+        workers = [_worker(tmp_path, name, server.generator.url + "/v1", **database_env) for name in ("w1", "w2")]
         ids = _interactions(server.url, 150, 7)
         with httpx.Client(base_url=server.url, timeout=30) as c:
             for name, (_, log) in zip(("w1", "w2"), workers):
                 _wait(lambda: f"learner {name} started" in log.read_text(), 60, f"{name} did not start")
             for i, iid in enumerate(ids):  # both learners poll the queue meanwhile
                 assert c.post(f"/v1/interactions/{iid}/edit", json={"edited_text": f"kept {i}."}).status_code == 202
-        with _db(tmp_path) as db:
-            _wait(lambda: db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'done'").fetchone()[0] == 150, 120,
+        with opened(tmp_path, database_env) as store:
+            _wait(lambda: count(store, "jobs", "status = 'done'") == 150, 120,
                   "the two learners did not learn every edit")
         for proc, _ in workers:
             proc.send_signal(signal.SIGTERM)
