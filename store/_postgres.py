@@ -101,7 +101,7 @@ class Postgres:
                 finally:
                     self._local.conn, self._local.read_only = None, False
 
-    def lock_users(self, conn: _Conn, user_ids: list[int], *, delete: bool = False) -> None:
+    def lock_users(self, conn: _Conn, user_ids: list[int], *, delete: bool = False) -> bool:
         """Lock these users' rows until the transaction ends, in id order (two writers that lock several users
         never wait for each other in a circle). ``NO KEY UPDATE``: rows that only refer to a user (an interaction
         being added) do not wait for it; ``delete``: they do (a hard delete), and fail once it committed."""
@@ -109,6 +109,7 @@ class Postgres:
         if ids:
             mode = "UPDATE" if delete else "NO KEY UPDATE"
             conn.raw.execute(f"SELECT id FROM users WHERE id = ANY(%s) ORDER BY id FOR {mode}", (ids,))
+        return True  # True: the caller reads again what it read before (another writer may have changed it)
 
     # -- reads ----------------------------------------------------------------------------------------
 

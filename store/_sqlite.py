@@ -233,9 +233,10 @@ class SQLite:
         rows = self.query(sql, params)
         return rows[0] if rows else None
 
-    def lock_users(self, conn: sqlite3.Connection, user_ids: list[int], *, delete: bool = False) -> None:
+    def lock_users(self, conn: sqlite3.Connection, user_ids: list[int], *, delete: bool = False) -> bool:
         """Lock these users' rows until the transaction ends: nothing to do here, a write transaction holds the one
-        write lock of the database."""
+        write lock of the database (False: nothing was locked, nothing changed meanwhile)."""
+        return False
 
     def notify(self, conn: sqlite3.Connection, channel: str) -> None:
         """Tell other processes something changed: SQLite has no channel (they poll)."""

@@ -173,8 +173,8 @@ class SQLStore:
                 raise NotFound(f"unknown interaction id {interaction_id!r}")
             # PostgreSQL: the user's row locked, then read again: two submissions of one edit take turns (the second
             # sees the first's), and a hard delete of the user is wholly before or after.
-            self._sql.lock_users(conn, [row[0]])
-            row = conn.execute("SELECT user_id FROM interactions WHERE id = ?", (interaction_id,)).fetchone()
+            if self._sql.lock_users(conn, [row[0]]):
+                row = conn.execute("SELECT user_id FROM interactions WHERE id = ?", (interaction_id,)).fetchone()
             if row is None:
                 raise NotFound(f"unknown interaction id {interaction_id!r}")
             user_id = row[0]
@@ -217,12 +217,10 @@ class SQLStore:
         preference id, or None. If the edit was already learned nothing is written and ``Conflict`` is raised.
         """
         with self._sql.transaction() as conn:
-            row = conn.execute("SELECT user_id FROM edits WHERE interaction_id = ?", (interaction_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"no edit for interaction {interaction_id!r}")
-            self._sql.lock_users(conn, [row[0]])  # then read again: another learner may have just written it
-            row = conn.execute("SELECT user_id, learned_at FROM edits WHERE interaction_id = ?",
-                               (interaction_id,)).fetchone()
+            read = "SELECT user_id, learned_at FROM edits WHERE interaction_id = ?"
+            row = conn.execute(read, (interaction_id,)).fetchone()
+            if row is not None and self._sql.lock_users(conn, [row[0]]):
+                row = conn.execute(read, (interaction_id,)).fetchone()  # another learner may have just written it
             if row is None:
                 raise NotFound(f"no edit for interaction {interaction_id!r}")
             user_id, learned_at = row
