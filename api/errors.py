@@ -1,10 +1,11 @@
 """One error body for the whole API, OpenAI style: ``{"error": {"message", "type", "code"}}``.
 
-Every exception that reaches the app boundary is rendered here: agent errors carry their status and
-code; request validation becomes 400 (unparseable body) or 422 (wrong fields); anything unexpected is
-rendered as a 500 without internals by the function ``install_error_handlers`` returns, which
-``RequestMiddleware`` calls (it sits outside these handlers, so the answer carries the request id). Under the
-inspector's pages (``/ui``) the same status and message come as an HTML page (``page_error``).
+Every exception that reaches the app boundary is rendered here: agent errors get the status and code of their
+class in ``AGENT_ERRORS`` (the agent knows nothing of HTTP); request validation becomes 400 (unparseable body) or
+422 (wrong fields); anything unexpected is rendered as a 500 without internals by the function
+``install_error_handlers`` returns, which ``RequestMiddleware`` calls (it sits outside these handlers, so the answer
+carries the request id). Under the inspector's pages (``/ui``) the same status and message come as an HTML page
+(``page_error``).
 """
 
 from __future__ import annotations
@@ -20,9 +21,23 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
-from redline.agent import AgentError, EmbeddingUnavailable, GeneratorUnavailable
+from redline.agent import (
+    AgentError,
+    EditConflict,
+    EmbeddingUnavailable,
+    GeneratorUnavailable,
+    InvalidInput,
+    InvalidRule,
+    RuleConflict,
+    UnknownApiKey,
+    UnknownInteraction,
+    UnknownPreference,
+    UnknownRule,
+    UnknownUser,
+)
 
-__all__ = ["ApiError", "error_body", "error_response", "install_error_handlers"]
+__all__ = ["ApiError", "AGENT_ERRORS", "agent_status", "agent_error_body", "error_body", "error_response",
+           "install_error_handlers"]
 log = logging.getLogger(__name__)
 
 TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -32,6 +47,31 @@ TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permis
 CODES = {400: "bad_request", 401: "invalid_api_key", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
          409: "conflict", 413: "request_too_large", 415: "unsupported_media_type", 422: "invalid_request",
          429: "rate_limited", 503: "unavailable"}
+
+
+# Each agent error's HTTP status and code; a subclass answers as its nearest listed ancestor.
+AGENT_ERRORS: dict[type[AgentError], tuple[int, str]] = {
+    AgentError: (400, "bad_request"),
+    InvalidInput: (400, "invalid_input"),
+    UnknownInteraction: (404, "not_found"),
+    UnknownUser: (404, "not_found"),
+    UnknownPreference: (404, "not_found"),
+    UnknownRule: (404, "not_found"),
+    UnknownApiKey: (404, "not_found"),
+    InvalidRule: (422, "invalid_rule"),
+    RuleConflict: (409, "conflict"),
+    EditConflict: (409, "conflict"),
+    GeneratorUnavailable: (503, "generator_unavailable"),
+    EmbeddingUnavailable: (503, "embedder_unavailable"),
+}
+
+
+def agent_status(exc: AgentError) -> tuple[int, str]:
+    """The HTTP status and error code an agent error answers with."""
+    for cls in type(exc).__mro__:
+        if cls in AGENT_ERRORS:
+            return AGENT_ERRORS[cls]
+    return AGENT_ERRORS[AgentError]
 
 
 class ApiError(Exception):
@@ -48,6 +88,12 @@ def error_body(status: int, message: str, code: str | None = None) -> dict:
     return {"error": {"message": message, "type": TYPES.get(status, "server_error" if status >= 500 else
                                                                "invalid_request_error"),
                       "code": code or CODES.get(status, "internal_error")}}
+
+
+def agent_error_body(exc: AgentError) -> dict:
+    """The error body of an agent error (a stream's last event, once its status line is sent)."""
+    status, code = agent_status(exc)
+    return error_body(status, str(exc), code)
 
 
 def error_response(status: int, message: str, code: str | None = None, headers: dict | None = None) -> JSONResponse:
@@ -109,12 +155,13 @@ def install_error_handlers(app: FastAPI, *, retry_after: int,
 
     @app.exception_handler(AgentError)
     async def agent_error(request: Request, exc: AgentError):
-        headers = unavailable_headers() if isinstance(exc, GeneratorUnavailable) or exc.status == 503 else None
-        if exc.status >= 500:
+        status, code = agent_status(exc)
+        headers = unavailable_headers() if status == 503 else None
+        if status >= 500:
             log.warning("%s: %s", type(exc).__name__, exc)
         # the embedder's failure names paths on this machine: logged above, not sent
         message = "the embedding model is unavailable" if isinstance(exc, EmbeddingUnavailable) else str(exc)
-        return respond(request, exc.status, message, exc.code, headers)
+        return respond(request, status, message, code, headers)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError):

@@ -47,12 +47,14 @@ def test_eval_cli_three_rounds_two_methods(tmp_path):
            {m: v["cumulative_cost_mean"] for m, v in summary["methods"].items()}
 
 
-def test_eval_cli_redline_selects_with_trained_heads(tmp_path):
+def test_eval_cli_redline_selects_with_trained_heads(tmp_path, monkeypatch):
     """redline at temperature 0 on SmolLM2: heads trained after the first edit (--retrain-every 1), later
-    rounds ask for several candidates (greedy copies, which transformers cannot sample) and the reward picks."""
+    rounds ask for several candidates (greedy copies, which transformers cannot sample) and the reward picks
+    (REDLINE_REWARD_MIN_PAIRS=1: one learned pair is evidence enough to explore)."""
     from click.testing import CliRunner
 
     from redline.cli import cli
+    monkeypatch.setenv("REDLINE_REWARD_MIN_PAIRS", "1")
     out = tmp_path / "out"
     args = ["--data-dir", str(tmp_path / "data"), "--generator-model", "smollm2", "--max-tokens", "8",
             "eval", "--task", "email", "--methods", "redline", "--rounds", "3", "--seeds", "0", "--workers", "1",

@@ -103,3 +103,24 @@ def test_every_reader_of_text_reads_it_through_redline_text():
     """One reading of text: the leaf that the agent, the reward's features and the simulated users share."""
     assert _imports("policies") == {"text"}
     assert "text" in _imports("agent") and "text" in _imports("evals")
+
+
+def test_agent_errors_know_no_http_and_the_api_maps_each_one():
+    """The agent says what went wrong; the API alone decides the status: every error the agent exports has its own
+    row in the API's table (a new error class without one would answer as a bare 400)."""
+    import redline.agent as agent
+    from redline.api.errors import AGENT_ERRORS, agent_status
+
+    exported = {getattr(agent, name) for name in agent.__all__}
+    errors = {cls for cls in exported if isinstance(cls, type) and issubclass(cls, agent.AgentError)}
+    assert len(errors) >= 10
+    for cls in errors:
+        assert not hasattr(cls, "status") and not hasattr(cls, "code"), cls
+        assert cls in AGENT_ERRORS, f"{cls.__name__} has no HTTP status in api/errors.py AGENT_ERRORS"
+    assert agent_status(agent.UnknownRule("x")) == (404, "not_found")
+    assert agent_status(agent.GeneratorUnavailable("x", retryable=False)) == (503, "generator_unavailable")
+
+    class Narrower(agent.EditConflict):
+        pass
+
+    assert agent_status(Narrower("x")) == (409, "conflict")

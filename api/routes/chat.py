@@ -14,7 +14,7 @@ from redline.agent.types import TextDelta
 
 from ..bodies import JsonRoute
 from ..deps import AgentDep, MetricsDep, SettingsDep, TenantDep
-from ..errors import ApiError, error_body
+from ..errors import ApiError, agent_error_body
 from ..schemas import ChatRequest, ModelCard, ModelList, Usage
 from ._common import check_max_tokens, errors
 
@@ -117,4 +117,4 @@ def _live_chunks(start, events, body: ChatRequest, created: int, metrics):
                 metrics.observe_generation(event)
                 yield from _closing_chunks(cid, created, body, extra, Usage.of(event).model_dump())
     except AgentError as exc:  # the status line is sent: the failure is the last event
-        yield f"data: {json.dumps(error_body(exc.status, str(exc), exc.code))}\n\n"
+        yield f"data: {json.dumps(agent_error_body(exc))}\n\n"

@@ -11,7 +11,7 @@ from redline.agent.types import StreamStart, TextDelta
 
 from ..bodies import JsonRoute
 from ..deps import AgentDep, MetricsDep, SettingsDep, TenantDep
-from ..errors import error_body
+from ..errors import agent_error_body
 from ..observability import Metrics
 from ..schemas import GenerateRequest, GenerateResponse
 from ._common import check_max_tokens, errors
@@ -64,4 +64,4 @@ def _server_sent(events: Iterator, metrics: Metrics) -> Iterator[str]:
                 metrics.observe_generation(event)
                 yield sse("done", GenerateResponse.of(event).model_dump(mode="json"))
     except AgentError as exc:  # the status line is sent: the failure is the last event
-        yield sse("error", error_body(exc.status, str(exc), exc.code))
+        yield sse("error", agent_error_body(exc))
