@@ -38,7 +38,7 @@ class _Conn:
         self.raw = conn
 
     def execute(self, sql: str, params: Any = ()) -> psycopg.Cursor:
-        return self.raw.execute(POSTGRES.sql(sql), params or None)
+        return self.raw.execute(POSTGRES.sql(sql), params)
 
     def executemany(self, sql: str, rows: list) -> psycopg.Cursor:
         cur = self.raw.cursor()
@@ -126,12 +126,12 @@ class Postgres:
         """Rows as dicts: read on a pooled connection, or on this thread's transaction's."""
         with self._reading() as conn:
             with conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(POSTGRES.sql(sql), params or None)
+                cur.execute(POSTGRES.sql(sql), params)
                 return cur.fetchall()
 
     def tuples(self, sql: str, params: tuple | list | dict = ()) -> list[tuple]:
         with self._reading() as conn:
-            return conn.execute(POSTGRES.sql(sql), params or None).fetchall()
+            return conn.execute(POSTGRES.sql(sql), params).fetchall()
 
     def one(self, sql: str, params: tuple | dict = ()) -> dict | None:
         rows = self.query(sql, params)

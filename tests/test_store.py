@@ -743,3 +743,9 @@ def test_edits_and_learning_racing_a_hard_delete_leave_nothing_of_the_user(store
         t.join(60)
     assert unexpected == []
     assert _leftovers(deleter, uid, ids) == {}
+
+
+def test_a_percent_sign_in_sql_or_text_reaches_either_database_as_itself(fresh_store):
+    uid = fresh_store.user_id("t", "50% off")
+    assert rows(fresh_store, "SELECT name FROM users WHERE name LIKE '50%'") == [{"name": "50% off"}]
+    assert fresh_store.user(uid)["name"] == "50% off"
