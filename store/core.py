@@ -167,28 +167,31 @@ class SQLStore:
         Returns ``(edit_row, created)``. Submitting the same text again returns the stored row with
         ``created=False``; a different text for an already edited interaction raises ``Conflict``.
         """
+        read = ("SELECT i.user_id AS owner, " + ", ".join(f"e.{c}" for c in _EDIT_COLUMNS.split(", ")) +
+                " FROM interactions i LEFT JOIN edits e ON e.interaction_id = i.id WHERE i.id = ?")
+
         def write(conn: Any) -> tuple[dict, bool]:
-            row = conn.execute("SELECT user_id FROM interactions WHERE id = ?", (interaction_id,)).fetchone()
-            if row is None:
-                raise NotFound(f"unknown interaction id {interaction_id!r}")
+            cur = conn.execute(read, (interaction_id,))
+            row = cur.fetchone()
             # PostgreSQL: the user's row locked, then read again: two submissions of one edit take turns (the second
             # sees the first's), and a hard delete of the user is wholly before or after.
-            if self._sql.lock_users(conn, [row[0]]):
-                row = conn.execute("SELECT user_id FROM interactions WHERE id = ?", (interaction_id,)).fetchone()
+            if row is not None and self._sql.lock_users(conn, [row[0]]):
+                cur = conn.execute(read, (interaction_id,))
+                row = cur.fetchone()
             if row is None:
                 raise NotFound(f"unknown interaction id {interaction_id!r}")
-            user_id = row[0]
-            existing = self._sql.one(_EDIT_ROW, (interaction_id,))
-            if existing is not None:
+            user_id, existing = row[0], dict(zip(_EDIT_COLUMNS.split(", "), row[1:]))
+            if existing["interaction_id"] is not None:
                 if existing["edited_text"] != edited_text:
                     raise Conflict(f"interaction {interaction_id} already has a different edit")
                 return existing, False
             stamp = now_iso()
-            conn.execute("INSERT INTO edits (interaction_id, user_id, edited_text, cost, is_edit, created_at)"
-                         " VALUES (?,?,?,?,?,?)", (interaction_id, user_id, edited_text, cost,
-                                                   int(is_edit), stamp))
+            cur = conn.execute("INSERT INTO edits (interaction_id, user_id, edited_text, cost, is_edit, created_at)"
+                               f" VALUES (?,?,?,?,?,?) RETURNING {_EDIT_COLUMNS}",
+                               (interaction_id, user_id, edited_text, cost, int(is_edit), stamp))
+            created = dict(zip(_EDIT_COLUMNS.split(", "), cur.fetchone()))
             self.jobs.enqueue(conn, interaction_id, stamp=stamp, kind=job_kind)
-            return self._sql.one(_EDIT_ROW, (interaction_id,)), True
+            return created, True
 
         # Committed with other requests' writes (group commit): durable when this returns, one fsync for many.
         return self._sql.grouped(write)
