@@ -279,7 +279,7 @@ def test_delete_user_drops_the_cached_index_and_aggregations(make_agent):
     assert agent.store.db["aggregations"].count == 0
 
 
-def test_one_failure_rule_for_queued_jobs(agent, monkeypatch):
+def test_one_failure_rule_for_queued_jobs(agent, monkeypatch, caplog):
     """run_jobs (the learner) and process_pending (learn-pending) treat a failing job alike: a deleted interaction is
     dropped; any other failure backs off (30 s ± 20% after the first attempt), then parks the job, which is kept
     (visible, with its error) and learned once retried; nothing accepted fails for good."""
@@ -301,9 +301,11 @@ def test_one_failure_rule_for_queued_jobs(agent, monkeypatch):
         return real(interaction_id)
 
     monkeypatch.setattr(agent, "_read_step", failing)
-    outcomes = agent.run_jobs()
+    with caplog.at_level("WARNING", logger="redline.agent.jobs"):
+        outcomes = agent.run_jobs()
     assert [(o.outcome, o.requeued) for o in outcomes] == [("dropped", False), ("error", True)]
     assert agent.store.jobs.counts() == {"dropped": 1, "pending": 2}  # nothing is left 'running'
+    assert f"learning job 1 dropped: its interaction {ids[0]} was deleted" in caplog.text
     job = agent.store.jobs.get(ids[1])
     assert (job["error"], job["error_kind"], job["attempts"]) == ("RuntimeError: boom", "error", 1)
     assert now_iso(23) < job["run_after"] < now_iso(37)
