@@ -27,8 +27,11 @@ _MARK = "_redline_generator_failed"
 
 def generator_failed(exc: BaseException) -> bool:
     """Whether ``exc`` is the generator's failure (it was down, unreachable, or answered what the client could not
-    use), not the caller's own."""
-    return isinstance(exc, GeneratorUnavailable) or bool(getattr(exc, _MARK, False))
+    use), not the caller's own (nor a request the generator answered and refused: the same request would be
+    refused again)."""
+    if isinstance(exc, GeneratorUnavailable):
+        return exc.retryable
+    return bool(getattr(exc, _MARK, False))
 
 
 def _counts(exc: BaseException) -> bool:

@@ -216,14 +216,16 @@ class Learning:
     def retry_generator_jobs(self, *, probe: bool = True) -> int:
         """When jobs wait because the generator failed (parked, or backing off) and the generator answers now (a
         one-token call, with ``probe``; else only when this process's last call to it succeeded), queue them again
-        with their attempts reset. Returns how many (0: none waited, or the generator still fails)."""
+        at once: parked ones with their attempts reset, the others with theirs kept (a job the generator fails on
+        its own, while it answers others, is still parked in the end). Returns how many (0: none waited, or the
+        generator still fails)."""
         if not self.store.jobs.failing(error_kind="generator"):
             return 0
         generator = self.generator
         answers = generator.probe() if probe else generator.last_ok > generator.last_failure
         if not answers:
             return 0
-        count = self.store.jobs.retry(error_kind="generator")
+        count = self.store.jobs.retry(error_kind="generator", reset_waiting=False)
         if count:
             log.info("the generator answers again: %d learning jobs it failed are queued again", count)
         return count

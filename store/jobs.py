@@ -94,13 +94,13 @@ class Jobs:
                              [(status, error, error_kind, run_after, now_iso(), i, *((owner,) if held else ()))
                               for i in ids])
 
-    def retry(self, *, error_kind: str | None = None, tenant: str | None = None, waiting: bool = True) -> int:
-        """Queue again, at once and with their attempts reset, the learning jobs that are parked and, with
-        ``waiting``, those waiting out a back-off after a failure; only those whose last failure was of
-        ``error_kind`` (default: any), of interactions in ``tenant`` (default: every tenant). Returns how many."""
-        where = ["kind = 'learn'", "(status = 'parked'" + (" OR (status = 'pending' AND error_kind IS NOT NULL))"
-                                                          if waiting else ")")]
-        params: list = [now_iso()]
+    def retry(self, *, error_kind: str | None = None, tenant: str | None = None, waiting: bool = True,
+              reset_waiting: bool = True) -> int:
+        """Queue again, at once, the learning jobs that are parked (their attempts reset) and, with ``waiting``, those
+        waiting out a back-off after a failure (their attempts reset too with ``reset_waiting``, else kept, so a job
+        that keeps failing is still parked in the end); only those whose last failure was of ``error_kind``
+        (default: any), of interactions in ``tenant`` (default: every tenant). Returns how many."""
+        where, params = ["kind = 'learn'"], [now_iso()]
         if error_kind is not None:
             where.append("error_kind = ?")
             params.append(error_kind)
@@ -108,10 +108,14 @@ class Jobs:
             where.append("interaction_id IN (SELECT i.id FROM interactions i JOIN users u ON u.id = i.user_id"
                          " WHERE u.tenant = ?)")
             params.append(tenant)
+        clear = "status = 'pending', run_after = NULL, claimed_by = NULL, lease_until = NULL, updated_at = ?"
         with self._sql.transaction() as conn:
-            n = conn.execute("UPDATE jobs SET status = 'pending', attempts = 0, run_after = NULL, error = NULL,"
-                             " error_kind = NULL, claimed_by = NULL, lease_until = NULL, updated_at = ?"
-                             f" WHERE {' AND '.join(where)}", params).rowcount
+            n = conn.execute(f"UPDATE jobs SET {clear}, attempts = 0, error = NULL, error_kind = NULL"
+                             f" WHERE status = 'parked' AND {' AND '.join(where)}", params).rowcount
+            if waiting:
+                reset = ", attempts = 0, error = NULL, error_kind = NULL" if reset_waiting else ""
+                n += conn.execute(f"UPDATE jobs SET {clear}{reset} WHERE status = 'pending' AND error_kind IS NOT NULL"
+                                  f" AND run_after IS NOT NULL AND {' AND '.join(where)}", params).rowcount
         if n:
             self._queued.set()
         return n

@@ -400,6 +400,11 @@ def test_retrying_jobs_picks_by_cause_and_tenant():
     assert store.jobs.parked() == 1 and store.jobs.counts() == {"pending": 3, "parked": 1}
     assert {j["id"] for j in store.jobs.claim("me", limit=10)} == {ids["t1", "generator"], ids["t2", "generator"],
                                                                    ids["t2", "error"]}
+    backing_off = ids["t1", "generator"]
+    store.jobs.mark(backing_off, "pending", error="down", error_kind="generator", run_after=now_iso(3600))
+    assert store.jobs.retry(error_kind="generator", reset_waiting=False) == 1
+    job = store.jobs.get(store.db.execute("SELECT interaction_id FROM jobs WHERE id = ?", (backing_off,)).fetchone()[0])
+    assert (job["attempts"], job["run_after"], job["error_kind"]) == (1, None, "generator")  # attempts kept
 
 
 def _files_holding(folder, marker: str) -> dict[str, int]:
