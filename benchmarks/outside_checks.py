@@ -368,7 +368,7 @@ def hostile(args) -> Section:
         session, token = _session(server.url, key)
         changes = [(m, p, b) for (m, p), b in bodies.items()] + [
             ("DELETE", f"/v1/users/owner/preferences/{pref}", None), ("DELETE", f"/v1/users/owner/rules/{rule}", None),
-            ("DELETE", "/v1/users/owner", None)]
+            ("DELETE", "/v1/users/owner", None), ("POST", "/v1/learning/retry", None)]
         forgeries = [({}, "no token"), ({"X-CSRF-Token": "wrong"}, "a wrong token"),
                      ({"X-CSRF-Token": token, "Origin": "http://evil.test"}, "another origin"),
                      ({"X-CSRF-Token": token, "Sec-Fetch-Site": "cross-site"}, "a cross-site fetch")]
