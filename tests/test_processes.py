@@ -303,6 +303,34 @@ def test_edits_accepted_while_the_generator_is_broken_are_parked_then_all_learne
         server.stop()
 
 
+def test_with_the_default_back_off_a_15_s_broken_window_loses_no_edit(tmp_path):
+    """The issue's case with the shipped settings: the generator broken for about 15 s while 10 edits are accepted;
+    their jobs back off (none fails for good) and once the generator answers the learner's probe (every 30 s)
+    queues them at once: 10 of 10 learned."""
+    broken = tmp_path / "generator-broken"
+    server = scripted_server(tmp_path, REDLINE_AUTH="false", REDLINE_SCRIPTED_BROKEN_FILE=str(broken)).wait_ready()
+    try:
+        client = httpx.Client(base_url=server.url, timeout=30)
+        iids = _interactions(server.url, 10, 3)
+        broken.touch()
+        for i, iid in enumerate(iids):
+            assert client.post(f"/v1/interactions/{iid}/edit", json={"edited_text": f"Transit up {i}%."}
+                               ).status_code == 202
+        _wait(lambda: all(x["attempts"] >= 1 for x in _learning(client, iids)), 60, "the jobs were not tried")
+        time.sleep(max(0.0, 15 - 0.1 * len(iids)))
+        waiting = _learning(client, iids)
+        assert {x["status"] for x in waiting} == {"pending"} and all(x["retry_at"] for x in waiting)
+        broken.unlink()
+        _wait(lambda: all(x["status"] == "learned" for x in _learning(client, iids)), 120,
+              "the edits were not learned once the generator answered")
+        with _db(tmp_path) as db:
+            assert db.execute("SELECT status, COUNT(*) FROM jobs WHERE kind = 'learn' GROUP BY status").fetchall() == [
+                ("done", 10)]
+        client.close()
+    finally:
+        server.stop()
+
+
 def test_parked_edits_are_retried_on_command_and_a_deleted_users_job_goes_with_it(tmp_path):
     """With the learner's probe far off, parked edits wait after the generator recovers until POST
     /v1/learning/retry (the caller's tenant only) queues them again; a deleted user's parked job goes with it."""
