@@ -18,6 +18,7 @@ import numpy as np
 from ._sqlite import SQLite, blob_to_vector, blobs_to_features, features_to_blob, now_iso, vector_to_blob
 from .checkpoints import Checkpoints
 from .errors import Conflict, NotFound
+from .health import Health
 from .jobs import Jobs
 from .keys import ApiKeys, Sessions
 from .leases import Leases
@@ -46,6 +47,7 @@ class Store:
         self.rules = Rules(self._sql)
         self.checkpoints = Checkpoints(self._sql)
         self.leases = Leases(self._sql)
+        self.health = Health(self._sql)
 
     # -- plumbing ---------------------------------------------------------------------------------
 

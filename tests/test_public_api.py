@@ -27,7 +27,8 @@ def test_retrieval_all():
 
 def test_store_all():
     assert sorted(store.__all__) == sorted([
-        "Store", "Jobs", "ApiKeys", "Checkpoints", "Leases", "SCHEMA_VERSION", "StoreError", "NotFound", "Conflict",
+        "Store", "Jobs", "ApiKeys", "Checkpoints", "Leases", "Health", "SCHEMA_VERSION", "StoreError", "NotFound",
+        "Conflict",
         "now_iso", "vector_to_blob", "blob_to_vector",
     ])
     for name in store.__all__:
