@@ -27,6 +27,7 @@ from .editcost import EditCost
 from .errors import InvalidInput, embedding_errors
 from .generate import Generating
 from .generators import GenerationParams, Generator, load_generator
+from .health import FAILURE_MEMORY_SECONDS, GENERATOR, WatchedGenerator
 from .keys import Keys
 from .learning import Learning
 from .rulebook import Rulebook
@@ -39,7 +40,9 @@ __all__ = ["Agent"]
 class Agent(Generating, Learning, UserData):
     """``generate(user, context, task)`` and ``learn(interaction_id, edited_text)``.
 
-    Heavy parts (embedder, generator) load on first use; pass them in to share or replace them. ``owner`` names
+    Heavy parts (embedder, generator) load on first use; pass them in to share or replace them. Either way the
+    generator is watched (``WatchedGenerator``: its successes and failures go to the store's health table).
+    ``owner`` names
     this agent where it claims jobs and holds leases in the store (default: host, process id and a random part,
     unique to this object); a learner restarted in the same slot passes the same one.
     """
@@ -51,7 +54,8 @@ class Agent(Generating, Learning, UserData):
         self.store = store or open_store(self.settings.database_url, self.settings.store_path,
                                          pool_size=self.settings.database_pool_size)
         self.embedder = embedder or Embedder(self.settings.embedding_model, dtype=self.settings.embedding_dtype)
-        self._generator, self._owns_generator = generator, generator is None
+        self._owns_generator = generator is None
+        self._generator = WatchedGenerator(generator, self.store.health) if generator is not None else None
         self._generator_lock = threading.Lock()
         self.index_cache = IndexCache(self.settings.index_cache_users)
         self.cipher = Cipher(self.store, self.index_cache, k=self.settings.k)
@@ -72,7 +76,7 @@ class Agent(Generating, Learning, UserData):
         if self._generator is None:
             with self._generator_lock:
                 if self._generator is None:
-                    self._generator = load_generator(self.settings)
+                    self._generator = WatchedGenerator(load_generator(self.settings), self.store.health)
         return self._generator
 
     def _encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -116,6 +120,15 @@ class Agent(Generating, Learning, UserData):
         """Learning jobs pending or running."""
         return self.store.jobs.queued()
 
+    def parked_jobs(self) -> int:
+        """Learning jobs parked: they failed every attempt and wait for a retry."""
+        return self.store.jobs.parked()
+
+    def generator_down(self) -> dict | None:
+        """The generator's health row (``failed_at``, ``error``) while it is down, as every process's calls saw it:
+        a failure within the last ``FAILURE_MEMORY_SECONDS`` newer than the last success. None when it is not."""
+        return self.store.health.down(GENERATOR, memory_seconds=FAILURE_MEMORY_SECONDS)
+
     def learners(self) -> int:
         """Learner processes on this store that said they are alive within their lease (``learner_alive``)."""
         return len(self.store.leases.live("learner:"))
@@ -153,5 +166,5 @@ class Agent(Generating, Learning, UserData):
         """Close the store, and stop the generator the agent built (a llama-server it started); a generator passed
         in belongs to the caller."""
         self.store.close()
-        if self._owns_generator and self._generator is not None and hasattr(self._generator, "close"):
-            self._generator.close()
+        if self._owns_generator and self._generator is not None and hasattr(self._generator.inner, "close"):
+            self._generator.inner.close()

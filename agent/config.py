@@ -88,6 +88,14 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(60.0, ge=1.0, description="How long a learner's claim on a job lasts without "
                                                               "renewal (renewed every third of it while it works); a "
                                                               "learner that dies leaves its jobs to others after it.")
+    learn_max_attempts: int = Field(8, ge=1, le=100, description="Attempts at learning one edit before its job is "
+                                                                 "parked (kept, retried when the generator answers "
+                                                                 "again or on command).")
+    learn_retry_max_seconds: float = Field(21600.0, ge=1.0, description="Longest back-off between two attempts at "
+                                           "learning one edit (they start at 30 s and grow fourfold, ±20% jitter).")
+    learn_retry_seconds: float = Field(30.0, gt=0, description="While jobs wait because the generator failed, the "
+                                                              "learner checks this often whether it answers again "
+                                                              "(a one-token call) and, if so, queues them again.")
 
     @field_validator("database_url", mode="after")
     @classmethod

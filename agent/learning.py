@@ -13,7 +13,7 @@ from redline.policies import FEATURES_VERSION, EditProfileReward, read_pairs_jso
 from redline.store import Conflict, NotFound, StoreError
 
 from .errors import AgentError, EditConflict, InvalidInput, UnknownInteraction
-from .jobs import JobOutcome, JobRunner, renewing
+from .jobs import Backoff, JobOutcome, JobRunner, renewing
 from .types import EditReceipt, LearnResult, validate_user
 
 __all__ = ["Learning"]
@@ -184,22 +184,52 @@ class Learning:
                  context: Callable[[dict], ContextManager] | None = None,
                  on_outcome: Callable[[JobOutcome], None] | None = None, owner: str | None = None) -> list[JobOutcome]:
         """Claim (as ``owner``, default this agent's ``owner``) and learn queued edits, oldest first, with the one
-        failure rule of ``JobRunner`` (the learner process calls this); stops early when a job must wait (its outcome
-        is then the last)."""
+        failure rule of ``JobRunner`` (the learner process calls this): a failed job backs off (30 s, fourfold each
+        attempt, at most ``learn_retry_max_seconds``) and is parked after ``learn_max_attempts``. Stops early when a
+        job failed (its outcome is then the last)."""
         runner = JobRunner(self.store.jobs, self.process_edit, learn_many=self.process_edits, context=context,
                            on_outcome=on_outcome, owner=owner or self.owner,
-                           lease_seconds=self.settings.job_lease_seconds)
+                           lease_seconds=self.settings.job_lease_seconds, max_attempts=self.settings.learn_max_attempts,
+                           backoff=Backoff(cap=self.settings.learn_retry_max_seconds))
         return runner.drain(limit=limit, stopping=stopping)
 
     def process_pending(self, *, limit: int = 100) -> int:
         """Learn every accepted edit not yet learned (recovery after a crash), then run the retraining a hard delete
-        queued, if any; returns how many edits were learned. A job that must wait (the generator is down, an
-        unexpected error) stays queued and its error is raised. Jobs another learner holds are left to it."""
+        queued, if any; returns how many edits were learned. Jobs the generator failed are queued again first when
+        it answers now (``retry_generator_jobs``); the others that failed wait for their back-off to end, or for
+        ``retry_learning``. A job that fails again waits (backs off, or is parked) and its error is raised. Jobs
+        another learner holds are left to it."""
+        self.retry_generator_jobs()
         outcomes = self.run_jobs(limit=limit)
         if outcomes and outcomes[-1].requeued:
             raise outcomes[-1].error
         self.run_retrain_jobs()
         return sum(o.outcome == "learned" for o in outcomes)
+
+    def retry_learning(self, *, tenant: str | None = None) -> int:
+        """Queue again, at once and with their attempts reset, the learning jobs that are parked or wait out a
+        back-off after a failure (of ``tenant``'s users; default every tenant). Returns how many."""
+        count = self.store.jobs.retry(tenant=tenant)
+        if count:
+            log.info("%d learning jobs queued again on command%s", count, f" (tenant {tenant})" if tenant else "")
+        return count
+
+    def retry_generator_jobs(self, *, probe: bool = True) -> int:
+        """When jobs wait because the generator failed (parked, or backing off) and the generator answers now (a
+        one-token call, with ``probe``; else only when this process's last call to it succeeded), queue them again
+        at once: parked ones with their attempts reset, the others with theirs kept (a job the generator fails on
+        its own, while it answers others, is still parked in the end). Returns how many (0: none waited, or the
+        generator still fails)."""
+        if not self.store.jobs.failing(error_kind="generator"):
+            return 0
+        generator = self.generator
+        answers = generator.probe() if probe else generator.last_ok > generator.last_failure
+        if not answers:
+            return 0
+        count = self.store.jobs.retry(error_kind="generator", reset_waiting=False)
+        if count:
+            log.info("the generator answers again: %d learning jobs it failed are queued again", count)
+        return count
 
     # -- the reward: per-user state and the shared retraining ------------------------------------------
 

@@ -27,19 +27,27 @@ class UserData:
 
     def interaction(self, interaction_id: str, *, tenant: str | None = None) -> dict:
         """One interaction as the user's backend sees it: the text generated, the user's edit (None before
-        one arrived) and ``learning``: its ``status`` (awaiting_edit, pending, running, learned or failed),
-        when it was learned, and the preference stored from it (None when the edit taught none)."""
+        one arrived) and ``learning``: its ``status`` (awaiting_edit, pending, running, learned or parked),
+        when it was learned, the preference stored from it (None when the edit taught none), and while it is not
+        learned, the ``attempts`` made, the last one's ``error`` and when the next may run (``retry_at``: the end
+        of a back-off; None for a parked job, retried when the generator answers again or on command)."""
         row = self._interaction(interaction_id, tenant)
         edit = self.store.edit(interaction_id)
-        learning = {"status": "awaiting_edit", "learned_at": None, "preference": None, "error": None}
+        learning = {"status": "awaiting_edit", "learned_at": None, "preference": None, "error": None,
+                    "attempts": 0, "retry_at": None}
         if edit is not None:
             job = self.store.jobs.get(interaction_id) or {}
             stored = self.store.preferences_by_id([edit["preference_id"]]) if edit["preference_id"] else {}
             pref = stored.get(edit["preference_id"])
-            status = "learned" if edit["learned_at"] is not None else job.get("status", "pending")
+            learned = edit["learned_at"] is not None
+            status = "learned" if learned else job.get("status", "pending")
+            if status not in ("pending", "running", "parked", "learned"):
+                status = "pending"  # a job done or dropped meanwhile: the edit's own row says what holds now
             learning = {"status": status, "learned_at": edit["learned_at"],
                         "preference": {"id": pref["id"], "text": pref["text"], "kind": pref["kind"]} if pref else None,
-                        "error": job.get("error") if status == "failed" else None}
+                        "error": None if learned else job.get("error"),
+                        "attempts": job.get("attempts") or 0,
+                        "retry_at": job.get("run_after") if status == "pending" and job.get("error") else None}
             edit = {"edited_text": edit["edited_text"], "cost": edit["cost"], "is_edit": bool(edit["is_edit"]),
                     "created_at": edit["created_at"]}
         return {"interaction_id": interaction_id, "user": row["user"], "task": row["task"], "text": row["draft"],

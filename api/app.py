@@ -46,7 +46,7 @@ def create_app(settings: Settings | None = None, agent: Agent | None = None) -> 
     async def lifespan(app: FastAPI):
         app.state.agent = agent or Agent(settings)
         app.state.warm, app.state.warm_error = threading.Event(), None
-        metrics.read_store(app.state.agent.queue_depth, app.state.agent.learners)
+        metrics.read_store(app.state.agent.queue_depth, app.state.agent.learners, app.state.agent.parked_jobs)
         if settings.auth and app.state.agent.keys.count_active() == 0:
             log.warning("auth is on and no API key exists: create one with `redline keys create --tenant NAME`, "
                         "or run locally without keys: `redline serve --no-auth`")

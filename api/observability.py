@@ -30,14 +30,16 @@ log = logging.getLogger(__name__)
 
 class _StoreGauges:
     """Gauges read from the store when scraped, so every API process reports the same values: the learning
-    queue's depth and the learners alive (their leases)."""
+    queue's depth, the learning jobs parked and the learners alive (their leases)."""
 
-    def __init__(self, queue_depth: Callable[[], int], learners: Callable[[], int]):
-        self.queue_depth, self.learners = queue_depth, learners
+    def __init__(self, queue_depth: Callable[[], int], learners: Callable[[], int], parked: Callable[[], int]):
+        self.queue_depth, self.learners, self.parked = queue_depth, learners, parked
 
     def collect(self):
         yield GaugeMetricFamily("redline_learning_queue_depth", "Learning jobs pending or running (from the store).",
                                 value=self.queue_depth())
+        yield GaugeMetricFamily("redline_learning_parked_jobs", "Learning jobs parked after failing every attempt, "
+                                "waiting for a retry (from the store).", value=self.parked())
         yield GaugeMetricFamily("redline_learners", "Learner processes alive on the store (their leases).",
                                 value=self.learners())
 
@@ -64,13 +66,15 @@ class Metrics:
         self.tokens = Counter("redline_tokens_total", "Generator tokens spent.", ["kind", "source"], registry=r)
         self._store_gauges: _StoreGauges | None = None
 
-    def read_store(self, queue_depth: Callable[[], int], learners: Callable[[], int]) -> None:
-        """Report the store's gauges (queue depth, learners alive) from these callables."""
+    def read_store(self, queue_depth: Callable[[], int], learners: Callable[[], int],
+                   parked: Callable[[], int] = lambda: 0) -> None:
+        """Report the store's gauges (queue depth, learners alive, jobs parked) from these callables."""
         if self._store_gauges is None:
-            self._store_gauges = _StoreGauges(queue_depth, learners)
+            self._store_gauges = _StoreGauges(queue_depth, learners, parked)
             self.registry.register(self._store_gauges)
         else:
-            self._store_gauges.queue_depth, self._store_gauges.learners = queue_depth, learners
+            gauges = self._store_gauges
+            gauges.queue_depth, gauges.learners, gauges.parked = queue_depth, learners, parked
 
     def exposition(self) -> bytes:
         """The Prometheus text: every process's metrics in multiprocess mode, else this registry's."""

@@ -20,8 +20,8 @@ from redline.agent.types import STRATEGIES, TASKS, USER_PATTERN
 
 __all__ = ["RequestBody", "GenerateRequest", "GenerateResponse", "EditRequest", "EditResponse", "InteractionResponse",
            "PreferencePatch", "PreferenceItem", "PreferencesResponse", "UserSummary", "UsersResponse",
-           "DeleteUserResponse", "ChatRequest", "ModelList", "ErrorResponse", "USER_PATTERN", "Usage", "AppliedRule",
-           "RuleItem", "RulePatch", "state_server_limits", "MAX_SAFE_INTEGER"]
+           "DeleteUserResponse", "LearningRetryResponse", "ChatRequest", "ModelList", "ErrorResponse", "USER_PATTERN",
+           "Usage", "AppliedRule", "RuleItem", "RulePatch", "state_server_limits", "MAX_SAFE_INTEGER"]
 
 Task = Literal[TASKS]  # OpenAPI lists the values; anything else is a 422 before the agent is called
 Strategy = Literal[STRATEGIES]
@@ -277,13 +277,18 @@ class LearnedPreference(BaseModel):
 
 
 class Learning(BaseModel):
-    status: Literal["awaiting_edit", "pending", "running", "learned", "failed"] = Field(
-        description="awaiting_edit: no edit posted yet; pending/running: queued for the background learner; "
-                    "learned: done, exactly once; failed: dropped (e.g. the user was deleted meanwhile).")
+    status: Literal["awaiting_edit", "pending", "running", "learned", "parked"] = Field(
+        description="awaiting_edit: no edit posted yet; pending/running: queued for the background learner (after "
+                    "a failed attempt: waiting out a back-off until retry_at); learned: done, exactly once; parked: "
+                    "every attempt failed (error says why); kept, and retried when the generator answers again or "
+                    "on command (POST /v1/learning/retry).")
     learned_at: str | None
     preference: LearnedPreference | None = Field(
         description="The preference stored from this edit; null when it taught none (or it was deleted since).")
-    error: str | None = Field(description="Why learning failed, when it did.")
+    error: str | None = Field(description="Why the last attempt at learning failed, while the edit is not learned.")
+    attempts: int = Field(description="Attempts at learning this edit so far (reset when it is retried).")
+    retry_at: str | None = Field(description="When the next attempt may run, after a failed one (UTC, ISO 8601); "
+                                             "null otherwise (and for a parked edit).")
 
 
 class InteractionResponse(BaseModel):
@@ -411,6 +416,11 @@ class UsersResponse(BaseModel):
     offset: int
     window: int
     next_offset: int | None
+
+
+class LearningRetryResponse(BaseModel):
+    requeued: int = Field(description="Learning jobs of your tenant queued again at once (parked, or waiting out a "
+                                      "back-off after a failed attempt), their attempts reset.")
 
 
 class DeleteUserResponse(BaseModel):

@@ -175,12 +175,16 @@ def _routing_text(routing: dict) -> str:
 
 
 @cli.command("learn-pending")
+@click.option("--failed", is_flag=True, help="Also retry, at once, the edits whose learning failed: parked ones "
+                                             "(every attempt failed) and ones waiting out a back-off.")
 @json_option
 @pass_state
-def learn_pending(state: State):
+def learn_pending(state: State, failed: bool):
     """Learn every accepted edit that was not learned yet (e.g. after a crash)."""
+    requeued = state.agent.retry_learning() if failed else 0
     count = state.agent.process_pending(limit=1_000_000)
-    emit({"learned": count}, f"learned {count} pending edits")
+    emit({"learned": count, "requeued": requeued},
+         (f"queued {requeued} failed edits again; " if failed else "") + f"learned {count} pending edits")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -260,7 +260,7 @@ class HTTPBackend:
             learning = self._request("GET", f"/v1/interactions/{interaction_id}")["learning"]
             if learning["status"] == "learned":
                 return (learning["preference"] or {}).get("text")
-            if learning["status"] == "failed":
+            if learning["status"] == "parked":
                 raise BackendError(f"the server could not learn the edit of {interaction_id}: {learning['error']}")
             if time.monotonic() > deadline:
                 raise BackendError(f"the server did not learn the edit of {interaction_id} within "

@@ -38,7 +38,8 @@ def run_learner(settings: Settings, *, owner: str | None = None, stop_timeout: f
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     worker = LearningWorker(agent, LearnerMetrics(), retry_after=settings.retry_after_seconds,
-                            maintenance_interval=settings.maintenance_interval).start()
+                            maintenance_interval=settings.maintenance_interval,
+                            probe_interval=settings.learn_retry_seconds).start()
     log.info("learner %s started on %s", agent.owner, agent.store.path)
     try:
         while not stop.wait(1.0):

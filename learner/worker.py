@@ -5,7 +5,8 @@ Durability comes from the store: an accepted edit and its job are committed toge
 claimed with a lease and the learning step marks its job done in the same transaction as its writes, so a learner
 that dies leaves its jobs to be claimed again (at once by a learner restarted in its slot, by any other once the
 lease ends), and each is learned once. What a failure does to a job is the agent's one rule
-(``redline.agent.jobs``); these threads only wait, back off when a job must wait, and record metrics.
+(``redline.agent.jobs``: a failed job backs off, then is parked); these threads only wait, back off when a job
+must wait, record metrics, and queue again the jobs the generator failed once it answers again.
 """
 
 from __future__ import annotations
@@ -49,11 +50,12 @@ class LearningWorker:
 
     def __init__(self, agent: Agent, metrics: LearnerMetrics | None = None, *, retry_after: float = 10.0,
                  maintenance_interval: float = 300.0, poll_interval: float = 0.1, alive_seconds: float = 15.0,
-                 retrain_share: float = 0.25):
+                 retrain_share: float = 0.25, probe_interval: float = 30.0):
         self.agent, self.metrics = agent, metrics or LearnerMetrics()
         self.retry_after, self.maintenance_interval = retry_after, maintenance_interval
         self.retrain_share = retrain_share
         self.poll_interval, self.alive_seconds = poll_interval, alive_seconds
+        self.probe_interval = probe_interval
         self._retrain_due = threading.Event()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -93,7 +95,23 @@ class LearningWorker:
     def alive(self) -> bool:
         return bool(self._threads) and all(thread.is_alive() for thread in self._threads)
 
+    def _retry_generator_jobs(self, outcomes: list[JobOutcome], next_probe: float) -> float:
+        """Queue again the jobs the generator failed once it answers: checked after a learning step that called it
+        successfully, and probed every ``probe_interval`` seconds. Returns when to probe next."""
+        now = time.monotonic()
+        try:
+            if now >= next_probe:
+                self.agent.retry_generator_jobs(probe=True)
+                return now + self.probe_interval
+            if any(o.outcome == "learned" for o in outcomes):
+                self.agent.retry_generator_jobs(probe=False)
+        except Exception:
+            log.warning("learner: retrying the jobs the generator failed did not work", exc_info=True)
+            return now + self.probe_interval
+        return next_probe
+
     def _learn_loop(self) -> None:
+        next_probe = time.monotonic() + self.probe_interval
         while not self._stopping.is_set():
             try:
                 outcomes = self.agent.run_jobs(stopping=self._stopping.is_set, context=_job_log_context,
@@ -105,8 +123,9 @@ class LearningWorker:
                 backoff = bool(outcomes) and outcomes[-1].requeued
             if self._stopping.is_set():
                 break
+            next_probe = self._retry_generator_jobs(outcomes, next_probe)
             if backoff:
-                self._stopping.wait(self.retry_after)
+                self._stopping.wait(min(self.retry_after, max(0.0, next_probe - time.monotonic())))
             elif not outcomes:
                 self.agent.wait_for_jobs(self.poll_interval)
 

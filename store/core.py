@@ -20,6 +20,7 @@ import numpy as np
 from ._sqlite import SQLite, blob_to_vector, blobs_to_features, features_to_blob, now_iso, vector_to_blob
 from .checkpoints import Checkpoints
 from .errors import Conflict, NotFound
+from .health import Health
 from .jobs import Jobs
 from .keys import ApiKeys, Sessions
 from .leases import Leases
@@ -47,6 +48,7 @@ class SQLStore:
         self.rules = Rules(sql)
         self.checkpoints = Checkpoints(sql)
         self.leases = Leases(sql)
+        self.health = Health(sql)
 
     # -- plumbing ---------------------------------------------------------------------------------
 

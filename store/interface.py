@@ -15,6 +15,7 @@ import numpy as np
 
 from .checkpoints import Checkpoints
 from .errors import Conflict, NotFound
+from .health import Health
 from .jobs import Jobs
 from .keys import ApiKeys, Sessions
 from .leases import Leases
@@ -26,7 +27,7 @@ __all__ = ["Store", "open_store"]
 @runtime_checkable
 class Store(Protocol):
     """The store's public surface. The parts with their own modules are attributes: ``jobs`` (the learning
-    queue, claimed with leases), ``keys``, ``sessions``, ``rules``, ``checkpoints``, ``leases``."""
+    queue, claimed with leases), ``keys``, ``sessions``, ``rules``, ``checkpoints``, ``leases``, ``health``."""
 
     path: str
     jobs: Jobs
@@ -35,6 +36,7 @@ class Store(Protocol):
     rules: Rules
     checkpoints: Checkpoints
     leases: Leases
+    health: Health
 
     @property
     def backend(self) -> str: ...

@@ -9,6 +9,9 @@ take different jobs, never wait for each other), and a queued job NOTIFYs ``redl
 any host wake at once (polling stays the fallback). A learner renews
 its leases while it works; one that dies leaves its jobs to be claimed again once their lease ends. A job whose
 ``run_after`` lies ahead (a back-off) is not claimable before then.
+
+A learning job that kept failing is ``parked`` (never claimed) with its ``error`` and ``error_kind`` ('generator' or
+'error') until ``retry`` queues it again; one whose interaction was deleted is ``dropped``.
 """
 
 from __future__ import annotations
@@ -90,15 +93,54 @@ class Jobs:
                                 (now_iso(lease_seconds), owner)).rowcount
 
     def mark(self, job_ids: int | Sequence[int], status: str, *, owner: str | None = None, error: str | None = None,
-             run_after: str | None = None) -> None:
-        """Set the status of one job or several (one transaction), ending their claim. With ``owner``, only jobs
-        that owner still holds change (one whose lease ended and that another learner claimed is not touched)."""
+             error_kind: str | None = None, run_after: str | None = None) -> None:
+        """Set the status of one job or several (one transaction), ending their claim; ``error`` and ``error_kind``
+        say why it failed, ``run_after`` when it may be claimed again. With ``owner``, only jobs that owner still
+        holds change (one whose lease ended and that another learner claimed is not touched)."""
         ids = [job_ids] if isinstance(job_ids, int) else list(job_ids)
         held = " AND claimed_by = ?" if owner is not None else ""
         with self._sql.transaction() as conn:
-            conn.executemany("UPDATE jobs SET status = ?, error = ?, claimed_by = NULL, lease_until = NULL,"
-                             f" run_after = ?, updated_at = ? WHERE id = ?{held}",
-                             [(status, error, run_after, now_iso(), i, *((owner,) if held else ())) for i in ids])
+            conn.executemany("UPDATE jobs SET status = ?, error = ?, error_kind = ?, claimed_by = NULL,"
+                             f" lease_until = NULL, run_after = ?, updated_at = ? WHERE id = ?{held}",
+                             [(status, error, error_kind, run_after, now_iso(), i, *((owner,) if held else ()))
+                              for i in ids])
+
+    def retry(self, *, error_kind: str | None = None, tenant: str | None = None, waiting: bool = True,
+              reset_waiting: bool = True) -> int:
+        """Queue again, at once, the learning jobs that are parked (their attempts reset) and, with ``waiting``, those
+        waiting out a back-off after a failure (their attempts reset too with ``reset_waiting``, else kept, so a job
+        that keeps failing is still parked in the end); only those whose last failure was of ``error_kind``
+        (default: any), of interactions in ``tenant`` (default: every tenant). Returns how many."""
+        where, params = ["kind = 'learn'"], [now_iso()]
+        if error_kind is not None:
+            where.append("error_kind = ?")
+            params.append(error_kind)
+        if tenant is not None:
+            where.append("interaction_id IN (SELECT i.id FROM interactions i JOIN users u ON u.id = i.user_id"
+                         " WHERE u.tenant = ?)")
+            params.append(tenant)
+        clear = "status = 'pending', run_after = NULL, claimed_by = NULL, lease_until = NULL, updated_at = ?"
+        with self._sql.transaction() as conn:
+            n = conn.execute(f"UPDATE jobs SET {clear}, attempts = 0, error = NULL, error_kind = NULL"
+                             f" WHERE status = 'parked' AND {' AND '.join(where)}", params).rowcount
+            if waiting:
+                reset = ", attempts = 0, error = NULL, error_kind = NULL" if reset_waiting else ""
+                n += conn.execute(f"UPDATE jobs SET {clear}{reset} WHERE status = 'pending' AND error_kind IS NOT NULL"
+                                  f" AND run_after IS NOT NULL AND {' AND '.join(where)}", params).rowcount
+            if n:
+                self._sql.notify(conn, CHANNEL)  # learners on every host look at once (PostgreSQL)
+        if n:
+            self._queued.set()
+        return n
+
+    def failing(self, *, error_kind: str) -> int:
+        """Learning jobs whose last attempt failed with ``error_kind``: parked, or waiting out a back-off."""
+        return self._sql.one("SELECT COUNT(*) AS n FROM jobs WHERE kind = 'learn' AND status IN ('parked', 'pending')"
+                             " AND error_kind = ?", (error_kind,))["n"]
+
+    def parked(self) -> int:
+        """Learning jobs parked (failed every attempt; waiting for a retry)."""
+        return self._sql.one("SELECT COUNT(*) AS n FROM jobs WHERE kind = 'learn' AND status = 'parked'")["n"]
 
     def release(self, job_ids: Sequence[int], *, owner: str | None = None) -> None:
         """Put claimed jobs back to 'pending' without counting that attempt (they were not tried)."""

@@ -99,6 +99,12 @@ MIGRATIONS: list[Migration] = [
         "CREATE INDEX idx_checkpoints_kind_id ON checkpoints (kind, id)",
         "CREATE TABLE leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, until TEXT NOT NULL, acquired_at TEXT)",
     )),
+    Migration("_m7_parked_jobs_and_health", (
+        "ALTER TABLE jobs ADD COLUMN error_kind TEXT",
+        "CREATE TABLE health (name TEXT PRIMARY KEY, ok_at TEXT, failed_at TEXT, error TEXT)",
+        "UPDATE jobs SET status = 'pending', attempts = 0, run_after = NULL, claimed_by = NULL, lease_until = NULL"
+        " WHERE status = 'failed'",
+    )),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 assert SCHEMA_VERSION == len(SQLITE_MIGRATIONS), "every SQLite migration needs its PostgreSQL twin"

@@ -126,10 +126,22 @@ def _m6_shared_by_processes(db: sqlite_utils.Database) -> None:
                         not_null={"owner", "until"})
 
 
+def _m7_parked_jobs_and_health(db: sqlite_utils.Database) -> None:
+    """A learning job that keeps failing backs off and is then parked, not failed for good: ``error_kind`` says what
+    failed its last attempt ('generator': the generator failed or was unreachable, so the job is retried once it
+    answers again; 'error': anything else, retried on command). ``health`` holds, per part (the generator), when a
+    call to it last succeeded and last failed (and why), written by every process, so any process's ``/ready``
+    tells. Jobs that an older redline failed after five quick attempts are queued again, their attempts reset."""
+    db["jobs"].add_column("error_kind", str)
+    db["health"].create({"name": str, "ok_at": str, "failed_at": str, "error": str}, pk="name")
+    db.execute("UPDATE jobs SET status = 'pending', attempts = 0, run_after = NULL, claimed_by = NULL,"
+               " lease_until = NULL WHERE status = 'failed'")
+
+
 # Forward migrations; append only. Each runs once, in its own transaction.
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_aggregation_owner, _m3_edit_rules,
                                                              _m4_pair_features, _m5_ui_sessions,
-                                                             _m6_shared_by_processes]
+                                                             _m6_shared_by_processes, _m7_parked_jobs_and_health]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

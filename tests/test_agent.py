@@ -239,8 +239,10 @@ def test_generator_down_stores_nothing_and_keeps_accepted_edits(agent):
     with pytest.raises(GeneratorUnavailable):
         agent.process_pending()
     assert agent.store.jobs.counts() == {"pending": 1}
+    assert agent.store.jobs.get(gen.interaction_id)["error_kind"] == "generator"
+    assert agent.generator_down()["error"] == "GeneratorUnavailable: scripted generator is down"
     agent.generator.down = False
-    assert agent.process_pending() == 1
+    assert agent.process_pending() == 1  # the generator answers again: its job is queued at once, not after 30 s
     assert agent.store.jobs.counts() == {"done": 1}
     assert agent.preferences("alice")["stats"]["preferences"] == 1
 
@@ -277,9 +279,12 @@ def test_delete_user_drops_the_cached_index_and_aggregations(make_agent):
     assert agent.store._sql.db["aggregations"].count == 0
 
 
-def test_one_failure_rule_for_queued_jobs(agent, monkeypatch):
-    """run_jobs (the learner) and process_pending (learn-pending) treat a failing job alike."""
-    from redline.agent.jobs import MAX_ATTEMPTS
+def test_one_failure_rule_for_queued_jobs(agent, monkeypatch, caplog):
+    """run_jobs (the learner) and process_pending (learn-pending) treat a failing job alike: a deleted interaction is
+    dropped; any other failure backs off (30 s ± 20% after the first attempt), then parks the job, which is kept
+    (visible, with its error) and learned once retried; nothing accepted fails for good."""
+    from redline.agent.jobs import Backoff, JobRunner
+    from redline.store import now_iso
 
     ids = []
     for ctx in (BIKES, BIKES2, BAKING):
@@ -296,20 +301,60 @@ def test_one_failure_rule_for_queued_jobs(agent, monkeypatch):
         return real(interaction_id)
 
     monkeypatch.setattr(agent, "_read_step", failing)
-    outcomes = agent.run_jobs()
+    with caplog.at_level("WARNING", logger="redline.agent.jobs"):
+        outcomes = agent.run_jobs()
     assert [(o.outcome, o.requeued) for o in outcomes] == [("dropped", False), ("error", True)]
-    assert agent.store.jobs.counts() == {"failed": 1, "pending": 2}  # nothing is left 'running'
-    raised = 0
-    for _ in range(MAX_ATTEMPTS):
-        try:
-            learned = agent.process_pending()
-        except RuntimeError:
-            raised += 1
-            assert agent.store.jobs.counts() == {"failed": 1, "pending": 2}
-        else:
-            break
-    assert raised == MAX_ATTEMPTS - 2 and learned == 1  # the fifth attempt fails the job for good
-    assert agent.store.jobs.counts() == {"failed": 2, "done": 1}
+    assert agent.store.jobs.counts() == {"dropped": 1, "pending": 2}  # nothing is left 'running'
+    assert f"learning job 1 dropped: its interaction {ids[0]} was deleted" in caplog.text
+    job = agent.store.jobs.get(ids[1])
+    assert (job["error"], job["error_kind"], job["attempts"]) == ("RuntimeError: boom", "error", 1)
+    assert now_iso(23) < job["run_after"] < now_iso(37)
+    learning = agent.interaction(ids[1])["learning"]
+    assert (learning["status"], learning["attempts"], learning["error"], learning["retry_at"]) == (
+        "pending", 1, "RuntimeError: boom", job["run_after"])
+    assert agent.process_pending() == 1  # the third edit; the second waits out its back-off
+    assert agent.store.jobs.counts() == {"dropped": 1, "pending": 1, "done": 1}
+
+    assert agent.retry_learning() == 1 and agent.store.jobs.get(ids[1])["attempts"] == 0
+    runner = JobRunner(agent.store.jobs, agent.process_edit, owner="test", max_attempts=3,
+                       backoff=Backoff(clock=lambda: 0.0))  # every back-off ends in 1970
+    assert [runner.drain()[-1].outcome for _ in range(3)] == ["error", "error", "parked"]
+    assert runner.drain() == [] and agent.process_pending() == 0  # a parked job is never claimed
+    assert agent.store.jobs.counts() == {"dropped": 1, "parked": 1, "done": 1} and agent.parked_jobs() == 1
+    learning = agent.interaction(ids[1])["learning"]
+    assert (learning["status"], learning["attempts"], learning["error"], learning["retry_at"]) == (
+        "parked", 3, "RuntimeError: boom", None)
+    assert agent.retry_generator_jobs() == 0  # the generator did not fail it: only a retry on command requeues it
+
+    monkeypatch.undo()
+    assert agent.retry_learning(tenant="other") == 0 and agent.retry_learning() == 1
+    assert agent.process_pending() == 1
+    assert agent.store.jobs.counts() == {"dropped": 1, "done": 2} and agent.parked_jobs() == 0
+    assert agent.interaction(ids[1])["learning"]["status"] == "learned"
+
+
+def test_jobs_the_generator_failed_are_parked_and_queued_again_once_it_answers(agent):
+    """A generator that answers what the client cannot use (an unexpected error) fails a job as the generator's
+    ('generator'); once parked, it is queued again when a probe of the generator succeeds, attempts reset."""
+    from redline.agent.jobs import Backoff, JobRunner
+
+    r = agent.generate("alice", BIKES)
+    agent.submit_edit(r.interaction_id, "- kept")
+    inner = agent.generator.inner
+    real = inner.respond
+    inner.respond = lambda prompt, i: (_ for _ in ()).throw(KeyError("choices"))
+    runner = JobRunner(agent.store.jobs, agent.process_edit, owner="test", max_attempts=2,
+                       backoff=Backoff(clock=lambda: 0.0))
+    assert [runner.drain()[-1].outcome for _ in range(2)] == ["retry", "parked"]
+    job = agent.store.jobs.get(r.interaction_id)
+    assert (job["status"], job["error_kind"], job["error"]) == ("parked", "generator", "KeyError: 'choices'")
+    assert agent.generator_down()["error"] == "KeyError: 'choices'"
+    assert agent.retry_generator_jobs() == 0 and agent.store.jobs.get(r.interaction_id)["status"] == "parked"
+    inner.respond = real
+    assert agent.retry_generator_jobs() == 1 and agent.generator_down() is None
+    job = agent.store.jobs.get(r.interaction_id)
+    assert (job["status"], job["attempts"], job["error"], job["run_after"]) == ("pending", 0, None, None)
+    assert agent.process_pending() == 1 and agent.store.jobs.counts() == {"done": 1}
 
 
 def test_a_batch_of_edits_is_learned_as_one_step_each_exactly_once(agent):
@@ -349,3 +394,54 @@ def test_a_generator_outage_puts_the_whole_batch_back(agent):
     assert agent.store.counts()["preferences"] == 0
     agent.generator.down = False
     assert agent.process_pending() == 3 and agent.store.jobs.counts() == {"done": 3}
+
+
+def test_backoff_grows_fourfold_from_30_seconds_to_its_cap_with_jitter():
+    import random
+    from datetime import datetime
+
+    from redline.agent.jobs import Backoff
+
+    exact = Backoff(jitter=0.0, cap=21600)
+    assert [exact.delay(n) for n in range(1, 9)] == [30, 120, 480, 1920, 7680, 21600, 21600, 21600]
+    assert Backoff(jitter=0.0, cap=100).delay(1) == 30 and Backoff(jitter=0.0, cap=10).delay(1) == 10
+    assert Backoff(jitter=0.0).delay(10_000) == 21600  # no overflow however many attempts
+    jittered = Backoff(rng=random.Random(7))
+    delays = [jittered.delay(2) for _ in range(500)]
+    assert 96 <= min(delays) < 100 and 140 < max(delays) <= 144  # 120 s ± 20%, spread over the whole range
+    assert all(d <= 21600 for d in (jittered.delay(7) for _ in range(100)))  # the cap holds after the jitter
+    assert Backoff(jitter=0.0, clock=lambda: 1_000_000_000.0).until(1) == "2001-09-09T01:47:10.000+00:00"
+    assert datetime.fromisoformat(Backoff(clock=lambda: 0.0).until(3)).timestamp() == pytest.approx(480, rel=0.2)
+
+
+def test_a_watched_generator_records_its_health_throttled_and_passes_everything_else_through(agent):
+    from redline.agent.health import WatchedGenerator, generator_failed
+
+    inner = ScriptedGenerator()
+    writes = []
+
+    class Recording:
+        def ok(self, name):
+            writes.append(("ok", name))
+
+        def failed(self, name, error):
+            writes.append(("failed", name, error))
+
+    watched = WatchedGenerator(inner, Recording(), write_every=3600)
+    params = agent._params(GenerateOptions())
+    for _ in range(3):
+        watched.generate([[{"role": "user", "content": "hi"}]], params)
+    watched.down = True  # a switch of the wrapped generator
+    assert inner.down and watched.model_name == "scripted" and len(watched.calls) == 3
+    for _ in range(2):
+        with pytest.raises(GeneratorUnavailable) as caught:
+            watched.generate([[{"role": "user", "content": "hi"}]], params)
+        assert generator_failed(caught.value)
+    assert not watched.probe()
+    inner.down = False
+    assert watched.probe()
+    # each state once while it lasts (within write_every), a change of state at once
+    assert writes == [("ok", "generator"), ("failed", "generator", "GeneratorUnavailable: scripted generator is down"),
+                      ("ok", "generator")]
+    assert watched.last_ok > watched.last_failure > 0
+    assert not generator_failed(RuntimeError("not through the generator"))

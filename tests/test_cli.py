@@ -189,3 +189,24 @@ def test_a_bad_rule_text_is_one_line_on_stderr(ruled, capsys):
             cli_commands.main(["rules", "edit", rule_id, "--text", text, "--user", "alice"])
         assert exit_info.value.code == 1 and capsys.readouterr().err.strip() == f"Error: {message}"
     assert agent.rules("alice")[0]["text"] == "use"
+
+
+def test_learn_pending_failed_queues_the_parked_edits_again_and_learns_them(make_agent, monkeypatch):
+    """A job parked after failing for a cause other than the generator waits for a retry on command."""
+    from redline.agent.jobs import Backoff, JobRunner
+
+    agent = make_agent(ScriptedGenerator(lambda prompt, i: "plain words"), max_tokens=8)
+    monkeypatch.setattr(cli_common, "Agent", lambda settings: agent)
+    iid = agent.generate("alice", CONTEXTS[0], "summarize").interaction_id
+    agent.submit_edit(iid, "In short: the library.")
+    real = agent._read_step
+    monkeypatch.setattr(agent, "_read_step", lambda interaction_id: (_ for _ in ()).throw(RuntimeError("boom")))
+    runner = JobRunner(agent.store.jobs, agent.process_edit, owner="test", max_attempts=1,
+                       backoff=Backoff(clock=lambda: 0.0))
+    assert runner.drain()[-1].outcome == "parked"
+    monkeypatch.setattr(agent, "_read_step", real)
+    assert run("learn-pending") == "learned 0 pending edits\n"  # parked: not claimed
+    assert agent.store.jobs.counts() == {"parked": 1}
+    assert run("learn-pending", "--failed") == "queued 1 failed edits again; learned 1 pending edits\n"
+    assert json.loads(run("learn-pending", "--failed", "--json")) == {"learned": 0, "requeued": 0}
+    assert agent.store.jobs.counts() == {"done": 1}

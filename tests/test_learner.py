@@ -64,3 +64,27 @@ def test_retraining_runs_while_a_backlog_is_learned_and_stop_is_prompt():
     assert not worker.alive and agent.backlog.is_set()  # stopped with the backlog still there
     assert agent.alive_said == -1  # it said it was alive, and withdrew that at the stop
     assert agent.learned >= learned_at_retrain > 0
+
+
+def test_the_learner_queues_again_the_jobs_the_generator_failed_once_its_probe_gets_an_answer(make_agent):
+    from redline.testing import ScriptedGenerator
+
+    agent = make_agent(ScriptedGenerator(), learn_max_attempts=1)
+    iid = agent.generate("alice", "The council voted to extend the bike lanes.").interaction_id
+    agent.generator.down = True
+    agent.submit_edit(iid, "Bike lanes: extended.")
+    worker = LearningWorker(agent, LearnerMetrics(), retry_after=0.05, poll_interval=0.05, probe_interval=0.05,
+                            maintenance_interval=3600).start()
+    try:
+        end = time.monotonic() + 10
+        while agent.store.jobs.counts() != {"parked": 1} and time.monotonic() < end:
+            time.sleep(0.02)
+        assert agent.store.jobs.counts() == {"parked": 1}
+        assert agent.store.jobs.get(iid)["error_kind"] == "generator"
+        agent.generator.down = False
+        while agent.store.jobs.counts() != {"done": 1} and time.monotonic() < end:
+            time.sleep(0.02)
+        assert agent.store.jobs.counts() == {"done": 1} and worker.learned == 1
+    finally:
+        worker.stop(timeout=5)
+        agent.close()

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from stores import count, opened
 
-from servers import REPO, scripted_server
+from servers import REPO, create_key, scripted_server
 
 pytestmark = pytest.mark.integration
 
@@ -260,3 +260,111 @@ def test_sigterm_stops_every_process_with_nothing_half_written(tmp_path):
     finally:
         restarted.stop()
     assert counts == (len(stored), len(stored))
+
+
+def _learning(client: httpx.Client, iids: list[str]) -> list[dict]:
+    return [client.get(f"/v1/interactions/{iid}").json()["learning"] for iid in iids]
+
+
+def _parked_gauge(client: httpx.Client) -> float:
+    line = next(line for line in client.get("/metrics").text.splitlines()
+                if line.startswith("redline_learning_parked_jobs "))
+    return float(line.split()[1])
+
+
+def test_edits_accepted_while_the_generator_is_broken_are_parked_then_all_learned_once_it_answers(tmp_path):
+    """The generator answers what the client cannot use (200 without choices) for a window: the 10 edits accepted
+    meanwhile back off, then are parked (shown by GET, counted on /metrics), /ready says the generator is down;
+    once it answers again the learner's probe queues them again and 10 of 10 are learned, none failed for good."""
+    broken = tmp_path / "generator-broken"
+    server = scripted_server(tmp_path, REDLINE_AUTH="false", REDLINE_SCRIPTED_BROKEN_FILE=str(broken),
+                             REDLINE_LEARN_MAX_ATTEMPTS="2", REDLINE_LEARN_RETRY_MAX_SECONDS="1",
+                             REDLINE_LEARN_RETRY_SECONDS="1").wait_ready()
+    try:
+        client = httpx.Client(base_url=server.url, timeout=30)
+        iids = _interactions(server.url, 10, 3)
+        assert client.get("/ready").status_code == 200
+        broken.touch()
+        for i, iid in enumerate(iids):
+            assert client.post(f"/v1/interactions/{iid}/edit", json={"edited_text": f"Transit up {i}%."}
+                               ).status_code == 202
+        _wait(lambda: all(x["status"] == "parked" for x in _learning(client, iids)), 120, "the jobs were not parked")
+        for learning in _learning(client, iids):
+            assert learning["attempts"] == 2 and learning["retry_at"] is None and learning["learned_at"] is None
+            assert learning["error"] == "KeyError: 'choices'"
+        assert _parked_gauge(client) == 10
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and ready.json()["checks"]["generator"] is False
+        assert ready.json()["generator_error"]["error"] == "KeyError: 'choices'"
+        broken.unlink()
+        _wait(lambda: all(x["status"] == "learned" for x in _learning(client, iids)), 120,
+              "the parked jobs were not learned once the generator answered")
+        assert client.get("/ready").status_code == 200 and _parked_gauge(client) == 0
+        with _db(tmp_path) as db:
+            assert db.execute("SELECT status, COUNT(*) FROM jobs WHERE kind = 'learn' GROUP BY status").fetchall() == [
+                ("done", 10)]
+            assert db.execute("SELECT COUNT(*) FROM preferences").fetchone()[0] == 10
+        client.close()
+    finally:
+        server.stop()
+
+
+def test_with_the_default_back_off_a_15_s_broken_window_loses_no_edit(tmp_path):
+    """The issue's case with the shipped settings: the generator broken for about 15 s while 10 edits are accepted;
+    their jobs back off (none fails for good) and once the generator answers the learner's probe (every 30 s)
+    queues them at once: 10 of 10 learned."""
+    broken = tmp_path / "generator-broken"
+    server = scripted_server(tmp_path, REDLINE_AUTH="false", REDLINE_SCRIPTED_BROKEN_FILE=str(broken)).wait_ready()
+    try:
+        client = httpx.Client(base_url=server.url, timeout=30)
+        iids = _interactions(server.url, 10, 3)
+        broken.touch()
+        for i, iid in enumerate(iids):
+            assert client.post(f"/v1/interactions/{iid}/edit", json={"edited_text": f"Transit up {i}%."}
+                               ).status_code == 202
+        _wait(lambda: all(x["attempts"] >= 1 for x in _learning(client, iids)), 60, "the jobs were not tried")
+        time.sleep(max(0.0, 15 - 0.1 * len(iids)))
+        waiting = _learning(client, iids)
+        assert {x["status"] for x in waiting} == {"pending"} and all(x["retry_at"] for x in waiting)
+        broken.unlink()
+        _wait(lambda: all(x["status"] == "learned" for x in _learning(client, iids)), 120,
+              "the edits were not learned once the generator answered")
+        with _db(tmp_path) as db:
+            assert db.execute("SELECT status, COUNT(*) FROM jobs WHERE kind = 'learn' GROUP BY status").fetchall() == [
+                ("done", 10)]
+        client.close()
+    finally:
+        server.stop()
+
+
+def test_parked_edits_are_retried_on_command_and_a_deleted_users_job_goes_with_it(tmp_path):
+    """With the learner's probe far off, parked edits wait after the generator recovers until POST
+    /v1/learning/retry (the caller's tenant only) queues them again; a deleted user's parked job goes with it."""
+    broken = tmp_path / "generator-broken"
+    server = scripted_server(tmp_path, REDLINE_SCRIPTED_BROKEN_FILE=str(broken), REDLINE_LEARN_MAX_ATTEMPTS="1",
+                             REDLINE_LEARN_RETRY_SECONDS="3600").wait_ready()
+    try:
+        keys = {tenant: create_key(tmp_path, tenant) for tenant in ("acme", "other")}
+        acme, other = (httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {keys[t]}"})
+                       for t in ("acme", "other"))
+        iids = [acme.post("/v1/generate", json={"user": user, "context": ARTICLE}).json()["interaction_id"]
+                for user in ("a", "a", "b")]
+        broken.touch()
+        for iid in iids:
+            assert acme.post(f"/v1/interactions/{iid}/edit", json={"edited_text": "Transit up."}).status_code == 202
+        _wait(lambda: all(x["status"] == "parked" for x in _learning(acme, iids)), 60, "the jobs were not parked")
+        broken.unlink()
+        assert acme.delete("/v1/users/b").status_code == 200
+        assert _parked_gauge(acme) == 2
+        assert other.post("/v1/learning/retry").json() == {"requeued": 0}  # another tenant's jobs are not its own
+        assert [x["status"] for x in _learning(acme, iids[:2])] == ["parked", "parked"]
+        assert acme.post("/v1/learning/retry").json() == {"requeued": 2}
+        _wait(lambda: all(x["status"] == "learned" for x in _learning(acme, iids[:2])), 60,
+              "the retried jobs were not learned")
+        with _db(tmp_path) as db:
+            assert db.execute("SELECT status, COUNT(*) FROM jobs WHERE kind = 'learn' GROUP BY status").fetchall() == [
+                ("done", 2)]
+        acme.close()
+        other.close()
+    finally:
+        server.stop()

@@ -27,7 +27,7 @@ def test_retrieval_all():
 
 def test_store_all():
     assert sorted(store.__all__) == sorted([
-        "Store", "open_store", "SQLiteStore", "PostgresStore", "Jobs", "ApiKeys", "Checkpoints", "Leases",
+        "Store", "open_store", "SQLiteStore", "PostgresStore", "Jobs", "ApiKeys", "Checkpoints", "Leases", "Health",
         "SCHEMA_VERSION", "StoreError", "NotFound", "Conflict", "now_iso", "vector_to_blob", "blob_to_vector",
     ])
     for name in store.__all__:

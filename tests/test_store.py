@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from stores import columns, count, execute, rows, tables
 
-from redline.store import SCHEMA_VERSION, Conflict, NotFound, SQLiteStore
+from redline.store import SCHEMA_VERSION, Conflict, NotFound, SQLiteStore, now_iso
 
 
 @pytest.fixture
@@ -341,6 +341,73 @@ def test_an_older_schema_opens_and_upgrades(tmp_path, version):
     assert store.delete_user(uid)["aggregations"] == 1
     store.close()
     assert SQLiteStore(path).schema_version == SCHEMA_VERSION  # reopening does not migrate again
+
+
+def test_jobs_an_older_redline_failed_are_queued_again_by_the_upgrade(tmp_path):
+    """Schema 7: 'failed' was for good after five quick attempts; those jobs are queued again, attempts reset."""
+    import sqlite_utils
+
+    from redline.store.schema import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    db = sqlite_utils.Database(path)
+    db["meta"].create({"key": str, "value": str}, pk="key")
+    for migration in MIGRATIONS[:6]:
+        migration(db)
+    db["meta"].insert({"key": "schema_version", "value": "6"})
+    for i, status in enumerate(("failed", "done", "failed", "pending")):
+        db.execute("INSERT INTO jobs (kind, interaction_id, status, attempts, error, created_at, updated_at)"
+                   " VALUES ('learn', ?, ?, ?, 'KeyError', 'then', 'then')", (f"i{i}", status, 5 if i != 3 else 1))
+    db.conn.commit()
+    db.close()
+    store = SQLiteStore(path)
+    assert store.jobs.counts() == {"pending": 3, "done": 1}
+    assert [(j["interaction_id"], j["attempts"]) for j in store.jobs.claim("me", limit=10)] == [
+        ("i0", 1), ("i2", 1), ("i3", 2)]
+    assert store.health.get("generator") is None and "error_kind" in store._sql.db["jobs"].columns_dict
+    store.close()
+
+
+def test_health_says_down_while_the_newest_failure_is_recent_and_newer_than_the_last_success(fresh_store):
+    store = fresh_store
+    assert store.health.down("generator", memory_seconds=60) is None  # nothing recorded
+    store.health.ok("generator", stamp=now_iso(-10))
+    store.health.failed("generator", "KeyError: 'choices'", stamp=now_iso(-5))
+    assert store.health.down("generator", memory_seconds=60)["error"] == "KeyError: 'choices'"
+    assert store.health.down("generator", memory_seconds=2) is None  # forgotten after the memory
+    store.health.ok("generator")
+    assert store.health.down("generator", memory_seconds=60) is None  # answered since
+    row = store.health.get("generator")
+    assert row["failed_at"] < row["ok_at"] and row["error"] == "KeyError: 'choices'"
+
+
+def test_retrying_jobs_picks_by_cause_and_tenant(fresh_store):
+    store = fresh_store
+    ids = {}
+    for tenant in ("t1", "t2"):
+        uid = store.user_id(tenant, "alice")
+        for kind in ("generator", "error"):
+            iid = _interaction(store, uid)
+            store.submit_edit(iid, "kept", cost=1, is_edit=True)
+            ids[tenant, kind] = store.jobs.get(iid)["id"]
+    jobs = store.jobs.claim("me", limit=10)
+    for job in jobs:
+        kind = "generator" if job["id"] in (ids["t1", "generator"], ids["t2", "generator"]) else "error"
+        store.jobs.mark(job["id"], "parked", owner="me", error="boom", error_kind=kind)
+    store.jobs.mark(ids["t2", "error"], "pending", error="boom", error_kind="error", run_after=now_iso(3600))
+    assert store.jobs.parked() == 3 and store.jobs.failing(error_kind="generator") == 2
+    assert store.jobs.retry(error_kind="generator", tenant="t1") == 1
+    assert store.jobs.retry(tenant="t2", waiting=False) == 1  # t2's parked one; the one backing off waits
+    assert store.jobs.retry(tenant="t2") == 1
+    assert store.jobs.parked() == 1 and store.jobs.counts() == {"pending": 3, "parked": 1}
+    assert {j["id"] for j in store.jobs.claim("me", limit=10)} == {ids["t1", "generator"], ids["t2", "generator"],
+                                                                   ids["t2", "error"]}
+    backing_off = ids["t1", "generator"]
+    store.jobs.mark(backing_off, "pending", error="down", error_kind="generator", run_after=now_iso(3600))
+    assert store.jobs.retry(error_kind="generator", reset_waiting=False) == 1
+    [row] = rows(store, "SELECT interaction_id FROM jobs WHERE id = ?", (backing_off,))
+    job = store.jobs.get(row["interaction_id"])
+    assert (job["attempts"], job["run_after"], job["error_kind"]) == (1, None, "generator")  # attempts kept
 
 
 def _files_holding(folder, marker: str) -> dict[str, int]:

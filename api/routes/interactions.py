@@ -1,5 +1,6 @@
 """The edit of one interaction, and what became of it: ``POST /v1/interactions/{id}/edit`` stores the user's
-kept text (a learner process learns from it), ``GET /v1/interactions/{id}`` shows the learning status."""
+kept text (a learner process learns from it), ``GET /v1/interactions/{id}`` shows the learning status, and
+``POST /v1/learning/retry`` queues again the edits whose learning failed."""
 
 from typing import Annotated
 
@@ -7,7 +8,7 @@ from fastapi import APIRouter, Path
 
 from ..bodies import JsonRoute
 from ..deps import AgentDep, MetricsDep, TenantDep
-from ..schemas import EditRequest, EditResponse, InteractionResponse
+from ..schemas import EditRequest, EditResponse, InteractionResponse, LearningRetryResponse
 from ._common import errors
 
 router = APIRouter(tags=["learn"], route_class=JsonRoute)
@@ -34,3 +35,11 @@ def get_interaction(interaction_id: InteractionId, agent: AgentDep, tenant: Tena
     learned yet (`status`) and the preference stored from it. Poll this after posting an edit to know when
     the next generation for the user already reflects it."""
     return InteractionResponse(**agent.interaction(interaction_id, tenant=tenant))
+
+
+@router.post("/v1/learning/retry", response_model=LearningRetryResponse, responses=errors())
+def retry_learning(agent: AgentDep, tenant: TenantDep) -> LearningRetryResponse:
+    """Queue again, at once, your tenant's edits whose learning failed: parked ones (every attempt failed) and ones
+    waiting out a back-off; their attempts start again from zero. Parked edits the generator failed are also
+    retried by the learner as soon as the generator answers again; this is for the rest, or for not waiting."""
+    return LearningRetryResponse(requeued=agent.retry_learning(tenant=tenant))
