@@ -21,20 +21,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
-from redline.agent import (
-    AgentError,
-    EditConflict,
-    EmbeddingUnavailable,
-    GeneratorUnavailable,
-    InvalidInput,
-    InvalidRule,
-    RuleConflict,
-    UnknownApiKey,
-    UnknownInteraction,
-    UnknownPreference,
-    UnknownRule,
-    UnknownUser,
-)
+import redline.agent as agent
+from redline.agent import AgentError, EmbeddingUnavailable
 
 __all__ = ["ApiError", "AGENT_ERRORS", "agent_status", "agent_error_body", "error_body", "error_response",
            "install_error_handlers"]
@@ -52,17 +40,17 @@ CODES = {400: "bad_request", 401: "invalid_api_key", 403: "forbidden", 404: "not
 # Each agent error's HTTP status and code; a subclass answers as its nearest listed ancestor.
 AGENT_ERRORS: dict[type[AgentError], tuple[int, str]] = {
     AgentError: (400, "bad_request"),
-    InvalidInput: (400, "invalid_input"),
-    UnknownInteraction: (404, "not_found"),
-    UnknownUser: (404, "not_found"),
-    UnknownPreference: (404, "not_found"),
-    UnknownRule: (404, "not_found"),
-    UnknownApiKey: (404, "not_found"),
-    InvalidRule: (422, "invalid_rule"),
-    RuleConflict: (409, "conflict"),
-    EditConflict: (409, "conflict"),
-    GeneratorUnavailable: (503, "generator_unavailable"),
-    EmbeddingUnavailable: (503, "embedder_unavailable"),
+    agent.InvalidInput: (400, "invalid_input"),
+    agent.UnknownInteraction: (404, "not_found"),
+    agent.UnknownUser: (404, "not_found"),
+    agent.UnknownPreference: (404, "not_found"),
+    agent.UnknownRule: (404, "not_found"),
+    agent.UnknownApiKey: (404, "not_found"),
+    agent.InvalidRule: (422, "invalid_rule"),
+    agent.RuleConflict: (409, "conflict"),
+    agent.EditConflict: (409, "conflict"),
+    agent.GeneratorUnavailable: (503, "generator_unavailable"),
+    agent.EmbeddingUnavailable: (503, "embedder_unavailable"),
 }
 
 
