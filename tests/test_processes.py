@@ -78,8 +78,9 @@ def _wait(check, timeout: float, what: str, every: float = 0.2):
     return result
 
 
-def test_every_api_process_sees_what_the_learner_learned_and_a_hard_delete_on_its_next_request(tmp_path):
-    server = scripted_server(tmp_path, "--api-workers", "2", REDLINE_AUTH="false").wait_ready()
+def test_every_api_process_sees_what_the_learner_learned_and_a_hard_delete_on_its_next_request(tmp_path,
+                                                                                              database_env):
+    server = scripted_server(tmp_path, "--api-workers", "2", REDLINE_AUTH="false", **database_env).wait_ready()
     try:
         a, b = _clients_per_process(server.url, 2).values()
         assert set(server.children()) == {"learner-0", "api-0", "api-1"}
