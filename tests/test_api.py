@@ -32,8 +32,9 @@ SIMILAR = ("On Wednesday the council's transit committee published the schedule 
 def _stack(data, **env):
     keys = {t: create_key(data, t, **env) for t in ("acme", "globex", "fuzz")}
     down = data / "generator-down"
+    # the learner asks a down generator again every second (30 s by default), so an outage test ends quickly
     server = scripted_server(data, REDLINE_SCRIPTED_DOWN_FILE=str(down), REDLINE_MAX_BODY_BYTES="65536",
-                             **env).wait_ready()
+                             REDLINE_LEARN_RETRY_SECONDS="1", **env).wait_ready()
     clients = {t: httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {k}"}, timeout=30)
                for t, k in keys.items()}
     yield {"server": server, "keys": keys, "down": down, "database_url": env.get("REDLINE_DATABASE_URL"), **clients}
