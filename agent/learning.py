@@ -233,12 +233,12 @@ class Learning:
 
     # -- the reward: per-user state and the shared retraining ------------------------------------------
 
-    def _reward_state(self, user_id: int, model: EditProfileReward, checkpoint: str, *,
-                      keep: bool = True) -> dict | None:
+    def _reward_state(self, user_id: int, model: EditProfileReward, checkpoint: str) -> dict | None:
         """The user's reward state under ``checkpoint``: the stored one when it is current (computed under that
         checkpoint, with every stored pair of the user folded in), else replayed from the user's stored pair
-        features and, with ``keep``, stored again (after a retraining, a race with one, or a deleted pair). None
-        for a user without pairs: nothing learned yet."""
+        features (after a retraining, a race with one, or a deleted pair). Only read: a replayed state is stored
+        by the user's next learning step (with its step) or the next retraining. None for a user without pairs:
+        nothing learned yet."""
         stored = self.store.router_state(user_id)
         count = self.store.count_pair_features(FEATURES_VERSION, user_id=user_id)
         if (stored is not None and stored.get("checkpoint") == checkpoint and stored.get("n") == count
@@ -247,16 +247,13 @@ class Learning:
         if count == 0:
             return None
         rows = self.store.pair_features(FEATURES_VERSION, user_id=user_id)["features"]
-        state = {**model.replay(rows), "checkpoint": checkpoint}
-        if keep:
-            self.store.put_router_states({user_id: state})
-        return state
+        return {**model.replay(rows), "checkpoint": checkpoint}
 
     def _reward_steps(self, steps: list[dict]) -> None:
         """Each step's user reward state after one online step on its pair's features, in order, so two edits of
         one user chain; nothing without a reward yet (the first retraining replays every user's state from the
-        stored pairs). A state replayed here is not stored on its own: the step's state after it is, in the
-        learning step's one transaction."""
+        stored pairs). A state replayed here is stored only as the step's state after it, in the learning step's one
+        transaction."""
         checkpoint, model = self.rewards.current_named()
         if model is None:
             return
@@ -265,7 +262,7 @@ class Learning:
             if step["pair"] is None:
                 continue
             user_id = step["interaction"]["user_id"]
-            state = (states.get(user_id) or self._reward_state(user_id, model, checkpoint, keep=False)
+            state = (states.get(user_id) or self._reward_state(user_id, model, checkpoint)
                      or model.init_state())
             states[user_id] = step["router_state"] = {**model.update(state, step["pair"]["features"]),
                                                       "checkpoint": checkpoint}

@@ -122,6 +122,10 @@ def test_an_older_checkpoint_and_embedding_cache_are_replaced(make_agent, tmp_pa
     assert agent.rewards.current() is not None
 
 
+def reward_state_rows(agent) -> list[tuple]:
+    return agent.store._sql.db.execute("SELECT * FROM router_states ORDER BY user_id").fetchall()
+
+
 def test_a_stale_state_is_replayed_from_the_stored_pairs(agent):
     teach(agent, "alice", 1, CONTEXTS[:4])
     checkpoint, model = agent.rewards.current_named()
@@ -130,7 +134,22 @@ def test_a_stale_state_is_replayed_from_the_stored_pairs(agent):
     assert agent._reward_state(1, model, checkpoint) == good
     agent.store.put_router_state(1, {**good, "n": 2})  # a learning step lost to a race
     assert agent._reward_state(1, model, checkpoint) == good
-    assert agent.store.router_state(1) == good  # and stored again
+    assert agent.store.router_state(1)["n"] == 2  # read, not stored: the next learning step stores its state
+
+
+def test_reads_do_not_write_the_reward_state(agent):
+    """Generating and reading a user's routing compute a stale state without storing it; learning stores it."""
+    teach(agent, "alice", 1, CONTEXTS[:4])
+    agent.import_pairs([{"context": CONTEXTS[5], "chosen": "Short.", "rejected": "A long draft. It goes on.",
+                         "user": "alice"}])  # a pair the stored state has not seen: it is stale
+    before = reward_state_rows(agent)
+    r = agent.generate("alice", CONTEXTS[8], options=GenerateOptions(strategy="best_of_n", n=4))
+    assert r.selection["user_pairs"] == 5  # the replayed state, counting the imported pair
+    assert agent.preferences("alice")["routing"]["steps"] == 5
+    assert reward_state_rows(agent) == before
+    r = agent.generate("alice", CONTEXTS[9])
+    agent.learn(r.interaction_id, keep(r.text, 1))  # the learning step stores the replayed state, one step on
+    assert agent.store.router_state(1)["n"] == 6
 
 
 def test_candidates_differ_at_temperature_zero_and_the_choice_is_logged(agent):
