@@ -21,7 +21,6 @@ from redline.retrieval import Embedder, IndexCache
 from redline.store import Store, open_store
 
 from .checkpoints import RewardCheckpoints, remove_file_checkpoints
-from .cipher import Cipher
 from .config import Settings
 from .editcost import EditCost
 from .errors import InvalidInput, embedding_errors
@@ -30,6 +29,7 @@ from .generators import GenerationParams, Generator, load_generator
 from .health import FAILURE_MEMORY_SECONDS, GENERATOR, WatchedGenerator
 from .keys import Keys
 from .learning import Learning
+from .preferences import PreferenceMemory
 from .rulebook import Rulebook
 from .types import GenerateOptions, check_control_chars
 from .users import UserData
@@ -58,7 +58,7 @@ class Agent(Generating, Learning, UserData):
         self._generator = WatchedGenerator(generator, self.store.health) if generator is not None else None
         self._generator_lock = threading.Lock()
         self.index_cache = IndexCache(self.settings.index_cache_users)
-        self.cipher = Cipher(self.store, self.index_cache, k=self.settings.k)
+        self.memory = PreferenceMemory(self.store, self.index_cache, k=self.settings.k)
         self.edit_cost = EditCost(self.settings.delta)
         self.rewards = RewardCheckpoints(self.store)
         # What an older redline kept under DATA_DIR/rewards/ (checkpoint folders, text embeddings), where a hard

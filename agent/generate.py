@@ -26,10 +26,10 @@ from redline.policies import (
 )
 
 from . import prompts
-from .cipher import Aggregate, Retrieved
 from .errors import InvalidInput
 from .generators import Generation, GenerationParams, Generator, stream_generation
 from .generators.loops import LoopGuard, cut_loop
+from .preferences import Aggregate, Retrieved
 from .types import GenerateOptions, GenerateResult, StreamStart, TextDelta, check_control_chars, validate_user
 
 __all__ = ["Generating"]
@@ -168,7 +168,7 @@ class Generating:
         """The user's nearest past contexts, unless the call names the preference or turns retrieval off."""
         if options.preference is not None or not options.use_retrieval:
             return []
-        return self.cipher.retrieve(user_id, vector)
+        return self.memory.retrieve(user_id, vector)
 
     def _target_preference(self, user_id: int, retrieved: list[Retrieved], options: GenerateOptions,
                            generator: Generator) -> Aggregate:
@@ -177,7 +177,7 @@ class Generating:
             return Aggregate(options.preference or None)
         if not options.use_preference:
             return Aggregate(None)
-        return self.cipher.aggregate(user_id, retrieved, generator)
+        return self.memory.aggregate(user_id, retrieved, generator)
 
     def _plan(self, user_id: int, target: str | None, retrieved: list[Retrieved], options: GenerateOptions
               ) -> tuple[tuple[EditProfileReward, dict] | None, list[CandidatePlan]]:

@@ -94,7 +94,7 @@ class Learning:
             else:
                 steps.append(step)
         edited = [step for step in steps if step["edit"]["is_edit"]]
-        inferences = self.cipher.infer_many(self.generator, [
+        inferences = self.memory.infer_many(self.generator, [
             {"task": step["interaction"]["task"], "context": step["interaction"]["context"],
              "draft": step["interaction"]["draft"], "edited": step["edit"]["edited_text"]} for step in edited])
         for step, inference in zip(edited, inferences):

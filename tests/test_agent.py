@@ -13,7 +13,7 @@ from redline.agent import (
     UnknownPreference,
     UnknownUser,
 )
-from redline.agent.cipher import consensus_preference
+from redline.agent.preferences import consensus_preference
 from redline.testing import ScriptedGenerator
 
 BIKES = "The city council voted to expand the bike lane network by forty miles over five years."
