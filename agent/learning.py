@@ -267,17 +267,6 @@ class Learning:
             states[user_id] = step["router_state"] = {**model.update(state, step["pair"]["features"]),
                                                       "checkpoint": checkpoint}
 
-    def maintenance(self) -> dict | None:
-        """Periodic background work; the learner process calls it beside learning.
-
-        First the retraining that hard deletes queued (``run_retrain_jobs``); else retrains the shared reward once
-        ``reward_retrain_every`` new pairs arrived, when pairs it was trained on were deleted, when the published
-        checkpoint cannot be read (an older redline's), or when it was trained on features of another
-        ``FEATURES_VERSION`` (their rows are recomputed from the texts first). Returns the training's summary (see
-        ``train_rewards``), or None when nothing was due or another process is retraining.
-        """
-        return self.run_retrain_jobs() or self.train_rewards()
-
     def run_retrain_jobs(self, *, owner: str | None = None, wait: float = 600.0) -> dict | None:
         """Claim every queued ``retrain`` job (a hard delete removed pairs the shared reward was trained on) and run
         one retraining for all of them with ``forget=True``: it reads the pairs after every claimed delete, keeps no
@@ -346,11 +335,18 @@ class Learning:
     def train_rewards(self, *, force: bool = False, n_heads: int | None = None, seed: int | None = None,
                       forget: bool = False, wait: float | None = None) -> dict | None:
         """Retrain the shared reward on every stored pair's features, publish the checkpoint in the store, and
-        replay every user's state under it. Without ``force`` only when due (see ``maintenance``). ``forget``: pairs
-        were deleted; keep no older checkpoint, and remove them all when no pair is left (the summary then says
-        ``{"forgotten": True}``). One retraining runs at a time over the store (a lease): this waits ``wait``
-        seconds for another (default: none for a due retraining, ten minutes when forced or forgetting), then
-        returns None without training. Returns a summary, or None when nothing was done."""
+        replay every user's state under it (the learner process calls this beside learning).
+
+        Without ``force``: first the retraining that hard deletes queued (``run_retrain_jobs``); else only when due:
+        once ``reward_retrain_every`` new pairs arrived, when pairs it was trained on were deleted, when the published
+        checkpoint cannot be read (an older redline's), or when it was trained on features of another
+        ``FEATURES_VERSION`` (their rows are recomputed from the texts first). ``forget``: pairs were deleted; keep no
+        older checkpoint, and remove them all when no pair is left (the summary then says ``{"forgotten": True}``).
+        One retraining runs at a time over the store (a lease): this waits ``wait`` seconds for another (default:
+        none for a due retraining, ten minutes when forced or forgetting), then returns None without training.
+        Returns a summary, or None when nothing was done."""
+        if not (force or forget) and (summary := self.run_retrain_jobs()) is not None:
+            return summary
         if wait is None:
             wait = 600.0 if force or forget else 0.0
         with self._retraining_lease(wait) as held:

@@ -130,7 +130,7 @@ class UserData:
     def delete_user(self, user: str, *, tenant: str = "default") -> dict:
         """Hard delete: the user's rows, at once, and this process's cached index (other processes' caches see the
         user gone on their next read). When the user had pairs, the same transaction queues a ``retrain`` job: a
-        learner (``maintenance``/``run_retrain_jobs``) retrains the shared reward without them and removes every
+        learner (``train_rewards``/``run_retrain_jobs``) retrains the shared reward without them and removes every
         older checkpoint, which was trained on them (with no pair left, every checkpoint)."""
         user_id = self._user_id(user, tenant)
         removed = self.store.delete_user(user_id)

@@ -43,11 +43,11 @@ def agent(make_agent):
 
 
 def teach(agent, user: str, sentences: int, contexts=CONTEXTS[:6]) -> None:
-    """The user edits every greedy draft down to its first ``sentences`` sentences; maintenance after each edit."""
+    """The user edits every greedy draft down to its first ``sentences`` sentences; train_rewards after each edit."""
     for context in contexts:
         r = agent.generate(user, context)
         agent.learn(r.interaction_id, keep(r.text, sentences))
-        agent.maintenance()
+        agent.train_rewards()
 
 
 def test_learning_stores_the_pair_features_and_the_state_in_one_step(agent):
@@ -98,12 +98,12 @@ def test_a_checkpoint_of_other_features_is_retrained_on_recomputed_ones(agent, m
     teach(agent, "alice", 1, CONTEXTS[:3])
     trained = agent.train_rewards(force=True)
     assert agent.rewards.current_info()["features_version"] == FEATURES_VERSION
-    assert agent.maintenance() is None  # nothing new: nothing due
+    assert agent.train_rewards() is None  # nothing new: nothing due
     monkeypatch.setattr(learning, "FEATURES_VERSION", FEATURES_VERSION + 1)  # an upgrade redefined a feature
-    summary = agent.maintenance()
+    summary = agent.train_rewards()
     assert summary["reason"] == "features changed" and summary["features_backfilled"] == trained["pairs"] == 3
     assert agent.rewards.current_info()["features_version"] == FEATURES_VERSION + 1
-    assert agent.maintenance() is None
+    assert agent.train_rewards() is None
 
 
 def test_an_older_checkpoint_and_embedding_cache_are_replaced(make_agent, tmp_path):
@@ -118,7 +118,7 @@ def test_an_older_checkpoint_and_embedding_cache_are_replaced(make_agent, tmp_pa
     r = agent.generate("alice", CONTEXTS[0])
     agent.learn(r.interaction_id, keep(r.text, 1))
     assert not (rewards / "ckpt-old").exists() and not (rewards / "CURRENT").exists()  # checkpoints live in the store
-    assert agent.maintenance()["reason"] == "pairs deleted"  # a retraining was queued: no wait for 50 new pairs
+    assert agent.train_rewards()["reason"] == "pairs deleted"  # a retraining was queued: no wait for 50 new pairs
     assert agent.rewards.current() is not None
 
 
@@ -243,14 +243,14 @@ def test_hard_delete_retrains_without_the_user_and_keeps_no_checkpoint_trained_o
     agent.delete_user("bob")
     assert agent.rewards.current_info() == before  # the delete queued the retraining; a learner runs it
     assert agent.store.jobs.counts(kind="retrain") == {"pending": 1}
-    summary = agent.maintenance()
+    summary = agent.train_rewards()
     after = agent.rewards.current_info()
     assert summary["reason"] == "pairs deleted" and after["name"] != before["name"] and after["pairs"] == 6
     assert agent.rewards.names() == [after["name"]]  # every checkpoint trained on bob's pairs is gone
     assert agent.store.jobs.counts(kind="retrain") == {"done": 1}
-    assert agent.maintenance() is None  # nothing due: the deletion is already accounted for
+    assert agent.train_rewards() is None  # nothing due: the deletion is already accounted for
     agent.delete_user("alice")  # the last pairs: no reward is left
-    assert agent.maintenance() == {"forgotten": True, "reason": "pairs deleted", "pairs": 0}
+    assert agent.train_rewards() == {"forgotten": True, "reason": "pairs deleted", "pairs": 0}
     assert agent.rewards.current() is None and agent.rewards.names() == []
     assert not list(agent.settings.rewards_dir.glob("ckpt-*"))  # and nothing on disk outside the store
 
@@ -259,7 +259,7 @@ def test_a_deletion_elsewhere_makes_a_retraining_due(agent):
     teach(agent, "alice", 1)
     teach(agent, "bob", 3)
     agent.store.delete_user(agent.store.user_id("default", "bob"))  # e.g. another replica's delete
-    summary = agent.maintenance()
+    summary = agent.train_rewards()
     assert summary["reason"] == "pairs deleted" and summary["pairs"] == 6
 
 

@@ -32,7 +32,7 @@ def trained(make_agent, monkeypatch, tmp_path):
     for ctx in CONTEXTS:
         r = agent.generate("alice", ctx, "summarize")
         agent.learn(r.interaction_id, f"In short: {ctx.split(',')[0]}.")
-    agent.maintenance()
+    agent.train_rewards()
     assert agent.rewards.current() is not None and agent.store.router_state(1) is not None
     monkeypatch.setattr(cli_common, "Agent", lambda settings: agent)
     context = tmp_path / "context.txt"
