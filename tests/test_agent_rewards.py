@@ -93,13 +93,14 @@ def test_pairs_of_an_older_redline_get_their_features_once(agent):
 
 
 def test_a_checkpoint_of_other_features_is_retrained_on_recomputed_ones(agent, monkeypatch):
-    from redline.agent import learning
+    from redline.agent import learning, reward_training
 
     teach(agent, "alice", 1, CONTEXTS[:3])
     trained = agent.train_rewards(force=True)
     assert agent.rewards.current_info()["features_version"] == FEATURES_VERSION
     assert agent.train_rewards() is None  # nothing new: nothing due
-    monkeypatch.setattr(learning, "FEATURES_VERSION", FEATURES_VERSION + 1)  # an upgrade redefined a feature
+    for module in (learning, reward_training):  # an upgrade redefined a feature
+        monkeypatch.setattr(module, "FEATURES_VERSION", FEATURES_VERSION + 1)
     summary = agent.train_rewards()
     assert summary["reason"] == "features changed" and summary["features_backfilled"] == trained["pairs"] == 3
     assert agent.rewards.current_info()["features_version"] == FEATURES_VERSION + 1
@@ -131,9 +132,9 @@ def test_a_stale_state_is_replayed_from_the_stored_pairs(agent):
     checkpoint, model = agent.rewards.current_named()
     good = agent.store.router_state(1)
     agent.store.put_router_state(1, {**good, "checkpoint": "ckpt-older"})
-    assert agent._reward_state(1, model, checkpoint) == good
+    assert agent.reward_trainer.state(1, model, checkpoint) == good
     agent.store.put_router_state(1, {**good, "n": 2})  # a learning step lost to a race
-    assert agent._reward_state(1, model, checkpoint) == good
+    assert agent.reward_trainer.state(1, model, checkpoint) == good
     assert agent.store.router_state(1)["n"] == 2  # read, not stored: the next learning step stores its state
 
 
@@ -215,7 +216,7 @@ def test_no_price_for_exploring_before_the_reward_has_evidence(make_agent):
     assert r.selection["chosen"] == 1 and not r.selection["kept_greedy"]  # alice keeps one sentence
     confidence = r.selection["confidence"]
     assert 0.5 < confidence < 1
-    agent.settings = agent.settings.model_copy(update={"reward_min_confidence": confidence + 1e-9})
+    agent.settings.reward_min_confidence = confidence + 1e-9
     r = agent.generate("alice", CONTEXTS[9], options=GenerateOptions(strategy="best_of_n", n=4))
     assert r.selection["chosen"] == 0 and r.selection["kept_greedy"] and r.selection["confidence"] == confidence
     assert not r.selection["differs_from_greedy"]
