@@ -75,13 +75,13 @@ class Agent:
         self.reward_trainer = RewardTrainer(self.store, self.rewards, self.settings, features=self.edit_features,
                                             embedder=self.embedder, owner=self.owner)
         self.pipeline = GenerationPipeline(self.store, self.settings, embedder=self.embedder, generator=generator_of,
-                                           memory=self.memory, rewards=self.reward_trainer, rulebook=self.rulebook,
-                                           features=self.edit_features)
+                                           memory=self.memory, reward_trainer=self.reward_trainer,
+                                           rulebook=self.rulebook, features=self.edit_features)
         self.learner = EditLearner(self.store, self.settings, generator=generator_of, memory=self.memory,
                                    edit_cost=self.edit_cost, features=self.edit_features, rulebook=self.rulebook,
-                                   rewards=self.reward_trainer, owner=self.owner)
+                                   reward_trainer=self.reward_trainer, owner=self.owner)
         self.user_data = UserData(self.store, self.settings, embedder=self.embedder, rulebook=self.rulebook,
-                                  rewards=self.reward_trainer, index_cache=self.index_cache)
+                                  reward_trainer=self.reward_trainer, index_cache=self.index_cache)
 
     @property
     def generator(self) -> Generator:

@@ -113,14 +113,16 @@ class GenerationPipeline:
     """``generate`` and ``generate_stream``: one request from the context to the stored interaction.
 
     Built on the store and settings, the ``embedder``, ``generator`` (called for the generator: it loads on first
-    use), the user's preference ``memory``, the ``rewards`` (the users' states, read only), the ``rulebook`` and the
-    reward's ``features``.
+    use), the user's preference ``memory``, the ``reward_trainer`` (the users' states, read only), the ``rulebook``
+    and the reward's ``features``.
     """
 
     def __init__(self, store: Store, settings: Settings, *, embedder: Embedder, generator: Callable[[], Generator],
-                 memory: PreferenceMemory, rewards: RewardTrainer, rulebook: Rulebook, features: EditFeatures):
+                 memory: PreferenceMemory, reward_trainer: RewardTrainer, rulebook: Rulebook,
+                 features: EditFeatures):
         self.store, self.settings, self.embedder, self.generator = store, settings, embedder, generator
-        self.memory, self.rewards, self.rulebook, self.features = memory, rewards, rulebook, features
+        self.memory, self.reward_trainer = memory, reward_trainer
+        self.rulebook, self.features = rulebook, features
 
     def generate(self, user: str, context: str, task: str = "summarize", options: GenerateOptions | None = None,
                  *, tenant: str = "default") -> GenerateResult:
@@ -249,7 +251,7 @@ class GenerationPipeline:
         the user an exploration the reward cannot yet choose among), and which preference writes each candidate."""
         scorer = None
         if options.strategy != "greedy":
-            reward = self.rewards.user_reward(user_id)  # read only: a stale state is replayed, not stored
+            reward = self.reward_trainer.user_reward(user_id)  # read only: a stale state is replayed, not stored
             enough = reward is not None and reward[1]["n"] >= max(1, self.settings.reward_min_pairs)
             scorer = reward if enough else None
         strategy = options.strategy if scorer is not None else "greedy"

@@ -95,15 +95,16 @@ class EditLearner:
 
     Built on the store and settings, ``generator`` (called for the generator when inference needs it: it loads on
     first use), the user's preference ``memory``, the ``edit_cost``, the reward's ``features``, the ``rulebook``
-    and the ``rewards`` (the users' online steps, the retraining hard deletes queued); ``owner`` claims the jobs.
+    and the ``reward_trainer`` (the users' online steps, the retraining hard deletes queued); ``owner`` claims the
+    jobs.
     """
 
     def __init__(self, store: Store, settings: Settings, *, generator: Callable[[], Generator],
                  memory: PreferenceMemory, edit_cost: EditCost, features: EditFeatures, rulebook: Rulebook,
-                 rewards: RewardTrainer, owner: str):
+                 reward_trainer: RewardTrainer, owner: str):
         self.store, self.settings, self.generator = store, settings, generator
         self.memory, self.edit_cost, self.features = memory, edit_cost, features
-        self.rulebook, self.rewards, self.owner = rulebook, rewards, owner
+        self.rulebook, self.reward_trainer, self.owner = rulebook, reward_trainer, owner
 
     def submit_edit(self, interaction_id: str, edited_text: str, *, tenant: str | None = None) -> EditReceipt:
         """Durably accept the user's kept text for an interaction (learning happens in ``process_edit``).
@@ -166,8 +167,8 @@ class EditLearner:
             except (AgentError, StoreError) as exc:
                 results[step.interaction_id] = exc
                 steps.remove(step)
-        states = self.rewards.steps([(step.user_id, step.pair["features"]) if step.pair is not None else None
-                                     for step in steps])
+        states = self.reward_trainer.steps([(step.user_id, step.pair["features"]) if step.pair is not None
+                                            else None for step in steps])
         for step, state in zip(steps, states):
             step.router_state = state
         written = self.store.complete_learnings([step.write() for step in steps])  # one transaction for the batch
@@ -259,7 +260,7 @@ class EditLearner:
         outcomes = self.run_jobs(limit=limit)
         if outcomes and outcomes[-1].requeued:
             raise outcomes[-1].error
-        self.rewards.run_retrain_jobs()
+        self.reward_trainer.run_retrain_jobs()
         return sum(o.outcome == "learned" for o in outcomes)
 
     def retry_learning(self, *, tenant: str | None = None) -> int:

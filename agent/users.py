@@ -22,14 +22,14 @@ __all__ = ["UserData"]
 class UserData:
     """What a user can read and change, over the store: interactions, preferences, edit rules, export, hard delete.
 
-    Built on the store and settings, the ``embedder`` (``nearest_edits``), the ``rulebook``, the ``rewards`` (the
-    user's routing, read) and the process's ``index_cache`` (a hard delete drops the user's index).
+    Built on the store and settings, the ``embedder`` (``nearest_edits``), the ``rulebook``, the ``reward_trainer``
+    (the user's routing, read) and the process's ``index_cache`` (a hard delete drops the user's index).
     """
 
     def __init__(self, store: Store, settings: Settings, *, embedder: Embedder, rulebook: Rulebook,
-                 rewards: RewardTrainer, index_cache: IndexCache):
+                 reward_trainer: RewardTrainer, index_cache: IndexCache):
         self.store, self.settings, self.embedder = store, settings, embedder
-        self.rulebook, self.rewards, self.index_cache = rulebook, rewards, index_cache
+        self.rulebook, self.reward_trainer, self.index_cache = rulebook, reward_trainer, index_cache
 
     def _user_id(self, user: str, tenant: str) -> int:
         validate_user(user)
@@ -77,7 +77,7 @@ class UserData:
         stats = {"edits": len(costs), "preferences": self.store.count_preferences(user_id),
                  "mean_cost_first": _mean(sum(costs[:window]), len(costs[:window])),
                  "mean_cost_last": _mean(sum(costs[-window:]), len(costs[-window:])), "window": window}
-        routing = self.rewards.describe(user_id)
+        routing = self.reward_trainer.describe(user_id)
         return {"user": user, "items": items, "stats": stats, "limit": limit, "offset": offset, "routing": routing,
                 "rules": self.rulebook.describe(user_id)}
 
