@@ -58,7 +58,7 @@ class LearningStep:
     preference: dict | None = None  # the row to store: {"text", "kind", "context_vector"}
     pair: dict | None = None  # edit ≻ draft with its reward features
     router_state: dict | None = None  # the user's reward state after the step
-    rules: object = None  # the edit rules' evidence (``Rulebook.evidence``)
+    rules: dict | None = None  # the edit rules' evidence (``Rulebook.evidence``), with rules on
     tokens_in: int = 0
     tokens_out: int = 0
     inferred_by: str | None = None
