@@ -608,7 +608,7 @@ def _respond_varied(prompt, i):
 
 
 def test_redline_trains_reward_heads_during_a_run(tmp_path):
-    """LocalBackend calls agent.maintenance() after each learned edit: with --retrain-every 2 the redline
+    """LocalBackend calls agent.train_rewards() after each learned edit: with --retrain-every 2 the redline
     stream gets reward heads after two edits and later drafts are picked by the reward; cipher-5 never."""
     from redline.evals.harness import EvalConfig, results_from_logs, run_eval
     from redline.evals.methods import parse_methods
