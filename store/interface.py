@@ -1,7 +1,7 @@
 """What ``agent/`` (and the API, the CLI, the learner) may call on the store: the ``Store`` protocol, and
 ``open_store``, which picks the back-end.
 
-Two implementations share one body of SQL (``store.core.SQLStore``): ``SQLiteStore`` (one file in the data
+Two implementations share one body of SQL (``store.sql.SQLStore``): ``SQLiteStore`` (one file in the data
 directory, the embedded default) and ``PostgresStore`` (one database shared by API processes and learners on several
 hosts). Neither hands out a transaction or a connection: every write that belongs together is one method.
 """
@@ -103,6 +103,6 @@ def open_store(database_url: str | None, path: str | Path, *, pool_size: int = 8
         from .postgres import PostgresStore
 
         return PostgresStore(database_url, pool_size=pool_size)
-    from .core import SQLiteStore
+    from .sql import SQLiteStore
 
     return SQLiteStore(path)
