@@ -109,7 +109,7 @@ class Learning:
         learned_before: list[str] = []
         written = self.store.complete_learnings([  # one transaction for the batch
             {"interaction_id": step["interaction_id"], "preference": step["preference"], "pair": step["pair"],
-             "router_state": step["router_state"], "rules": step["rules"]} for step in steps])
+             "reward_state": step["router_state"], "rules": step["rules"]} for step in steps])
         for step in steps:
             iid = step["interaction_id"]
             outcome = written[iid]
@@ -239,7 +239,7 @@ class Learning:
         checkpoint, with every stored pair of the user folded in), else replayed from the user's stored pair
         features and, with ``keep``, stored again (after a retraining, a race with one, or a deleted pair). None
         for a user without pairs: nothing learned yet."""
-        stored = self.store.router_state(user_id)
+        stored = self.store.reward_state(user_id)
         count = self.store.count_pair_features(FEATURES_VERSION, user_id=user_id)
         if (stored is not None and stored.get("checkpoint") == checkpoint and stored.get("n") == count
                 and model.valid_state(stored) is stored):
@@ -249,7 +249,7 @@ class Learning:
         rows = self.store.pair_features(FEATURES_VERSION, user_id=user_id)["features"]
         state = {**model.replay(rows), "checkpoint": checkpoint}
         if keep:
-            self.store.put_router_states({user_id: state})
+            self.store.put_reward_states({user_id: state})
         return state
 
     def _reward_steps(self, steps: list[dict]) -> None:
@@ -385,7 +385,7 @@ class Learning:
             # A checkpoint trained on deleted pairs (or unreadable) is not kept for a rollback.
             keep = 1 if forget or why in ("pairs deleted", "unreadable checkpoint", "features changed") else None
             name = self.rewards.publish(trained.model, meta, keep=keep)
-            self.store.put_router_states({user_id: {**state, "checkpoint": name}
+            self.store.put_reward_states({user_id: {**state, "checkpoint": name}
                                           for user_id, state in trained.states.items()})
             summary = {"checkpoint": name, **meta, "reason": why, "new_pairs": new,
                        "users_routed": len(trained.states), "features_backfilled": backfilled,

@@ -340,6 +340,10 @@ class Departure(BaseModel):
 
 
 class RoutingState(BaseModel):
+    """The user's reward state as the API shows it: "routing" is how the user's reward is routed over the shared
+    reward heads (MiCRo stage 2), learned online from their own edits (the store and the agent call it the reward
+    state)."""
+
     weights: list[float] = Field(description="How much this user leans on each reward head (sums to 1).")
     steps: int = Field(description="Online steps taken (one per learned edit pair).")
     heads: int
@@ -391,8 +395,9 @@ class PreferencesResponse(BaseModel):
     user: str
     items: list[PreferenceItem]
     stats: PreferenceStats
-    routing: RoutingState | None = Field(None, description="The user's routing over the shared reward heads; "
-                                         "null before heads exist or before the user's first edit.")
+    routing: RoutingState | None = Field(None, description="The user's routing over the shared reward heads (their "
+                                         "reward state: weights moved by each learned edit towards the heads that "
+                                         "explain it); null before heads exist or before the user's first edit.")
     rules: list[RuleItem] = Field([], description="The edit rules learned from the user's edits, active first.")
     limit: int
     offset: int

@@ -17,7 +17,7 @@ import numpy as np
 from ._sqlite import blob_to_vector, now_iso, vector_to_blob
 from .errors import Conflict, NotFound
 from .jobs import Jobs
-from .pairs import insert_pairs, put_router_state
+from .pairs import insert_pairs, put_reward_state
 from .preferences import bump_version
 from .rules import Rules
 
@@ -117,12 +117,12 @@ class InteractionRows:
         return rows
 
     def complete_learning(self, interaction_id: str, *, preference: dict | None,
-                          pair: dict | None, router_state: dict | None = None, rules: dict | None = None) -> int | None:
+                          pair: dict | None, reward_state: dict | None = None, rules: dict | None = None) -> int | None:
         """Apply one learning step, exactly once, in one transaction.
 
         ``preference``: ``{"text", "kind", "context_vector"}`` or None; ``pair``: ``{"context", "chosen",
         "rejected"}`` plus optional ``"features"`` (array), ``"features_version"`` and ``"context_vector"``, or None;
-        ``router_state``: the user's reward state (a JSON-able dict) or None; ``rules``: the edit rules' evidence,
+        ``reward_state``: the user's reward state (a JSON-able dict) or None; ``rules``: the edit rules' evidence,
         ``{"new_rules", "observations", "prune_after"}`` (see ``Rules.record``/``prune``) or None. Returns the new
         preference id, or None. If the edit was already learned nothing is written and ``Conflict`` is raised.
         """
@@ -148,8 +148,8 @@ class InteractionRows:
             if pair is not None:
                 insert_pairs(conn, [{**pair, "user_id": user_id, "interaction_id": interaction_id}],
                                    source="edit", stamp=stamp)
-            if router_state is not None:
-                put_router_state(conn, user_id, router_state)
+            if reward_state is not None:
+                put_reward_state(conn, user_id, reward_state)
             if rules is not None:
                 self.rules.record(conn, user_id, new_rules=rules["new_rules"], observations=rules["observations"],
                                   stamp=stamp)
@@ -162,7 +162,7 @@ class InteractionRows:
 
     def complete_learnings(self, writes: list[dict]) -> dict[str, int | None | Conflict | NotFound]:
         """Apply several learning steps in one transaction (one commit for the batch): each of ``writes`` is
-        ``{"interaction_id", "preference", "pair", "router_state", "rules"}`` as ``complete_learning`` takes them.
+        ``{"interaction_id", "preference", "pair", "reward_state", "rules"}`` as ``complete_learning`` takes them.
         Returns, per interaction id, its new preference id (or None), or the ``Conflict`` (already learned,
         e.g. by another learner) or ``NotFound`` (deleted meanwhile) that left that one unwritten. The users
         concerned are locked first, in id order."""
@@ -178,7 +178,7 @@ class InteractionRows:
                 try:
                     out[w["interaction_id"]] = self.complete_learning(
                         w["interaction_id"], preference=w.get("preference"), pair=w.get("pair"),
-                        router_state=w.get("router_state"), rules=w.get("rules"))
+                        reward_state=w.get("reward_state"), rules=w.get("rules"))
                 except (Conflict, NotFound) as exc:
                     out[w["interaction_id"]] = exc
         return out

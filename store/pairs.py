@@ -4,7 +4,10 @@ JSON document of their online step over the reward heads (MiCRo stage 2), stampe
 computed under.
 
 ``PairRows`` is one part of ``SQLStore`` (``store.sql``): its methods are the ``Store``'s and run on the store's
-adapter ``_sql``. ``insert_pairs`` and ``put_router_state`` write inside a caller's transaction (a learning step).
+adapter ``_sql``. ``insert_pairs`` and ``put_reward_state`` write inside a caller's transaction (a learning step).
+
+Reward states live in the table ``router_states``, its name from before they were called reward states: renaming it
+would change the keys a hard delete reports (``removed``, public in the API) for nothing a reader gains.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 
 from ._sqlite import blob_to_vector, blobs_to_features, features_to_blob, now_iso, vector_to_blob
 
-__all__ = ["PairRows", "insert_pairs", "put_router_state"]
+__all__ = ["PairRows", "insert_pairs", "put_reward_state"]
 
 
 def insert_pairs(conn: Any, pairs: list[dict], *, source: str, stamp: str) -> None:
@@ -41,7 +44,8 @@ def put_pair_features(conn: Any, pair_id: int, user_id: int | None, features: np
                   None if context_vector is None else vector_to_blob(context_vector)))
 
 
-def put_router_state(conn: Any, user_id: int, state: dict) -> None:
+def put_reward_state(conn: Any, user_id: int, state: dict) -> None:
+    """Inside a write transaction: the user's reward state (table ``router_states``)."""
     conn.execute("INSERT INTO router_states (user_id, state, checkpoint, steps, updated_at)"
                  " VALUES (?,?,?,?,?) ON CONFLICT (user_id) DO UPDATE SET state = excluded.state,"
                  " checkpoint = excluded.checkpoint, steps = excluded.steps, updated_at = excluded.updated_at",
@@ -119,18 +123,14 @@ class PairRows:
             for r in rows:
                 if r["id"] in live:
                     put_pair_features(conn, r["id"], r.get("user_id"), r["features"], r.get("context_vector"),
-                                            version)
+                                      version)
 
-    def router_state(self, user_id: int) -> dict | None:
+    def reward_state(self, user_id: int) -> dict | None:
         """The user's reward state (the JSON document the agent stored), or None."""
         row = self._sql.one("SELECT state FROM router_states WHERE user_id = ?", (user_id,))
         return json.loads(row["state"]) if row else None
 
-    def put_router_state(self, user_id: int, state: dict) -> None:
-        with self._sql.transaction() as conn:
-            put_router_state(conn, user_id, state)
-
-    def put_router_states(self, states: dict[int, dict], *, chunk: int = 200) -> None:
+    def put_reward_states(self, states: dict[int, dict], *, chunk: int = 200) -> None:
         """Many users' states (after a retraining), ``chunk`` users a transaction, so the write lock is never held
         long (every API process's writes wait for it); users deleted meanwhile are skipped. Each state is stamped
         with the checkpoint it was computed under, so one not yet written is simply replayed when next used."""
@@ -143,4 +143,4 @@ class PairRows:
                                                    [user_id for user_id, _ in part])}
                 for user_id, state in part:
                     if user_id in live:
-                        put_router_state(conn, user_id, state)
+                        put_reward_state(conn, user_id, state)

@@ -128,7 +128,7 @@ class UserRows:
                                      (user_id,)),
             "preferences": prefs,
             "pairs": self.pairs(user_id=user_id),
-            "router_state": self.router_state(user_id),
+            "router_state": self.reward_state(user_id),  # the export's key since its first version: clients read it
             "aggregations": self._sql.query("SELECT text, created_at FROM aggregations WHERE user_id = ?"
                                         " ORDER BY created_at", (user_id,)),
             "rules": self.rules.export(user_id),

@@ -363,7 +363,7 @@ def test_a_batch_of_edits_is_learned_as_one_step_each_exactly_once(agent):
     agent.import_pairs([{"context": c, "chosen": "- " + c[:20], "rejected": c, "user": "alice"}
                         for c in (BIKES, BIKES2, BAKING)])
     assert agent.train_rewards(force=True, n_heads=2)["users_routed"] == 1
-    steps_before = agent.store.router_state(agent.store.user_id("default", "alice"))["n"]
+    steps_before = agent.store.reward_state(agent.store.user_id("default", "alice"))["n"]
     ids = []
     for user, ctx in (("alice", BIKES), ("bob", BAKING), ("alice", BIKES2)):
         r = agent.generate(user, ctx)
@@ -372,9 +372,9 @@ def test_a_batch_of_edits_is_learned_as_one_step_each_exactly_once(agent):
     results = agent.process_edits(ids + ["nope"])
     assert [r.already_learned for r in results[:3]] == [False] * 3 and isinstance(results[3], UnknownInteraction)
     assert all(r.preference == "bullet points, brief" for r in results[:3])
-    alice = agent.store.router_state(agent.store.user_id("default", "alice"))
+    alice = agent.store.reward_state(agent.store.user_id("default", "alice"))
     assert alice["n"] == steps_before + 2
-    assert agent.store.router_state(agent.store.user_id("default", "bob"))["n"] == 1
+    assert agent.store.reward_state(agent.store.user_id("default", "bob"))["n"] == 1
     again = agent.process_edits(ids)
     assert all(r.already_learned for r in again) and [r.preference_id for r in again] == \
         [r.preference_id for r in results[:3]]

@@ -57,15 +57,15 @@ def test_learning_stores_the_pair_features_and_the_state_in_one_step(agent):
     expected = EditFeatures().transform([keep(r.text, 1)], r.text)[0]
     np.testing.assert_array_equal(np.frombuffer(row[0], dtype=np.float64), expected)
     assert row[1] == FEATURES_VERSION
-    assert agent.store.router_state(1) is None  # no reward trained yet: the first retraining replays the state
+    assert agent.store.reward_state(1) is None  # no reward trained yet: the first retraining replays the state
     teach(agent, "alice", 1, CONTEXTS[1:4])
     checkpoint, model = agent.rewards.current_named()
-    state = agent.store.router_state(1)
+    state = agent.store.reward_state(1)
     assert state["checkpoint"] == checkpoint and state["n"] == 4
     np.testing.assert_allclose(state["sum"], agent.store.pair_features(FEATURES_VERSION)["features"].sum(axis=0))
     r = agent.generate("alice", CONTEXTS[4])
     agent.learn(r.interaction_id, keep(r.text, 1))  # one online step under the published reward
-    after = agent.store.router_state(1)
+    after = agent.store.reward_state(1)
     assert after["n"] == 5 and after["checkpoint"] == checkpoint
     replayed = model.replay(agent.store.pair_features(FEATURES_VERSION)["features"])
     np.testing.assert_allclose(after["log_weights"], replayed["log_weights"], rtol=1e-12)
@@ -125,12 +125,12 @@ def test_an_older_checkpoint_and_embedding_cache_are_replaced(make_agent, tmp_pa
 def test_a_stale_state_is_replayed_from_the_stored_pairs(agent):
     teach(agent, "alice", 1, CONTEXTS[:4])
     checkpoint, model = agent.rewards.current_named()
-    good = agent.store.router_state(1)
-    agent.store.put_router_state(1, {**good, "checkpoint": "ckpt-older"})
+    good = agent.store.reward_state(1)
+    agent.store.put_reward_states({1: {**good, "checkpoint": "ckpt-older"}})
     assert agent._reward_state(1, model, checkpoint) == good
-    agent.store.put_router_state(1, {**good, "n": 2})  # a learning step lost to a race
+    agent.store.put_reward_states({1: {**good, "n": 2}})  # a learning step lost to a race
     assert agent._reward_state(1, model, checkpoint) == good
-    assert agent.store.router_state(1) == good  # and stored again
+    assert agent.store.reward_state(1) == good  # and stored again
 
 
 def test_candidates_differ_at_temperature_zero_and_the_choice_is_logged(agent):
@@ -187,7 +187,7 @@ def test_no_price_for_exploring_before_the_reward_has_evidence(make_agent):
     agent = make_agent(ScriptedGenerator(respond), reward_retrain_every=2, reward_heads=2, k=2, temperature=0.0,
                        rules=False, reward_min_pairs=4, reward_min_confidence=0.5)
     teach(agent, "alice", 1, CONTEXTS[:3])
-    assert agent.store.router_state(1)["n"] == 3 and agent.rewards.current() is not None
+    assert agent.store.reward_state(1)["n"] == 3 and agent.rewards.current() is not None
     r = agent.generate("alice", CONTEXTS[9], options=GenerateOptions(strategy="rps", n=4))
     assert len(r.candidates) == 1 and r.selection is None  # 3 pairs < 4: the greedy draft alone
     teach(agent, "alice", 1, CONTEXTS[3:4])

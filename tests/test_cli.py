@@ -33,7 +33,7 @@ def trained(make_agent, monkeypatch, tmp_path):
         r = agent.generate("alice", ctx, "summarize")
         agent.learn(r.interaction_id, f"In short: {ctx.split(',')[0]}.")
     agent.maintenance()
-    assert agent.rewards.current() is not None and agent.store.router_state(1) is not None
+    assert agent.rewards.current() is not None and agent.store.reward_state(1) is not None
     monkeypatch.setattr(cli_common, "Agent", lambda settings: agent)
     context = tmp_path / "context.txt"
     context.write_text(NEW)

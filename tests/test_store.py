@@ -262,7 +262,7 @@ def test_delete_user_leaves_no_row_that_references_the_user(fresh_store):
         store.complete_learning(learned, preference={"text": "short", "kind": "inferred",
                                                      "context_vector": np.ones(4, dtype=np.float32)},
                                 pair={"context": "ctx", "chosen": "kept", "rejected": "draft text"},
-                                router_state={"weights": [0.5, 0.5], "steps": 1},
+                                reward_state={"weights": [0.5, 0.5], "steps": 1},
                                 rules=_rule_evidence(learned))
         queued = _interaction(store, who)
         store.submit_edit(queued, "queued", cost=1, is_edit=True)  # a pending job
@@ -279,7 +279,7 @@ def test_delete_user_leaves_no_row_that_references_the_user(fresh_store):
                        "aggregations": 1, "interactions": 2, "users": 1, "rules": 1, "rule_observations": 1}
     assert store.rules.list(other)[0]["support"] == 1  # bob keeps his rule
     assert store.cached_aggregation(other, f"key-{other}") == f"combined for {other}"  # bob keeps his
-    assert store.count_preferences(other) == 1 and store.router_state(other) is not None
+    assert store.count_preferences(other) == 1 and store.reward_state(other) is not None
 
 
 def test_aggregations_belong_to_their_user_and_go_with_preference_changes(fresh_store):
@@ -336,7 +336,7 @@ def test_an_older_schema_opens_and_upgrades(tmp_path, version):
     assert {"raw_draft", "applied_rules"} <= {c[1] for c in store._sql.db.execute("PRAGMA table_info(interactions)")}
     store.cache_aggregation(uid, "k", "new")
     if version < 3:
-        assert store.router_state(uid) is None  # meaningless under the new reward: replayed at the next training
+        assert store.reward_state(uid) is None  # meaningless under the new reward: replayed at the next training
         assert [p["chosen"] for p in store.pairs_without_features(1)] == ["kept"]  # its features come later
     assert store.delete_user(uid)["aggregations"] == 1
     store.close()
@@ -467,7 +467,7 @@ def test_pair_features_are_stored_once_and_read_as_arrays(fresh_store):
     pair = {"context": "ctx", "chosen": "kept", "rejected": "draft text", "features": np.array([0.5, -1.0, 2.0]),
             "features_version": 7, "context_vector": np.full(4, 0.5, dtype=np.float32)}
     state = {"log_weights": [0.0], "sum": [0.5, -1.0, 2.0], "n": 1, "checkpoint": "ckpt-1"}
-    store.complete_learning(learned, preference=None, pair=pair, router_state=state)
+    store.complete_learning(learned, preference=None, pair=pair, reward_state=state)
     store.add_pairs([{"user_id": other, "context": "c", "chosen": "a", "rejected": "b",
                       "features": np.array([1.0, 2.0, 3.0]), "features_version": 7,
                       "context_vector": np.full(4, 0.25, dtype=np.float32)},
@@ -488,10 +488,10 @@ def test_pair_features_are_stored_once_and_read_as_arrays(fresh_store):
     assert store.pairs_without_features(7) == [] and store.count_pair_features(7, user_id=other) == 2
     assert len(store.pairs_without_features(8)) == 4  # a new feature version: every pair again
     assert store.count_pairs(until_id=data["ids"][0]) == 1 and store.count_pairs(since_id=data["ids"][0]) == 3
-    assert store.router_state(uid) == state
+    assert store.reward_state(uid) == state
     store.delete_user(other)
-    store.put_router_states({uid: {"n": 2}, other: {"n": 5}})  # bob is gone: no orphan row
-    assert store.router_state(uid) == {"n": 2} and store.router_state(other) is None
+    store.put_reward_states({uid: {"n": 2}, other: {"n": 5}})  # bob is gone: no orphan row
+    assert store.reward_state(uid) == {"n": 2} and store.reward_state(other) is None
     assert store.export_user(uid)["pairs"][0]["chosen"] == "kept"
     assert count(store, "pair_features", "user_id = ?", (other,)) == 0
 
