@@ -26,11 +26,13 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the test doubles
 
 from redline.agent import Agent, Settings  # noqa: E402
 from redline.evals.lamp import LAMP_DATA, load_writers  # noqa: E402
 from redline.policies import FEATURES_VERSION, EditFeatures  # noqa: E402
-from redline.testing import ScriptedGenerator  # noqa: E402
+
+from doubles import ScriptedGenerator  # noqa: E402
 
 
 class NoEmbedder:

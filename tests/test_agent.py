@@ -14,7 +14,8 @@ from redline.agent import (
     UnknownUser,
 )
 from redline.agent.cipher import consensus_preference
-from redline.testing import ScriptedGenerator
+
+from doubles import ScriptedGenerator
 
 BIKES = "The city council voted to expand the bike lane network by forty miles over five years."
 BIKES2 = "County officials approved new protected bike lanes downtown after a rise in cycling crashes."

@@ -11,7 +11,8 @@ import pytest
 
 from redline.agent import GenerateOptions
 from redline.policies import FEATURES_VERSION, EditFeatures
-from redline.testing import ScriptedGenerator
+
+from doubles import ScriptedGenerator
 
 SENTENCES = ("It matters to many people in town", "Officials said more would follow soon",
              "Residents reacted with a mix of hope and doubt")

@@ -742,11 +742,11 @@ def test_fuzz_openapi_conforms(stack, method, path):
     """schemathesis draws requests (valid and invalid) from the OpenAPI schema and runs all its checks on each
     answer: no 5xx, every status, header and body as the schema says, invalid requests refused and valid ones
     accepted (issue 25: empty texts were a 400 the schema did not state, JSON integers such as 11.0 a 422). The two
-    refusals the schema cannot state are let through by name (``redline.testing.conformance``)."""
+    refusals the schema cannot state are let through by name (``doubles.conformance``)."""
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, given, settings
 
-    from redline.testing import conformance
+    from doubles import conformance
 
     url = stack["server"].url
     operation = schemathesis.openapi.from_url(url + "/openapi.json")[path][method]

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 import redline.cli._common as cli_common
 import redline.cli.commands as cli_commands
 from redline.cli import cli
-from redline.testing import ScriptedGenerator
+
+from doubles import ScriptedGenerator
 
 CONTEXTS = [
     "The city council voted to extend library hours on weekends after a petition gathered 3,000 signatures.",

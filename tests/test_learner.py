@@ -67,7 +67,7 @@ def test_retraining_runs_while_a_backlog_is_learned_and_stop_is_prompt():
 
 
 def test_the_learner_queues_again_the_jobs_the_generator_failed_once_its_probe_gets_an_answer(make_agent):
-    from redline.testing import ScriptedGenerator
+    from doubles import ScriptedGenerator
 
     agent = make_agent(ScriptedGenerator(), learn_max_attempts=1)
     iid = agent.generate("alice", "The council voted to extend the bike lanes.").interaction_id
