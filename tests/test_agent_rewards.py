@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from stores import job_counts
 
 from redline.agent import GenerateOptions
 from redline.policies import FEATURES_VERSION, EditFeatures
@@ -224,12 +225,12 @@ def test_hard_delete_retrains_without_the_user_and_keeps_no_checkpoint_trained_o
     before = agent.rewards.current_info()
     agent.delete_user("bob")
     assert agent.rewards.current_info() == before  # the delete queued the retraining; a learner runs it
-    assert agent.store.jobs.counts(kind="retrain") == {"pending": 1}
+    assert job_counts(agent.store, kind="retrain") == {"pending": 1}
     summary = agent.maintenance()
     after = agent.rewards.current_info()
     assert summary["reason"] == "pairs deleted" and after["name"] != before["name"] and after["pairs"] == 6
     assert agent.rewards.names() == [after["name"]]  # every checkpoint trained on bob's pairs is gone
-    assert agent.store.jobs.counts(kind="retrain") == {"done": 1}
+    assert job_counts(agent.store, kind="retrain") == {"done": 1}
     assert agent.maintenance() is None  # nothing due: the deletion is already accounted for
     agent.delete_user("alice")  # the last pairs: no reward is left
     assert agent.maintenance() == {"forgotten": True, "reason": "pairs deleted", "pairs": 0}

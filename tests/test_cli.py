@@ -8,6 +8,7 @@ import json
 import click
 import pytest
 from click.testing import CliRunner
+from stores import job_counts
 
 import redline.cli._common as cli_common
 import redline.cli.commands as cli_commands
@@ -207,7 +208,7 @@ def test_learn_pending_failed_queues_the_parked_edits_again_and_learns_them(make
     assert runner.drain()[-1].outcome == "parked"
     monkeypatch.setattr(agent, "_read_step", real)
     assert run("learn-pending") == "learned 0 pending edits\n"  # parked: not claimed
-    assert agent.store.jobs.counts() == {"parked": 1}
+    assert job_counts(agent.store) == {"parked": 1}
     assert run("learn-pending", "--failed") == "queued 1 failed edits again; learned 1 pending edits\n"
     assert json.loads(run("learn-pending", "--failed", "--json")) == {"learned": 0, "requeued": 0}
-    assert agent.store.jobs.counts() == {"done": 1}
+    assert job_counts(agent.store) == {"done": 1}
