@@ -180,6 +180,11 @@ def test_preferences_pagination_patch_and_delete(both):
     pref_ids = [p["id"] for p in page1["items"] + page2["items"]]
     for pid in pref_ids[1:]:
         assert c.delete(f"/v1/users/bob/preferences/{pid}").status_code == 204
+    assert c.post("/v1/generate", json={"user": "carol", "context": ARTICLE}).status_code == 200
+    stranger = c.patch(f"/v1/users/carol/preferences/{pref_ids[0]}", json={"text": "hijacked"})  # bob's, same tenant
+    assert stranger.status_code == 404
+    assert error(stranger) == {"message": f"unknown preference id {pref_ids[0]}", "type": "not_found_error",
+                               "code": "not_found"}
     patched = c.patch(f"/v1/users/bob/preferences/{pref_ids[0]}", json={"text": "  bullet points only  "})
     assert patched.status_code == 200 and patched.json()["text"] == "bullet points only"
     assert patched.json()["user_edited"] is True
