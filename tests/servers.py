@@ -134,6 +134,16 @@ def error(status_body: httpx.Response) -> dict:
     return body["error"]
 
 
+def wait_until(check, timeout: float, what: str, every: float = 0.2):
+    """``check()``'s first true result, asked every ``every`` seconds; an ``AssertionError`` saying ``what`` once
+    ``timeout`` seconds have passed without one."""
+    end = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < end, what
+        time.sleep(every)
+    return result
+
+
 def wait_learned(client: httpx.Client, user: str, edits: int, timeout: float = 60) -> dict:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
