@@ -447,3 +447,27 @@ def test_a_watched_generator_records_its_health_throttled_and_passes_everything_
                       ("ok", "generator")]
     assert watched.last_ok > watched.last_failure > 0
     assert not generator_failed(RuntimeError("not through the generator"))
+
+
+class _RefusingEmbedder:
+    """An embedder that fails the test if it is ever called."""
+
+    def encode(self, texts):
+        raise AssertionError(f"the learner embedded {len(texts)} texts")
+
+
+def test_learning_embeds_nothing(make_agent, tmp_path):
+    """README ("Embedding"): learning reads each interaction's stored context vector, so a learner whose embedder
+    refuses every call still learns the edit, and its preference is retrieved for a similar context."""
+    from redline.agent import Agent, Settings
+
+    api = make_agent(ScriptedGenerator(responder), k=1)
+    gen = api.generate("alice", BIKES)
+    api.submit_edit(gen.interaction_id, "- mine")
+    learner = Agent(Settings(data_dir=tmp_path / "data", max_tokens=48, k=1), embedder=_RefusingEmbedder(),
+                    generator=ScriptedGenerator(responder))
+    try:
+        assert learner.process_pending() == 1
+    finally:
+        learner.close()
+    assert api.generate("alice", BIKES2).preference == "bullet points, brief"
