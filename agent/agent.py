@@ -1,8 +1,11 @@
 """The personalization loop: ``generate`` a response for a user, ``learn`` from the user's edit.
 
-The API, the CLI and the evaluation harness all drive this one object; none of them touches the store. Its
-methods live by concern: generating (``agent/generate.py``), learning and the reward heads
-(``agent/learning.py``), what a user can read and change (``agent/users.py``).
+The API, the CLI and the evaluation harness all drive this one object; none of them touches the store. It holds
+its parts and hands each what it needs: the generation pipeline (``agent/generate.py``), the edit learner
+(``agent/learning.py``), the reward trainer (each user's reward state and the shared retraining,
+``agent/reward_training.py``), the user's data as they read and change it (``agent/users.py``), over the user's
+preference memory (CIPHER's steps, ``agent/preferences.py``) and edit rules (``agent/rulebook.py``). Its methods
+below are those parts' calls, by concern.
 """
 
 from __future__ import annotations
@@ -12,39 +15,39 @@ import socket
 import threading
 import time
 import uuid
-from typing import Sequence
-
-import numpy as np
+from pathlib import Path
+from typing import Callable, ContextManager, Iterator, Sequence
 
 from redline.policies import EditFeatures
 from redline.retrieval import Embedder, IndexCache
-from redline.store import Store, open_store
+from redline.store import Store, StoreError, open_store
 
 from .checkpoints import RewardCheckpoints, remove_file_checkpoints
-from .cipher import Cipher
 from .config import Settings
 from .editcost import EditCost
-from .errors import InvalidInput, embedding_errors
-from .generate import Generating
-from .generators import GenerationParams, Generator, load_generator
+from .errors import AgentError
+from .generate import GenerationPipeline
+from .generators import Generator, load_generator
 from .health import FAILURE_MEMORY_SECONDS, GENERATOR, WatchedGenerator
+from .jobs import JobOutcome
 from .keys import Keys
-from .learning import Learning
-from .rulebook import Rulebook
-from .types import GenerateOptions, check_control_chars
+from .learning import EditLearner
+from .preferences import PreferenceMemory
+from .reward_training import RewardTrainer
+from .rulebook import UNCHANGED, Rulebook
+from .types import EditReceipt, GenerateOptions, GenerateResult, LearnResult, StreamStart, TextDelta
 from .users import UserData
 
 __all__ = ["Agent"]
 
 
-class Agent(Generating, Learning, UserData):
+class Agent:
     """``generate(user, context, task)`` and ``learn(interaction_id, edited_text)``.
 
     Heavy parts (embedder, generator) load on first use; pass them in to share or replace them. Either way the
     generator is watched (``WatchedGenerator``: its successes and failures go to the store's health table).
-    ``owner`` names
-    this agent where it claims jobs and holds leases in the store (default: host, process id and a random part,
-    unique to this object); a learner restarted in the same slot passes the same one.
+    ``owner`` names this agent where it claims jobs and holds leases in the store (default: host, process id and a
+    random part, unique to this object); a learner restarted in the same slot passes the same one.
     """
 
     def __init__(self, settings: Settings | None = None, *, store: Store | None = None,
@@ -58,7 +61,7 @@ class Agent(Generating, Learning, UserData):
         self._generator = WatchedGenerator(generator, self.store.health) if generator is not None else None
         self._generator_lock = threading.Lock()
         self.index_cache = IndexCache(self.settings.index_cache_users)
-        self.cipher = Cipher(self.store, self.index_cache, k=self.settings.k)
+        self.memory = PreferenceMemory(self.store, self.index_cache, k=self.settings.k)
         self.edit_cost = EditCost(self.settings.delta)
         self.rewards = RewardCheckpoints(self.store)
         # What an older redline kept under DATA_DIR/rewards/ (checkpoint folders, text embeddings), where a hard
@@ -68,8 +71,17 @@ class Agent(Generating, Learning, UserData):
         self.edit_features = EditFeatures()
         self.keys = Keys(self.store)
         self.rulebook = Rulebook(self.store, self.settings)
-
-    # -- parts ------------------------------------------------------------------------------------
+        generator_of: Callable[[], Generator] = lambda: self.generator  # noqa: E731 (loads on first use)
+        self.reward_trainer = RewardTrainer(self.store, self.rewards, self.settings, features=self.edit_features,
+                                            embedder=self.embedder, owner=self.owner)
+        self.pipeline = GenerationPipeline(self.store, self.settings, embedder=self.embedder, generator=generator_of,
+                                           memory=self.memory, reward_trainer=self.reward_trainer,
+                                           rulebook=self.rulebook, features=self.edit_features)
+        self.learner = EditLearner(self.store, self.settings, generator=generator_of, memory=self.memory,
+                                   edit_cost=self.edit_cost, features=self.edit_features, rulebook=self.rulebook,
+                                   reward_trainer=self.reward_trainer, owner=self.owner)
+        self.user_data = UserData(self.store, self.settings, embedder=self.embedder, rulebook=self.rulebook,
+                                  reward_trainer=self.reward_trainer, index_cache=self.index_cache)
 
     @property
     def generator(self) -> Generator:
@@ -79,36 +91,129 @@ class Agent(Generating, Learning, UserData):
                     self._generator = WatchedGenerator(load_generator(self.settings), self.store.health)
         return self._generator
 
-    def _encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts`` (the embedder's failure to load is ``EmbeddingUnavailable``)."""
-        with embedding_errors():
-            return self.embedder.encode(texts)
+    # -- generating (GenerationPipeline) ----------------------------------------------------------------------
 
-    def _check_text(self, text: str, what: str) -> str:
-        if not isinstance(text, str):
-            raise InvalidInput(f"{what} must be a string")
-        if not text.strip():
-            raise InvalidInput(f"{what} is empty")
-        if len(text) > self.settings.max_text_chars:
-            raise InvalidInput(f"{what} is {len(text)} characters; the limit is {self.settings.max_text_chars}")
-        return check_control_chars(text, what)
+    def generate(self, user: str, context: str, task: str = "summarize", options: GenerateOptions | None = None,
+                 *, tenant: str = "default") -> GenerateResult:
+        """Personalized response for ``user`` on ``context``, stored as a new interaction
+        (``GenerationPipeline.generate``)."""
+        return self.pipeline.generate(user, context, task, options, tenant=tenant)
 
-    def _texts_for_log(self, **texts: str | None) -> str:
-        """`` name_chars=N`` for each text of a log line; the texts themselves only when ``REDLINE_LOG_TEXT`` asks
-        (a debugging aid: they are the users' words, and logs outlive a user's hard delete)."""
-        parts = [f"{name}_chars={len(text or '')}" for name, text in texts.items()]
-        if self.settings.log_text:
-            parts += [f"{name}={text!r}" for name, text in texts.items()]
-        return " ".join(parts)
+    def generate_stream(self, user: str, context: str, task: str = "summarize",
+                        options: GenerateOptions | None = None, *, tenant: str = "default"
+                        ) -> Iterator[StreamStart | TextDelta | GenerateResult]:
+        """``generate`` as it happens (``GenerationPipeline.generate_stream``)."""
+        return self.pipeline.generate_stream(user, context, task, options, tenant=tenant)
 
-    def _params(self, options: GenerateOptions, n: int = 1) -> GenerationParams:
-        try:
-            return GenerationParams(
-                n=n, temperature=self.settings.temperature if options.temperature is None else options.temperature,
-                max_tokens=options.max_tokens or self.settings.max_tokens,
-                seed=self.settings.seed if options.seed is None else options.seed)
-        except ValueError as exc:
-            raise InvalidInput(str(exc)) from exc
+    # -- learning (EditLearner) -------------------------------------------------------------------------------
+
+    def submit_edit(self, interaction_id: str, edited_text: str, *, tenant: str | None = None) -> EditReceipt:
+        """Durably accept the user's kept text (``EditLearner.submit_edit``)."""
+        return self.learner.submit_edit(interaction_id, edited_text, tenant=tenant)
+
+    def process_edit(self, interaction_id: str) -> LearnResult:
+        """Learn from one stored edit, exactly once (``EditLearner.process_edit``)."""
+        return self.learner.process_edit(interaction_id)
+
+    def process_edits(self, interaction_ids: Sequence[str]) -> list[LearnResult | AgentError | StoreError]:
+        """Learn from several stored edits as one step (``EditLearner.process_edits``)."""
+        return self.learner.process_edits(interaction_ids)
+
+    def learn(self, interaction_id: str, edited_text: str, *, tenant: str | None = None) -> LearnResult:
+        """``submit_edit`` then ``process_edit`` (``EditLearner.learn``)."""
+        return self.learner.learn(interaction_id, edited_text, tenant=tenant)
+
+    def run_jobs(self, *, limit: int | None = None, stopping: Callable[[], bool] = lambda: False,
+                 context: Callable[[dict], ContextManager] | None = None,
+                 on_outcome: Callable[[JobOutcome], None] | None = None, owner: str | None = None) -> list[JobOutcome]:
+        """Claim and learn queued edits, oldest first (``EditLearner.run_jobs``)."""
+        return self.learner.run_jobs(limit=limit, stopping=stopping, context=context, on_outcome=on_outcome,
+                                     owner=owner)
+
+    def process_pending(self, *, limit: int = 100) -> int:
+        """Learn every accepted edit not yet learned, then the retraining a hard delete queued
+        (``EditLearner.process_pending``)."""
+        return self.learner.process_pending(limit=limit)
+
+    def retry_learning(self, *, tenant: str | None = None) -> int:
+        """Queue again the learning jobs that failed (``EditLearner.retry_learning``)."""
+        return self.learner.retry_learning(tenant=tenant)
+
+    def retry_generator_jobs(self, *, probe: bool = True) -> int:
+        """Queue again the jobs the generator failed, once it answers (``EditLearner.retry_generator_jobs``)."""
+        return self.learner.retry_generator_jobs(probe=probe)
+
+    # -- the shared reward (RewardTrainer) --------------------------------------------------------------------
+
+    def train_rewards(self, *, force: bool = False, n_heads: int | None = None, seed: int | None = None,
+                      forget: bool = False, wait: float | None = None) -> dict | None:
+        """Retrain the shared reward: the queued retraining of hard deletes, else when due, or with ``force``
+        (``RewardTrainer.train``)."""
+        return self.reward_trainer.train(force=force, n_heads=n_heads, seed=seed, forget=forget, wait=wait)
+
+    def run_retrain_jobs(self, *, owner: str | None = None, wait: float = 600.0) -> dict | None:
+        """The retraining hard deletes queued (``RewardTrainer.run_retrain_jobs``)."""
+        return self.reward_trainer.run_retrain_jobs(owner=owner, wait=wait)
+
+    def import_pairs(self, pairs: Sequence[dict], *, tenant: str = "default") -> int:
+        """Add preference pairs to the pair log (``RewardTrainer.import_pairs``)."""
+        return self.reward_trainer.import_pairs(pairs, tenant=tenant)
+
+    def import_pairs_file(self, path: str | Path, *, tenant: str = "default") -> int:
+        """``import_pairs`` from a JSONL file (``RewardTrainer.import_pairs_file``)."""
+        return self.reward_trainer.import_pairs_file(path, tenant=tenant)
+
+    # -- what a user reads and changes (UserData) -------------------------------------------------------------
+
+    def interaction(self, interaction_id: str, *, tenant: str | None = None) -> dict:
+        """One interaction and its learning status (``UserData.interaction``)."""
+        return self.user_data.interaction(interaction_id, tenant=tenant)
+
+    def preferences(self, user: str, *, tenant: str = "default", limit: int = 50, offset: int = 0,
+                    window: int = 10) -> dict:
+        """What redline believes ``user`` prefers, and why (``UserData.preferences``)."""
+        return self.user_data.preferences(user, tenant=tenant, limit=limit, offset=offset, window=window)
+
+    def users(self, *, tenant: str = "default", limit: int = 100, offset: int = 0, window: int = 10) -> dict:
+        """The tenant's users, most recently active first (``UserData.users``)."""
+        return self.user_data.users(tenant=tenant, limit=limit, offset=offset, window=window)
+
+    def edit_history(self, user: str, *, tenant: str = "default") -> list[dict]:
+        """The user's edits oldest first (``UserData.edit_history``)."""
+        return self.user_data.edit_history(user, tenant=tenant)
+
+    def update_preference(self, user: str, preference_id: int, text: str, *, tenant: str = "default") -> dict:
+        """Correct a learned preference (``UserData.update_preference``)."""
+        return self.user_data.update_preference(user, preference_id, text, tenant=tenant)
+
+    def delete_preference(self, user: str, preference_id: int, *, tenant: str = "default") -> None:
+        """Delete a learned preference (``UserData.delete_preference``)."""
+        self.user_data.delete_preference(user, preference_id, tenant=tenant)
+
+    def rules(self, user: str, *, tenant: str = "default") -> list[dict]:
+        """The user's learned edit rules, active ones first (``UserData.rules``)."""
+        return self.user_data.rules(user, tenant=tenant)
+
+    def update_rule(self, user: str, rule_id: int, *, enabled: object = UNCHANGED, text: str | None = None,
+                    tenant: str = "default") -> dict:
+        """Turn a rule on or off and/or rewrite its text (``UserData.update_rule``)."""
+        return self.user_data.update_rule(user, rule_id, enabled=enabled, text=text, tenant=tenant)
+
+    def delete_rule(self, user: str, rule_id: int, *, tenant: str = "default") -> None:
+        """Forget a rule and its evidence (``UserData.delete_rule``)."""
+        self.user_data.delete_rule(user, rule_id, tenant=tenant)
+
+    def export_user(self, user: str, *, tenant: str = "default") -> dict:
+        """Everything stored of the user (``UserData.export_user``)."""
+        return self.user_data.export_user(user, tenant=tenant)
+
+    def delete_user(self, user: str, *, tenant: str = "default") -> dict:
+        """Hard delete (``UserData.delete_user``)."""
+        return self.user_data.delete_user(user, tenant=tenant)
+
+    def nearest_edits(self, user: str, context: str, k: int, *, tenant: str = "default") -> list[tuple[str, str]]:
+        """The user's ``k`` past (draft, edit) pairs nearest ``context`` (``UserData.nearest_edits``)."""
+        return self.user_data.nearest_edits(user, context, k, tenant=tenant)
 
     # -- operations -------------------------------------------------------------------------------
 

@@ -75,7 +75,8 @@ class Settings(BaseSettings):
     max_request_tokens: int = Field(2048, ge=1, le=8192, description="Largest max_tokens one HTTP request may ask for.")
     retry_after_seconds: int = Field(10, ge=1, description="Retry-After sent with 503 when the generator is down; "
                                                           "also the learner's back-off.")
-    maintenance_interval: float = Field(300.0, gt=0, description="Seconds between the learner's maintenance calls.")
+    maintenance_interval: float = Field(300.0, gt=0, description="Seconds between the learner's checks for a due "
+                                                                 "reward retraining.")
     secure_cookies: bool = Field(False, description="Always mark the inspector's session cookie Secure (sent over "
                                                     "HTTPS only), whatever the request came over.")
     trust_proxy_headers: bool = Field(False, description="Believe a proxy's X-Forwarded-Proto: https (the client "

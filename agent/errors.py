@@ -8,7 +8,9 @@ only ever handles ``AgentError``.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, Sequence
+
+import numpy as np
 
 from redline.retrieval import EmbedderUnavailable
 
@@ -73,3 +75,9 @@ def embedding_errors() -> Iterator[None]:
         yield
     except EmbedderUnavailable as exc:
         raise EmbeddingUnavailable(str(exc)) from exc
+
+
+def encode(embedder, texts: Sequence[str]) -> np.ndarray:
+    """``embedder.encode(texts)``, the embedder's failure to load raised as ``EmbeddingUnavailable``."""
+    with embedding_errors():
+        return embedder.encode(texts)

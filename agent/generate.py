@@ -1,6 +1,7 @@
-"""``Agent.generate``, step by step: embed the context, retrieve the user's nearest past contexts, aggregate
-their preferences into the target, draft the greedy target and (for best-of-n / RPS) the alternatives, apply the
-user's active edit rules to every candidate, pick one with the user's reward, store the interaction."""
+"""The generation pipeline behind ``Agent.generate``, step by step: embed the context, retrieve the user's nearest
+past contexts, aggregate their preferences into the target, draft the greedy target and (for best-of-n / RPS) the
+alternatives, apply the user's active edit rules to every candidate, pick one with the user's reward, store the
+interaction."""
 
 from __future__ import annotations
 
@@ -10,29 +11,44 @@ import itertools
 import logging
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Iterator
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
 import numpy as np
 
 from redline.policies import (
     STRATEGIES,
     CandidatePlan,
+    EditFeatures,
     EditProfileReward,
     batch_layout,
     plan_candidates,
     score_candidates,
     select,
 )
+from redline.retrieval import Embedder
+from redline.store import Store
 
 from . import prompts
-from .cipher import Aggregate, Retrieved
-from .errors import InvalidInput
+from .config import Settings
+from .errors import InvalidInput, encode
 from .generators import Generation, GenerationParams, Generator, stream_generation
 from .generators.loops import LoopGuard, cut_loop
-from .types import GenerateOptions, GenerateResult, StreamStart, TextDelta, check_control_chars, validate_user
+from .preferences import Aggregate, PreferenceMemory, Retrieved
+from .reward_training import RewardTrainer
+from .rulebook import Rulebook
+from .types import (
+    GenerateOptions,
+    GenerateResult,
+    StreamStart,
+    TextDelta,
+    check_control_chars,
+    check_text,
+    texts_for_log,
+    validate_user,
+)
 
-__all__ = ["Generating"]
+__all__ = ["GenerationPipeline", "Candidate"]
 log = logging.getLogger(__name__)
 
 
@@ -50,13 +66,39 @@ class _Laps:
 
 
 @dataclass
+class Candidate:
+    """One drafted response: its ``text`` (after the user's edit rules; ``raw_text`` as generated when they changed
+    it, with the ids of the rules that did in ``applied_rules``), the ``preference`` that wrote it and where that
+    came from (``source``), its ``kind`` (greedy, revision, sample), and once the reward chose among several, its
+    ``score`` (its chance of beating the others) and ``reward``; ``chosen`` marks the one returned."""
+
+    text: str
+    preference: str | None
+    source: str
+    kind: str
+    score: float | None = None
+    raw_text: str | None = None
+    applied_rules: list[int] = field(default_factory=list)
+    reward: float | None = None
+    chosen: bool = False
+
+    def to_dict(self) -> dict:
+        """As results and the stored interaction show it (``reward`` only once scored)."""
+        out = {"text": self.text, "preference": self.preference, "source": self.source, "kind": self.kind,
+               "score": self.score, "raw_text": self.raw_text, "applied_rules": self.applied_rules}
+        if self.reward is not None:
+            out["reward"] = self.reward
+        return {**out, "chosen": self.chosen}
+
+
+@dataclass
 class _Drafts:
     """The candidates of one request: the greedy target draft first, then the alternatives (one batched call);
     ``prompt_of[j]`` indexes the prompt that wrote candidate j."""
 
     prompts: list[list[dict]]
     prompt_of: list[int]
-    candidates: list[dict]
+    candidates: list[Candidate]
     tokens_in: int
     tokens_out: int
     mode: str | None = None  # samples or revisions when there are alternatives
@@ -67,8 +109,20 @@ def _same_text(a: str, b: str) -> bool:
     return " ".join(a.split()) == " ".join(b.split())
 
 
-class Generating:
-    """The generate side of ``Agent`` (which provides the store, cipher, rewards and parts it uses)."""
+class GenerationPipeline:
+    """``generate`` and ``generate_stream``: one request from the context to the stored interaction.
+
+    Built on the store and settings, the ``embedder``, ``generator`` (called for the generator: it loads on first
+    use), the user's preference ``memory``, the ``reward_trainer`` (the users' states, read only), the ``rulebook``
+    and the reward's ``features``.
+    """
+
+    def __init__(self, store: Store, settings: Settings, *, embedder: Embedder, generator: Callable[[], Generator],
+                 memory: PreferenceMemory, reward_trainer: RewardTrainer, rulebook: Rulebook,
+                 features: EditFeatures):
+        self.store, self.settings, self.embedder, self.generator = store, settings, embedder, generator
+        self.memory, self.reward_trainer = memory, reward_trainer
+        self.rulebook, self.features = rulebook, features
 
     def generate(self, user: str, context: str, task: str = "summarize", options: GenerateOptions | None = None,
                  *, tenant: str = "default") -> GenerateResult:
@@ -104,10 +158,10 @@ class Generating:
     def _generating(self, user: str, context: str, task: str, options: GenerateOptions, tenant: str, *,
                     stream: bool) -> Iterator[StreamStart | TextDelta | GenerateResult]:
         params = self._validate(user, context, task, options)
-        generator = self.generator  # fail fast, before anything is stored
+        generator = self.generator()  # fail fast, before anything is stored
         lap = _Laps()
         user_id = self.store.user_id(tenant, user)
-        vector = self._encode([context])[0]
+        vector = encode(self.embedder, [context])[0]
         lap("embed_ms")
         retrieved = self._retrieve(user_id, vector, options)
         lap("retrieve_ms")
@@ -131,29 +185,30 @@ class Generating:
             lap("score_ms")
         prompt = drafts.prompts[drafts.prompt_of[best]]
         chosen = drafts.candidates[best]
-        applied = [ruled[i] for i in chosen["applied_rules"]] if ruled else []
-        preference = chosen["preference"]  # RPS may pick a neighbour's preference: that one was used
+        applied = [ruled[i] for i in chosen.applied_rules] if ruled else []
+        preference = chosen.preference  # RPS may pick a neighbour's preference: that one was used
         tokens_in, tokens_out = target.prompt_tokens + drafts.tokens_in, target.completion_tokens + drafts.tokens_out
+        candidates = [c.to_dict() for c in drafts.candidates]
         self.store.add_interaction(
             user_id, task=task, context=context, context_vector=vector, prompt=prompt,
-            draft=chosen["text"], preference_used=preference,
-            preference_ids=[r.preference_id for r in retrieved], neighbours=neighbours, candidates=drafts.candidates,
+            draft=chosen.text, preference_used=preference,
+            preference_ids=[r.preference_id for r in retrieved], neighbours=neighbours, candidates=candidates,
             strategy=options.strategy, model=generator.model_name, tokens_in=tokens_in, tokens_out=tokens_out,
-            timings=lap.ms, raw_draft=chosen["raw_text"], applied_rules=chosen["applied_rules"],
+            timings=lap.ms, raw_draft=chosen.raw_text, applied_rules=chosen.applied_rules,
             interaction_id=interaction_id)
         lap("store_ms")
         log.info("generate user=%s interaction=%s neighbours=%d candidates=%d differs_from_greedy=%s rules=%s %s %s",
-                 user, interaction_id, len(retrieved), len(drafts.candidates),
-                 selection["differs_from_greedy"] if selection else None, chosen["applied_rules"],
-                 self._texts_for_log(context=context, preference=preference), lap.ms)
-        yield GenerateResult(interaction_id, user, task, chosen["text"], preference, neighbours,
-                             prompt, drafts.candidates, options.strategy, generator.model_name, tokens_in,
+                 user, interaction_id, len(retrieved), len(candidates),
+                 selection["differs_from_greedy"] if selection else None, chosen.applied_rules,
+                 texts_for_log(self.settings.log_text, context=context, preference=preference), lap.ms)
+        yield GenerateResult(interaction_id, user, task, chosen.text, preference, neighbours,
+                             prompt, candidates, options.strategy, generator.model_name, tokens_in,
                              tokens_out, lap.ms, applied, selection=selection)
 
     def _validate(self, user: str, context: str, task: str, options: GenerateOptions) -> GenerationParams:
         """The sampling parameters of a valid request; ``InvalidInput`` names what is wrong otherwise."""
         validate_user(user)
-        self._check_text(context, "context")
+        check_text(context, "context", self.settings.max_text_chars)
         for turn, message in enumerate(options.history):
             check_control_chars(str(message.get("content") or ""), f"chat history message {turn}")
         if task not in prompts.TASKS:
@@ -162,13 +217,23 @@ class Generating:
             raise InvalidInput(f"unknown strategy {options.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
         if options.n is not None and (not isinstance(options.n, int) or not 1 <= options.n <= 16):
             raise InvalidInput(f"n must be an integer in [1, 16], got {options.n!r}")
-        return self._params(options)
+        return self.params(options)
+
+    def params(self, options: GenerateOptions, n: int = 1) -> GenerationParams:
+        """The request's sampling parameters: its own, else the configured ones; ``InvalidInput`` when invalid."""
+        try:
+            return GenerationParams(
+                n=n, temperature=self.settings.temperature if options.temperature is None else options.temperature,
+                max_tokens=options.max_tokens or self.settings.max_tokens,
+                seed=self.settings.seed if options.seed is None else options.seed)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from exc
 
     def _retrieve(self, user_id: int, vector: np.ndarray, options: GenerateOptions) -> list[Retrieved]:
         """The user's nearest past contexts, unless the call names the preference or turns retrieval off."""
         if options.preference is not None or not options.use_retrieval:
             return []
-        return self.cipher.retrieve(user_id, vector)
+        return self.memory.retrieve(user_id, vector)
 
     def _target_preference(self, user_id: int, retrieved: list[Retrieved], options: GenerateOptions,
                            generator: Generator) -> Aggregate:
@@ -177,7 +242,7 @@ class Generating:
             return Aggregate(options.preference or None)
         if not options.use_preference:
             return Aggregate(None)
-        return self.cipher.aggregate(user_id, retrieved, generator)
+        return self.memory.aggregate(user_id, retrieved, generator)
 
     def _plan(self, user_id: int, target: str | None, retrieved: list[Retrieved], options: GenerateOptions
               ) -> tuple[tuple[EditProfileReward, dict] | None, list[CandidatePlan]]:
@@ -186,10 +251,9 @@ class Generating:
         the user an exploration the reward cannot yet choose among), and which preference writes each candidate."""
         scorer = None
         if options.strategy != "greedy":
-            checkpoint, model = self.rewards.current_named()
-            state = self._reward_state(user_id, model, checkpoint) if model is not None else None
-            enough = state is not None and state["n"] >= max(1, self.settings.reward_min_pairs)
-            scorer = (model, state) if enough else None
+            reward = self.reward_trainer.user_reward(user_id)  # read only: a stale state is replayed, not stored
+            enough = reward is not None and reward[1]["n"] >= max(1, self.settings.reward_min_pairs)
+            scorer = reward if enough else None
         strategy = options.strategy if scorer is not None else "greedy"
         neighbours = [(f"neighbour:{r.preference_id}", r.preference)
                       for r in (retrieved if options.use_preference else [])]
@@ -220,9 +284,7 @@ class Generating:
             greedy = yield from self._stream_draft(generator, prompt_list[0], params)
         else:
             greedy = self._without_loop(generator.generate(prompt_list, params)[0])
-        drafts = _Drafts(prompt_list, [0], [{"text": greedy.texts[0], "preference": target.preference,
-                                             "source": target.source, "kind": "greedy", "score": None,
-                                             "raw_text": None, "applied_rules": []}],
+        drafts = _Drafts(prompt_list, [0], [Candidate(greedy.texts[0], target.preference, target.source, "greedy")],
                          greedy.prompt_tokens, greedy.completion_tokens)
         alternatives = plan[1:]
         if not alternatives:
@@ -241,8 +303,7 @@ class Generating:
         kind = "revision" if drafts.mode == "revisions" else "sample"
         outs = [self._without_loop(o) for o in outs]
         for item, (i, j) in zip(alternatives, layout.slots):
-            drafts.candidates.append({"text": outs[i].texts[j], "preference": item.preference, "source": item.source,
-                                      "kind": kind, "score": None, "raw_text": None, "applied_rules": []})
+            drafts.candidates.append(Candidate(outs[i].texts[j], item.preference, item.source, kind))
             drafts.prompt_of.append(len(prompt_list) + i)
         drafts.prompts = prompt_list + more
         drafts.tokens_in += sum(o.prompt_tokens for o in outs)
@@ -290,7 +351,7 @@ class Generating:
             generation.texts = [cut_loop(t) for t in generation.texts]
         return generation
 
-    def _apply_rules(self, active: list | None, candidates: list[dict]) -> dict[int, dict] | None:
+    def _apply_rules(self, active: list | None, candidates: list[Candidate]) -> dict[int, dict] | None:
         """The ``active`` rules applied to every candidate, in place: a changed candidate keeps its generated
         text as ``raw_text`` and lists the ids of the rules that changed it. Returns ``{rule id: {id, kind,
         description}}`` of the rules applied, or None when rules are off."""
@@ -298,9 +359,9 @@ class Generating:
             return None
         described: dict[int, dict] = {}
         for c in candidates:
-            text, applied = self.rulebook.apply(c["text"], active)
+            text, applied = self.rulebook.apply(c.text, active)
             if applied:
-                c["raw_text"], c["text"], c["applied_rules"] = c["text"], text, [a.id for a in applied]
+                c.raw_text, c.text, c.applied_rules = c.text, text, [a.id for a in applied]
                 described.update({a.id: a.to_dict() for a in applied})
         return described
 
@@ -316,24 +377,24 @@ class Generating:
         best, selection = 0, None
         if len(candidates) > 1:
             model, state = scorer
-            greedy = candidates[0]["text"]
-            features = self.edit_features.transform([c["text"] for c in candidates], greedy)
-            mask = self.edit_features.form_mask if drafts.mode == "samples" else None
+            greedy = candidates[0].text
+            features = self.features.transform([c.text for c in candidates], greedy)
+            mask = self.features.form_mask if drafts.mode == "samples" else None
             scored = score_candidates(model, state, features, vector, mask)
-            rewards = np.where([bool(c["text"].strip()) for c in candidates], scored["rewards"], -np.inf)
+            rewards = np.where([bool(c.text.strip()) for c in candidates], scored["rewards"], -np.inf)
             for c, win, reward in zip(candidates, scored["win_rates"], scored["rewards"]):
-                c["score"], c["reward"] = round(float(win), 6), round(float(reward), 6)
+                c.score, c.reward = round(float(win), 6), round(float(reward), 6)
             best = select(rewards)
             confidence = float(scored["over_first"][best]) if best else None
             kept = confidence is not None and confidence <= self.settings.reward_min_confidence
             if kept:
                 best = 0
             selection = {"mode": drafts.mode, "chosen": best,
-                         "differs_from_greedy": not _same_text(candidates[best]["text"], greedy),
-                         "distinct": len({" ".join(c["text"].split()) for c in candidates}),
+                         "differs_from_greedy": not _same_text(candidates[best].text, greedy),
+                         "distinct": len({" ".join(c.text.split()) for c in candidates}),
                          "candidate_temperature": self.settings.reward_candidate_temperature, "seed": drafts.seed,
                          "confidence": None if confidence is None else round(confidence, 9), "kept_greedy": kept,
                          "user_pairs": int(state["n"])}
         for i, c in enumerate(candidates):
-            c["chosen"] = i == best
+            c.chosen = i == best
         return selection

@@ -12,7 +12,7 @@ from .errors import InvalidInput
 from .prompts import TASKS
 
 __all__ = ["GenerateOptions", "GenerateResult", "StreamStart", "TextDelta", "EditReceipt", "LearnResult",
-           "USER_PATTERN", "validate_user", "check_control_chars", "TASKS", "STRATEGIES"]
+           "USER_PATTERN", "validate_user", "check_control_chars", "check_text", "texts_for_log", "TASKS", "STRATEGIES"]
 
 USER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:+\-]{0,127}$"  # also the API's path and body pattern
 _USER_ID = re.compile(USER_PATTERN)
@@ -40,6 +40,27 @@ def check_control_chars(text: str, what: str) -> str:
                            f"{found.start()}; only tab, newline, carriage return, vertical tab and form feed may "
                            "appear")
     return text
+
+
+def check_text(text: str, what: str, max_chars: int) -> str:
+    """``text`` when it is a string with a character that is not whitespace, at most ``max_chars`` long and without
+    control characters (``check_control_chars``); else ``InvalidInput`` naming ``what``."""
+    if not isinstance(text, str):
+        raise InvalidInput(f"{what} must be a string")
+    if not text.strip():
+        raise InvalidInput(f"{what} is empty")
+    if len(text) > max_chars:
+        raise InvalidInput(f"{what} is {len(text)} characters; the limit is {max_chars}")
+    return check_control_chars(text, what)
+
+
+def texts_for_log(log_text: bool, **texts: str | None) -> str:
+    """`` name_chars=N`` for each text of a log line; the texts themselves only with ``log_text`` (the setting
+    ``REDLINE_LOG_TEXT``, a debugging aid: they are the users' words, and logs outlive a user's hard delete)."""
+    parts = [f"{name}_chars={len(text or '')}" for name, text in texts.items()]
+    if log_text:
+        parts += [f"{name}={text!r}" for name, text in texts.items()]
+    return " ".join(parts)
 
 
 @dataclass

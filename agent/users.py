@@ -6,17 +6,30 @@ from __future__ import annotations
 
 import numpy as np
 
-from redline.store import NotFound
+from redline.retrieval import Embedder, IndexCache
+from redline.store import NotFound, Store
 
-from .errors import InvalidRule, UnknownPreference, UnknownUser
-from .rulebook import UNCHANGED
-from .types import check_control_chars, validate_user
+from .config import Settings
+from .errors import InvalidRule, UnknownPreference, UnknownUser, encode
+from .learning import stored_interaction
+from .reward_training import RewardTrainer
+from .rulebook import UNCHANGED, Rulebook
+from .types import check_control_chars, check_text, validate_user
 
 __all__ = ["UserData"]
 
 
 class UserData:
-    """Inspection and control, part of ``Agent`` (which provides the store and the embedder)."""
+    """What a user can read and change, over the store: interactions, preferences, edit rules, export, hard delete.
+
+    Built on the store and settings, the ``embedder`` (``nearest_edits``), the ``rulebook``, the ``reward_trainer``
+    (the user's routing, read) and the process's ``index_cache`` (a hard delete drops the user's index).
+    """
+
+    def __init__(self, store: Store, settings: Settings, *, embedder: Embedder, rulebook: Rulebook,
+                 reward_trainer: RewardTrainer, index_cache: IndexCache):
+        self.store, self.settings, self.embedder = store, settings, embedder
+        self.rulebook, self.reward_trainer, self.index_cache = rulebook, reward_trainer, index_cache
 
     def _user_id(self, user: str, tenant: str) -> int:
         validate_user(user)
@@ -31,7 +44,7 @@ class UserData:
         when it was learned, the preference stored from it (None when the edit taught none), and while it is not
         learned, the ``attempts`` made, the last one's ``error`` and when the next may run (``retry_at``: the end
         of a back-off; None for a parked job, retried when the generator answers again or on command)."""
-        row = self._interaction(interaction_id, tenant)
+        row = stored_interaction(self.store, interaction_id, tenant)
         edit = self.store.edit(interaction_id)
         learning = {"status": "awaiting_edit", "learned_at": None, "preference": None, "error": None,
                     "attempts": 0, "retry_at": None}
@@ -64,7 +77,7 @@ class UserData:
         stats = {"edits": len(costs), "preferences": self.store.count_preferences(user_id),
                  "mean_cost_first": _mean(sum(costs[:window]), len(costs[:window])),
                  "mean_cost_last": _mean(sum(costs[-window:]), len(costs[-window:])), "window": window}
-        routing = self._describe_reward_state(user_id)
+        routing = self.reward_trainer.describe(user_id)
         return {"user": user, "items": items, "stats": stats, "limit": limit, "offset": offset, "routing": routing,
                 "rules": self.rulebook.describe(user_id)}
 
@@ -84,16 +97,9 @@ class UserData:
         """The user's edits oldest first: ``created_at``, ``cost`` and ``is_edit`` (cost above δ) of each."""
         return self.store.edit_history(self._user_id(user, tenant))
 
-    def _describe_reward_state(self, user_id: int) -> dict | None:
-        """The user's routing over the reward heads and where their edits depart from everyone's (None before a
-        trained reward exists or before the user's first learned edit)."""
-        checkpoint, model = self.rewards.current_named()
-        state = self._reward_state(user_id, model, checkpoint) if model is not None else None
-        return model.describe_state(state) if state is not None else None
-
     def update_preference(self, user: str, preference_id: int, text: str, *, tenant: str = "default") -> dict:
         """Correct a learned preference; returns it as ``preferences`` lists it."""
-        self._check_text(text, "preference text")
+        check_text(text, "preference text", self.settings.max_text_chars)
         try:
             return _preference_item(self.store.update_preference(self._user_id(user, tenant), preference_id,
                                                                  text.strip()))
@@ -130,7 +136,7 @@ class UserData:
     def delete_user(self, user: str, *, tenant: str = "default") -> dict:
         """Hard delete: the user's rows, at once, and this process's cached index (other processes' caches see the
         user gone on their next read). When the user had pairs, the same transaction queues a ``retrain`` job: a
-        learner (``maintenance``/``run_retrain_jobs``) retrains the shared reward without them and removes every
+        learner (``train_rewards``/``run_retrain_jobs``) retrains the shared reward without them and removes every
         older checkpoint, which was trained on them (with no pair left, every checkpoint)."""
         user_id = self._user_id(user, tenant)
         removed = self.store.delete_user(user_id)
@@ -147,7 +153,7 @@ class UserData:
         rows = self.store.edited_drafts(user_id)
         if not rows or k < 1:
             return []
-        vector = self._encode([context])[0]
+        vector = encode(self.embedder, [context])[0]
         sims = np.stack([r["context_vector"] for r in rows]) @ vector
         return [(rows[i]["draft"], rows[i]["edited_text"]) for i in np.argsort(-sims, kind="stable")[:k]]
 

@@ -55,7 +55,7 @@ def _seeds(text: str) -> list[int]:
 @click.option("--n", "n", type=click.IntRange(1, 16), default=4, show_default=True,
               help="Candidates per round for redline's best-of-n / RPS.")
 @click.option("--retrain-every", type=click.IntRange(1, 10_000), default=4, show_default=True,
-              help="In process: each redline stream retrains its reward heads (agent maintenance after each "
+              help="In process: each redline stream retrains its reward heads (agent train_rewards after each "
                    "learned edit, as the server's worker does) once this many new preference pairs arrived; "
                    "until the first training, selection falls back to greedy (cold start). The server's default "
                    "(REDLINE_REWARD_RETRAIN_EVERY=20) would leave a short run without heads. With --target the "

@@ -57,7 +57,7 @@ class Outcome:
     preference: str | None
     tokens_in: int = 0
     tokens_out: int = 0
-    heads_trained: dict | None = None  # the new checkpoint (name, pairs, heads) when maintenance retrained the heads
+    heads_trained: dict | None = None  # the new checkpoint (name, pairs, heads) when train_rewards retrained the heads
     inferred_by: str | None = None  # llm or evidence: whether the generator's answer became the preference
 
 
@@ -140,7 +140,7 @@ class LocalBackend:
     """One fresh Agent (own data dir and store) for one (method, seed) stream; shared embedder and generator.
 
     It drives the agent as the server does: after each learned edit of a method that selects with a reward
-    (``redline*``), ``agent.maintenance()`` (what the server's learner calls after learning jobs)
+    (``redline*``), ``agent.train_rewards()`` (what the server's learner calls after learning jobs)
     retrains the reward heads once ``settings["reward_retrain_every"]`` new pairs arrived. Greedy methods
     never read the heads, so their streams skip it (each stream has its own store and heads). Methods without
     edit rules run with the agent's ``rules`` setting off: neither learned nor applied.
@@ -169,7 +169,7 @@ class LocalBackend:
             r = self.agent.learn(interaction_id, edited)
             trained = None
             if self.method.strategy != "greedy":
-                summary = self.agent.maintenance()
+                summary = self.agent.train_rewards()
                 if summary is not None:  # a new checkpoint was published
                     trained = {"name": summary["checkpoint"], "pairs": summary["pairs"], "heads": summary["heads"]}
             return Outcome(r.cost, r.preference, r.tokens_in, r.tokens_out, heads_trained=trained,

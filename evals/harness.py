@@ -2,7 +2,7 @@
 
 ``run_eval(config, ...)`` drives the agent (in process or over HTTP) exactly as the server does, writes
 per-round JSONL logs, and returns the per-method results that ``evals.report`` turns into tables and plots.
-In process, redline streams also get the server worker's maintenance after each learned edit: the reward
+In process, redline streams also get the server learner's ``train_rewards`` after each learned edit: the reward
 heads are retrained every ``config.retrain_every`` new pairs, and each round's log says whether the draft
 was selected by the reward (``selection``: reward / cold-start / greedy).
 

@@ -20,7 +20,7 @@ class LearnerMetrics:
         self.learning = Histogram("redline_learning_seconds", "One learning step per job (a batch's time shared "
                                   "among its jobs), by outcome.", ["outcome"], registry=r, buckets=LATENCY_BUCKETS)
         self.tokens = Counter("redline_tokens_total", "Generator tokens spent.", ["kind", "source"], registry=r)
-        self.retraining = Gauge("redline_reward_retraining", "1 while a learner runs maintenance (a reward retrain "
+        self.retraining = Gauge("redline_reward_retraining", "1 while a learner runs train_rewards (a reward retrain "
                                 "when one is due), else 0.", registry=r, multiprocess_mode="livemax")
         self.retrain = Histogram("redline_reward_retrain_seconds", "One retraining of the reward heads (background).",
                                  registry=r, buckets=LATENCY_BUCKETS)

@@ -1,5 +1,5 @@
 """The learner's threads: one drains the learning queue through ``Agent.run_jobs``, another retrains the reward heads
-(``Agent.maintenance``, which first runs the retraining hard deletes queued), a third says the learner is alive.
+(``Agent.train_rewards``, which first runs the retraining hard deletes queued), a third says the learner is alive.
 
 Durability comes from the store: an accepted edit and its job are committed together before the ``202``; jobs are
 claimed with a lease and the learning step marks its job done in the same transaction as its writes, so a learner
@@ -40,7 +40,7 @@ class LearningWorker:
 
     The learner drains the queue in batches (``Agent.run_jobs``); when it is empty it waits for a job queued in this
     process or, polling the store every ``poll_interval`` seconds, by any other. The retrainer calls
-    ``Agent.maintenance`` every ``maintenance_interval`` seconds and whenever the learner learned something, whatever
+    ``Agent.train_rewards`` every ``maintenance_interval`` seconds and whenever the learner learned something, whatever
     the queue holds, so retraining never waits for an empty queue and learning never waits for a retrain; between
     two retrains it rests so that retraining takes at most ``retrain_share`` of the time (default a quarter: three
     times as long as the last one took; the two threads share one interpreter lock, and a retraining's new
@@ -145,9 +145,9 @@ class LearningWorker:
             start = last = time.monotonic()
             self.metrics.retraining.set(1)
             try:
-                summary = self.agent.maintenance()
+                summary = self.agent.train_rewards()
             except Exception:
-                log.exception("maintenance failed")
+                log.exception("reward retraining failed")
                 summary = None
             finally:
                 self.metrics.retraining.set(0)

@@ -14,7 +14,7 @@ from redline.agent import (
     UnknownPreference,
     UnknownUser,
 )
-from redline.agent.cipher import consensus_preference
+from redline.agent.preferences import consensus_preference
 
 from doubles import ScriptedGenerator
 
@@ -293,7 +293,7 @@ def test_one_failure_rule_for_queued_jobs(agent, monkeypatch, caplog):
         r = agent.generate("alice", ctx)
         agent.submit_edit(r.interaction_id, "- kept " + ctx[:12])
         ids.append(r.interaction_id)
-    real = agent._read_step  # one edit's part of a (batched) learning step
+    real = agent.learner._read_step  # one edit's part of a (batched) learning step
 
     def failing(interaction_id):
         if interaction_id == ids[0]:
@@ -302,7 +302,7 @@ def test_one_failure_rule_for_queued_jobs(agent, monkeypatch, caplog):
             raise RuntimeError("boom")
         return real(interaction_id)
 
-    monkeypatch.setattr(agent, "_read_step", failing)
+    monkeypatch.setattr(agent.learner, "_read_step", failing)
     with caplog.at_level("WARNING", logger="redline.agent.jobs"):
         outcomes = agent.run_jobs()
     assert [(o.outcome, o.requeued) for o in outcomes] == [("dropped", False), ("error", True)]
@@ -430,7 +430,7 @@ def test_a_watched_generator_records_its_health_throttled_and_passes_everything_
             writes.append(("failed", name, error))
 
     watched = WatchedGenerator(inner, Recording(), write_every=3600)
-    params = agent._params(GenerateOptions())
+    params = agent.pipeline.params(GenerateOptions())
     for _ in range(3):
         watched.generate([[{"role": "user", "content": "hi"}]], params)
     watched.down = True  # a switch of the wrapped generator

@@ -45,11 +45,11 @@ def agent(make_agent):
 
 
 def teach(agent, user: str, sentences: int, contexts=CONTEXTS[:6]) -> None:
-    """The user edits every greedy draft down to its first ``sentences`` sentences; maintenance after each edit."""
+    """The user edits every greedy draft down to its first ``sentences`` sentences; train_rewards after each edit."""
     for context in contexts:
         r = agent.generate(user, context)
         agent.learn(r.interaction_id, keep(r.text, sentences))
-        agent.maintenance()
+        agent.train_rewards()
 
 
 def test_learning_stores_the_pair_features_and_the_state_in_one_step(agent):
@@ -95,17 +95,18 @@ def test_pairs_of_an_older_redline_get_their_features_once(agent):
 
 
 def test_a_checkpoint_of_other_features_is_retrained_on_recomputed_ones(agent, monkeypatch):
-    from redline.agent import learning
+    from redline.agent import learning, reward_training
 
     teach(agent, "alice", 1, CONTEXTS[:3])
     trained = agent.train_rewards(force=True)
     assert agent.rewards.current_info()["features_version"] == FEATURES_VERSION
-    assert agent.maintenance() is None  # nothing new: nothing due
-    monkeypatch.setattr(learning, "FEATURES_VERSION", FEATURES_VERSION + 1)  # an upgrade redefined a feature
-    summary = agent.maintenance()
+    assert agent.train_rewards() is None  # nothing new: nothing due
+    for module in (learning, reward_training):  # an upgrade redefined a feature
+        monkeypatch.setattr(module, "FEATURES_VERSION", FEATURES_VERSION + 1)
+    summary = agent.train_rewards()
     assert summary["reason"] == "features changed" and summary["features_backfilled"] == trained["pairs"] == 3
     assert agent.rewards.current_info()["features_version"] == FEATURES_VERSION + 1
-    assert agent.maintenance() is None
+    assert agent.train_rewards() is None
 
 
 def test_an_older_checkpoint_and_embedding_cache_are_replaced(make_agent, tmp_path):
@@ -120,8 +121,12 @@ def test_an_older_checkpoint_and_embedding_cache_are_replaced(make_agent, tmp_pa
     r = agent.generate("alice", CONTEXTS[0])
     agent.learn(r.interaction_id, keep(r.text, 1))
     assert not (rewards / "ckpt-old").exists() and not (rewards / "CURRENT").exists()  # checkpoints live in the store
-    assert agent.maintenance()["reason"] == "pairs deleted"  # a retraining was queued: no wait for 50 new pairs
+    assert agent.train_rewards()["reason"] == "pairs deleted"  # a retraining was queued: no wait for 50 new pairs
     assert agent.rewards.current() is not None
+
+
+def reward_state_rows(agent) -> list[tuple]:
+    return agent.store._sql.db.execute("SELECT * FROM router_states ORDER BY user_id").fetchall()
 
 
 def test_a_stale_state_is_replayed_from_the_stored_pairs(agent):
@@ -129,10 +134,25 @@ def test_a_stale_state_is_replayed_from_the_stored_pairs(agent):
     checkpoint, model = agent.rewards.current_named()
     good = agent.store.reward_state(1)
     agent.store.put_reward_states({1: {**good, "checkpoint": "ckpt-older"}})
-    assert agent._reward_state(1, model, checkpoint) == good
+    assert agent.reward_trainer.state(1, model, checkpoint) == good
     agent.store.put_reward_states({1: {**good, "n": 2}})  # a learning step lost to a race
-    assert agent._reward_state(1, model, checkpoint) == good
-    assert agent.store.reward_state(1) == good  # and stored again
+    assert agent.reward_trainer.state(1, model, checkpoint) == good
+    assert agent.store.reward_state(1)["n"] == 2  # read, not stored: the next learning step stores its state
+
+
+def test_reads_do_not_write_the_reward_state(agent):
+    """Generating and reading a user's routing compute a stale state without storing it; learning stores it."""
+    teach(agent, "alice", 1, CONTEXTS[:4])
+    agent.import_pairs([{"context": CONTEXTS[5], "chosen": "Short.", "rejected": "A long draft. It goes on.",
+                         "user": "alice"}])  # a pair the stored state has not seen: it is stale
+    before = reward_state_rows(agent)
+    r = agent.generate("alice", CONTEXTS[8], options=GenerateOptions(strategy="best_of_n", n=4))
+    assert r.selection["user_pairs"] == 5  # the replayed state, counting the imported pair
+    assert agent.preferences("alice")["routing"]["steps"] == 5
+    assert reward_state_rows(agent) == before
+    r = agent.generate("alice", CONTEXTS[9])
+    agent.learn(r.interaction_id, keep(r.text, 1))  # the learning step stores the replayed state, one step on
+    assert agent.store.reward_state(1)["n"] == 6
 
 
 def test_candidates_differ_at_temperature_zero_and_the_choice_is_logged(agent):
@@ -198,7 +218,7 @@ def test_no_price_for_exploring_before_the_reward_has_evidence(make_agent):
     assert r.selection["chosen"] == 1 and not r.selection["kept_greedy"]  # alice keeps one sentence
     confidence = r.selection["confidence"]
     assert 0.5 < confidence < 1
-    agent.settings = agent.settings.model_copy(update={"reward_min_confidence": confidence + 1e-9})
+    agent.settings.reward_min_confidence = confidence + 1e-9
     r = agent.generate("alice", CONTEXTS[9], options=GenerateOptions(strategy="best_of_n", n=4))
     assert r.selection["chosen"] == 0 and r.selection["kept_greedy"] and r.selection["confidence"] == confidence
     assert not r.selection["differs_from_greedy"]
@@ -226,14 +246,14 @@ def test_hard_delete_retrains_without_the_user_and_keeps_no_checkpoint_trained_o
     agent.delete_user("bob")
     assert agent.rewards.current_info() == before  # the delete queued the retraining; a learner runs it
     assert job_counts(agent.store, kind="retrain") == {"pending": 1}
-    summary = agent.maintenance()
+    summary = agent.train_rewards()
     after = agent.rewards.current_info()
     assert summary["reason"] == "pairs deleted" and after["name"] != before["name"] and after["pairs"] == 6
     assert agent.rewards.names() == [after["name"]]  # every checkpoint trained on bob's pairs is gone
     assert job_counts(agent.store, kind="retrain") == {"done": 1}
-    assert agent.maintenance() is None  # nothing due: the deletion is already accounted for
+    assert agent.train_rewards() is None  # nothing due: the deletion is already accounted for
     agent.delete_user("alice")  # the last pairs: no reward is left
-    assert agent.maintenance() == {"forgotten": True, "reason": "pairs deleted", "pairs": 0}
+    assert agent.train_rewards() == {"forgotten": True, "reason": "pairs deleted", "pairs": 0}
     assert agent.rewards.current() is None and agent.rewards.names() == []
     assert not list(agent.settings.rewards_dir.glob("ckpt-*"))  # and nothing on disk outside the store
 
@@ -242,7 +262,7 @@ def test_a_deletion_elsewhere_makes_a_retraining_due(agent):
     teach(agent, "alice", 1)
     teach(agent, "bob", 3)
     agent.store.delete_user(agent.store.user_id("default", "bob"))  # e.g. another replica's delete
-    summary = agent.maintenance()
+    summary = agent.train_rewards()
     assert summary["reason"] == "pairs deleted" and summary["pairs"] == 6
 
 

@@ -253,7 +253,7 @@ def deletion(tmp_path_factory):
     caches exist), then a hard delete of leaver through the API and later a SIGTERM; every file scanned along
     the way (user ids are logged as given, so the markers sit in the texts only)."""
     data = tmp_path_factory.mktemp("deletion")
-    server = scripted_server(data, REDLINE_AUTH="false", REDLINE_REWARD_RETRAIN_EVERY="2").wait_ready()
+    server = scripted_server(data, REDLINE_AUTH="false", REDLINE_REWARD_RETRAIN_EVERY="1").wait_ready()
     try:
         markers = {user: f"zq{user}{uuid.uuid4().hex[:12]}" for user in ("leaver", "keeper")}
         c = httpx.Client(base_url=server.url, timeout=60)

@@ -34,7 +34,7 @@ def trained(make_agent, monkeypatch, tmp_path):
     for ctx in CONTEXTS:
         r = agent.generate("alice", ctx, "summarize")
         agent.learn(r.interaction_id, f"In short: {ctx.split(',')[0]}.")
-    agent.maintenance()
+    agent.train_rewards()
     assert agent.rewards.current() is not None and agent.store.reward_state(1) is not None
     monkeypatch.setattr(cli_common, "Agent", lambda settings: agent)
     context = tmp_path / "context.txt"
@@ -201,12 +201,12 @@ def test_learn_pending_failed_queues_the_parked_edits_again_and_learns_them(make
     monkeypatch.setattr(cli_common, "Agent", lambda settings: agent)
     iid = agent.generate("alice", CONTEXTS[0], "summarize").interaction_id
     agent.submit_edit(iid, "In short: the library.")
-    real = agent._read_step
-    monkeypatch.setattr(agent, "_read_step", lambda interaction_id: (_ for _ in ()).throw(RuntimeError("boom")))
+    real = agent.learner._read_step
+    monkeypatch.setattr(agent.learner, "_read_step", lambda interaction_id: (_ for _ in ()).throw(RuntimeError("boom")))
     runner = JobRunner(agent.store.jobs, agent.process_edit, owner="test", max_attempts=1,
                        backoff=Backoff(clock=lambda: 0.0))
     assert runner.drain()[-1].outcome == "parked"
-    monkeypatch.setattr(agent, "_read_step", real)
+    monkeypatch.setattr(agent.learner, "_read_step", real)
     assert run("learn-pending") == "learned 0 pending edits\n"  # parked: not claimed
     assert job_counts(agent.store) == {"parked": 1}
     assert run("learn-pending", "--failed") == "queued 1 failed edits again; learned 1 pending edits\n"

@@ -223,6 +223,51 @@ def test_caching_generator_persists_and_keys_on_params(tmp_path):
     assert len(inner.calls) == 5  # unseeded sampling is never cached
 
 
+def test_caching_generator_sends_a_prompt_already_in_flight_once(tmp_path):
+    """Two callers asking the same greedy prompt at once: the back-end sees it once, both get its answer; a failure
+    reaches both; nothing stays marked in flight."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from redline.agent.generators.cache import CachingGenerator
+
+    release = threading.Event()
+    inner = ScriptedGenerator(lambda p, i: p[-1]["content"].upper())
+    sent = inner.generate
+
+    def slow(prompts, params):
+        assert release.wait(10)
+        if any(p[-1]["content"] == "boom" for p in prompts):
+            raise RuntimeError("generator failed")
+        return sent(prompts, params)
+
+    inner.generate = slow
+    gen = CachingGenerator(inner, tmp_path / "cache.sqlite")
+    greedy = GenerationParams(temperature=0.0)
+    ask = lambda *texts: gen.generate([[{"role": "user", "content": t}] for t in texts], greedy)  # noqa: E731
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(ask, "same")
+        while not gen._in_flight:
+            assert not first.done(), first.result()
+            threading.Event().wait(0.01)
+        second = pool.submit(ask, "same", "other", "other")
+        threading.Event().wait(0.2)
+        release.set()
+        assert [g.texts for g in first.result()] == [["SAME"]]
+        answers = second.result()
+    assert [g.texts for g in answers] == [["SAME"], ["OTHER"], ["OTHER"]] and answers[0].extra["cached"]
+    assert sorted(len(call[0]) for call in inner.calls) == [1, 1]  # "same" once, "other" once: no second copy
+    release.clear()
+    with ThreadPoolExecutor(2) as pool:
+        failing = [pool.submit(ask, "boom") for _ in range(2)]
+        threading.Event().wait(0.2)
+        release.set()
+        for future in failing:
+            with pytest.raises(RuntimeError, match="generator failed"):
+                future.result()
+    assert gen._in_flight == {}
+
+
 def test_batching_generator_merges_concurrent_calls():
     import threading
 
@@ -563,7 +608,7 @@ def _respond_varied(prompt, i):
 
 
 def test_redline_trains_reward_heads_during_a_run(tmp_path):
-    """LocalBackend calls agent.maintenance() after each learned edit: with --retrain-every 2 the redline
+    """LocalBackend calls agent.train_rewards() after each learned edit: with --retrain-every 2 the redline
     stream gets reward heads after two edits and later drafts are picked by the reward; cipher-5 never."""
     from redline.evals.harness import EvalConfig, results_from_logs, run_eval
     from redline.evals.methods import parse_methods

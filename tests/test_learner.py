@@ -44,7 +44,7 @@ class BacklogAgent:
     def retrain_queued(self):
         return False
 
-    def maintenance(self):
+    def train_rewards(self):
         if self.backlog.is_set():
             self.retrains_during_backlog += 1
         time.sleep(0.02)  # a retrain takes a while; learning goes on meanwhile

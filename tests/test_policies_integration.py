@@ -56,7 +56,7 @@ def trained_agent(make_agent, smollm):
         r = agent.generate("alice", ctx, "summarize")
         agent.learn(r.interaction_id, f"In short: {ctx.split(',')[0]}.")
     assert agent.rewards.current() is None
-    agent.maintenance()  # 3 new pairs >= 2: retrain, publish, replay the routing of every user
+    agent.train_rewards()  # 3 new pairs >= 2: retrain, publish, replay the routing of every user
     assert agent.rewards.current() is not None
     gen = Recording(smollm)
     agent._generator = gen

@@ -214,7 +214,8 @@ def test_sigterm_stops_every_process_with_nothing_half_written(tmp_path):
     stored, each either learned (with its one preference and pair) or still queued and not claimed, never between;
     the next start learns the rest, once."""
     server = scripted_server(tmp_path, "--api-workers", "2", REDLINE_AUTH="false",
-                             REDLINE_SCRIPTED_DELAY="inference=1").wait_ready()  # learning lags: a backlog at the stop
+                             REDLINE_SCRIPTED_DELAY="inference=3").wait_ready()
+    # learning lags: a 3 s step keeps the learner's batches at one job (see JobRunner.drain), so a backlog is left
     accepted: list[tuple[str, str]] = []
     lock = threading.Lock()
     ids = _interactions(server.url, 60, 5)

@@ -132,7 +132,7 @@ def test_selection_strategies_through_vllm(make_agent, recorded, strategy):
     for ctx in CONTEXTS:
         r = agent.generate("alice", ctx, "summarize")
         agent.learn(r.interaction_id, f"In short: {ctx.split(',')[0]}.")
-    agent.maintenance()
+    agent.train_rewards()
     assert agent.rewards.current() is not None
     agent._generator = generator
     transport.requests.clear()

@@ -8,6 +8,10 @@ Only requests whose parameters fully determine the output are worth caching: gre
 sampling with a fixed ``seed``. Unseeded sampling is passed through uncached, since a cached answer
 would hide the randomness the caller asked for. Token counts of the original call are returned on a hit,
 so accounting of the generator's expense does not change with the cache; ``extra["cached"]`` says which.
+
+A prompt already on its way to the back-end for another caller is not sent again: the second caller waits for the
+first one's answer (an evaluation's streams ask the same greedy draft at the same moment: every learning method
+before its first preference, redline with and without rules until a rule fires).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Sequence
 
@@ -37,6 +42,7 @@ class CachingGenerator:
         self._db.execute("CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, texts TEXT NOT NULL,"
                          " prompt_tokens INTEGER, completion_tokens INTEGER)")
         self._lock = threading.Lock()
+        self._in_flight: dict[str, Future] = {}
         self.hits = 0
         self.misses = 0
 
@@ -55,18 +61,46 @@ class CachingGenerator:
                                        " WHERE key = ?", (key,)).fetchone()
                 if row:
                     out[i] = Generation(json.loads(row[0]), row[1], row[2], {"cached": True})
-        missing = [i for i, g in enumerate(out) if g is None]
+            missing: list[int] = []  # this call sends these
+            shared: list[tuple[int, Future]] = []  # another call (or an earlier copy in this one) sends these
+            mine: dict[str, Future] = {}
+            for i, key in enumerate(keys):
+                if out[i] is not None:
+                    continue
+                if key in self._in_flight:
+                    shared.append((i, self._in_flight[key]))
+                else:
+                    self._in_flight[key] = mine[key] = Future()
+                    missing.append(i)
         self.hits += len(prompts) - len(missing)
         self.misses += len(missing)
         if missing:
-            fresh = self.inner.generate([prompts[i] for i in missing], params)
+            try:
+                fresh = self.inner.generate([prompts[i] for i in missing], params)
+            except BaseException as exc:
+                self._settle(mine, error=exc)
+                raise
             with self._lock:
                 for i, gen in zip(missing, fresh):
                     out[i] = gen
                     self._db.execute("INSERT OR REPLACE INTO generations VALUES (?,?,?,?)",
                                      (keys[i], json.dumps(gen.texts, ensure_ascii=False), gen.prompt_tokens,
                                       gen.completion_tokens))
+            self._settle(mine, answers={keys[i]: gen for i, gen in zip(missing, fresh)})
+        for i, future in shared:  # waited for only after this call's own are settled: no two calls wait on each other
+            gen = future.result()
+            out[i] = Generation(list(gen.texts), gen.prompt_tokens, gen.completion_tokens, {"cached": True})
         return out  # type: ignore[return-value]
+
+    def _settle(self, futures: dict[str, Future], *, answers: dict | None = None,
+                error: BaseException | None = None) -> None:
+        with self._lock:
+            for key, future in futures.items():
+                del self._in_flight[key]
+                if error is not None:
+                    future.set_exception(error)
+                else:
+                    future.set_result(answers[key])
 
     def close(self) -> None:
         self._db.close()

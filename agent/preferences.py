@@ -1,4 +1,6 @@
-"""CIPHER's retrieval, aggregation and inference steps, over the store, the index cache and a generator.
+"""A user's preference memory: the preferences learned from their edits, kept with their contexts; the ones of the
+nearest past contexts retrieved and aggregated into the target preference; a new one inferred from an edit. These
+are CIPHER's steps (Gao et al. 2024), over the store, the index cache and a generator.
 
 k nearest past contexts of the same user -> their preferences -> one target preference
 (k=1 or a single neighbour: used as is; otherwise one LLM call, cached by the preferences' ids and texts).
@@ -21,7 +23,7 @@ from . import prompts
 from .edit_analysis import edit_evidence, looks_like_preference, preference_items
 from .generators import GenerationParams, Generator
 
-__all__ = ["Cipher", "Retrieved", "Aggregate", "Inference", "consensus_preference", "usable_answer"]
+__all__ = ["PreferenceMemory", "Retrieved", "Aggregate", "Inference", "consensus_preference", "usable_answer"]
 
 # a quoted span in a preference: apostrophes inside words (I'm) do not end it
 _QUOTE = re.compile(r"'((?:[^']|'(?=\w))+)'")
@@ -99,7 +101,9 @@ class Inference:
     completion_tokens: int = 0
 
 
-class Cipher:
+class PreferenceMemory:
+    """``retrieve`` a user's preferences nearest a context, ``aggregate`` them into one, ``infer`` one from an edit."""
+
     def __init__(self, store: Store, cache: IndexCache, *, k: int = 5, max_tokens: int = 80):
         self.store = store
         self.cache = cache
