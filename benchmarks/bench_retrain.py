@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -26,11 +24,15 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the test doubles
+
+from _results import machine, write_results  # noqa: E402
 
 from redline.agent import Agent, Settings  # noqa: E402
 from redline.evals.lamp import LAMP_DATA, load_writers  # noqa: E402
 from redline.policies import FEATURES_VERSION, EditFeatures  # noqa: E402
-from redline.testing import ScriptedGenerator  # noqa: E402
+
+from doubles import ScriptedGenerator  # noqa: E402
 
 
 class NoEmbedder:
@@ -86,13 +88,9 @@ def main(argv=None) -> dict:
                     "seeding_seconds": round(seeding, 1)}
                 print(json.dumps(results[f"{size}{'' if router else '_no_router'}"]), file=sys.stderr)
             agent.close()
-    out = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                       "load_average": [round(x, 2) for x in os.getloadavg()]},
+    out = {"machine": machine(),
            "heads": args.heads, "repeat": args.repeat, "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2))
-    print(json.dumps(out, indent=2))
-    return out
+    return write_results(out, args.out)
 
 
 if __name__ == "__main__":

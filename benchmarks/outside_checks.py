@@ -8,7 +8,7 @@ embedder, the scripted generator) and returns its figures and the failures it sa
   preferences and rules by their real ids. Every answer must be a 404 (or a list without them) that holds none of
   the first tenant's texts, and the first tenant's data must be unchanged afterwards.
 - ``schemathesis``: ``schemathesis run`` with all its checks (``--checks all``; the two refusals JSON Schema cannot
-  state, and 413 as a refusal, let through by name: ``redline.testing.conformance``) over every operation: 0
+  state, and 413 as a refusal, let through by name: ``doubles.conformance``) over every operation: 0
   failures, and 0 answers >= 500 in the server's access log.
 - ``hostile``: a few hundred hand-made hostile requests (control characters in every string of every body, wrong
   content types and encodings, deep nesting, oversized and broken bodies, odd ids, CSRF and origin forgeries on the
@@ -242,7 +242,8 @@ def schemathesis_run(args) -> Section:
     server, data, keys = _start(args, "fuzz", ("fuzz",))
     report = data / "schemathesis"
     try:
-        env = {**os.environ, "SCHEMATHESIS_HOOKS": "redline.testing.conformance"}
+        env = {**os.environ, "SCHEMATHESIS_HOOKS": "doubles.conformance",
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "tests"), os.environ.get("PYTHONPATH")]))}
         cmd = [str(Path(sys.executable).with_name("schemathesis")), "run", server.url + "/openapi.json",
                "-H", f"Authorization: Bearer {keys['fuzz']}", "--checks", "all",
                "--exclude-checks", "positive_data_acceptance,negative_data_rejection",
@@ -259,7 +260,7 @@ def schemathesis_run(args) -> Section:
         out.figures.update(cases=cases["generated"], failures=cases["unique_failures"], errored=cases["errored"],
                            operations=result["operations"]["tested"], exit_code=result["exit_code"],
                            checks="all (positive_data_acceptance and negative_data_rejection as "
-                                  "redline.testing.conformance words them)",
+                                  "doubles.conformance words them)",
                            warnings={k: v for k, v in result["warnings"].items() if v})
         out.figures["requests_in_server_log"] = len(_log_statuses(server.log()))
         _no_5xx(out, server)
@@ -589,7 +590,7 @@ def main() -> None:
     report = {"command": " ".join(["benchmarks/outside_checks.py", *sys.argv[1:]]),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "load_average_at_start": [round(x, 1) for x in os.getloadavg()]},
-              "generator": "scripted (redline.testing.server)", "sections": {}}
+              "generator": "scripted (tests/doubles/server.py)", "sections": {}}
     failed = False
     for name in args.only.split(","):
         started = time.monotonic()

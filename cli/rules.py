@@ -44,58 +44,41 @@ def list_rules(state: State, user, tenant):
     emit({"user": user, "rules": found}, "\n".join(lines))
 
 
-def _switch(state: State, user: str, tenant: str, rule_id: int, enabled: bool | None) -> None:
-    rule = state.agent.update_rule(user, rule_id, enabled=enabled, tenant=tenant)
-    emit(rule, rule_line(rule))
+def _on_a_rule(name: str, *options, **attrs):
+    """``redline rules NAME RULE_ID [OPTIONS] --user USER [--tenant T] [--json]``."""
+
+    def decorate(function):
+        for decorator in (pass_state, json_option, _user_options, *reversed(options),
+                          click.argument("rule_id", type=int), rules.command(name, **attrs)):
+            function = decorator(function)
+        return function
+
+    return decorate
 
 
-@rules.command("enable")
-@click.argument("rule_id", type=int)
-@_user_options
-@json_option
-@pass_state
-def enable(state: State, rule_id, user, tenant):
-    """Always apply rule RULE_ID, whatever its evidence."""
-    _switch(state, user, tenant, rule_id, True)
+def _switch(name: str, enabled: bool | None, help_text: str) -> click.Command:
+    @_on_a_rule(name, help=help_text)
+    def switch(state: State, rule_id, user, tenant):
+        rule = state.agent.update_rule(user, rule_id, enabled=enabled, tenant=tenant)
+        emit(rule, rule_line(rule))
+
+    return switch
 
 
-@rules.command("disable")
-@click.argument("rule_id", type=int)
-@_user_options
-@json_option
-@pass_state
-def disable(state: State, rule_id, user, tenant):
-    """Never apply rule RULE_ID."""
-    _switch(state, user, tenant, rule_id, False)
+enable = _switch("enable", True, "Always apply rule RULE_ID, whatever its evidence.")
+disable = _switch("disable", False, "Never apply rule RULE_ID.")
+auto = _switch("auto", None, "Let rule RULE_ID's evidence decide again (undo enable/disable).")
 
 
-@rules.command("auto")
-@click.argument("rule_id", type=int)
-@_user_options
-@json_option
-@pass_state
-def auto(state: State, rule_id, user, tenant):
-    """Let rule RULE_ID's evidence decide again (undo enable/disable)."""
-    _switch(state, user, tenant, rule_id, None)
-
-
-@rules.command("edit")
-@click.argument("rule_id", type=int)
-@click.option("--text", required=True, help="The new replacement, phrase, line or limit (1-200 characters).")
-@_user_options
-@json_option
-@pass_state
+@_on_a_rule("edit", click.option("--text", required=True,
+                                 help="The new replacement, phrase, line or limit (1-200 characters)."))
 def edit(state: State, rule_id, text, user, tenant):
     """Rewrite rule RULE_ID's text; it is counted again over the user's edits."""
     rule = state.agent.update_rule(user, rule_id, text=text, tenant=tenant)
     emit(rule, rule_line(rule))
 
 
-@rules.command("delete")
-@click.argument("rule_id", type=int)
-@_user_options
-@json_option
-@pass_state
+@_on_a_rule("delete")
 def delete(state: State, rule_id, user, tenant):
     """Forget rule RULE_ID and its evidence (later edits making the same fix teach it again)."""
     state.agent.delete_rule(user, rule_id, tenant=tenant)

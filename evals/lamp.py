@@ -27,8 +27,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from redline.policies import EditFeatures, EditProfileReward
-from redline.policies.routing import normalised_entropy
+from redline.policies import EditFeatures, EditProfileReward, normalised_entropy
 
 from .tasks import DATA_DIR
 

@@ -25,7 +25,7 @@ from .backends import LocalBackend
 from .lamp import LAMP_DATA, load_writers
 from .methods import Method, parse_method
 from .paired import compare
-from .report import figure, grouped_bars
+from .report import figure, grouped_bars, table
 
 __all__ = ["run_replay", "write_replay_report", "format_rules_effect", "format_vs_unrevised"]
 
@@ -128,14 +128,12 @@ def format_rules_effect(results: dict) -> str:
             rows.append(f"| {writer} | {name} | {r['learned']} | {len(r['active'])} | {r['fired']} of {r['held_out']} "
                         f"| {r['cost_without_rules']} → {r['cost_with_rules']} ({change:+d}) | {r['better']} / "
                         f"{r['worse']} | {fired} |")
-    if not rows:
-        return ""
-    return "\n".join([
+    return table(
         "Edit rules on the held-out drafts: the distance to the writer's postedit of the revisions a rule changed, "
         "before → after the rules (summed words; negative change = closer to what the writer kept), and on how "
-        "many of them the rules helped / hurt.", "",
-        "| writer | method | rules learned | active | fired on | distance where fired | better / worse "
-        "| rules that fired |", "|---|---|---|---|---|---|---|---|", *rows])
+        "many of them the rules helped / hurt.",
+        ["writer", "method", "rules learned", "active", "fired on", "distance where fired", "better / worse",
+         "rules that fired"], rows)
 
 
 def format_vs_unrevised(results: dict) -> str:
@@ -149,13 +147,10 @@ def format_vs_unrevised(results: dict) -> str:
                        "further" if c["low"] is not None and c["low"] > 0 else "undecided")
             rows.append(f"| {writer} | {name} | {c['mean']:+.1f} {ci} | {c['cheaper']} / {c['dearer']} / "
                         f"{c['equal']} | {verdict} |")
-    if not rows:
-        return ""
-    return "\n".join([
+    return table(
         "Revision minus unrevised draft, in words of distance to the writer's postedit per held-out draft (negative: "
         "the revision is closer to what the writer kept; 95% interval over the drafts; closer at 95% when the whole "
-        "interval is below 0).", "",
-        "| writer | method | mean [95% CI] | closer / further / equal | at 95% |", "|---|---|---|---|---|", *rows])
+        "interval is below 0).", ["writer", "method", "mean [95% CI]", "closer / further / equal", "at 95%"], rows)
 
 
 def write_replay_report(results: dict, out: Path, command: str = "") -> str:

@@ -190,18 +190,24 @@ def format_selection(summary: dict) -> str:
             f"{price['total']:+d} ({price['cheaper']} cheaper, {price['dearer']} dearer; "
             + ", ".join(f"rounds {w}: {v:+d}" for w, v in price["windows"].items()) + ")")
         rows.append(f"| {name} | {when} | {counts} | {'n/a' if differs is None else f'{differs:.2f}'} | {priced} |")
-    if not rows:
-        return ""
     schedule = ("the server's own schedule (--target)" if remote else
                 f"retrained after every {every} new preference pairs" if every else "the settings' schedule")
-    return "\n".join([
+    return table(
         f"Selection (reward heads {schedule}): `reward` = the user's routed reward picked the draft among the "
         "candidates; `cold-start` = no heads or no routing state yet, so the agent drafted from the target "
         "preference only (as greedy); `chosen ≠ greedy` = share of reward-selected rounds whose draft is not the "
         "greedy target draft; price = the words the user edited in the chosen drafts minus what they would have "
-        "edited in the greedy drafts, over the rounds with a choice (all seeds; rule users only).", "",
-        "| method | reward-driven selection from | rounds per seed by selection | chosen ≠ greedy | price of the "
-        "choice (words) |", "|---|---|---|---|---|", *rows])
+        "edited in the greedy drafts, over the rounds with a choice (all seeds; rule users only).",
+        ["method", "reward-driven selection from", "rounds per seed by selection", "chosen ≠ greedy",
+         "price of the choice (words)"], rows)
+
+
+def table(caption: str, columns: list[str], rows: list[str]) -> str:
+    """``caption``, a blank line and a markdown table of ``columns`` over ``rows`` (each already a ``| … |`` line);
+    "" when there are no rows."""
+    if not rows:
+        return ""
+    return "\n".join([caption, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *rows])
 
 
 def format_rules(summary: dict) -> str:
@@ -213,14 +219,11 @@ def format_rules(summary: dict) -> str:
             top = "; ".join(f"{d} ×{n}" for d, n in list(r["applied"].items())[:3]) or "none"
             rows.append(f"| {name} | {seed} | {r['learned']} | {r['active']} | {r['rounds_applied']} of {m['rounds']} "
                         f"| {r['applications']} | {top} |")
-    if not rows:
-        return ""
-    return "\n".join([
+    return table(
         "Edit rules per stream: learned = rules the user had at the end (mined and kept), active = applied where "
         "no neighbouring context contradicts them; rounds = rounds whose draft a rule changed before the user saw "
-        "it.", "",
-        "| method | seed | rules learned | active at the end | rounds with a rule applied | applications "
-        "| most applied |", "|---|---|---|---|---|---|---|", *rows])
+        "it.", ["method", "seed", "rules learned", "active at the end", "rounds with a rule applied", "applications",
+                "most applied"], rows)
 
 
 def _interval(p: dict) -> str:

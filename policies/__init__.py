@@ -6,8 +6,7 @@ Never imports ``agent`` or ``api``; the agent drives it with texts and numbers i
 """
 
 from .edit_features import FEATURES_VERSION, EditFeatures
-from .edit_profile import MODES, EditProfileReward, NotFittedError
-from .routing import hedge_step, normalised_entropy
+from .edit_profile import MODES, EditProfileReward, NotFittedError, hedge_step, normalised_entropy
 from .selection import (
     CANDIDATE_MODES,
     STRATEGIES,

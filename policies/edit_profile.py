@@ -25,6 +25,10 @@ contrasted μ'_u = population + γ (μ_u − population) (γ > 1 pushes a user a
 - ``mode="profile"`` (default): r_u(z) = −Σ_j m_j (ẑ_j − μ'_uj)² / D̄ + λ·s(ẑ), with D̄ the mean training
   distance of an edit to its own user's mean and s the edit head scaled so a typical edit's margin is 1;
 - ``mode="mixture"`` (MiCRo's score): r_u(z) = Σ_k w_k r_k(z), P(a ≻ b) = Σ_k w_k σ(r_k(a) − r_k(b)).
+
+One module, over 450 lines on purpose: it is one estimator, and its fit, its online step (``hedge_step``), its
+scores and its checkpoint (``save``/``to_bytes``) all read and write the same learned attributes (``_ARRAYS``);
+cut apart, each piece would need the others' privates. The features it reads are ``edit_features``.
 """
 
 from __future__ import annotations
@@ -39,9 +43,8 @@ from typing import Hashable, Sequence
 
 import numpy as np
 
-from .routing import hedge_step, normalised_entropy
-
-__all__ = ["EditProfileReward", "NotFittedError", "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "MODES"]
+__all__ = ["EditProfileReward", "NotFittedError", "hedge_step", "normalised_entropy", "CHECKPOINT_FORMAT",
+           "CHECKPOINT_VERSION", "MODES"]
 
 CHECKPOINT_FORMAT = "redline.edit_profile_reward"
 CHECKPOINT_VERSION = 1
@@ -87,6 +90,39 @@ def _codes(users: Sequence[Hashable | None]) -> tuple[np.ndarray, list]:
             labels.append(user)
         codes[i] = index[user]
     return codes, labels
+
+
+def _log_normalise(log_w: np.ndarray) -> np.ndarray:
+    top = np.max(log_w, axis=-1, keepdims=True)
+    return log_w - (top + np.log(np.sum(np.exp(log_w - top), axis=-1, keepdims=True)))
+
+
+def hedge_step(log_weights, losses, tau: float = 1.0, share: float = 0.0) -> np.ndarray:
+    """MiCRo stage 2, the online step of a user's reward state: the log-weights over the K heads move towards the
+    heads that explain the newest labelled edit, log ω_k ← log ω_k − L_k / τ − log Z, then ``share`` of uniform
+    weight is mixed back in, so no head is ruled out for good. Row-wise for (…, K) arrays: one call steps every
+    user who has a pair at the same position of their history (``replay_users``).
+
+    >>> np.exp(hedge_step(np.log([0.5, 0.5]), [0.0, 1.0])).round(3).tolist()
+    [0.731, 0.269]
+    """
+    if tau <= 0:
+        raise ValueError(f"tau must be > 0, got {tau!r}")
+    if not 0.0 <= share < 1.0:
+        raise ValueError(f"share must be in [0, 1), got {share!r}")
+    log_w = _log_normalise(np.asarray(log_weights, dtype=np.float64) - np.asarray(losses, dtype=np.float64) / tau)
+    if share > 0:
+        k = log_w.shape[-1]
+        log_w = np.logaddexp(np.log1p(-share) + log_w, np.log(share / k))
+    return log_w
+
+
+def normalised_entropy(weights) -> float:
+    """Entropy of a weight vector divided by log K: 1 = no lean at all, 0 = all weight on one head."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.size < 2:
+        return 0.0
+    return float(-(w * np.log(np.clip(w, 1e-300, None))).sum() / np.log(w.size))
 
 
 class EditProfileReward:

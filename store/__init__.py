@@ -9,7 +9,6 @@ one. Never imports ``agent``, ``api`` or ``cli``.
 
 from ._sqlite import blob_to_vector, now_iso, vector_to_blob
 from .checkpoints import Checkpoints
-from .core import SQLiteStore
 from .errors import Conflict, NotFound, StoreError
 from .health import Health
 from .interface import Store, open_store
@@ -18,6 +17,7 @@ from .keys import ApiKeys
 from .leases import Leases
 from .postgres import PostgresStore
 from .schema import SCHEMA_VERSION
+from .sql import SQLiteStore
 
 __all__ = ["Store", "open_store", "SQLiteStore", "PostgresStore", "Jobs", "ApiKeys", "Checkpoints", "Leases",
            "Health", "SCHEMA_VERSION", "StoreError", "NotFound", "Conflict", "now_iso", "vector_to_blob",

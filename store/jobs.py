@@ -173,12 +173,6 @@ class Jobs:
         """The interaction's job, or None."""
         return self._sql.one("SELECT * FROM jobs WHERE interaction_id = ? AND kind = ?", (interaction_id, kind))
 
-    def counts(self, *, kind: str | None = None) -> dict[str, int]:
-        """Jobs per status (of one ``kind``, or all)."""
-        where, params = ("WHERE kind = ?", (kind,)) if kind else ("", ())
-        return {r["status"]: r["n"] for r in
-                self._sql.query(f"SELECT status, COUNT(*) AS n FROM jobs {where} GROUP BY status", params)}
-
     def queued(self, *, kind: str = "learn") -> int:
         """Jobs of ``kind`` pending or running: the learning queue's depth."""
         return self._sql.one("SELECT COUNT(*) AS n FROM jobs WHERE status IN ('pending', 'running') AND kind = ?",

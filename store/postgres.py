@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ._postgres import Postgres
-from .core import SQLStore
 from .schema import MIGRATIONS as SQLITE_MIGRATIONS
+from .sql import SQLStore
 
 __all__ = ["PostgresStore", "MIGRATIONS", "SCHEMA_VERSION", "migrate", "schema_version"]
 

@@ -32,7 +32,7 @@ def fresh_store():
 def postgres_server():
     """A throwaway PostgreSQL server for the session (initdb + pg_ctl in a temporary folder, a free loopback port);
     skipped, saying why, only where PostgreSQL is not installed."""
-    from redline.testing.postgres import PostgresServer, unavailable
+    from doubles.postgres import PostgresServer, unavailable
 
     reason = unavailable()
     if reason:
@@ -87,7 +87,7 @@ def any_store(store_factory):
 
 @pytest.fixture
 def scripted():
-    from redline.testing import ScriptedGenerator
+    from doubles import ScriptedGenerator
 
     return ScriptedGenerator()
 

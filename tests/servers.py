@@ -1,5 +1,5 @@
 """Real server processes for tests: ``redline serve`` (supervisor, API processes, learner) on an ephemeral port, in
-front of the scripted OpenAI-compatible generator server (``redline.testing.server``) that all its processes call."""
+front of the scripted OpenAI-compatible generator server (``doubles.server``) that all its processes call."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from pathlib import Path
 import httpx
 
 from redline.runtime import quiet_offline_models
-from redline.testing.server import wait_ready
+
+from doubles.server import wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"  # the test doubles (``doubles``) import from here: they are not part of redline's wheel
 RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 STARTED = re.compile(r"supervisor: started (\S+) \(pid (\d+)\)")
 
@@ -85,10 +87,12 @@ class Server:
 
 
 class GeneratorServer(Server):
-    """``redline.testing.server``: the scripted generator over HTTP, with its call counts."""
+    """``doubles.server``: the scripted generator over HTTP, with its call counts."""
 
     def __init__(self, data_dir: Path, **env: str):
-        super().__init__(["-m", "redline.testing.server", "--port", "0"], data_dir, log_name="generator", **env)
+        path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+        super().__init__(["-m", "doubles.server", "--port", "0"], data_dir, log_name="generator", PYTHONPATH=path,
+                         **env)
 
     def stats(self, *, subjects: bool = False) -> dict:
         return httpx.get(self.url + "/stats", params={"subjects": 1} if subjects else None, timeout=30).json()
@@ -128,6 +132,16 @@ def error(status_body: httpx.Response) -> dict:
     assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "code"}, body
     assert status_body.headers["x-request-id"]
     return body["error"]
+
+
+def wait_until(check, timeout: float, what: str, every: float = 0.2):
+    """``check()``'s first true result, asked every ``every`` seconds; an ``AssertionError`` saying ``what`` once
+    ``timeout`` seconds have passed without one."""
+    end = time.monotonic() + timeout
+    while not (result := check()):
+        assert time.monotonic() < end, what
+        time.sleep(every)
+    return result
 
 
 def wait_learned(client: httpx.Client, user: str, edits: int, timeout: float = 60) -> dict:

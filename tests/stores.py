@@ -32,6 +32,13 @@ def count(store, table: str, where: str = "", params: tuple = ()) -> int:
     return store._sql.one(f"SELECT COUNT(*) AS n FROM {table}" + (f" WHERE {where}" if where else ""), params)["n"]
 
 
+def job_counts(store, kind: str | None = None) -> dict[str, int]:
+    """Jobs per status (of one ``kind``, or all): what a test expects the queue to hold."""
+    where, params = ("WHERE kind = ?", (kind,)) if kind else ("", ())
+    return {r["status"]: r["n"] for r in rows(store, f"SELECT status, COUNT(*) AS n FROM jobs {where} GROUP BY status",
+                                               params)}
+
+
 def tables(store) -> list[str]:
     if store.backend == "sqlite":
         return [r["name"] for r in rows(store, "SELECT name FROM sqlite_master WHERE type = 'table'")]

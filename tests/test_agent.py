@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from stores import job_counts
 
 from redline.agent import (
     EditConflict,
@@ -14,7 +15,8 @@ from redline.agent import (
     UnknownUser,
 )
 from redline.agent.preferences import consensus_preference
-from redline.testing import ScriptedGenerator
+
+from doubles import ScriptedGenerator
 
 BIKES = "The city council voted to expand the bike lane network by forty miles over five years."
 BIKES2 = "County officials approved new protected bike lanes downtown after a rise in cycling crashes."
@@ -238,12 +240,12 @@ def test_generator_down_stores_nothing_and_keeps_accepted_edits(agent):
     agent.submit_edit(gen.interaction_id, "- kept")
     with pytest.raises(GeneratorUnavailable):
         agent.process_pending()
-    assert agent.store.jobs.counts() == {"pending": 1}
+    assert job_counts(agent.store) == {"pending": 1}
     assert agent.store.jobs.get(gen.interaction_id)["error_kind"] == "generator"
     assert agent.generator_down()["error"] == "GeneratorUnavailable: scripted generator is down"
     agent.generator.down = False
     assert agent.process_pending() == 1  # the generator answers again: its job is queued at once, not after 30 s
-    assert agent.store.jobs.counts() == {"done": 1}
+    assert job_counts(agent.store) == {"done": 1}
     assert agent.preferences("alice")["stats"]["preferences"] == 1
 
 
@@ -304,7 +306,7 @@ def test_one_failure_rule_for_queued_jobs(agent, monkeypatch, caplog):
     with caplog.at_level("WARNING", logger="redline.agent.jobs"):
         outcomes = agent.run_jobs()
     assert [(o.outcome, o.requeued) for o in outcomes] == [("dropped", False), ("error", True)]
-    assert agent.store.jobs.counts() == {"dropped": 1, "pending": 2}  # nothing is left 'running'
+    assert job_counts(agent.store) == {"dropped": 1, "pending": 2}  # nothing is left 'running'
     assert f"learning job 1 dropped: its interaction {ids[0]} was deleted" in caplog.text
     job = agent.store.jobs.get(ids[1])
     assert (job["error"], job["error_kind"], job["attempts"]) == ("RuntimeError: boom", "error", 1)
@@ -313,14 +315,14 @@ def test_one_failure_rule_for_queued_jobs(agent, monkeypatch, caplog):
     assert (learning["status"], learning["attempts"], learning["error"], learning["retry_at"]) == (
         "pending", 1, "RuntimeError: boom", job["run_after"])
     assert agent.process_pending() == 1  # the third edit; the second waits out its back-off
-    assert agent.store.jobs.counts() == {"dropped": 1, "pending": 1, "done": 1}
+    assert job_counts(agent.store) == {"dropped": 1, "pending": 1, "done": 1}
 
     assert agent.retry_learning() == 1 and agent.store.jobs.get(ids[1])["attempts"] == 0
     runner = JobRunner(agent.store.jobs, agent.process_edit, owner="test", max_attempts=3,
                        backoff=Backoff(clock=lambda: 0.0))  # every back-off ends in 1970
     assert [runner.drain()[-1].outcome for _ in range(3)] == ["error", "error", "parked"]
     assert runner.drain() == [] and agent.process_pending() == 0  # a parked job is never claimed
-    assert agent.store.jobs.counts() == {"dropped": 1, "parked": 1, "done": 1} and agent.parked_jobs() == 1
+    assert job_counts(agent.store) == {"dropped": 1, "parked": 1, "done": 1} and agent.parked_jobs() == 1
     learning = agent.interaction(ids[1])["learning"]
     assert (learning["status"], learning["attempts"], learning["error"], learning["retry_at"]) == (
         "parked", 3, "RuntimeError: boom", None)
@@ -329,7 +331,7 @@ def test_one_failure_rule_for_queued_jobs(agent, monkeypatch, caplog):
     monkeypatch.undo()
     assert agent.retry_learning(tenant="other") == 0 and agent.retry_learning() == 1
     assert agent.process_pending() == 1
-    assert agent.store.jobs.counts() == {"dropped": 1, "done": 2} and agent.parked_jobs() == 0
+    assert job_counts(agent.store) == {"dropped": 1, "done": 2} and agent.parked_jobs() == 0
     assert agent.interaction(ids[1])["learning"]["status"] == "learned"
 
 
@@ -354,7 +356,7 @@ def test_jobs_the_generator_failed_are_parked_and_queued_again_once_it_answers(a
     assert agent.retry_generator_jobs() == 1 and agent.generator_down() is None
     job = agent.store.jobs.get(r.interaction_id)
     assert (job["status"], job["attempts"], job["error"], job["run_after"]) == ("pending", 0, None, None)
-    assert agent.process_pending() == 1 and agent.store.jobs.counts() == {"done": 1}
+    assert agent.process_pending() == 1 and job_counts(agent.store) == {"done": 1}
 
 
 def test_a_batch_of_edits_is_learned_as_one_step_each_exactly_once(agent):
@@ -363,7 +365,7 @@ def test_a_batch_of_edits_is_learned_as_one_step_each_exactly_once(agent):
     agent.import_pairs([{"context": c, "chosen": "- " + c[:20], "rejected": c, "user": "alice"}
                         for c in (BIKES, BIKES2, BAKING)])
     assert agent.train_rewards(force=True, n_heads=2)["users_routed"] == 1
-    steps_before = agent.store.router_state(agent.store.user_id("default", "alice"))["n"]
+    steps_before = agent.store.reward_state(agent.store.user_id("default", "alice"))["n"]
     ids = []
     for user, ctx in (("alice", BIKES), ("bob", BAKING), ("alice", BIKES2)):
         r = agent.generate(user, ctx)
@@ -372,14 +374,14 @@ def test_a_batch_of_edits_is_learned_as_one_step_each_exactly_once(agent):
     results = agent.process_edits(ids + ["nope"])
     assert [r.already_learned for r in results[:3]] == [False] * 3 and isinstance(results[3], UnknownInteraction)
     assert all(r.preference == "bullet points, brief" for r in results[:3])
-    alice = agent.store.router_state(agent.store.user_id("default", "alice"))
+    alice = agent.store.reward_state(agent.store.user_id("default", "alice"))
     assert alice["n"] == steps_before + 2
-    assert agent.store.router_state(agent.store.user_id("default", "bob"))["n"] == 1
+    assert agent.store.reward_state(agent.store.user_id("default", "bob"))["n"] == 1
     again = agent.process_edits(ids)
     assert all(r.already_learned for r in again) and [r.preference_id for r in again] == \
         [r.preference_id for r in results[:3]]
     assert agent.store.counts()["preferences"] == 3 and agent.store.counts()["pairs"] == 6
-    assert agent.store.jobs.counts() == {"done": 3}
+    assert job_counts(agent.store) == {"done": 3}
 
 
 def test_a_generator_outage_puts_the_whole_batch_back(agent):
@@ -390,10 +392,10 @@ def test_a_generator_outage_puts_the_whole_batch_back(agent):
         ids.append(r.interaction_id)
     agent.generator.down = True
     outcomes = agent.run_jobs()
-    assert outcomes[-1].outcome == "retry" and agent.store.jobs.counts() == {"pending": 3}
+    assert outcomes[-1].outcome == "retry" and job_counts(agent.store) == {"pending": 3}
     assert agent.store.counts()["preferences"] == 0
     agent.generator.down = False
-    assert agent.process_pending() == 3 and agent.store.jobs.counts() == {"done": 3}
+    assert agent.process_pending() == 3 and job_counts(agent.store) == {"done": 3}
 
 
 def test_backoff_grows_fourfold_from_30_seconds_to_its_cap_with_jitter():
@@ -445,3 +447,27 @@ def test_a_watched_generator_records_its_health_throttled_and_passes_everything_
                       ("ok", "generator")]
     assert watched.last_ok > watched.last_failure > 0
     assert not generator_failed(RuntimeError("not through the generator"))
+
+
+class _RefusingEmbedder:
+    """An embedder that fails the test if it is ever called."""
+
+    def encode(self, texts):
+        raise AssertionError(f"the learner embedded {len(texts)} texts")
+
+
+def test_learning_embeds_nothing(make_agent, tmp_path):
+    """README ("Embedding"): learning reads each interaction's stored context vector, so a learner whose embedder
+    refuses every call still learns the edit, and its preference is retrieved for a similar context."""
+    from redline.agent import Agent, Settings
+
+    api = make_agent(ScriptedGenerator(responder), k=1)
+    gen = api.generate("alice", BIKES)
+    api.submit_edit(gen.interaction_id, "- mine")
+    learner = Agent(Settings(data_dir=tmp_path / "data", max_tokens=48, k=1), embedder=_RefusingEmbedder(),
+                    generator=ScriptedGenerator(responder))
+    try:
+        assert learner.process_pending() == 1
+    finally:
+        learner.close()
+    assert api.generate("alice", BIKES2).preference == "bullet points, brief"

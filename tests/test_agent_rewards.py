@@ -8,10 +8,12 @@ import json
 
 import numpy as np
 import pytest
+from stores import job_counts
 
 from redline.agent import GenerateOptions
 from redline.policies import FEATURES_VERSION, EditFeatures
-from redline.testing import ScriptedGenerator
+
+from doubles import ScriptedGenerator
 
 SENTENCES = ("It matters to many people in town", "Officials said more would follow soon",
              "Residents reacted with a mix of hope and doubt")
@@ -57,15 +59,15 @@ def test_learning_stores_the_pair_features_and_the_state_in_one_step(agent):
     expected = EditFeatures().transform([keep(r.text, 1)], r.text)[0]
     np.testing.assert_array_equal(np.frombuffer(row[0], dtype=np.float64), expected)
     assert row[1] == FEATURES_VERSION
-    assert agent.store.router_state(1) is None  # no reward trained yet: the first retraining replays the state
+    assert agent.store.reward_state(1) is None  # no reward trained yet: the first retraining replays the state
     teach(agent, "alice", 1, CONTEXTS[1:4])
     checkpoint, model = agent.rewards.current_named()
-    state = agent.store.router_state(1)
+    state = agent.store.reward_state(1)
     assert state["checkpoint"] == checkpoint and state["n"] == 4
     np.testing.assert_allclose(state["sum"], agent.store.pair_features(FEATURES_VERSION)["features"].sum(axis=0))
     r = agent.generate("alice", CONTEXTS[4])
     agent.learn(r.interaction_id, keep(r.text, 1))  # one online step under the published reward
-    after = agent.store.router_state(1)
+    after = agent.store.reward_state(1)
     assert after["n"] == 5 and after["checkpoint"] == checkpoint
     replayed = model.replay(agent.store.pair_features(FEATURES_VERSION)["features"])
     np.testing.assert_allclose(after["log_weights"], replayed["log_weights"], rtol=1e-12)
@@ -130,12 +132,12 @@ def reward_state_rows(agent) -> list[tuple]:
 def test_a_stale_state_is_replayed_from_the_stored_pairs(agent):
     teach(agent, "alice", 1, CONTEXTS[:4])
     checkpoint, model = agent.rewards.current_named()
-    good = agent.store.router_state(1)
-    agent.store.put_router_state(1, {**good, "checkpoint": "ckpt-older"})
+    good = agent.store.reward_state(1)
+    agent.store.put_reward_states({1: {**good, "checkpoint": "ckpt-older"}})
     assert agent.reward_trainer.state(1, model, checkpoint) == good
-    agent.store.put_router_state(1, {**good, "n": 2})  # a learning step lost to a race
+    agent.store.put_reward_states({1: {**good, "n": 2}})  # a learning step lost to a race
     assert agent.reward_trainer.state(1, model, checkpoint) == good
-    assert agent.store.router_state(1)["n"] == 2  # read, not stored: the next learning step stores its state
+    assert agent.store.reward_state(1)["n"] == 2  # read, not stored: the next learning step stores its state
 
 
 def test_reads_do_not_write_the_reward_state(agent):
@@ -150,7 +152,7 @@ def test_reads_do_not_write_the_reward_state(agent):
     assert reward_state_rows(agent) == before
     r = agent.generate("alice", CONTEXTS[9])
     agent.learn(r.interaction_id, keep(r.text, 1))  # the learning step stores the replayed state, one step on
-    assert agent.store.router_state(1)["n"] == 6
+    assert agent.store.reward_state(1)["n"] == 6
 
 
 def test_candidates_differ_at_temperature_zero_and_the_choice_is_logged(agent):
@@ -207,7 +209,7 @@ def test_no_price_for_exploring_before_the_reward_has_evidence(make_agent):
     agent = make_agent(ScriptedGenerator(respond), reward_retrain_every=2, reward_heads=2, k=2, temperature=0.0,
                        rules=False, reward_min_pairs=4, reward_min_confidence=0.5)
     teach(agent, "alice", 1, CONTEXTS[:3])
-    assert agent.store.router_state(1)["n"] == 3 and agent.rewards.current() is not None
+    assert agent.store.reward_state(1)["n"] == 3 and agent.rewards.current() is not None
     r = agent.generate("alice", CONTEXTS[9], options=GenerateOptions(strategy="rps", n=4))
     assert len(r.candidates) == 1 and r.selection is None  # 3 pairs < 4: the greedy draft alone
     teach(agent, "alice", 1, CONTEXTS[3:4])
@@ -243,12 +245,12 @@ def test_hard_delete_retrains_without_the_user_and_keeps_no_checkpoint_trained_o
     before = agent.rewards.current_info()
     agent.delete_user("bob")
     assert agent.rewards.current_info() == before  # the delete queued the retraining; a learner runs it
-    assert agent.store.jobs.counts(kind="retrain") == {"pending": 1}
+    assert job_counts(agent.store, kind="retrain") == {"pending": 1}
     summary = agent.train_rewards()
     after = agent.rewards.current_info()
     assert summary["reason"] == "pairs deleted" and after["name"] != before["name"] and after["pairs"] == 6
     assert agent.rewards.names() == [after["name"]]  # every checkpoint trained on bob's pairs is gone
-    assert agent.store.jobs.counts(kind="retrain") == {"done": 1}
+    assert job_counts(agent.store, kind="retrain") == {"done": 1}
     assert agent.train_rewards() is None  # nothing due: the deletion is already accounted for
     agent.delete_user("alice")  # the last pairs: no reward is left
     assert agent.train_rewards() == {"forgotten": True, "reason": "pairs deleted", "pairs": 0}

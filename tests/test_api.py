@@ -180,6 +180,11 @@ def test_preferences_pagination_patch_and_delete(both):
     pref_ids = [p["id"] for p in page1["items"] + page2["items"]]
     for pid in pref_ids[1:]:
         assert c.delete(f"/v1/users/bob/preferences/{pid}").status_code == 204
+    assert c.post("/v1/generate", json={"user": "carol", "context": ARTICLE}).status_code == 200
+    stranger = c.patch(f"/v1/users/carol/preferences/{pref_ids[0]}", json={"text": "hijacked"})  # bob's, same tenant
+    assert stranger.status_code == 404
+    assert error(stranger) == {"message": f"unknown preference id {pref_ids[0]}", "type": "not_found_error",
+                               "code": "not_found"}
     patched = c.patch(f"/v1/users/bob/preferences/{pref_ids[0]}", json={"text": "  bullet points only  "})
     assert patched.status_code == 200 and patched.json()["text"] == "bullet points only"
     assert patched.json()["user_edited"] is True
@@ -742,11 +747,11 @@ def test_fuzz_openapi_conforms(stack, method, path):
     """schemathesis draws requests (valid and invalid) from the OpenAPI schema and runs all its checks on each
     answer: no 5xx, every status, header and body as the schema says, invalid requests refused and valid ones
     accepted (issue 25: empty texts were a 400 the schema did not state, JSON integers such as 11.0 a 422). The two
-    refusals the schema cannot state are let through by name (``redline.testing.conformance``)."""
+    refusals the schema cannot state are let through by name (``doubles.conformance``)."""
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, given, settings
 
-    from redline.testing import conformance
+    from doubles import conformance
 
     url = stack["server"].url
     operation = schemathesis.openapi.from_url(url + "/openapi.json")[path][method]

@@ -8,11 +8,13 @@ import json
 import click
 import pytest
 from click.testing import CliRunner
+from stores import job_counts
 
 import redline.cli._common as cli_common
 import redline.cli.commands as cli_commands
 from redline.cli import cli
-from redline.testing import ScriptedGenerator
+
+from doubles import ScriptedGenerator
 
 CONTEXTS = [
     "The city council voted to extend library hours on weekends after a petition gathered 3,000 signatures.",
@@ -33,7 +35,7 @@ def trained(make_agent, monkeypatch, tmp_path):
         r = agent.generate("alice", ctx, "summarize")
         agent.learn(r.interaction_id, f"In short: {ctx.split(',')[0]}.")
     agent.train_rewards()
-    assert agent.rewards.current() is not None and agent.store.router_state(1) is not None
+    assert agent.rewards.current() is not None and agent.store.reward_state(1) is not None
     monkeypatch.setattr(cli_common, "Agent", lambda settings: agent)
     context = tmp_path / "context.txt"
     context.write_text(NEW)
@@ -206,7 +208,7 @@ def test_learn_pending_failed_queues_the_parked_edits_again_and_learns_them(make
     assert runner.drain()[-1].outcome == "parked"
     monkeypatch.setattr(agent.learner, "_read_step", real)
     assert run("learn-pending") == "learned 0 pending edits\n"  # parked: not claimed
-    assert agent.store.jobs.counts() == {"parked": 1}
+    assert job_counts(agent.store) == {"parked": 1}
     assert run("learn-pending", "--failed") == "queued 1 failed edits again; learned 1 pending edits\n"
     assert json.loads(run("learn-pending", "--failed", "--json")) == {"learned": 0, "requeued": 0}
-    assert agent.store.jobs.counts() == {"done": 1}
+    assert job_counts(agent.store) == {"done": 1}

@@ -18,9 +18,9 @@ import pytest
 from redline.agent import GenerationParams, GeneratorUnavailable
 from redline.agent.generators.openai_backend import OpenAIGenerator
 from redline.evals._patience import GeneratorGone, PatientGenerator
-from redline.testing import ScriptedGenerator
 
 from conftest import HashEmbedder
+from doubles import ScriptedGenerator
 
 PROMPT = [{"role": "user", "content": "Say hi"}]
 TIMING = ("wall_ms", "started_at")
@@ -215,7 +215,7 @@ sys.path.insert(0, {tests!r})
 from conftest import HashEmbedder
 from test_eval_runs import _config, _respond
 from redline.evals.harness import run_eval
-from redline.testing import ScriptedGenerator
+from doubles import ScriptedGenerator
 
 class Slow(ScriptedGenerator):
     def generate(self, prompts, params):

@@ -10,9 +10,9 @@ import pytest
 
 from redline.agent import GenerationParams
 from redline.evals.ops import OPERATIONS, build_operation, sentences, split_frame
-from redline.testing import ScriptedGenerator
 
 from conftest import HashEmbedder
+from doubles import ScriptedGenerator
 
 DRAFT = ("Hello team,\n\nThe new model is great! It uses a novel method, which improves results by a lot and "
          "makes everything much faster than before for almost every user. We utilize public data."

@@ -17,7 +17,8 @@ from redline.agent.generators import llama_server as llama_server_module
 from redline.agent.generators.llama_backend import LlamaServerGenerator
 from redline.agent.generators.loops import LoopGuard, cut_loop, first_repeat, loops
 from redline.agent.generators.openai_backend import OpenAIGenerator
-from redline.testing import ScriptedGenerator
+
+from doubles import ScriptedGenerator
 
 PROMPT = [{"role": "user", "content": "hi"}]
 

@@ -10,7 +10,8 @@ import pytest
 
 from redline.agent import UnknownUser
 from redline.api.charts import cost_line, routing_bars
-from redline.testing import ScriptedGenerator
+
+from doubles import ScriptedGenerator
 
 DRAFT = "The council approved the budget on Tuesday after a long debate about transit and parks."
 

@@ -4,6 +4,8 @@ learned, and a stop is prompt, leaving the jobs not started queued."""
 import threading
 import time
 
+from stores import job_counts
+
 from redline.agent import JobOutcome
 from redline.learner import LearnerMetrics, LearningWorker
 
@@ -67,7 +69,7 @@ def test_retraining_runs_while_a_backlog_is_learned_and_stop_is_prompt():
 
 
 def test_the_learner_queues_again_the_jobs_the_generator_failed_once_its_probe_gets_an_answer(make_agent):
-    from redline.testing import ScriptedGenerator
+    from doubles import ScriptedGenerator
 
     agent = make_agent(ScriptedGenerator(), learn_max_attempts=1)
     iid = agent.generate("alice", "The council voted to extend the bike lanes.").interaction_id
@@ -77,14 +79,14 @@ def test_the_learner_queues_again_the_jobs_the_generator_failed_once_its_probe_g
                             maintenance_interval=3600).start()
     try:
         end = time.monotonic() + 10
-        while agent.store.jobs.counts() != {"parked": 1} and time.monotonic() < end:
+        while job_counts(agent.store) != {"parked": 1} and time.monotonic() < end:
             time.sleep(0.02)
-        assert agent.store.jobs.counts() == {"parked": 1}
+        assert job_counts(agent.store) == {"parked": 1}
         assert agent.store.jobs.get(iid)["error_kind"] == "generator"
         agent.generator.down = False
-        while agent.store.jobs.counts() != {"done": 1} and time.monotonic() < end:
+        while job_counts(agent.store) != {"done": 1} and time.monotonic() < end:
             time.sleep(0.02)
-        assert agent.store.jobs.counts() == {"done": 1} and worker.learned == 1
+        assert job_counts(agent.store) == {"done": 1} and worker.learned == 1
     finally:
         worker.stop(timeout=5)
         agent.close()

@@ -11,7 +11,7 @@ import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BARE = ("agent", "api", "cli", "evals", "policies", "retrieval", "runtime", "store", "testing", "text")  # the folders
+BARE = ("agent", "api", "cli", "evals", "policies", "retrieval", "runtime", "store", "text")  # the folders
 
 
 def _setuptools_config() -> dict:
@@ -77,6 +77,7 @@ def test_the_wheel_holds_only_the_redline_namespace(tmp_path):
     assert tops == {"redline", next(t for t in tops if t.endswith(".dist-info"))}, tops
     assert "redline/evals/data/lamp_W3_edits.json" in names and "redline/api/routes/users.py" in names
     assert "redline/__init__.py" not in names  # a namespace: the folders are its only content
+    assert not [n for n in names if n.startswith("redline/testing/") or "doubles" in n]  # test doubles stay in tests/
 
 
 def test_installed_names_are_redline_only(tmp_path):

@@ -46,7 +46,7 @@ class Recording:
 @pytest.fixture
 def trained_agent(make_agent, smollm):
     """Edits learned and heads trained with a scripted generator (fast); then SmolLM2 writes the candidates."""
-    from redline.testing import ScriptedGenerator
+    from doubles import ScriptedGenerator
 
     said = iter(range(10**6))
     agent = make_agent(ScriptedGenerator(lambda prompt, i: f"plain words number {next(said)}"), max_tokens=8,
@@ -95,7 +95,7 @@ def test_best_of_n_and_rps_draft_the_greedy_target_then_one_batched_call_of_alte
 
 def test_routing_state_updates_after_an_edit_and_cold_start(trained_agent):
     agent, gen = trained_agent
-    from redline.testing import ScriptedGenerator
+    from doubles import ScriptedGenerator
 
     agent._generator = ScriptedGenerator(lambda prompt, i: f"a short plain summary {i}")
     before = agent.preferences("alice")["routing"]

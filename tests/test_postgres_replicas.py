@@ -26,7 +26,7 @@ from stores import columns, count, rows, tables
 
 from redline.store import PostgresStore
 
-from servers import REPO, GeneratorServer, Server
+from servers import REPO, GeneratorServer, Server, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ class _Learner:
         full.update(REDLINE_DATA_DIR=str(data), HF_HUB_OFFLINE="1", **env)
         self.proc = subprocess.Popen([sys.executable, "-m", "redline.cli", "worker", "--id", name], cwd=REPO,
                                      env=full, stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
-        _wait(lambda: f"learner {name} started" in self.log.read_text() or self.proc.poll() is not None, 120,
+        wait_until(lambda: f"learner {name} started" in self.log.read_text() or self.proc.poll() is not None, 120,
               f"learner {name} did not start")
         assert self.proc.poll() is None, self.log.read_text()
 
@@ -76,14 +76,6 @@ class _Learner:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-
-
-def _wait(check, timeout: float, what: str, every: float = 0.2):
-    end = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < end, what
-        time.sleep(every)
-    return result
 
 
 def _post(urls: list[str], first: int, method: str, path: str, **kw) -> httpx.Response:
@@ -147,8 +139,8 @@ def test_two_replicas_and_two_learners_learn_every_edit_once_through_kill9_and_r
 
     with ThreadPoolExecutor(CLIENTS) as pool:
         futures = [pool.submit(edit, i) for i in range(EDITS)]
-        _wait(lambda: sum(f.done() for f in futures) >= EDITS // 2, 300, "the load did not get half-way")
-        _wait(lambda: cluster["generator"].stats()["calls"]["inference"] >= 3, 60, "the learners did not start")
+        wait_until(lambda: sum(f.done() for f in futures) >= EDITS // 2, 300, "the load did not get half-way")
+        wait_until(lambda: cluster["generator"].stats()["calls"]["inference"] >= 3, 60, "the learners did not start")
         replicas[1].kill9()  # kill -9 one replica (its supervisor: its API process dies with it) and one learner
         learners[1].stop(signal.SIGKILL)
         replicas[1] = _replica(cluster["tmp"] / "host2", cluster["ports"][1], cluster["env"])
@@ -156,7 +148,7 @@ def test_two_replicas_and_two_learners_learn_every_edit_once_through_kill9_and_r
         for f in futures:
             f.result()
     cluster["replicas"] = replicas
-    _wait(lambda: count(store, "jobs", "kind = 'learn' AND status != 'done'") == 0, 300,
+    wait_until(lambda: count(store, "jobs", "kind = 'learn' AND status != 'done'") == 0, 300,
           "not every accepted edit was learned")
     learned = {r["interaction_id"]: r["edited_text"] for r in rows(
         store, "SELECT interaction_id, edited_text FROM edits WHERE learned_at IS NOT NULL")}
@@ -181,7 +173,7 @@ def test_two_replicas_and_two_learners_learn_every_edit_once_through_kill9_and_r
     try:
         iid = a.post("/v1/generate", json={"user": "ryw", "context": ARTICLE}).json()["interaction_id"]
         assert b.post(f"/v1/interactions/{iid}/edit", json={"edited_text": "Transit up 12%."}).status_code == 202
-        _wait(lambda: a.get(f"/v1/interactions/{iid}").json()["learning"]["preference"], 60, "not learned")
+        wait_until(lambda: a.get(f"/v1/interactions/{iid}").json()["learning"]["preference"], 60, "not learned")
         for client in (a, b):  # both replicas cache the user's index now
             assert [n["interaction_id"] for n in client.post(
                 "/v1/generate", json={"user": "ryw", "context": SIMILAR}).json()["neighbours"]] == [iid]

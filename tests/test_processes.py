@@ -20,7 +20,7 @@ import httpx
 import pytest
 from stores import count, opened
 
-from servers import REPO, create_key, scripted_server
+from servers import REPO, create_key, scripted_server, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -70,14 +70,6 @@ def _pairs(store, sql: str) -> dict:
     return {a: b for a, b in store._sql.tuples(sql)}
 
 
-def _wait(check, timeout: float, what: str, every: float = 0.2):
-    end = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < end, what
-        time.sleep(every)
-    return result
-
-
 def test_every_api_process_sees_what_the_learner_learned_and_a_hard_delete_on_its_next_request(tmp_path,
                                                                                               database_env):
     server = scripted_server(tmp_path, "--api-workers", "2", REDLINE_AUTH="false", **database_env).wait_ready()
@@ -88,7 +80,7 @@ def test_every_api_process_sees_what_the_learner_learned_and_a_hard_delete_on_it
             assert client.post("/v1/generate", json={"user": "u", "context": ARTICLE}).json()["neighbours"] == []
         iid = a.post("/v1/generate", json={"user": "u", "context": ARTICLE}).json()["interaction_id"]
         assert a.post(f"/v1/interactions/{iid}/edit", json={"edited_text": "Transit up 12%."}).status_code == 202
-        learned = _wait(lambda: a.get(f"/v1/interactions/{iid}").json()["learning"]["preference"], 60,
+        learned = wait_until(lambda: a.get(f"/v1/interactions/{iid}").json()["learning"]["preference"], 60,
                         "the learner did not learn the edit")
         for client in (b, a):  # the very next request of each process retrieves it
             made = client.post("/v1/generate", json={"user": "u", "context": SIMILAR}).json()
@@ -137,24 +129,24 @@ def test_a_learner_killed_mid_batch_and_an_api_process_killed_mid_load_lose_noth
         ids = _interactions(server.url, 120, 5)
         with ThreadPoolExecutor(8) as pool:  # phase 1: a backlog, the learner mid-batch
             list(pool.map(lambda i: _post_edit(server.url, ids[i], f"kept version {i}.", accepted, lock), range(40)))
-        _wait(lambda: server.generator.stats()["calls"]["inference"] >= 3, 60, "the learner did not start")
+        wait_until(lambda: server.generator.stats()["calls"]["inference"] >= 3, 60, "the learner did not start")
         learner = server.children()["learner-0"]
         os.kill(learner, signal.SIGKILL)
-        _wait(lambda: server.children()["learner-0"] != learner, 60, "the learner was not restarted")
+        wait_until(lambda: server.children()["learner-0"] != learner, 60, "the learner was not restarted")
 
         def load(i: int) -> None:  # phase 2: edits while an API process dies
             _post_edit(server.url, ids[i], f"kept version {i}.", accepted, lock)
 
         with ThreadPoolExecutor(8) as pool:
             futures = [pool.submit(load, i) for i in range(40, 120)]
-            _wait(lambda: sum(f.done() for f in futures) >= 20, 60, "the load did not start")
+            wait_until(lambda: sum(f.done() for f in futures) >= 20, 60, "the load did not start")
             api = server.children()["api-1"]
             os.kill(api, signal.SIGKILL)
             for f in futures:
                 f.result()
-        _wait(lambda: server.children()["api-1"] != api, 60, "the API process was not restarted")
+        wait_until(lambda: server.children()["api-1"] != api, 60, "the API process was not restarted")
         with opened(tmp_path, database_env) as store:
-            _wait(lambda: count(store, "jobs", "kind = 'learn' AND status != 'done'") == 0, 120,
+            wait_until(lambda: count(store, "jobs", "kind = 'learn' AND status != 'done'") == 0, 120,
                   "not every accepted edit was learned")
             edits = _pairs(store, "SELECT interaction_id, edited_text FROM edits WHERE learned_at IS NOT NULL")
             preferences = _pairs(store, "SELECT interaction_id, COUNT(*) FROM preferences GROUP BY interaction_id")
@@ -196,11 +188,11 @@ def test_two_learners_on_one_store_never_run_the_same_job(tmp_path, database_env
         ids = _interactions(server.url, 150, 7)
         with httpx.Client(base_url=server.url, timeout=30) as c:
             for name, (_, log) in zip(("w1", "w2"), workers):
-                _wait(lambda: f"learner {name} started" in log.read_text(), 60, f"{name} did not start")
+                wait_until(lambda: f"learner {name} started" in log.read_text(), 60, f"{name} did not start")
             for i, iid in enumerate(ids):  # both learners poll the queue meanwhile
                 assert c.post(f"/v1/interactions/{iid}/edit", json={"edited_text": f"kept {i}."}).status_code == 202
         with opened(tmp_path, database_env) as store:
-            _wait(lambda: count(store, "jobs", "status = 'done'") == 150, 120,
+            wait_until(lambda: count(store, "jobs", "status = 'done'") == 150, 120,
                   "the two learners did not learn every edit")
         for proc, _ in workers:
             proc.send_signal(signal.SIGTERM)
@@ -231,7 +223,7 @@ def test_sigterm_stops_every_process_with_nothing_half_written(tmp_path):
     with ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(_post_edit, server.url, iid, f"kept {i}.", accepted, lock, tries=10)
                    for i, iid in enumerate(ids)]
-        _wait(lambda: sum(f.done() for f in futures) >= 30, 60, "the load did not start")
+        wait_until(lambda: sum(f.done() for f in futures) >= 30, 60, "the load did not start")
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(90) == 0, server.log()
         for f in futures:
@@ -256,7 +248,7 @@ def test_sigterm_stops_every_process_with_nothing_half_written(tmp_path):
     restarted = scripted_server(tmp_path, REDLINE_AUTH="false").wait_ready()
     try:
         with _db(tmp_path) as db:
-            _wait(lambda: db.execute("SELECT COUNT(*) FROM jobs WHERE status != 'done'").fetchone()[0] == 0, 60,
+            wait_until(lambda: db.execute("SELECT COUNT(*) FROM jobs WHERE status != 'done'").fetchone()[0] == 0, 60,
                   "the restart did not learn the rest")
             counts = db.execute("SELECT COUNT(*), COUNT(DISTINCT interaction_id) FROM preferences").fetchone()
     finally:
@@ -290,7 +282,8 @@ def test_edits_accepted_while_the_generator_is_broken_are_parked_then_all_learne
         for i, iid in enumerate(iids):
             assert client.post(f"/v1/interactions/{iid}/edit", json={"edited_text": f"Transit up {i}%."}
                                ).status_code == 202
-        _wait(lambda: all(x["status"] == "parked" for x in _learning(client, iids)), 120, "the jobs were not parked")
+        wait_until(lambda: all(x["status"] == "parked" for x in _learning(client, iids)), 120,
+                   "the jobs were not parked")
         for learning in _learning(client, iids):
             assert learning["attempts"] == 2 and learning["retry_at"] is None and learning["learned_at"] is None
             assert learning["error"] == "KeyError: 'choices'"
@@ -299,7 +292,7 @@ def test_edits_accepted_while_the_generator_is_broken_are_parked_then_all_learne
         assert ready.status_code == 503 and ready.json()["checks"]["generator"] is False
         assert ready.json()["generator_error"]["error"] == "KeyError: 'choices'"
         broken.unlink()
-        _wait(lambda: all(x["status"] == "learned" for x in _learning(client, iids)), 120,
+        wait_until(lambda: all(x["status"] == "learned" for x in _learning(client, iids)), 120,
               "the parked jobs were not learned once the generator answered")
         assert client.get("/ready").status_code == 200 and _parked_gauge(client) == 0
         with _db(tmp_path) as db:
@@ -324,12 +317,12 @@ def test_with_the_default_back_off_a_15_s_broken_window_loses_no_edit(tmp_path):
         for i, iid in enumerate(iids):
             assert client.post(f"/v1/interactions/{iid}/edit", json={"edited_text": f"Transit up {i}%."}
                                ).status_code == 202
-        _wait(lambda: all(x["attempts"] >= 1 for x in _learning(client, iids)), 60, "the jobs were not tried")
+        wait_until(lambda: all(x["attempts"] >= 1 for x in _learning(client, iids)), 60, "the jobs were not tried")
         time.sleep(max(0.0, 15 - 0.1 * len(iids)))
         waiting = _learning(client, iids)
         assert {x["status"] for x in waiting} == {"pending"} and all(x["retry_at"] for x in waiting)
         broken.unlink()
-        _wait(lambda: all(x["status"] == "learned" for x in _learning(client, iids)), 120,
+        wait_until(lambda: all(x["status"] == "learned" for x in _learning(client, iids)), 120,
               "the edits were not learned once the generator answered")
         with _db(tmp_path) as db:
             assert db.execute("SELECT status, COUNT(*) FROM jobs WHERE kind = 'learn' GROUP BY status").fetchall() == [
@@ -354,14 +347,14 @@ def test_parked_edits_are_retried_on_command_and_a_deleted_users_job_goes_with_i
         broken.touch()
         for iid in iids:
             assert acme.post(f"/v1/interactions/{iid}/edit", json={"edited_text": "Transit up."}).status_code == 202
-        _wait(lambda: all(x["status"] == "parked" for x in _learning(acme, iids)), 60, "the jobs were not parked")
+        wait_until(lambda: all(x["status"] == "parked" for x in _learning(acme, iids)), 60, "the jobs were not parked")
         broken.unlink()
         assert acme.delete("/v1/users/b").status_code == 200
         assert _parked_gauge(acme) == 2
         assert other.post("/v1/learning/retry").json() == {"requeued": 0}  # another tenant's jobs are not its own
         assert [x["status"] for x in _learning(acme, iids[:2])] == ["parked", "parked"]
         assert acme.post("/v1/learning/retry").json() == {"requeued": 2}
-        _wait(lambda: all(x["status"] == "learned" for x in _learning(acme, iids[:2])), 60,
+        wait_until(lambda: all(x["status"] == "learned" for x in _learning(acme, iids[:2])), 60,
               "the retried jobs were not learned")
         with _db(tmp_path) as db:
             assert db.execute("SELECT status, COUNT(*) FROM jobs WHERE kind = 'learn' GROUP BY status").fetchall() == [

@@ -5,7 +5,8 @@ and deleted by the user. Hash embedder and a scripted generator (fast, determini
 import pytest
 
 from redline.agent import GenerateOptions, InvalidRule, RuleConflict, UnknownRule, UnknownUser
-from redline.testing import ScriptedGenerator
+
+from doubles import ScriptedGenerator
 
 BIKES = ["The city council voted to expand the bike lane network by forty miles over five years.",
          "City council members approved protected bike lanes after the network expansion vote.",

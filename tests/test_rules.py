@@ -15,24 +15,12 @@ from pathlib import Path
 import pytest
 
 from redline import text as tx
+from redline.agent import rules as kinds  # the rule kinds, as kinds.ReplacePhrase, ...
 from redline.agent.editcost import edit_cost
 from redline.agent.rules import (
     KINDS,
-    BulletList,
-    ClosingLine,
     Counts,
-    DeletePhrase,
-    EndText,
-    MaxSentences,
-    MaxSentenceWords,
-    MaxWords,
-    NoExclamation,
-    NumberedList,
     Observation,
-    OpeningLine,
-    OpeningTemplate,
-    RemoveClosing,
-    ReplacePhrase,
     RuleEvidence,
     Thresholds,
     active_here,
@@ -124,27 +112,28 @@ def kind_cases():
     stock = containing(r"I hope this email finds you well", mail)
     return [
         _case({"op": "replace_terms", "terms": {"propose": "suggest"}}, proposing[0], proposing[1],
-              ReplacePhrase("propose", "suggest"), news[0]),
+              kinds.ReplacePhrase("propose", "suggest"), news[0]),
         _case({"op": "delete_phrases", "phrases": ["I hope this email finds you well"]}, stock[0], stock[1],
-              DeletePhrase("I hope this email finds you well"), mail[1]),
-        _case({"op": "prefix_line", "text": "Hey!"}, mail[0], mail[6], OpeningLine("Hey!"), "Hey!\n\n" + news[0]),
-        _case({"op": "closing_line", "text": "Kind regards,"}, mail[0], mail[6], ClosingLine("Kind regards,"),
+              kinds.DeletePhrase("I hope this email finds you well"), mail[1]),
+        _case({"op": "prefix_line", "text": "Hey!"}, mail[0], mail[6], kinds.OpeningLine("Hey!"), "Hey!\n\n" + news[0]),
+        _case({"op": "closing_line", "text": "Kind regards,"}, mail[0], mail[6], kinds.ClosingLine("Kind regards,"),
               news[0] + "\n\nKind regards,"),
-        _case({"op": "remove_closing"}, mail[0], mail[6], RemoveClosing(), news[0]),
-        _case({"op": "bullets"}, wiki[0], wiki[1], BulletList("-"), "- One point.\n- Another point."),
-        _case({"op": "numbered"}, wiki[0], wiki[1], NumberedList(), "1. One point.\n2. Another point."),
-        _case({"op": "max_words", "n": 40}, cut_to_40[0], cut_to_40[1], MaxWords(40), long_news[0][:150]),
-        _case({"op": "max_sentences", "n": 2}, long_news[0], long_news[1], MaxSentences(2),
+        _case({"op": "remove_closing"}, mail[0], mail[6], kinds.RemoveClosing(), news[0]),
+        _case({"op": "bullets"}, wiki[0], wiki[1], kinds.BulletList("-"), "- One point.\n- Another point."),
+        _case({"op": "numbered"}, wiki[0], wiki[1], kinds.NumberedList(), "1. One point.\n2. Another point."),
+        _case({"op": "max_words", "n": 40}, cut_to_40[0], cut_to_40[1], kinds.MaxWords(40), long_news[0][:150]),
+        _case({"op": "max_sentences", "n": 2}, long_news[0], long_news[1], kinds.MaxSentences(2),
               " ".join(ops.sentences(long_news[2])[:2])),
-        _case({"op": "no_exclamation"}, exclaiming[0], exclaiming[1], NoExclamation(), news[0]),
+        _case({"op": "no_exclamation"}, exclaiming[0], exclaiming[1], kinds.NoExclamation(), news[0]),
         # the simulated user asks its closing question on a line of its own, so the rule is a closing line
         _case({"op": "end_with_question", "question": "What do you think happened next?"}, news[0], news[1],
-              ClosingLine("What do you think happened next?"), "It ended well.\n\nWhat do you think happened next?"),
-        _case({"op": "hashtags", "tags": ["research"]}, arxiv[0], arxiv[1], EndText("#research"),
+              kinds.ClosingLine("What do you think happened next?"),
+              "It ended well.\n\nWhat do you think happened next?"),
+        _case({"op": "hashtags", "tags": ["research"]}, arxiv[0], arxiv[1], kinds.EndText("#research"),
               "A new model for French. #research"),
         # lines whose words come from the document: learned by their shape, made again from the next draft
-        _case({"op": "heading"}, wiki[0], wiki[1], OpeningTemplate("#", 5), "# A heading\n\n" + news[0]),
-        _case({"op": "tldr_first"}, news[0], news[1], OpeningTemplate("TL;DR:", 0),
+        _case({"op": "heading"}, wiki[0], wiki[1], kinds.OpeningTemplate("#", 5), "# A heading\n\n" + news[0]),
+        _case({"op": "tldr_first"}, news[0], news[1], kinds.OpeningTemplate("TL;DR:", 0),
               "TL;DR: It ended well.\n\n" + news[0]),
     ]
 
@@ -176,14 +165,15 @@ def test_split_long_sentences_is_mined_and_splits_at_clause_boundaries():
     operation = build_operation({"op": "split_long_sentences", "n": 15})
     mail = drafts("email", "peer_review")
     edited = operation.apply(mail[0])
-    mined = next(r for r in mine(mail[0], edited) if isinstance(r, MaxSentenceWords))
+    mined = next(r for r in mine(mail[0], edited) if isinstance(r, kinds.MaxSentenceWords))
     # read only from the sentences the user split: below the shortest of them, and at least their first pieces
     # and the sentences left whole that could have been split; a limit tighter than the user's is contradicted
     # by later edits, so the tightest limit still active applies
     assert 5 <= mined.n <= 15 and mined.followed(mail[0], edited) is True
-    assert edit_cost(MaxSentenceWords(15).apply(mail[0]), edited) == 0  # the user's limit splits as they do
-    assert apply_rules(mail[0], [MaxSentenceWords(20), MaxSentenceWords(15)])[1] == [MaxSentenceWords(15)]
-    rule = MaxSentenceWords(15)
+    assert edit_cost(kinds.MaxSentenceWords(15).apply(mail[0]), edited) == 0  # the user's limit splits as they do
+    limits = [kinds.MaxSentenceWords(20), kinds.MaxSentenceWords(15)]
+    assert apply_rules(mail[0], limits)[1] == [kinds.MaxSentenceWords(15)]
+    rule = kinds.MaxSentenceWords(15)
     new = "The film opens slowly, and the first hour feels long, but the ending pays off for patient viewers."
     out = rule.apply(new)
     assert out == "The film opens slowly, and the first hour feels long. But the ending pays off for patient viewers."
@@ -194,27 +184,29 @@ def test_split_long_sentences_is_mined_and_splits_at_clause_boundaries():
 
 
 @pytest.mark.parametrize("rule,text,expected", [
-    (DeletePhrase("to be honest"), "To be honest, the plan works. We start soon.", "The plan works. We start soon."),
-    (DeletePhrase("I hope this helps"), "The plan works, I hope this helps.", "The plan works."),
-    (DeletePhrase("Thank you for your time"), "Thank you for your time and patience.",
+    (kinds.DeletePhrase("to be honest"), "To be honest, the plan works. We start soon.",
+     "The plan works. We start soon."),
+    (kinds.DeletePhrase("I hope this helps"), "The plan works, I hope this helps.", "The plan works."),
+    (kinds.DeletePhrase("Thank you for your time"), "Thank you for your time and patience.",
      "Thank you for your time and patience."),                                # no dangling "and patience."
-    (DeletePhrase("Please let me know if you have any questions"),
+    (kinds.DeletePhrase("Please let me know if you have any questions"),
      "Hi,\n\nWe won.\n- Please let me know if you have any questions.\n- Next step.", "Hi,\n\nWe won.\n- Next step."),
-    (ReplacePhrase("however", "but"), "However, it works. It is slow, however.", "But, it works. It is slow, but."),
-    (ReplacePhrase("OP", "you"), "Then OP left.", "Then you left."),
-    (ReplacePhrase("utilize", "use"), "Underutilized tools utilize less.", "Underutilized tools use less."),
-    (OpeningLine("Hey!"), "Hi Sam, I hope you are well. The plan works and we start on Monday.\n\nBest,\nAl",
+    (kinds.ReplacePhrase("however", "but"), "However, it works. It is slow, however.",
+     "But, it works. It is slow, but."),
+    (kinds.ReplacePhrase("OP", "you"), "Then OP left.", "Then you left."),
+    (kinds.ReplacePhrase("utilize", "use"), "Underutilized tools utilize less.", "Underutilized tools use less."),
+    (kinds.OpeningLine("Hey!"), "Hi Sam, I hope you are well. The plan works and we start on Monday.\n\nBest,\nAl",
      "Hey!\n\nI hope you are well. The plan works and we start on Monday.\n\nBest,\nAl"),
-    (ClosingLine("Best, Lee"), "We won.\n\nThanks,\nJo", "We won.\n\nBest, Lee"),
-    (NoExclamation(), "Hey!\n\nWe won! Really?! Yes!!", "Hey!\n\nWe won. Really? Yes."),
+    (kinds.ClosingLine("Best, Lee"), "We won.\n\nThanks,\nJo", "We won.\n\nBest, Lee"),
+    (kinds.NoExclamation(), "Hey!\n\nWe won! Really?! Yes!!", "Hey!\n\nWe won. Really? Yes."),
     # (a last paragraph of one line of at most 10 words is a frame line, as for the simulated users)
-    (MaxWords(13), "The plan passed on Monday. Work starts in May and ends in June.\n\n"
+    (kinds.MaxWords(13), "The plan passed on Monday. Work starts in May and ends in June.\n\n"
      "Costs stay within the budget that the city council set last year.",
      "The plan passed on Monday. Work starts in May and ends in June."),
-    (MaxSentences(3), "The plan passed on Monday. Work starts in May and ends in June.\n\nCosts stay low. "
+    (kinds.MaxSentences(3), "The plan passed on Monday. Work starts in May and ends in June.\n\nCosts stay low. "
      "Nobody objected to it at the long meeting that night.",
      "The plan passed on Monday. Work starts in May and ends in June.\n\nCosts stay low."),
-    (EndText("How would you feel?"), "- A.\n- B.", "- A.\n- B.\n- How would you feel?"),
+    (kinds.EndText("How would you feel?"), "- A.\n- B.", "- A.\n- B.\n- How would you feel?"),
 ])
 def test_apply_leaves_well_formed_text(rule, text, expected):
     assert rule.apply(text) == expected
@@ -239,9 +231,9 @@ def test_real_human_rewrites_give_short_rules_that_do_not_fire_wrongly(writer):
         mined = mine(row["preedit"], row["postedit"])
         assert len(mined) <= 10
         for rule in mined:
-            if isinstance(rule, ReplacePhrase):
+            if isinstance(rule, kinds.ReplacePhrase):
                 assert len(rule.old.split()) <= 4 and len(rule.new.split()) <= 4
-            if isinstance(rule, (DeletePhrase, EndText)):
+            if isinstance(rule, (kinds.DeletePhrase, kinds.EndText)):
                 assert len(rule.text.split()) <= 12
         update_evidence(rules, row["preedit"], row["postedit"], row["id"], history=history)
         history.append((row["id"], row["preedit"], row["postedit"]))
@@ -256,8 +248,8 @@ def test_same_rule_mined_twice_is_one_rule():
              "But, the team left the stadium before the rain started.")
     b = mine("We stayed in the old hall, however, until the noon bell rang.",
              "We stayed in the old hall, but, until the noon bell rang.")
-    assert [r.key for r in a] == [r.key for r in b] == [ReplacePhrase("however", "but").key]
-    assert ReplacePhrase("However", "But").key == ReplacePhrase("however", "but").key
+    assert [r.key for r in a] == [r.key for r in b] == [kinds.ReplacePhrase("however", "but").key]
+    assert kinds.ReplacePhrase("However", "But").key == kinds.ReplacePhrase("however", "but").key
 
 
 # -- evidence ---------------------------------------------------------------------------------------------
@@ -271,7 +263,7 @@ def test_contradicted_rule_deactivates():
     rules: dict = {}
     for i in range(2):
         update_evidence(rules, mail[i], fix.apply(mail[i]), f"i{i}", when=T0)
-    ev = rules[OpeningLine("Hey!").key]
+    ev = rules[kinds.OpeningLine("Hey!").key]
     assert (ev.support, ev.contradictions, ev.active()) == (2, 0, True)
     assert ev.supported_by == ["i0", "i1"] and ev.first_seen == T0
     update_evidence(rules, mail[2], mail[2].replace("Hello everyone,", "Hello all,"), "i2", when=T0)
@@ -286,35 +278,35 @@ def test_every_known_rule_is_counted_not_only_new_ones():
     rules: dict = {}
     update_evidence(rules, "We utilize tools. It works.", "We use tools. It works.", "a")
     made = update_evidence(rules, "They utilize it daily.", "They utilize it daily, really.", "b")
-    assert Observation(ReplacePhrase("utilize", "use").key, "b", False) in made
+    assert Observation(kinds.ReplacePhrase("utilize", "use").key, "b", False) in made
     made = update_evidence(rules, "Nothing to fix here.", "Nothing to fix here at all.", "c")
-    assert not any(o.key == ReplacePhrase("utilize", "use").key for o in made)    # no chance: no verdict
+    assert not any(o.key == kinds.ReplacePhrase("utilize", "use").key for o in made)    # no chance: no verdict
 
 
 def test_new_rule_is_counted_over_history():
     history = [("h1", "We utilize tools.", "We utilize tools, yes."), ("h2", "No tool.", "No tool here.")]
     rules: dict = {}
     update_evidence(rules, "We utilize it. Fine.", "We use it. Fine.", "n", history=history)
-    ev = rules[ReplacePhrase("utilize", "use").key]
+    ev = rules[kinds.ReplacePhrase("utilize", "use").key]
     assert (ev.support, ev.contradictions, ev.contradicted_by) == (1, 1, ["h1"])
 
 
 def test_replacement_lost_with_its_sentence_is_no_evidence():
-    rule = ReplacePhrase("utilize", "use")
+    rule = kinds.ReplacePhrase("utilize", "use")
     assert rule.followed("We won. We utilize tools.", "We won.") is None
     assert rule.followed("We utilize tools.", "We use tools.") is True
     assert rule.followed("We utilize tools.", "We utilize tools!") is False
 
 
 def test_length_limit_needs_a_cut_at_the_end():
-    rule = MaxSentences(2)
+    rule = kinds.MaxSentences(2)
     assert rule.followed("One. Two. Three.", "One. Two.") is True
     assert rule.followed("One. Two. Three.", "One. Three.") is None        # shorter by a deletion inside
     assert rule.followed("One. Two. Three.", "One. Two. Three!") is False
 
 
 def test_observe_gives_a_verdict_only_where_the_draft_offered_the_chance():
-    rule = RemoveClosing()
+    rule = kinds.RemoveClosing()
     signed, unsigned = "We won the game.\n\nBest,\nAl", "We won the game."
     assert observe([rule], signed, unsigned) == {rule.key: True}
     assert observe([rule], signed, signed) == {rule.key: False}
@@ -322,18 +314,18 @@ def test_observe_gives_a_verdict_only_where_the_draft_offered_the_chance():
 
 
 def test_rule_applies_where_it_was_learned_or_where_it_holds_everywhere():
-    local_only = RuleEvidence(RemoveClosing(), support=3, contradictions=9)     # precision 0.25 overall
+    local_only = RuleEvidence(kinds.RemoveClosing(), support=3, contradictions=9)     # precision 0.25 overall
     assert active_here(local_only, Counts(3, 0))       # active among the neighbours: 0.25³ = 0.016 is no chance
     assert not active_here(local_only, Counts(0, 2))
     assert not active_here(local_only, None)
-    now_and_then = RuleEvidence(RemoveClosing(), support=3, contradictions=5)   # precision 0.375 overall
+    now_and_then = RuleEvidence(kinds.RemoveClosing(), support=3, contradictions=5)   # precision 0.375 overall
     assert chance_of(Counts(2, 0), 0.375) == pytest.approx(0.375 ** 2)
     assert not active_here(now_and_then, Counts(2, 0))  # two of the user's 3 fixes being near is likely chance
     assert active_here(now_and_then, Counts(5, 0))
-    everywhere = RuleEvidence(NoExclamation(), support=9, contradictions=1)
+    everywhere = RuleEvidence(kinds.NoExclamation(), support=9, contradictions=1)
     assert active_here(everywhere, None)                                      # no local evidence: it holds
     assert not active_here(everywhere, Counts(0, 1))                          # a neighbour contradicts it
-    assert not active_here(RuleEvidence(NoExclamation(), 9, 0, enabled=False), Counts(5, 0))
+    assert not active_here(RuleEvidence(kinds.NoExclamation(), 9, 0, enabled=False), Counts(5, 0))
 
 
 def test_thresholds_validate():
@@ -345,8 +337,9 @@ def test_thresholds_validate():
 # -- applying in order ----------------------------------------------------------------------------------
 
 def test_apply_rules_fixed_order_and_idempotent():
-    rules = [OpeningLine("Dear colleagues,"), ClosingLine("Kind regards,"), NumberedList(), MaxSentences(3),
-             NoExclamation(), ReplacePhrase("utilize", "use"), DeletePhrase("I hope this email finds you well")]
+    rules = [kinds.OpeningLine("Dear colleagues,"), kinds.ClosingLine("Kind regards,"), kinds.NumberedList(),
+             kinds.MaxSentences(3), kinds.NoExclamation(), kinds.ReplacePhrase("utilize", "use"),
+             kinds.DeletePhrase("I hope this email finds you well")]
     draft = ("Hi team,\n\nI hope this email finds you well. We utilize a new method! It is fast. "
              "It is cheap. It is open.\n\nBest regards,\nAlex")
     out, applied = apply_rules(draft, rules)
@@ -354,19 +347,19 @@ def test_apply_rules_fixed_order_and_idempotent():
                    "Kind regards,")
     assert {r.kind for r in applied} == {r.kind for r in rules}
     assert apply_rules(out, rules) == (out, [])
-    assert apply_rules("Kind words only.", [ReplacePhrase("utilize", "use")]) == ("Kind words only.", [])
+    assert apply_rules("Kind words only.", [kinds.ReplacePhrase("utilize", "use")]) == ("Kind words only.", [])
 
 
 def test_appended_text_is_not_cut_by_a_length_limit():
-    rules = [MaxWords(6), EndText("How would you feel?")]
+    rules = [kinds.MaxWords(6), kinds.EndText("How would you feel?")]
     out, applied = apply_rules("One two three. Four five six. Seven eight nine.", rules)
     assert out == "One two three. Four five six. How would you feel?"
     assert apply_rules(out, rules) == (out, [])
 
 
 def test_loosest_limit_of_a_kind_applies():
-    out, applied = apply_rules("One. Two. Three. Four.", [MaxSentences(2), MaxSentences(3)])
-    assert out == "One. Two. Three." and applied == [MaxSentences(3)]
+    out, applied = apply_rules("One. Two. Three. Four.", [kinds.MaxSentences(2), kinds.MaxSentences(3)])
+    assert out == "One. Two. Three." and applied == [kinds.MaxSentences(3)]
 
 
 @pytest.mark.parametrize("op,train,new,rule,untouched", kind_cases())
@@ -379,7 +372,8 @@ def test_apply_rules_with_every_kind_is_idempotent(op, train, new, rule, untouch
 
 # -- serialisation and editing ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("rule", [c.values[3] for c in kind_cases()] + [MaxSentenceWords(15)], ids=lambda r: r.kind)
+@pytest.mark.parametrize("rule", [c.values[3] for c in kind_cases()] + [kinds.MaxSentenceWords(15)],
+                         ids=lambda r: r.kind)
 def test_round_trip(rule):
     data = json.loads(json.dumps(rule.to_dict()))
     assert rule_from_dict(data) == rule
@@ -408,24 +402,24 @@ def test_from_dict_validates(data, message):
 
 
 def test_with_text_changes_the_editable_part():
-    assert ReplacePhrase("utilize", "use").with_text("employ") == ReplacePhrase("utilize", "employ")
-    assert ClosingLine("Best, Lee").with_text("Cheers, Lee").describe() == "end with the line 'Cheers, Lee'"
-    assert MaxWords(60).with_text("45") == MaxWords(45)
-    assert MaxWords(60).text == "60" and NoExclamation().text is None
+    assert kinds.ReplacePhrase("utilize", "use").with_text("employ") == kinds.ReplacePhrase("utilize", "employ")
+    assert kinds.ClosingLine("Best, Lee").with_text("Cheers, Lee").describe() == "end with the line 'Cheers, Lee'"
+    assert kinds.MaxWords(60).with_text("45") == kinds.MaxWords(45)
+    assert kinds.MaxWords(60).text == "60" and kinds.NoExclamation().text is None
     for bad, message in [("", "must not be empty"), ("   ", "must not be empty"), ("x" * 201, "longer than 200")]:
         with pytest.raises(ValueError, match=message):
-            OpeningLine("Hey!").with_text(bad)
+            kinds.OpeningLine("Hey!").with_text(bad)
     with pytest.raises(ValueError, match="no text to change"):
-        NoExclamation().with_text("anything")
+        kinds.NoExclamation().with_text("anything")
     with pytest.raises(ValueError, match="whole number"):
-        MaxWords(60).with_text("sixty")
+        kinds.MaxWords(60).with_text("sixty")
 
 
 def test_describe_in_plain_words():
-    assert ReplacePhrase("utilize", "use").describe() == "replace 'utilize' with 'use'"
-    assert ClosingLine("Best, Lee").describe() == "end with the line 'Best, Lee'"
-    assert MaxWords(60).describe() == "at most 60 words"
-    assert MaxSentences(1).describe() == "at most 1 sentence"
+    assert kinds.ReplacePhrase("utilize", "use").describe() == "replace 'utilize' with 'use'"
+    assert kinds.ClosingLine("Best, Lee").describe() == "end with the line 'Best, Lee'"
+    assert kinds.MaxWords(60).describe() == "at most 60 words"
+    assert kinds.MaxSentences(1).describe() == "at most 1 sentence"
 
 
 # -- the product module stands alone; its text helpers agree with the simulated users' --------------------
@@ -498,9 +492,9 @@ def test_question_answer_user_learns_nothing_wrong():
 
 def _all_rules():
     return [c.values[3] for c in kind_cases()] + [
-        MaxSentenceWords(12), BulletList("*"), ClosingLine("Best,\nLee"),
-        OpeningLine("Once upon a time, here is what happened."), EndText("#research 🚀✨"),
-        DeletePhrase("Thank you for your time"), ReplacePhrase("it is", "it's"), MaxWords(20)]
+        kinds.MaxSentenceWords(12), kinds.BulletList("*"), kinds.ClosingLine("Best,\nLee"),
+        kinds.OpeningLine("Once upon a time, here is what happened."), kinds.EndText("#research 🚀✨"),
+        kinds.DeletePhrase("Thank you for your time"), kinds.ReplacePhrase("it is", "it's"), kinds.MaxWords(20)]
 
 
 def test_any_mix_of_rules_is_idempotent_on_any_draft():
@@ -520,7 +514,8 @@ def test_any_mix_of_rules_is_idempotent_on_any_draft():
 
 
 def test_a_body_cut_to_one_short_sentence_stays_the_body():
-    rules = [OpeningLine("Hey!"), MaxSentences(1), EndText("What do you think?"), ClosingLine("Kind regards,")]
+    rules = [kinds.OpeningLine("Hey!"), kinds.MaxSentences(1), kinds.EndText("What do you think?"),
+             kinds.ClosingLine("Kind regards,")]
     draft = ("Hi Sam,\n\nI hope this message finds you well. The match went to extra time and we won it on "
              "penalties.\n\nBest,\nAl")
     out, _ = apply_rules(draft, rules)

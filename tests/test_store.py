@@ -2,7 +2,7 @@ import sqlite3
 
 import numpy as np
 import pytest
-from stores import columns, count, execute, rows, tables
+from stores import columns, count, execute, job_counts, rows, tables
 
 from redline.store import SCHEMA_VERSION, Conflict, NotFound, SQLiteStore, now_iso
 
@@ -72,7 +72,7 @@ def test_submit_edit_is_idempotent_and_conflicts_on_other_text(fresh_store):
     assert not created2 and row2["created_at"] == row["created_at"]
     with pytest.raises(Conflict):
         fresh_store.submit_edit(iid, "something else", cost=3, is_edit=True)
-    assert fresh_store.jobs.counts() == {"pending": 1}
+    assert job_counts(fresh_store) == {"pending": 1}
     with pytest.raises(NotFound):
         fresh_store.submit_edit("nope", "x", cost=1, is_edit=True)
 
@@ -88,7 +88,7 @@ def test_complete_learning_is_atomic_and_once(fresh_store):
     assert pid is not None
     assert fresh_store.user_version(uid) == v0 + 1
     assert fresh_store.edit(iid)["preference_id"] == pid
-    assert fresh_store.jobs.counts() == {"done": 1}
+    assert job_counts(fresh_store) == {"done": 1}
     assert len(fresh_store.pairs(user_id=uid)) == 1
     first = fresh_store.pairs()[0]["id"]
     assert fresh_store.count_pairs() == 1 and fresh_store.count_pairs(since_id=first) == 0
@@ -262,7 +262,7 @@ def test_delete_user_leaves_no_row_that_references_the_user(fresh_store):
         store.complete_learning(learned, preference={"text": "short", "kind": "inferred",
                                                      "context_vector": np.ones(4, dtype=np.float32)},
                                 pair={"context": "ctx", "chosen": "kept", "rejected": "draft text"},
-                                router_state={"weights": [0.5, 0.5], "steps": 1},
+                                reward_state={"weights": [0.5, 0.5], "steps": 1},
                                 rules=_rule_evidence(learned))
         queued = _interaction(store, who)
         store.submit_edit(queued, "queued", cost=1, is_edit=True)  # a pending job
@@ -279,7 +279,7 @@ def test_delete_user_leaves_no_row_that_references_the_user(fresh_store):
                        "aggregations": 1, "interactions": 2, "users": 1, "rules": 1, "rule_observations": 1}
     assert store.rules.list(other)[0]["support"] == 1  # bob keeps his rule
     assert store.cached_aggregation(other, f"key-{other}") == f"combined for {other}"  # bob keeps his
-    assert store.count_preferences(other) == 1 and store.router_state(other) is not None
+    assert store.count_preferences(other) == 1 and store.reward_state(other) is not None
 
 
 def test_aggregations_belong_to_their_user_and_go_with_preference_changes(fresh_store):
@@ -336,7 +336,7 @@ def test_an_older_schema_opens_and_upgrades(tmp_path, version):
     assert {"raw_draft", "applied_rules"} <= {c[1] for c in store._sql.db.execute("PRAGMA table_info(interactions)")}
     store.cache_aggregation(uid, "k", "new")
     if version < 3:
-        assert store.router_state(uid) is None  # meaningless under the new reward: replayed at the next training
+        assert store.reward_state(uid) is None  # meaningless under the new reward: replayed at the next training
         assert [p["chosen"] for p in store.pairs_without_features(1)] == ["kept"]  # its features come later
     assert store.delete_user(uid)["aggregations"] == 1
     store.close()
@@ -361,7 +361,7 @@ def test_jobs_an_older_redline_failed_are_queued_again_by_the_upgrade(tmp_path):
     db.conn.commit()
     db.close()
     store = SQLiteStore(path)
-    assert store.jobs.counts() == {"pending": 3, "done": 1}
+    assert job_counts(store) == {"pending": 3, "done": 1}
     assert [(j["interaction_id"], j["attempts"]) for j in store.jobs.claim("me", limit=10)] == [
         ("i0", 1), ("i2", 1), ("i3", 2)]
     assert store.health.get("generator") is None and "error_kind" in store._sql.db["jobs"].columns_dict
@@ -399,7 +399,7 @@ def test_retrying_jobs_picks_by_cause_and_tenant(fresh_store):
     assert store.jobs.retry(error_kind="generator", tenant="t1") == 1
     assert store.jobs.retry(tenant="t2", waiting=False) == 1  # t2's parked one; the one backing off waits
     assert store.jobs.retry(tenant="t2") == 1
-    assert store.jobs.parked() == 1 and store.jobs.counts() == {"pending": 3, "parked": 1}
+    assert store.jobs.parked() == 1 and job_counts(store) == {"pending": 3, "parked": 1}
     assert {j["id"] for j in store.jobs.claim("me", limit=10)} == {ids["t1", "generator"], ids["t2", "generator"],
                                                                    ids["t2", "error"]}
     backing_off = ids["t1", "generator"]
@@ -467,7 +467,7 @@ def test_pair_features_are_stored_once_and_read_as_arrays(fresh_store):
     pair = {"context": "ctx", "chosen": "kept", "rejected": "draft text", "features": np.array([0.5, -1.0, 2.0]),
             "features_version": 7, "context_vector": np.full(4, 0.5, dtype=np.float32)}
     state = {"log_weights": [0.0], "sum": [0.5, -1.0, 2.0], "n": 1, "checkpoint": "ckpt-1"}
-    store.complete_learning(learned, preference=None, pair=pair, router_state=state)
+    store.complete_learning(learned, preference=None, pair=pair, reward_state=state)
     store.add_pairs([{"user_id": other, "context": "c", "chosen": "a", "rejected": "b",
                       "features": np.array([1.0, 2.0, 3.0]), "features_version": 7,
                       "context_vector": np.full(4, 0.25, dtype=np.float32)},
@@ -488,10 +488,10 @@ def test_pair_features_are_stored_once_and_read_as_arrays(fresh_store):
     assert store.pairs_without_features(7) == [] and store.count_pair_features(7, user_id=other) == 2
     assert len(store.pairs_without_features(8)) == 4  # a new feature version: every pair again
     assert store.count_pairs(until_id=data["ids"][0]) == 1 and store.count_pairs(since_id=data["ids"][0]) == 3
-    assert store.router_state(uid) == state
+    assert store.reward_state(uid) == state
     store.delete_user(other)
-    store.put_router_states({uid: {"n": 2}, other: {"n": 5}})  # bob is gone: no orphan row
-    assert store.router_state(uid) == {"n": 2} and store.router_state(other) is None
+    store.put_reward_states({uid: {"n": 2}, other: {"n": 5}})  # bob is gone: no orphan row
+    assert store.reward_state(uid) == {"n": 2} and store.reward_state(other) is None
     assert store.export_user(uid)["pairs"][0]["chosen"] == "kept"
     assert count(store, "pair_features", "user_id = ?", (other,)) == 0
 
@@ -628,7 +628,7 @@ def test_jobs_are_claimed_by_one_owner_with_a_lease_and_reclaimed_when_it_ends(f
     jobs.release([again[1]["id"]], owner="a")
     assert {j["claimed_by"] for j in rows(fresh_store, "SELECT * FROM jobs WHERE status = 'running'")} == {"b", "c"}
     assert jobs.renew("c", lease_seconds=60) == 2
-    assert jobs.release_owner("c") == 2 and jobs.counts() == {"pending": 2, "running": 1}
+    assert jobs.release_owner("c") == 2 and job_counts(fresh_store) == {"pending": 2, "running": 1}
     # a job held back (run_after ahead) is not claimable before then
     jobs.mark(again[0]["id"], "pending", owner=None, run_after="2999-01-01")
     assert [j["id"] for j in jobs.claim("d", limit=5)] == [again[1]["id"]]
@@ -657,7 +657,7 @@ def test_two_stores_on_one_database_never_claim_the_same_job(store_factory):
     for t in threads:
         t.join(60)
     assert len(claimed) == 300 and len(set(claimed)) == 300
-    assert stores[1].jobs.counts() == {"running": 300}
+    assert job_counts(stores[1]) == {"running": 300}
 
 
 def test_a_hard_delete_that_removes_pairs_queues_one_retrain_in_its_transaction(fresh_store):
@@ -666,10 +666,10 @@ def test_a_hard_delete_that_removes_pairs_queues_one_retrain_in_its_transaction(
     fresh_store.submit_edit(iid, "kept", cost=2, is_edit=True)
     other = fresh_store.user_id("t", "bob")  # no pairs: nothing to retrain for
     fresh_store.delete_user(other)
-    assert fresh_store.jobs.counts(kind="retrain") == {}
+    assert job_counts(fresh_store, kind="retrain") == {}
     fresh_store.complete_learning(iid, preference=None, pair={"context": "ctx", "chosen": "kept", "rejected": "d"})
     fresh_store.delete_user(uid)
-    assert fresh_store.jobs.counts(kind="retrain") == {"pending": 1} and fresh_store.jobs.counts(kind="learn") == {}
+    assert job_counts(fresh_store, kind="retrain") == {"pending": 1} and job_counts(fresh_store, kind="learn") == {}
     assert [j["kind"] for j in fresh_store.jobs.claim("a", kind="retrain")] == ["retrain"]
 
 

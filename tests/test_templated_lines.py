@@ -11,7 +11,8 @@ from redline.agent import GenerateOptions
 from redline.agent.edit_analysis import edit_evidence
 from redline.agent.rules import ClosingLine, EndText, OpeningLine, OpeningTemplate, mine, rule_from_dict
 from redline.evals.ops import build_operation
-from redline.testing import ScriptedGenerator
+
+from doubles import ScriptedGenerator
 
 WIKI = ("The text describes a system of rules that councils use to plan roads. It was first written in 1950, and "
         "it has been changed many times since. Most towns still follow it today.")

@@ -1,4 +1,4 @@
-"""The shared test helpers of ``redline.testing`` that tests and benchmarks lean on."""
+"""The shared test helpers of ``doubles`` (the test doubles, in tests/) that tests and benchmarks lean on."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 
-from redline.testing.server import wait_ready
+from doubles.server import wait_ready
 
 
 def _free_port() -> int:

@@ -7,8 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from redline.testing.browser import chromium_page, why_no_browser
-
+from doubles.browser import chromium_page, why_no_browser
 from servers import create_key, scripted_server, wait_learned
 
 pytestmark = [pytest.mark.integration,

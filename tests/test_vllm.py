@@ -121,7 +121,8 @@ def test_learning_loop_through_vllm(make_agent, vllm_url):
 @pytest.mark.parametrize("strategy", ["best_of_n", "rps"])
 def test_selection_strategies_through_vllm(make_agent, recorded, strategy):
     from redline.agent import GenerateOptions
-    from redline.testing import ScriptedGenerator
+
+    from doubles import ScriptedGenerator
 
     generator, transport = recorded
     said = iter(range(10**6))

@@ -1,8 +1,9 @@
 """A scripted OpenAI-compatible generator server (no language model), for API tests and benchmarks: the API
 processes and the learner of a real ``redline serve`` (``REDLINE_GENERATOR=openai``) all call it.
 
-``python -m redline.testing.server --port 0`` answers ``POST /v1/chat/completions`` (``n`` choices; ``stream`` too)
-with ``scripted_answer`` of the prompt (what ``ScriptedGenerator`` answers in process) and ``GET /v1/models``.
+``PYTHONPATH=tests python -m doubles.server --port 0`` answers ``POST /v1/chat/completions`` (``n`` choices;
+``stream`` too) with ``scripted_answer`` of the prompt (what ``ScriptedGenerator`` answers in process) and
+``GET /v1/models``.
 ``GET /stats`` counts the calls by kind: ``draft`` (task prompts), ``revision``, ``inference`` (a preference inferred
 from an edit), ``aggregation`` and ``other``; ``/stats?subjects=1`` adds how often each kept text was inferred
 from, so a crash test counts the inferences per edit, not only the rows.

@@ -8,8 +8,8 @@ limit is a number), which the stored rule decides, not the request. ``positive_d
 answer as a schema-valid request rejected; ``positive_data_acceptance_but_state_rules`` is the same check with
 exactly those answers let through (route, status and error message or code must all match), and stands in for it.
 
-As a hooks module: ``SCHEMATHESIS_HOOKS=redline.testing.conformance schemathesis run URL/openapi.json --checks all
---exclude-checks positive_data_acceptance``.
+As a hooks module: ``PYTHONPATH=tests SCHEMATHESIS_HOOKS=doubles.conformance schemathesis run URL/openapi.json
+--checks all --exclude-checks positive_data_acceptance``.
 """
 
 from __future__ import annotations
