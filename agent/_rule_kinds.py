@@ -337,6 +337,23 @@ def _ends_with(ending: str, text: str) -> bool:
     return have[-len(want):] == want
 
 
+def _without_edge_sentence(line: str, text: str, *, last: bool) -> str:
+    """``text`` without its first (or ``last``) sentence when that sentence is ``line`` written inside a longer line
+    of text: a frame line added above (below) it would otherwise say the same sentence twice. A line that is only
+    that sentence, or a list item, stays as it is."""
+    rows = text.split("\n")
+    at = next((i for i in (range(len(rows) - 1, -1, -1) if last else range(len(rows))) if rows[i].strip()), None)
+    if at is None or tx.MARKER.match(rows[at]):
+        return text
+    pieces = tx.sentence_pieces(rows[at])
+    edge = pieces[-1] if last else pieces[0]
+    if len(pieces) < 2 or tx.norm(edge) != tx.norm(line):
+        return text
+    row = rows[at]
+    rows[at] = row[:row.rindex(edge)].rstrip() if last else row[row.index(edge) + len(edge):].lstrip()
+    return "\n".join(rows)
+
+
 def _append(ending: str, body: str) -> str:
     marker = tx.list_marker(body)
     if marker == "1.":
@@ -365,6 +382,8 @@ def _ends_with_lines(line: str, text: str) -> bool:
 
 
 def _close_with(line: str, text: str) -> str:
+    if "\n" not in line:
+        text = _without_edge_sentence(line, text, last=True)
     head, body, tail = tx.split_frame(text)
     if tx.is_closing(tail):
         tail = []          # the line replaces another sign-off
@@ -377,7 +396,7 @@ def _starts_with(line: str, text: str) -> bool:
 
 
 def _open_with(line: str, text: str) -> str:
-    head, body, tail = tx.split_frame(text)
+    head, body, tail = tx.split_frame(_without_edge_sentence(line, text, last=False))
     if tx.GREETING.match(line):
         # a greeting replaces the draft's greeting: a greeting line goes; "Hi Sam, I hope ..." at the start of the
         # first line loses its greeting (no second greeting under the new one)

@@ -17,6 +17,7 @@ import pytest
 from redline import text as tx
 from redline.agent import rules as kinds  # the rule kinds, as kinds.ReplacePhrase, ...
 from redline.agent.editcost import edit_cost
+from redline.agent.generators.loops import loops
 from redline.agent.rules import (
     KINDS,
     Counts,
@@ -355,6 +356,24 @@ def test_appended_text_is_not_cut_by_a_length_limit():
     out, applied = apply_rules("One two three. Four five six. Seven eight nine.", rules)
     assert out == "One two three. Four five six. How would you feel?"
     assert apply_rules(out, rules) == (out, [])
+
+
+@pytest.mark.parametrize("rule,draft,expected", [
+    # the draft already opens (closes) with the line's sentence inside a longer line: the rule makes it a line of
+    # its own instead of writing it a second time (drafts and rules of a 40-round summarize run, redline)
+    (kinds.OpeningLine("Ever wondered what comes next?"),
+     "Ever wondered what comes next? FGN is a challenging task. Chinese characters carry glyph information.",
+     "Ever wondered what comes next?\n\nFGN is a challenging task. Chinese characters carry glyph information."),
+    (kinds.ClosingLine("How would you feel?"), "You walk in. It rains. How would you feel?",
+     "You walk in. It rains.\n\nHow would you feel?"),
+    (kinds.ClosingLine("How would you feel?"), "TL;DR: How would you feel? How would you feel?",
+     "TL;DR: How would you feel?\n\nHow would you feel?"),
+])
+def test_frame_line_rules_do_not_repeat_a_sentence_the_draft_has(rule, draft, expected):
+    out, _ = apply_rules(draft, [rule])
+    assert out == expected
+    assert not loops(out)
+    assert apply_rules(out, [rule]) == (out, [])
 
 
 def test_loosest_limit_of_a_kind_applies():

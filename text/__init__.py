@@ -252,7 +252,9 @@ def split_frame(text: str, *, give_back: bool = True) -> tuple[list[str], str, l
 
 
 def join_frame(head: list[str], body: str, tail: list[str]) -> str:
-    parts = ["\n".join(head)] if head else []
+    # head lines share a paragraph only when each reads as a frame line by itself; a line taken for one because it
+    # stood alone ("Once upon a time, ...") keeps a paragraph of its own, so split_frame reads the text back the same
+    parts = [("\n" if all(is_head(h) for h in head) else "\n\n").join(head)] if head else []
     if body.strip():
         parts.append(body.strip())
     if tail:
