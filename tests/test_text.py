@@ -98,6 +98,17 @@ def test_greetings_closings_and_frames():
     assert ops.split_frame(email) == tx.split_frame(email)
 
 
+def test_frames_read_back_as_written():
+    # a short list item alone in its paragraph is the body's first (last) item, not a frame line
+    text = "Dear Dr. Lee,\n\n1. I am writing to share a quick update.\n\nWhat do you think happened next?"
+    assert tx.split_frame(text) == (["Dear Dr. Lee,"], "1. I am writing to share a quick update.",
+                                    ["What do you think happened next?"])
+    # head lines joined into one text are split the same way again, also a line that is a frame line only alone
+    for head in (["Hi Sam,"], ["# Title", "Hi Sam,"], ["Once upon a time, here is what happened.", "Hi team,"]):
+        joined = tx.join_frame(head, "We met on Monday. It went well.", ["Best,", "Al"])
+        assert tx.split_frame(joined) == (head, "We met on Monday. It went well.", ["Best,", "Al"])
+
+
 def test_every_reader_counts_the_same_sentences_and_words():
     text = "Hi Ann,\n\nDr. Lee met the U.S. team. It grew 3.5%! 🎉\n\n- One item\n- Another item\n\nBest,\nBo"
     shape = TextShape.of(text)

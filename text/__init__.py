@@ -225,8 +225,8 @@ def split_frame(text: str, *, give_back: bool = True) -> tuple[list[str], str, l
             rest = "\n".join(first[1:]).strip()
             paragraphs = ([rest] if rest else []) + paragraphs[1:]
             guessed_head = False
-        elif len(paragraphs) > 1 and len(first) == 1 and len(first[0].split()) <= 10:
-            head.append(first[0])
+        elif len(paragraphs) > 1 and len(first) == 1 and len(first[0].split()) <= 10 and not MARKER.match(first[0]):
+            head.append(first[0])  # a short line alone above more text, not a list item: a frame line
             paragraphs = paragraphs[1:]
             guessed_head = True
         else:
@@ -239,7 +239,7 @@ def split_frame(text: str, *, give_back: bool = True) -> tuple[list[str], str, l
             tail = last[-2:]
         elif CLOSING.match(last[-1].strip()) and len(last[-1].split()) <= 8:
             tail = last[-1:]
-        elif len(paragraphs) > 1 and len(last) == 1 and len(last[0].split()) <= 10:
+        elif len(paragraphs) > 1 and len(last) == 1 and len(last[0].split()) <= 10 and not MARKER.match(last[0]):
             tail, guessed_tail = last, True
         if tail:
             rest = "\n".join(last[:len(last) - len(tail)]).strip()
