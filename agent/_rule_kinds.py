@@ -333,7 +333,9 @@ def _list_opportunity(rule, draft: str) -> bool:
 
 def _ends_with(ending: str, text: str) -> bool:
     want = [t.lower() for t in tx.PHRASE_TOKEN.findall(ending)]
-    have = [t.lower() for t in tx.PHRASE_TOKEN.findall(tx.body_of(text))]
+    head, body, _ = tx.split_frame(text)
+    # a text that is all frame ("TL;DR: ... How would you feel?") ends where its head ends
+    have = [t.lower() for t in tx.PHRASE_TOKEN.findall(body if body.strip() else "\n".join(head))]
     return have[-len(want):] == want
 
 

@@ -335,6 +335,8 @@ def _pipeline(text: str, rules: list[Rule]) -> tuple[str, list[Rule]]:
             head, body, tail = tx.split_frame(stripped)
             toks = list(tx.PHRASE_TOKEN.finditer(body))
             n = len(tx.PHRASE_TOKEN.findall(r.ending))
+            if len(toks) < n:  # the ending closes a frame line, not the body: nothing to set aside
+                continue
             cut = toks[-n].start()
             rest = re.sub(rf"\n?[ \t]*{tx.LIST_MARK}?[ \t]*\Z", "", body[:cut]).rstrip()
             stripped = tx.join_frame(head, rest, tail) if rest else stripped

@@ -368,6 +368,9 @@ def test_appended_text_is_not_cut_by_a_length_limit():
      "You walk in. It rains.\n\nHow would you feel?"),
     (kinds.ClosingLine("How would you feel?"), "TL;DR: How would you feel? How would you feel?",
      "TL;DR: How would you feel?\n\nHow would you feel?"),
+    # a text that is all frame line already ends with the ending: nothing to append
+    (kinds.EndText("How would you feel?"), "TL;DR: You feel shy. How would you feel?",
+     "TL;DR: You feel shy. How would you feel?"),
 ])
 def test_frame_line_rules_do_not_repeat_a_sentence_the_draft_has(rule, draft, expected):
     out, _ = apply_rules(draft, [rule])
