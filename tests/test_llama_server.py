@@ -105,6 +105,33 @@ def test_the_server_dies_with_the_process_that_started_it(smollm_gguf, tmp_path)
         pytest.fail("llama-server outlived its owner")
 
 
+def test_an_owner_that_exits_with_threads_leaves_no_server_behind(smollm_gguf, tmp_path):
+    """The death signal comes once per thread of the owner that ends after the one that started the server; a
+    second SIGTERM made llama-server call exit() in its signal handler, where it could hang for ever (seen
+    after a test run). Three owners with 40 idle threads each exit without stopping their server."""
+    log = tmp_path / "ls.log"
+    script = (f"import sys, threading, time\n"
+              f"from redline.agent.generators.llama_server import LlamaServer\n"
+              f"s = LlamaServer({str(smollm_gguf)!r}, slots=1, context=1024, log_path={str(log)!r}).start()\n"
+              f"print(s._proc.pid, flush=True)\n"
+              f"for _ in range(40): threading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n"
+              f"sys.exit(0)\n")
+    for _ in range(3):
+        owner = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120, check=True)
+        pid = int(owner.stdout.split()[0])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            pytest.fail("llama-server outlived its owner")
+    assert "second interrupt" not in log.read_text(errors="replace")
+
+
 def test_generator_server_command_serves_until_sigterm(tmp_path):
     env = dict(os.environ, REDLINE_DATA_DIR=str(tmp_path / "data"), REDLINE_GENERATOR_MODEL="smollm2",
                REDLINE_GENERATOR_SLOTS="1", REDLINE_GENERATOR_CONTEXT="2048")

@@ -82,15 +82,20 @@ def _free_port(host: str) -> int:
 
 
 def die_with_parent():
-    """Linux: a function for ``preexec_fn`` that makes the child get SIGTERM when the thread that started it ends.
+    """Linux: a function for ``preexec_fn`` that makes the child get SIGKILL when the thread that started it ends.
     That thread lives as long as the child, so it ends when the parent process dies (even by SIGKILL): no
-    llama-server outlives the redline process that owned it. Loaded before the fork (no import in the child)."""
+    llama-server outlives the redline process that owned it. Loaded before the fork (no import in the child).
+
+    SIGKILL, not SIGTERM: as the owner's threads end one after another the kernel hands the child to the next one
+    and signals it again each time, and llama-server answers a second SIGTERM by calling exit() inside its signal
+    handler, which can deadlock in its cleanup (one such orphan slept forever with SIGTERM blocked after a test
+    run). The server keeps nothing worth flushing; ``LlamaServer.stop`` still stops it gracefully."""
     if sys.platform != "linux":
         return None
     import ctypes
 
     prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
-    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    return lambda: prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 class LlamaServer:
