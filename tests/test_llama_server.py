@@ -19,6 +19,8 @@ from redline.agent.generators.llama_backend import LlamaServerGenerator
 from redline.agent.generators.llama_server import LlamaServer
 from redline.agent.generators.model_files import ensure_gguf
 
+from servers import wait_until
+
 pytestmark = pytest.mark.integration
 PROMPT = [{"role": "user", "content": "Write a short paragraph about the sea."}]
 
@@ -83,6 +85,22 @@ def test_background_work_waits_for_the_request_being_decoded(served):
     assert done == ["request", "background"]
 
 
+def _assert_gone(pid: int, within: float = 20) -> None:
+    """Fails (and kills it) when process ``pid`` still runs ``within`` seconds from now."""
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    try:
+        wait_until(gone, within, "llama-server outlived its owner", every=0.1)
+    except AssertionError:
+        os.kill(pid, signal.SIGKILL)
+        raise
+
+
 def test_the_server_dies_with_the_process_that_started_it(smollm_gguf, tmp_path):
     script = (f"from redline.agent.generators.llama_server import LlamaServer\n"
               f"s = LlamaServer({str(smollm_gguf)!r}, slots=1, context=1024).start()\n"
@@ -93,16 +111,7 @@ def test_the_server_dies_with_the_process_that_started_it(smollm_gguf, tmp_path)
     os.kill(pid, 0)  # running
     owner.kill()  # SIGKILL: no cleanup code runs in the owner
     owner.wait()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        os.kill(pid, signal.SIGKILL)
-        pytest.fail("llama-server outlived its owner")
+    _assert_gone(pid)
 
 
 def test_an_owner_that_exits_with_threads_leaves_no_server_behind(smollm_gguf, tmp_path):
@@ -118,17 +127,7 @@ def test_an_owner_that_exits_with_threads_leaves_no_server_behind(smollm_gguf, t
               f"sys.exit(0)\n")
     for _ in range(3):
         owner = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120, check=True)
-        pid = int(owner.stdout.split()[0])
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(pid, signal.SIGKILL)
-            pytest.fail("llama-server outlived its owner")
+        _assert_gone(int(owner.stdout.split()[0]))
     assert "second interrupt" not in log.read_text(errors="replace")
 
 
