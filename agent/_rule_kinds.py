@@ -356,6 +356,16 @@ def _without_edge_sentence(line: str, text: str, *, last: bool) -> str:
     return "\n".join(rows)
 
 
+def _without_copies(line: str, text: str) -> str:
+    """``text`` without the lines that say ``line`` (same words), wherever they stand: a frame line the rule puts at
+    an edge moves there instead of being written twice. List items stay."""
+    rows = text.split("\n")
+    kept = [r for r in rows if not r.strip() or tx.MARKER.match(r) or tx.norm(r) != tx.norm(line)]
+    if len(kept) == len(rows):
+        return text
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip("\n")
+
+
 def _append(ending: str, body: str) -> str:
     marker = tx.list_marker(body)
     if marker == "1.":
@@ -385,7 +395,7 @@ def _ends_with_lines(line: str, text: str) -> bool:
 
 def _close_with(line: str, text: str) -> str:
     if "\n" not in line:
-        text = _without_edge_sentence(line, text, last=True)
+        text = _without_edge_sentence(line, _without_copies(line, text), last=True)
     head, body, tail = tx.split_frame(text)
     if tx.is_closing(tail):
         tail = []          # the line replaces another sign-off
@@ -398,7 +408,7 @@ def _starts_with(line: str, text: str) -> bool:
 
 
 def _open_with(line: str, text: str) -> str:
-    head, body, tail = tx.split_frame(_without_edge_sentence(line, text, last=False))
+    head, body, tail = tx.split_frame(_without_edge_sentence(line, _without_copies(line, text), last=False))
     if tx.GREETING.match(line):
         # a greeting replaces the draft's greeting: a greeting line goes; "Hi Sam, I hope ..." at the start of the
         # first line loses its greeting (no second greeting under the new one)

@@ -371,6 +371,13 @@ def test_appended_text_is_not_cut_by_a_length_limit():
     # a text that is all frame line already ends with the ending: nothing to append
     (kinds.EndText("How would you feel?"), "TL;DR: You feel shy. How would you feel?",
      "TL;DR: You feel shy. How would you feel?"),
+    # the draft has the closing line as a line of its own, but not at the end: the line moves there (two of the
+    # three looping drafts of a 40-round email run, 2026-12-06)
+    (kinds.ClosingLine("Thank you so much for your time,"),
+     "Hi there,\n\nThank you so much for your time.\n\nI'm writing about the IP address blocked on Wikipedia.",
+     "Hi there,\n\nI'm writing about the IP address blocked on Wikipedia.\n\nThank you so much for your time,"),
+    (kinds.OpeningLine("Hi there,"), "Thanks for the notes.\n\nHi there,\n\nThe launch moves to May.",
+     "Hi there,\n\nThanks for the notes.\n\nThe launch moves to May."),
 ])
 def test_frame_line_rules_do_not_repeat_a_sentence_the_draft_has(rule, draft, expected):
     out, _ = apply_rules(draft, [rule])
