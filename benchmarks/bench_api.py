@@ -17,7 +17,7 @@ edits at each concurrency with the learner (and any retrain) running.
 ``--learning``: a 32-client edit load for ``--learning-seconds``, sampling /metrics: edits accepted, learned jobs per
 second during and after the load, the queue's depth (its peak and its samples), the time to drain it after the load,
 the retrains that ran meanwhile, and the shutdown. ``--retrieval``: the server's retrieval time per /generate on
-stores of 100 and of 10,000 users. ``--profile DIR``: py-spy records every redline process (``pip install py-spy``)
+stores of 100 and of 10,000 users, for 1 and 8 clients, to users whose index the process builds (cold) or holds (warm). ``--profile DIR``: py-spy records every redline process (``pip install py-spy``)
 during the edit load at the highest concurrency (default run) or the whole load (``--learning``), one folded-stack
 file per process, and prints where the time goes. Each mode updates its own part of ``--out``; every figure is
 stamped with the machine's load average (``uptime``) before and after.
@@ -542,22 +542,34 @@ def learning_run(args, api_workers: int, rng: np.random.Generator) -> dict:
 
 
 def retrieval_run(args, rng: np.random.Generator) -> dict:
-    """The server's retrieve_ms per /generate (8 clients, random users) on a store of 100 and of 10,000 users with
-    the same history per user (one API process)."""
+    """The server's retrieve_ms per /generate on a store of 100 and of 10,000 users with the same history per user
+    (one API process), for 1 and 8 clients, cold and warm. Cold: each request the first for its user, so the
+    process builds the user's index from the store (the store's vectors read, a FAISS index made); warm: requests
+    to users whose index the process holds (the user's version still read from the store, then a search). One
+    client times the work; eight add a request thread's wait for the interpreter while the others run."""
     out = {"load_average_at_start": load_average()}
     for users in (100, 10_000):
         sized = argparse.Namespace(**{**vars(args), "users": users, "edits": args.retrieval_edits})
         with tempfile.TemporaryDirectory(prefix="redline-bench-") as tmp:
             stack, key, names, _, counts = seeded_stack(Path(tmp), sized, 1, 0, rng)
+            picked = [str(n) for n in rng.choice(names, 64, replace=False)]  # 64 < the 256 indexes a process keeps
+            out[str(users)] = {"store_rows": counts}
             try:
-                res = run(stack.url, key, 8, generate_requests(names, rng, args.generate_requests),
-                          f"retrieval {users}")
+                for clients, cold_users in ((1, picked[:32]), (8, picked[32:])):
+                    cold = run(stack.url, key, clients, [("/v1/generate", {
+                        "user": u, "context": " ".join(rng.choice(WORDS, 80))}) for u in cold_users],
+                        f"retrieval {users}, {clients} clients, cold")
+                    warm = run(stack.url, key, clients, generate_requests(picked, rng, args.generate_requests),
+                               f"retrieval {users}, {clients} clients, warm")
+                    out[str(users)][f"clients_{clients}"] = {
+                        f"{name}_{k}": res[k] for name, res in (("cold", cold), ("warm", warm))
+                        for k in ("retrieve_p50_ms", "retrieve_p95_ms", "p50_ms")}
             finally:
                 stack.stop()
-        out[str(users)] = {"store_rows": counts, "retrieve_p50_ms": res["retrieve_p50_ms"],
-                           "retrieve_p95_ms": res["retrieve_p95_ms"], "generate_p50_ms": res["p50_ms"],
-                           "load_average_after": res["load_average_after"]}
-    out["retrieve_p50_ratio_10000_over_100"] = round(out["10000"]["retrieve_p50_ms"] / out["100"]["retrieve_p50_ms"], 2)
+    for clients in (1, 8):
+        for name in ("cold", "warm"):
+            p50 = [out[str(users)][f"clients_{clients}"][f"{name}_retrieve_p50_ms"] for users in (100, 10_000)]
+            out[f"{name}_retrieve_p50_ratio_10000_over_100_clients_{clients}"] = round(p50[1] / p50[0], 2)
     return out
 
 
