@@ -17,9 +17,10 @@ edits at each concurrency with the learner (and any retrain) running.
 ``--learning``: a 32-client edit load for ``--learning-seconds``, sampling /metrics: edits accepted, learned jobs per
 second during and after the load, the queue's depth (its peak and its samples), the time to drain it after the load,
 the retrains that ran meanwhile, and the shutdown. ``--retrieval``: the server's retrieval time per /generate on
-stores of 100 and of 10,000 users, for 1 and 8 clients, to users whose index the process builds (cold) or holds (warm). ``--profile DIR``: py-spy records every redline process (``pip install py-spy``)
-during the edit load at the highest concurrency (default run) or the whole load (``--learning``), one folded-stack
-file per process, and prints where the time goes. Each mode updates its own part of ``--out``; every figure is
+stores of 100 and of 10,000 users, for 1 and 8 clients, to users whose index the process builds (cold) or holds
+(warm). ``--profile DIR``: py-spy records every redline process (``pip install py-spy``) during the edit load at
+the highest concurrency (default run) or the whole load (``--learning``), one folded-stack file per process, and
+prints where the time goes. Each mode updates its own part of ``--out``; every figure is
 stamped with the machine's load average (``uptime``) before and after.
 
     .venv/bin/python benchmarks/bench_api.py                      # 1000 users x 50 edits; 1 and 2 API processes
