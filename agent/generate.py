@@ -283,7 +283,7 @@ class GenerationPipeline:
         if stream:
             greedy = yield from self._stream_draft(generator, prompt_list[0], params)
         else:
-            greedy = self._without_loop(generator.generate(prompt_list, params)[0])
+            greedy = self._without_echo_or_loop(generator.generate(prompt_list, params)[0])
         drafts = _Drafts(prompt_list, [0], [Candidate(greedy.texts[0], target.preference, target.source, "greedy")],
                          greedy.prompt_tokens, greedy.completion_tokens)
         alternatives = plan[1:]
@@ -301,7 +301,7 @@ class GenerationPipeline:
         outs = generator.generate(more, dataclasses.replace(
             params, n=layout.n, temperature=self.settings.reward_candidate_temperature, seed=drafts.seed))
         kind = "revision" if drafts.mode == "revisions" else "sample"
-        outs = [self._without_loop(o) for o in outs]
+        outs = [self._without_echo_or_loop(o) for o in outs]
         for item, (i, j) in zip(alternatives, layout.slots):
             drafts.candidates.append(Candidate(outs[i].texts[j], item.preference, item.source, kind))
             drafts.prompt_of.append(len(prompt_list) + i)
@@ -345,10 +345,12 @@ class GenerationPipeline:
             yield TextDelta(rest)
         return generation
 
-    def _without_loop(self, generation: Generation) -> Generation:
-        """``generation`` with every text cut at its first repeated sentence (the loop guard), or as it is."""
-        if self.settings.loop_guard == "cut":
-            generation.texts = [cut_loop(t) for t in generation.texts]
+    def _without_echo_or_loop(self, generation: Generation) -> Generation:
+        """``generation`` with every text cut where it starts writing back the prompt's instructions, and at its
+        first repeated sentence (the loop guard, unless off). A streamed draft is shown as it decodes: only the
+        loop guard applies to it."""
+        texts = [prompts.without_echo(t) for t in generation.texts]
+        generation.texts = [cut_loop(t) for t in texts] if self.settings.loop_guard == "cut" else texts
         return generation
 
     def _apply_rules(self, active: list | None, candidates: list[Candidate]) -> dict[int, dict] | None:

@@ -5,12 +5,13 @@ Templates are plain ``str.format`` strings; builders below turn them into chat m
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 from redline.text import LIST_ITEM
 
 __all__ = ["TASKS", "task_prompt", "revision_prompt", "inference_prompt", "aggregation_prompt", "clean_preference",
-           "icl_edit_history", "user_judge_prompt", "user_rewrite_prompt"]
+           "without_echo", "icl_edit_history", "user_judge_prompt", "user_rewrite_prompt"]
 
 SYSTEM = "You are a writing assistant. Answer with the requested text only, without preamble."
 
@@ -89,6 +90,24 @@ def inference_prompt(task: str, edited: str, evidence: Sequence[str], *, edited_
 def aggregation_prompt(preferences: Sequence[str]) -> list[dict]:
     listed = "\n".join(f"- {p}" for p in preferences)
     return [{"role": "user", "content": AGGREGATE_PREFERENCES.format(preferences=listed)}]
+
+
+# Words of the instructions above that a small generator sometimes writes back after its answer ("...\n\nWrite it to
+# suit this user's preference: brief."): never words of the user's text.
+ECHOED_INSTRUCTION = re.compile(r"to suit this user's preference|answer with the (?:revised )?text only|"
+                                r"answer with the requested text only", re.IGNORECASE)
+
+
+def without_echo(text: str) -> str:
+    """``text`` cut before the sentence or line where it starts repeating redline's own instructions; as it is when
+    it has none, or when nothing would be left."""
+    m = ECHOED_INSTRUCTION.search(text)
+    if m is None:
+        return text
+    before = text[:m.start()]
+    start = max(before.rfind("\n"), *(before.rfind(end) + 1 for end in (". ", "! ", "? ")))
+    kept = text[:start].rstrip() if start > 0 else ""
+    return kept or text
 
 
 def clean_preference(text: str, *, max_words: int = 40) -> str:

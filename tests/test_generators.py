@@ -11,7 +11,7 @@ import threading
 import httpx
 import pytest
 
-from redline.agent import GenerationParams, GeneratorUnavailable
+from redline.agent import GenerateOptions, GenerationParams, GeneratorUnavailable
 from redline.agent.generators import RequestsFirst, model_files, stream_generation
 from redline.agent.generators import llama_server as llama_server_module
 from redline.agent.generators.llama_backend import LlamaServerGenerator
@@ -277,3 +277,16 @@ def test_a_stream_without_a_loop_adds_up_to_the_stored_text(make_agent):
     events = list(agent.generate_stream("bo", "An article about schools."))
     assert "".join(e.text for e in events if isinstance(e, TextDelta)) == text == events[-1].text
     assert agent.store.interaction(events[-1].interaction_id)["draft"] == text
+
+
+def test_a_draft_that_writes_the_prompt_back_is_cut_before_it(make_agent):
+    def echo(prompt, i):  # answers, then repeats the preference line of the prompt it was given
+        asked = prompt[-1]["content"]
+        tail = asked[asked.index("Write it to suit"):] if "Write it to suit" in asked else ""
+        return "The council expands the bike lanes." + (f"\n\n{tail}" if tail else "")
+
+    agent = make_agent(ScriptedGenerator(echo))
+    result = agent.generate("ann", "An article about bike lanes.", options=GenerateOptions(preference="brief"))
+    assert "suit this user's preference" in result.prompt[-1]["content"]
+    assert result.text == "The council expands the bike lanes."
+    assert agent.store.interaction(result.interaction_id)["draft"] == result.text

@@ -46,3 +46,22 @@ def test_clean_preference_caps_words():
     assert len(prompts.clean_preference("word " * 100, max_words=10).split()) == 10
 
 
+
+
+@pytest.mark.parametrize("text,kept", [
+    # drafts and revisions of the 2026-12-06 runs (email, summarize, CoAuthor) that wrote the prompt back
+    ("Hi there,\n\nThank you so much for your time.\n\nYou are a writing assistant, and I am writing to suit this "
+     "user's preference: start with the line 'Hi there,'; addresses the reader as 'you'.",
+     "Hi there,\n\nThank you so much for your time."),
+    ("The couple's relationship has been good for many years.\n\nRevise the draft to suit this user's preference: "
+     "asks questions; more detailed. Keep its content.", "The couple's relationship has been good for many years."),
+    ("He had tried being a white guy, a black guy.\n\nWrite it to suit this user's preference: Small rewording; "
+     "brief.", "He had tried being a white guy, a black guy."),
+    ("The launch moves to May. Answer with the revised text only.", "The launch moves to May."),
+    # nothing to cut, or nothing would be left
+    ("The launch moves to May. It suits the team.", "The launch moves to May. It suits the team."),
+    ("Write it to suit this user's preference: brief.", "Write it to suit this user's preference: brief."),
+])
+def test_without_echo_cuts_the_instructions_a_generator_writes_back(text, kept):
+    assert prompts.without_echo(text) == kept
+    assert prompts.without_echo(kept) == kept
