@@ -357,11 +357,18 @@ def _without_edge_sentence(line: str, text: str, *, last: bool) -> str:
 
 
 def _without_copies(line: str, text: str) -> str:
-    """``text`` without the lines that say ``line`` (same words), wherever they stand: a frame line the rule puts at
-    an edge moves there instead of being written twice. List items stay."""
-    rows = text.split("\n")
-    kept = [r for r in rows if not r.strip() or tx.MARKER.match(r) or tx.norm(r) != tx.norm(line)]
-    if len(kept) == len(rows):
+    """``text`` without the lines, and the sentences inside longer lines, that say ``line`` (same words), wherever
+    they stand: a frame line the rule puts at an edge moves there instead of being written twice. List items and
+    labelled lines ('Subject: ...') stay."""
+    want, rows, kept = tx.norm(line), text.split("\n"), []
+    for row in rows:
+        if not row.strip() or tx.MARKER.match(row) or tx.LINE_LABEL.match(row.strip()):
+            kept.append(row)
+        elif tx.norm(row) != want:
+            pieces = tx.sentence_pieces(row)
+            rest = [p for p in pieces if tx.norm(p) != want]
+            kept.append(row if len(rest) == len(pieces) else " ".join(rest))
+    if kept == rows:
         return text
     return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip("\n")
 

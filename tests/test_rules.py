@@ -378,6 +378,10 @@ def test_appended_text_is_not_cut_by_a_length_limit():
      "Hi there,\n\nI'm writing about the IP address blocked on Wikipedia.\n\nThank you so much for your time,"),
     (kinds.OpeningLine("Hi there,"), "Thanks for the notes.\n\nHi there,\n\nThe launch moves to May.",
      "Hi there,\n\nThanks for the notes.\n\nThe launch moves to May."),
+    # ... or as the first sentence of a paragraph (the loop left in the email run with both fixes above)
+    (kinds.ClosingLine("Thank you so much for your time,"),
+     "Hi there,\n\nThank you so much for your time. Craig Mundie will pursue philanthropy. Ray Ozzie takes over.",
+     "Hi there,\n\nCraig Mundie will pursue philanthropy. Ray Ozzie takes over.\n\nThank you so much for your time,"),
 ])
 def test_frame_line_rules_do_not_repeat_a_sentence_the_draft_has(rule, draft, expected):
     out, _ = apply_rules(draft, [rule])
