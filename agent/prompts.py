@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from redline.text import LIST_ITEM
+from redline.text import LIST_ITEM, sentence_pieces
 
 __all__ = ["TASKS", "task_prompt", "revision_prompt", "inference_prompt", "aggregation_prompt", "clean_preference",
            "without_echo", "icl_edit_history", "user_judge_prompt", "user_rewrite_prompt"]
@@ -104,9 +104,17 @@ def without_echo(text: str) -> str:
     m = ECHOED_INSTRUCTION.search(text)
     if m is None:
         return text
-    before = text[:m.start()]
-    start = max(before.rfind("\n"), *(before.rfind(end) + 1 for end in (". ", "! ", "? ")))
-    kept = text[:start].rstrip() if start > 0 else ""
+    line_start = text.rfind("\n", 0, m.start()) + 1
+    line_end = text.find("\n", m.end())
+    line = text[line_start:line_end if line_end >= 0 else len(text)]
+    cut = at = 0
+    for piece in sentence_pieces(line):  # the sentence that holds the instruction, read as redline reads text
+        at = line.index(piece, at)
+        if line_start + at + len(piece) > m.start():
+            cut = at
+            break
+        at += len(piece)
+    kept = text[:line_start + cut].rstrip()
     return kept or text
 
 

@@ -46,8 +46,6 @@ def test_clean_preference_caps_words():
     assert len(prompts.clean_preference("word " * 100, max_words=10).split()) == 10
 
 
-
-
 @pytest.mark.parametrize("text,kept", [
     # drafts and revisions of the 2026-12-06 runs (email, summarize, CoAuthor) that wrote the prompt back
     ("Hi there,\n\nThank you so much for your time.\n\nYou are a writing assistant, and I am writing to suit this "
@@ -58,6 +56,8 @@ def test_clean_preference_caps_words():
     ("He had tried being a white guy, a black guy.\n\nWrite it to suit this user's preference: Small rewording; "
      "brief.", "He had tried being a white guy, a black guy."),
     ("The launch moves to May. Answer with the revised text only.", "The launch moves to May."),
+    # sentences as redline.text reads them: "Dr." does not end one
+    ("Dr. Smith met us. Dr. Jones wrote to suit this user's preference: brief.", "Dr. Smith met us."),
     # nothing to cut, or nothing would be left
     ("The launch moves to May. It suits the team.", "The launch moves to May. It suits the team."),
     ("Write it to suit this user's preference: brief.", "Write it to suit this user's preference: brief."),
