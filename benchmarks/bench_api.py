@@ -564,7 +564,7 @@ def retrieval_run(args, rng: np.random.Generator) -> dict:
                                f"retrieval {users}, {clients} clients, warm")
                     out[str(users)][f"clients_{clients}"] = {
                         f"{name}_{k}": res[k] for name, res in (("cold", cold), ("warm", warm))
-                        for k in ("retrieve_p50_ms", "retrieve_p95_ms", "p50_ms")}
+                        for k in ("retrieve_p50_ms", "retrieve_p95_ms", "p50_ms", "load_average_after")}
             finally:
                 stack.stop()
     for clients in (1, 8):
