@@ -154,6 +154,9 @@ class Settings(BaseSettings):
     rules_local_chance: float = Field(0.05, gt=0.0, le=1.0, description="A rule not active over all of a user's "
                                       "edits applies among the nearest contexts only if its support there would be "
                                       "this unlikely by chance, given the user's overall precision.")
+    rules_scope: bool = Field(True, description="A rule with the support to be active but not the precision also "
+                              "applies where a linear classifier of the contexts of its evidence (fix made or not) "
+                              "expects the fix: a fix the user makes on one kind of text the nearest contexts miss.")
     rules_history: int = Field(200, ge=0, le=10_000, description="A newly mined (or rewritten) rule is counted over "
                                                                  "the user's last this many edits.")
     rules_prune_after: int = Field(50, ge=1, description="A mined rule with one supporting edit is forgotten once "

@@ -168,7 +168,7 @@ class GenerationPipeline:
         target = self._target_preference(user_id, retrieved, options, generator)
         lap("aggregate_ms")
         scorer, plan = self._plan(user_id, target.text, retrieved, options)
-        active = self._active_rules(user_id, retrieved, options)
+        active = self._active_rules(user_id, retrieved, vector, options)
         interaction_id = uuid.uuid4().hex
         neighbours = [r.to_dict() for r in retrieved]
         yield StreamStart(interaction_id, user, task, options.strategy, target.text, neighbours,
@@ -310,12 +310,13 @@ class GenerationPipeline:
         drafts.tokens_out += sum(o.completion_tokens for o in outs)
         return drafts
 
-    def _active_rules(self, user_id: int, retrieved: list[Retrieved], options: GenerateOptions) -> list | None:
+    def _active_rules(self, user_id: int, retrieved: list[Retrieved], vector: np.ndarray, options: GenerateOptions
+                      ) -> list | None:
         """The user's edit rules that are active here (counted over the same nearest past contexts the preferences
-        came from); None when rules are off (server setting or request)."""
+        came from, and scoped by this context's vector); None when rules are off (server setting or request)."""
         if not (self.settings.rules and options.rules):
             return None
-        return self.rulebook.active(user_id, [r.interaction_id for r in retrieved])
+        return self.rulebook.active(user_id, [r.interaction_id for r in retrieved], vector)
 
     def _stream_draft(self, generator: Generator, prompt: list[dict], params: GenerationParams
                       ) -> Iterator[TextDelta]:

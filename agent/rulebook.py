@@ -2,7 +2,8 @@
 active for a new context (the user's k nearest past contexts, the same CIPHER retrieves), applying them to
 drafts, and what the user reads and changes (turn a rule on or off, rewrite its text, delete it).
 
-The rules themselves (kinds, mining, evidence, application) are ``agent.rules``: pure and deterministic.
+The rules themselves (kinds, mining, evidence, application) are ``agent.rules``: pure and deterministic; where a
+rule that does not hold everywhere applies is also learned from the contexts of its evidence (``agent.rule_scope``).
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numpy as np
+
 from redline.store import Conflict, NotFound, Store
 
 from .config import Settings
 from .errors import InvalidRule, RuleConflict, UnknownRule
+from .rule_scope import RuleScope, ScopeCache
 from .rules import Counts, Rule, RuleEvidence, Thresholds, active_here, apply_rules, rule_from_dict, update_evidence
 
 __all__ = ["Rulebook", "ActiveRule", "UNCHANGED"]
@@ -59,6 +63,8 @@ class Rulebook:
                                      settings.rules_local_chance)
         self.history = settings.rules_history
         self.prune_after = settings.rules_prune_after
+        self.scoped = settings.rules_scope
+        self._scopes = ScopeCache()
 
     # -- learning ---------------------------------------------------------------------------------
 
@@ -81,16 +87,19 @@ class Rulebook:
 
     # -- generating -------------------------------------------------------------------------------
 
-    def active(self, user_id: int, neighbour_interactions: list[str | None]) -> list[ActiveRule]:
+    def active(self, user_id: int, neighbour_interactions: list[str | None],
+               context_vector: np.ndarray | None = None) -> list[ActiveRule]:
         """The user's rules that apply to a context whose nearest past contexts are ``neighbour_interactions``:
         the user's override wins; otherwise a rule applies when it is active among those neighbours, or when
-        it is active over all the user's edits and no neighbour contradicted it (see ``rules.active_here``).
-        Best first (locally supported, then precise, then often seen), as exclusive rules need."""
+        it is active over all the user's edits and no neighbour contradicted it (see ``rules.active_here``), or,
+        given the ``context_vector`` (and ``rules_scope`` on), when it has the support to be active but not the
+        precision and its scope expects the fix here (``agent.rule_scope``). Best first (locally supported, then
+        expected, then precise, then often seen), as exclusive rules need."""
         rows = self.store.rules.list(user_id)
         if not rows:
             return []
         local = self.store.rules.counts_over(user_id, [i for i in neighbour_interactions if i])
-        chosen = []
+        chosen, undecided = [], []
         for row in rows:
             rule = _rule(row)
             if rule is None:
@@ -98,9 +107,38 @@ class Rulebook:
             here = Counts(*local[row["id"]]) if row["id"] in local else None
             evidence = _evidence(row, rule)
             if active_here(evidence, here, self.thresholds):
-                rank = (row["enabled"] is True, here.support if here else 0, evidence.precision, row["support"])
-                chosen.append((rank, -row["id"], ActiveRule(row["id"], rule)))
-        return [a for _, _, a in sorted(chosen, key=lambda c: c[:2], reverse=True)]
+                chosen.append((row, rule, here, 0.0))
+            elif evidence.enabled is None and evidence.support >= self.thresholds.min_support:
+                undecided.append((row, rule, here))
+        if undecided and context_vector is not None and self.scoped:
+            scopes = self._scopes_of(user_id, [row for row, _, _ in undecided])
+            for row, rule, here in undecided:
+                scope = scopes.get(row["id"])
+                if scope is not None and (score := scope.score(context_vector)) > 0:
+                    chosen.append((row, rule, here, score))
+        ranked = sorted(chosen, key=lambda c: ((c[0]["enabled"] is True, c[2].support if c[2] else 0, c[3],
+                                                 _evidence(c[0], c[1]).precision, c[0]["support"]), -c[0]["id"]),
+                        reverse=True)
+        return [ActiveRule(row["id"], rule) for row, rule, _, _ in ranked]
+
+    def _scopes_of(self, user_id: int, rows: list[dict]) -> dict[int, RuleScope | None]:
+        """Each rule's scope, fitted on its observations once per change of them (the cache key holds its counts
+        and update time, which every new observation or rewrite changes)."""
+        out, missing = {}, []
+        for row in rows:
+            key = (user_id, row["id"], row["support"], row["contradictions"], row["updated_at"])
+            found, scope = self._scopes.get(key)
+            if found:
+                out[row["id"]] = scope
+            else:
+                missing.append((row["id"], key))
+        if missing:
+            observed = self.store.rules.observed_contexts(user_id, [rid for rid, _ in missing])
+            for rid, key in missing:
+                scope = RuleScope.fit(*observed[rid]) if rid in observed else None
+                self._scopes.put(key, scope)
+                out[rid] = scope
+        return out
 
     @staticmethod
     def apply(text: str, active: list[ActiveRule]) -> tuple[str, list[ActiveRule]]:

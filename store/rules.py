@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable
 
-from ._sqlite import SQLite, now_iso
+import numpy as np
+
+from ._sqlite import SQLite, blob_to_vector, now_iso
 from .errors import Conflict, NotFound
 
 __all__ = ["Rules", "UNCHANGED"]
@@ -73,6 +75,24 @@ class Rules:
             " FROM rule_observations o JOIN rules r ON r.id = o.rule_id"
             f" WHERE r.user_id = ? AND o.interaction_id IN ({_marks(ids)}) GROUP BY o.rule_id", (user_id, *ids))
         return {r["rule_id"]: (int(r["support"]), int(r["contradictions"])) for r in rows}
+
+    def observed_contexts(self, user_id: int, rule_ids: Iterable[int]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """``{rule_id: (context vectors, supported)}`` over the edits that gave each rule its chance: the rows of the
+        first array are those interactions' context vectors, the second says whether the user made the fix there."""
+        ids = list(dict.fromkeys(rule_ids))
+        if not ids:
+            return {}
+        rows = self._sql.query(
+            "SELECT o.rule_id, o.supported, i.context_vector FROM rule_observations o JOIN rules r ON r.id = o.rule_id"
+            " JOIN interactions i ON i.id = o.interaction_id"
+            f" WHERE r.user_id = ? AND o.rule_id IN ({_marks(ids)}) AND i.context_vector IS NOT NULL"
+            " ORDER BY o.rule_id, o.interaction_id", (user_id, *ids))
+        by_rule: dict[int, tuple[list, list]] = {}
+        for r in rows:
+            vectors, made = by_rule.setdefault(r["rule_id"], ([], []))
+            vectors.append(blob_to_vector(r["context_vector"]))
+            made.append(bool(r["supported"]))
+        return {rid: (np.stack(v), np.array(m, dtype=bool)) for rid, (v, m) in by_rule.items()}
 
     def history(self, user_id: int, *, limit: int) -> list[tuple[str, str, str]]:
         """The user's last ``limit`` learned edits, oldest first, as ``(interaction_id, draft before rules,

@@ -97,6 +97,38 @@ def test_a_rule_applies_where_it_was_learned_or_where_it_holds_everywhere(make_a
     assert agent.generate("alice", machine + " Knead machine flour.").text == DRAFT  # contradicted here
 
 
+def always_the_draft(prompt, i):
+    content = prompt[-1]["content"]
+    return "plain words" if "Combine them" in content or "describe the writing style" in content else DRAFT
+
+
+@pytest.mark.parametrize("scoped", [True, False])
+def test_a_fix_made_on_one_kind_of_text_applies_there_though_no_neighbours_show_it(make_agent, tmp_path, scoped):
+    # one nearest context can never make a rule active locally (two supporting edits needed): only the scope can
+    agent = make_agent(ScriptedGenerator(always_the_draft), k=1, rules_scope=scoped, data_dir=tmp_path / str(scoped))
+    for ctx, word in zip(BAKING, ("bakers", "cooks", "people")):  # 'utilize' kept on baking texts
+        teach(agent, "alice", ctx, fix=lambda text, word=word: text.replace("everyone", word))
+    for ctx in BIKES[:2]:
+        teach(agent, "alice", ctx)
+    [rule] = [r for r in rules_of(agent, "alice") if r["text"] == "use"]
+    assert (rule["support"], rule["contradictions"], rule["active"]) == (2, 3, False)
+    bikes = agent.generate("alice", BIKES[2])
+    assert bikes.text == (FIXED if scoped else DRAFT)
+    assert [r["id"] for r in bikes.applied_rules] == ([rule["id"]] if scoped else [])
+    assert agent.generate("alice", BAKING[0] + " Rest it.").text == DRAFT  # where the user keeps 'utilize'
+
+
+def test_a_rule_the_user_turned_off_is_not_scoped_back_on(make_agent):
+    agent = make_agent(ScriptedGenerator(always_the_draft), k=1)
+    for ctx, word in zip(BAKING, ("bakers", "cooks", "people")):
+        teach(agent, "alice", ctx, fix=lambda text, word=word: text.replace("everyone", word))
+    for ctx in BIKES[:2]:
+        teach(agent, "alice", ctx)
+    [rule] = [r for r in rules_of(agent, "alice") if r["text"] == "use"]
+    agent.update_rule("alice", rule["id"], enabled=False)
+    assert agent.generate("alice", BIKES[2]).text == DRAFT
+
+
 def test_another_users_or_tenants_rules_never_apply(agent):
     for ctx in BIKES[:2]:
         teach(agent, "alice", ctx)

@@ -816,3 +816,22 @@ def test_a_percent_sign_in_sql_or_text_reaches_either_database_as_itself(fresh_s
     uid = fresh_store.user_id("t", "50% off")
     assert rows(fresh_store, "SELECT name FROM users WHERE name LIKE '50%'") == [{"name": "50% off"}]
     assert fresh_store.user(uid)["name"] == "50% off"
+
+
+def test_a_rules_observed_contexts_are_its_observations_vectors_on_both_back_ends(store_factory):
+    store = store_factory()
+    uid, other = store.user_id("t", "alice"), store.user_id("t", "bob")
+    vectors = [np.array([1, 0, 0, 0], np.float32), np.array([0, 1, 0, 0], np.float32),
+               np.array([0, 0, 1, 0], np.float32)]
+    for vec, supported in zip(vectors, (True, False, True)):
+        iid = _interaction(store, uid, vec=vec)
+        store.submit_edit(iid, "kept", cost=2, is_edit=True)
+        store.complete_learning(iid, preference=None, pair=None, rules=_rule_evidence(iid, supported))
+    [rule] = store.rules.list(uid)
+    observed = store.rules.observed_contexts(uid, [rule["id"], rule["id"]])
+    assert list(observed) == [rule["id"]]
+    got, made = observed[rule["id"]]
+    by_row = sorted(zip(map(tuple, got), made))
+    assert by_row == sorted(zip(map(tuple, vectors), (True, False, True)))
+    assert store.rules.observed_contexts(other, [rule["id"]]) == {}  # another user's rule: nothing
+    assert store.rules.observed_contexts(uid, []) == {}
