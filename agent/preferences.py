@@ -21,6 +21,7 @@ from redline.store import Store
 
 from . import prompts
 from .edit_analysis import edit_evidence, looks_like_preference, preference_items
+from .editcost import tokenize
 from .generators import GenerationParams, Generator
 
 __all__ = ["PreferenceMemory", "Retrieved", "Aggregate", "Inference", "consensus_preference", "usable_answer"]
@@ -89,6 +90,46 @@ def usable_answer(answer: str, required: list[str], *sources: str) -> bool:
     return looks_like_preference(rest, *sources, max_words=40)
 
 
+def copied_item(answer: str, *texts: str) -> str | None:
+    """The first part of ``answer`` (``preference_items``, two tokens or more) that one of ``texts`` holds word for
+    word: a line of the text restated ("Dear colleagues", "# Summary", "Hey!"), not a preference about it. None
+    when there is none. Parts that describe a line ("start with the line '# Summary'") are not copies.
+
+    >>> copied_item("# Summary; short sentences", "# Summary. The study finds ...")
+    '# Summary'
+    >>> copied_item("start with the line '# Summary'; short sentences", "# Summary. The study finds ...")
+    """
+    held = [[t.lower() for t in tokenize(text)] for text in texts if text]
+    for item in preference_items(answer):
+        words = [t.lower() for t in tokenize(item)]
+        if len(words) < 2:
+            continue
+        n = len(words)
+        if any(tokens[i:i + n] == words for tokens in held for i in range(len(tokens) - n + 1)):
+            return item
+    return None
+
+
+def invented_item(answer: str, preferences: list[str]) -> str | None:
+    """The first part of an aggregated ``answer`` most of whose words (of four letters or more, compared by their
+    first five) none of the ``preferences`` it combines uses: combining keeps, merges, rewords and drops what the
+    user showed; it does not add ("You're a busy person who ..." from "begin with a 'TL;DR:' line ...").
+
+    >>> invented_item("bullets and brevity", ["bullet points", "short sentences"])
+    >>> invented_item("You are a busy person, always looking for a way", ["begin with a 'TL;DR:' line summarising it"])
+    'You are a busy person'
+    """
+    def stems(text: str) -> set[str]:
+        return {w.lower()[:5] for w in re.findall(r"[^\W\d_]{4,}", text)}
+
+    known = set().union(*(stems(p) for p in preferences)) if preferences else set()
+    for item in preference_items(answer):
+        words = stems(item)
+        if words and 2 * len(words & known) < len(words):
+            return item
+    return None
+
+
 @dataclass(frozen=True)
 class Inference:
     """A preference inferred from one edit: ``source`` says whether the generator's answer was used (``llm``)
@@ -151,7 +192,8 @@ class PreferenceMemory:
         out = generator.generate([prompts.aggregation_prompt(texts)], self.params)[0]
         text = prompts.clean_preference(out.texts[0])
         shared = consensus_preference([r.preference for r in retrieved if r.preference])
-        if not usable_answer(text, preference_items(shared), prompts.AGGREGATE_PREFERENCES):
+        if (not usable_answer(text, preference_items(shared), prompts.AGGREGATE_PREFERENCES)
+                or invented_item(text, texts) is not None):
             text = shared  # unusable answer (small generators): vote instead
         self.store.cache_aggregation(user_id, key, text)
         return Aggregate(text, False, out.prompt_tokens, out.completion_tokens)
@@ -176,7 +218,8 @@ class PreferenceMemory:
         inferred = []
         for e, ev, out in zip(edits, evidence, outs):
             text = prompts.clean_preference(out.texts[0])
-            if usable_answer(text, ev, e["draft"], e["edited"], e["context"], prompts.INFER_PREFERENCE):
+            if (usable_answer(text, ev, e["draft"], e["edited"], e["context"], prompts.INFER_PREFERENCE)
+                    and copied_item(text, e["draft"], e["edited"]) is None):
                 inferred.append(Inference(text, "llm", tuple(ev), out.prompt_tokens, out.completion_tokens))
             else:
                 inferred.append(Inference("; ".join(ev), "evidence", tuple(ev), out.prompt_tokens,

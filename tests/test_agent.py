@@ -149,6 +149,33 @@ def test_an_answer_copying_the_instructions_is_not_a_preference(make_agent):
     assert learned.preference.startswith("start with the line 'Hello,'")  # the measured evidence, not the echo
 
 
+@pytest.mark.parametrize("answer", ["Dear colleagues", "# Summary; Start with the line '# Summary'", "Hey!"])
+def test_an_answer_restating_a_line_of_the_kept_text_is_not_a_preference(make_agent, answer):
+    # Qwen2.5-Coder-0.5B's answers in the 2026-12-06 40 x 3 runs: a line of the text, not a preference about it
+    agent = make_agent(ScriptedGenerator(lambda p, i: answer if "What the edit changed" in p[-1]["content"]
+                                         else "A short draft about the new bike lanes."), k=1)
+    first = agent.generate("alice", BIKES)
+    learned = agent.learn(first.interaction_id, f"{answer.split(';')[0]}\nA short draft about the new bike lanes.")
+    assert learned.inferred_by == "evidence" and learned.preference != answer  # the measured evidence
+
+
+def test_an_aggregation_that_adds_what_no_neighbour_showed_is_replaced_by_the_consensus(make_agent):
+    made_up = "TL;DR: You're a busy and demanding person who's always looking for a way to make a difference"
+
+    def respond(prompt, i):
+        content = prompt[-1]["content"]
+        if "Combine them" in content:
+            return made_up
+        return "bullet points" if "What the edit changed" in content else f"draft {i}"
+
+    agent = make_agent(ScriptedGenerator(respond), k=3)
+    for extra, ctx in zip(("formal tone", "brief", "with emojis"), (BIKES, BIKES2, BIKES + " Also.")):
+        r = agent.generate("alice", ctx)
+        learned = agent.learn(r.interaction_id, "- edited")
+        agent.update_preference("alice", learned.preference_id, f"bullet points; {extra}")
+    assert agent.generate("alice", BIKES + " Again.").preference == "bullet points"
+
+
 def test_user_edits_and_deletes_of_preferences_apply_at_once(agent):
     gen = agent.generate("alice", BIKES)
     learned = agent.learn(gen.interaction_id, "- mine")
