@@ -329,6 +329,49 @@ def _list_opportunity(rule, draft: str) -> bool:
     return bool(tx.sentences(tx.body_of(draft))) and not rule.done(draft)
 
 
+_QA_LINE = re.compile(r"^(Q|A):[ \t]*(.*)$")
+
+
+def _qa_lines(text: str) -> list[tuple[str, str]] | None:
+    """The body's non-empty lines as ``(label, text)`` when they alternate Q:/A: (Q first, an answer each); else
+    None."""
+    found = [_QA_LINE.match(ln.strip()) for ln in tx.lines(tx.body_of(text)) if ln.strip()]
+    if len(found) < 2 or len(found) % 2 or not all(found):
+        return None
+    labels = [m.group(1) for m in found]
+    if labels != ["Q", "A"] * (len(found) // 2):
+        return None
+    return [(m.group(1), m.group(2).strip()) for m in found]
+
+
+def _questions(questions: object) -> dict:
+    """The user's questions, one per line (a user may PATCH them as text with one question per line)."""
+    if not isinstance(questions, str):
+        raise ValueError("questions must be text, one question per line")
+    qs = [q.strip() for q in questions.replace(" / ", "\n").splitlines() if q.strip()]
+    if not qs or len(qs) > 8:
+        raise ValueError("questions must be 1 to 8 lines")
+    for q in qs:
+        _clean_text(q, "question", words=MAX_PHRASE_WORDS)
+    return {"questions": "\n".join(qs)}
+
+
+def _as_questions_and_answers(questions: list[str], body: str) -> str:
+    """The body's sentences in order under the user's questions, as evenly as they go (fewer sentences than
+    questions: the first questions only)."""
+    sents = tx.sentences(body)
+    if not sents:
+        return body
+    groups = min(len(questions), len(sents))
+    size = -(-len(sents) // groups)
+    out = []
+    for i in range(groups):
+        chunk = sents[i * size:(i + 1) * size]
+        if chunk:
+            out += [f"Q: {questions[i]}", "A: " + " ".join(chunk)]
+    return "\n".join(out)
+
+
 # -- frame lines -----------------------------------------------------------------------------------
 
 def _ends_with(ending: str, text: str) -> bool:
@@ -525,6 +568,14 @@ NumberedList = _kind(
                                                         for i, ln in enumerate(items, 1)),
     opportunity=_list_opportunity,
     fix=lambda r, t: _on_body(t, lambda body: "\n".join(f"{i}. {s}" for i, s in enumerate(tx.sentences(body), 1))))
+QuestionAnswer = _kind(
+    "QuestionAnswer", "question_answer", [("questions", str)], clean=_questions, text="questions",
+    describe=lambda r: "question-answer format: " + " / ".join(f"'Q: {q}'" for q in r.questions.splitlines()),
+    done=lambda r, t: _qa_lines(t) is not None, opportunity=_list_opportunity,
+    fix=lambda r, t: _on_body(t, lambda body: _as_questions_and_answers(r.questions.splitlines(), body)),
+    # one rule per user whatever questions an edit used (a short draft fills only the first ones); the user's
+    # questions as first seen, theirs to rewrite
+    key=property(lambda r: "question_answer"))
 NoExclamation = _kind(
     "NoExclamation", "no_exclamation", describe=lambda r: "no exclamation marks",
     done=lambda r, t: "!" not in tx.body_of(t),
@@ -554,7 +605,8 @@ OpeningTemplate = _kind(
     followed=_template_followed, fix=_open_with_template)
 
 KINDS: dict[str, type[Rule]] = {cls.kind: cls for cls in (
-    ReplacePhrase, DeletePhrase, MaxSentenceWords, MaxSentences, MaxWords, BulletList, NumberedList, NoExclamation,
+    ReplacePhrase, DeletePhrase, MaxSentenceWords, MaxSentences, MaxWords, BulletList, NumberedList, QuestionAnswer,
+    NoExclamation,
     EndText, RemoveClosing, ClosingLine, OpeningLine, OpeningTemplate)}
 for _rank, _cls in enumerate(KINDS.values()):
     _cls.rank = _rank

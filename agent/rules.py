@@ -39,17 +39,20 @@ from ._rule_kinds import (
     NumberedList,
     OpeningLine,
     OpeningTemplate,
+    QuestionAnswer,
     RemoveClosing,
     ReplacePhrase,
     Rule,
     _positional_lower,
+    _qa_lines,
     rule_from_dict,
 )
 from .editcost import edit_cost
 
 __all__ = [
     "Rule", "KINDS", "ReplacePhrase", "DeletePhrase", "MaxSentenceWords", "MaxSentences", "MaxWords", "BulletList",
-    "NumberedList", "NoExclamation", "EndText", "RemoveClosing", "ClosingLine", "OpeningLine", "OpeningTemplate",
+    "NumberedList", "QuestionAnswer", "NoExclamation", "EndText", "RemoveClosing", "ClosingLine", "OpeningLine",
+    "OpeningTemplate",
     "rule_from_dict",
     "mine", "Thresholds", "Counts", "RuleEvidence", "Observation", "observe", "update_evidence", "active_here",
     "chance_of", "apply_rules",
@@ -219,6 +222,8 @@ def mine(draft: str, edited: str) -> list[Rule]:
     marker = tx.list_marker(eb)
     if marker and marker != tx.list_marker(db):
         cands.append(NumberedList() if marker == "1." else BulletList(marker))
+    if (qa := _qa_lines(edited)) is not None and _qa_lines(draft) is None:
+        cands.append(_maybe(QuestionAnswer, "\n".join(q for label, q in qa if label == "Q")))
     if "!" in db and "!" not in eb:
         cands.append(NoExclamation())
 
@@ -298,7 +303,7 @@ def update_evidence(rules_by_key: dict[str, RuleEvidence], draft: str, edited: s
 
 # Kinds of which one text can follow only one rule: the first given wins (callers pass rules best first).
 _ONE_OF = {"opening_line": "opening", "opening_template": "opening", "closing_line": "closing", "end_text": "ending",
-           "bullets": "list", "numbered": "list"}
+           "bullets": "list", "numbered": "list", "question_answer": "list"}
 _LIMITS = (MaxWords, MaxSentences, MaxSentenceWords)
 
 

@@ -101,9 +101,13 @@ def _kept_words(op: dict, texts, lo: int, hi: int) -> list[str]:
             and operation.apply(t) != t]
 
 
+QUESTIONS = ["What is the movie about?", "What did the reviewer like?", "Is it worth watching?"]
+
+
 def kind_cases():
     news = drafts("summarize", "news")
     long_news = [d for d in news if len(ops.sentences(d)) >= 4]
+    three_groups = [d for d in news if len(ops.sentences(d)) in (3, 5, 6, 7, 8, 9)]  # every question used
     cut_to_40 = _kept_words({"op": "max_words", "n": 40}, news, 30, 40)
     arxiv = drafts("summarize", "arxiv")
     wiki = drafts("summarize", "wikipedia")
@@ -125,6 +129,8 @@ def kind_cases():
         _case({"op": "max_words", "n": 40}, cut_to_40[0], cut_to_40[1], kinds.MaxWords(40), long_news[0][:150]),
         _case({"op": "max_sentences", "n": 2}, long_news[0], long_news[1], kinds.MaxSentences(2),
               " ".join(ops.sentences(long_news[2])[:2])),
+        _case({"op": "question_answer", "questions": QUESTIONS}, three_groups[0], long_news[1],
+              kinds.QuestionAnswer("\n".join(QUESTIONS)), "Q: What happened?\nA: It ended well."),
         _case({"op": "no_exclamation"}, exclaiming[0], exclaiming[1], kinds.NoExclamation(), news[0]),
         # the simulated user asks its closing question on a line of its own, so the rule is a closing line
         _case({"op": "end_with_question", "question": "What do you think happened next?"}, news[0], news[1],
@@ -502,6 +508,7 @@ def learn_user(task: str, source: str, n: int = TRAIN):
 # limit read from one edit); after 10 edits every one of these users is reproduced to within a token per draft.
 EXPECTED_LEFT = {
     ("summarize", "news"): 6, ("summarize", "reddit"): 1, ("summarize", "wikipedia"): 1, ("summarize", "arxiv"): 1,
+    ("summarize", "movie_review"): 0,  # the question-answer layout, under the user's own questions
     ("email", "paper_abstract"): 1, ("email", "reddit"): 13, ("email", "peer_review"): 1,
     ("email", "paper_tweet"): 1,
 }
@@ -516,9 +523,13 @@ def test_rule_users_are_reproduced_after_four_edits(task, source):
     assert len(rules) <= 4 * 5                       # a handful of candidates per edit, not a flood
 
 
-def test_question_answer_user_learns_nothing_wrong():
-    rules, active, without, with_rules, _ = learn_user("summarize", "movie_review")
-    assert with_rules == without
+def test_question_answer_rule_keeps_one_rule_whatever_questions_an_edit_used():
+    rules, active, *_ = learn_user("summarize", "movie_review")
+    [qa] = [ev for ev in rules.values() if ev.rule.kind == "question_answer"]
+    assert qa.rule in active and qa.support == TRAIN and qa.contradictions == 0
+    assert kinds.QuestionAnswer("Why?").key == kinds.QuestionAnswer("What?\nWhen?").key
+    qa = kinds.QuestionAnswer("What?\nWhen?")
+    assert qa.apply("One. Two. Three.") == "Q: What?\nA: One. Two.\nQ: When?\nA: Three."
 
 
 # -- idempotence under any mix of rules and drafts ----------------------------------------------------------

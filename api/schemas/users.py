@@ -65,7 +65,7 @@ class RuleItem(BaseModel):
     id: int
     kind: str = Field(description="replace_phrase, delete_phrase, opening_line, opening_template (a heading or "
                       "a 'TL;DR:' line made from each text), closing_line, end_text, remove_closing, bullets, "
-                      "numbered, max_words, max_sentences, max_sentence_words or no_exclamation.")
+                      "numbered, question_answer, max_words, max_sentences, max_sentence_words or no_exclamation.")
     params: dict[str, Any]
     text: str | None = Field(description="The part a user may rewrite (the replacement, phrase, line or limit); "
                              "null for kinds without one.")
