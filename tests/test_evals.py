@@ -129,12 +129,24 @@ def test_users_file_json_and_errors(tmp_path):
         load_user_specs("email", path)
 
 
-def test_rule_users_accept_their_own_edits():
+def test_held_out_users_load_cover_every_source_and_differ_from_the_shipped_ones():
     from redline.evals.tasks import TASKS, load_documents
-    from redline.evals.users import RuleUser, load_user_specs
+    from redline.evals.users import DATA_DIR, load_user_specs
 
     for task in TASKS:
-        user = RuleUser(load_user_specs(task))
+        shipped, held_out = load_user_specs(task), load_user_specs(task, DATA_DIR / "users-heldout.yaml")
+        assert set(held_out) == {d.source for d in load_documents(task)}
+        for source, spec in held_out.items():
+            assert [o.params for o in spec.operations] != [o.params for o in shipped[source].operations], source
+
+
+@pytest.mark.parametrize("users_file", ["users.yaml", "users-heldout.yaml"])
+def test_rule_users_accept_their_own_edits(users_file):
+    from redline.evals.tasks import TASKS, load_documents
+    from redline.evals.users import DATA_DIR, RuleUser, load_user_specs
+
+    for task in TASKS:
+        user = RuleUser(load_user_specs(task, DATA_DIR / users_file))
         for doc in load_documents(task)[::20]:
             draft = doc.text[:600]
             first = user.feedback(doc.source, doc.text, draft)
