@@ -416,6 +416,18 @@ def _without_copies(line: str, text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip("\n")
 
 
+def _frame_apply(rule, text: str) -> str:
+    """A frame line's ``apply``: also where the text has the line at its edge and a copy of it elsewhere, which a
+    later rule can make (an opening line splitting 'Hi there, thank you so much for your time.' leaves a copy of a
+    closing line 'Thank you so much for your time,' at the end): the fix moves the copy instead of keeping both."""
+    if rule.opportunity(text):
+        return rule.fix(text)
+    rows = tx.lines(text)
+    n = len(rule.line.splitlines())
+    rest = "\n".join(rows[:-n] if rule.kind == "closing_line" else rows[n:])
+    return rule.fix(text) if _without_copies(rule.line, rest) != rest else text
+
+
 def _append(ending: str, body: str) -> str:
     marker = tx.list_marker(body)
     if marker == "1.":
@@ -593,12 +605,12 @@ ClosingLine = _kind(
     "ClosingLine", "closing_line", [("line", str)], text="line",
     clean=lambda line: {"line": _clean_text(line, "line", words=MAX_LINE_WORDS, lines=2)},
     describe=lambda r: f"end with the line '{r.line.replace(chr(10), ' / ')}'",
-    done=lambda r, t: _ends_with_lines(r.line, t), fix=lambda r, t: _close_with(r.line, t))
+    done=lambda r, t: _ends_with_lines(r.line, t), fix=lambda r, t: _close_with(r.line, t), apply=_frame_apply)
 OpeningLine = _kind(
     "OpeningLine", "opening_line", [("line", str)], text="line",
     clean=lambda line: {"line": _clean_text(line, "line", words=MAX_LINE_WORDS)},
     describe=lambda r: f"start with the line '{r.line}'", done=lambda r, t: _starts_with(r.line, t),
-    fix=lambda r, t: _open_with(r.line, t))
+    fix=lambda r, t: _open_with(r.line, t), apply=_frame_apply)
 OpeningTemplate = _kind(
     "OpeningTemplate", "opening_template", [("prefix", str), ("words", int)], clean=_template, text="prefix",
     describe=_template_describe, done=lambda r, t: _template_line(r, t) is not None,

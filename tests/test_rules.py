@@ -396,6 +396,21 @@ def test_frame_line_rules_do_not_repeat_a_sentence_the_draft_has(rule, draft, ex
     assert apply_rules(out, [rule]) == (out, [])
 
 
+@pytest.mark.parametrize("draft,expected", [
+    # the two looping drafts of the 2026-12-06 email run with rule scopes: the opening line split the greeting off
+    # a first sentence that said the closing line, after the closing rule had run
+    ("Hi there, thank you so much for your time. I hope this email finds you well. I am writing about Genoa.",
+     "Hi there,\n\nI hope this email finds you well. I am writing about Genoa.\n\nThank you so much for your time,"),
+    ("Hi there, thank you so much for your time. You want to write to me.",
+     "Hi there,\n\nYou want to write to me.\n\nThank you so much for your time,"),
+])
+def test_a_copy_one_frame_rule_uncovers_is_moved_by_the_other(draft, expected):
+    rules = [kinds.ClosingLine("Thank you so much for your time,"), kinds.OpeningLine("Hi there,")]
+    out, _ = apply_rules(draft, rules)
+    assert out == expected and not loops(out)
+    assert apply_rules(out, rules) == (out, [])
+
+
 def test_loosest_limit_of_a_kind_applies():
     out, applied = apply_rules("One. Two. Three. Four.", [kinds.MaxSentences(2), kinds.MaxSentences(3)])
     assert out == "One. Two. Three." and applied == [kinds.MaxSentences(3)]
