@@ -132,11 +132,16 @@ def test_consensus_keeps_the_phrases_most_neighbours_share(preferences, expected
 
 def test_unusable_aggregation_answer_is_replaced_by_the_neighbours_consensus(make_agent):
     agent = make_agent(ScriptedGenerator(label_echo), k=3)
+    _bullet_points_and_one_more_each(agent, ", ")
+    assert agent.generate("alice", BIKES + " Again.").preference == "bullet points"
+
+
+def _bullet_points_and_one_more_each(agent, separator):
+    """Three of alice's edits, whose preferences she rewrote to 'bullet points' and one other thing each."""
     for extra, ctx in zip(("formal tone", "brief", "with emojis"), (BIKES, BIKES2, BIKES + " Also.")):
         r = agent.generate("alice", ctx)
         learned = agent.learn(r.interaction_id, "- edited")
-        agent.update_preference("alice", learned.preference_id, f"bullet points, {extra}")
-    assert agent.generate("alice", BIKES + " Again.").preference == "bullet points"
+        agent.update_preference("alice", learned.preference_id, f"bullet points{separator}{extra}")
 
 
 def test_an_answer_copying_the_instructions_is_not_a_preference(make_agent):
@@ -169,10 +174,7 @@ def test_an_aggregation_that_adds_what_no_neighbour_showed_is_replaced_by_the_co
         return "bullet points" if "What the edit changed" in content else f"draft {i}"
 
     agent = make_agent(ScriptedGenerator(respond), k=3)
-    for extra, ctx in zip(("formal tone", "brief", "with emojis"), (BIKES, BIKES2, BIKES + " Also.")):
-        r = agent.generate("alice", ctx)
-        learned = agent.learn(r.interaction_id, "- edited")
-        agent.update_preference("alice", learned.preference_id, f"bullet points; {extra}")
+    _bullet_points_and_one_more_each(agent, "; ")
     assert agent.generate("alice", BIKES + " Again.").preference == "bullet points"
 
 
