@@ -390,30 +390,59 @@ def _without_edge_sentence(line: str, text: str, *, last: bool) -> str:
     at = next((i for i in (range(len(rows) - 1, -1, -1) if last else range(len(rows))) if rows[i].strip()), None)
     if at is None or tx.MARKER.match(rows[at]):
         return text
-    pieces = tx.sentence_pieces(rows[at])
+    row = rows[at]
+    pieces = tx.sentence_pieces(row)
     edge = pieces[-1] if last else pieces[0]
     if len(pieces) < 2 or tx.norm(edge) != tx.norm(line):
-        return text
-    row = rows[at]
+        # an end the sentence reading does not take for one ('next? 🚀✨ asks ...': no capital follows) still ends
+        # an opening line's sentence where the row starts with the line as written and white space follows
+        if last or not _opens_row(line, row.strip()):
+            return text
+        edge = line
     rows[at] = row[:row.rindex(edge)].rstrip() if last else row[row.index(edge) + len(edge):].lstrip()
     return "\n".join(rows)
 
 
+def _opens_row(line: str, row: str) -> bool:
+    return (line[-1:] in tx.END_MARKS and row.startswith(line) and len(row) > len(line) + 1
+            and row[len(line)].isspace() and bool(tx.WORD.search(row[len(line):])))
+
+
 def _without_copies(line: str, text: str) -> str:
-    """``text`` without the lines, and the sentences inside longer lines, that say ``line`` (same words), wherever
-    they stand: a frame line the rule puts at an edge moves there instead of being written twice. List items and
-    labelled lines ('Subject: ...') stay."""
-    want, rows, kept = tx.norm(line), text.split("\n"), []
+    """``text`` without the lines, list items and sentences inside longer lines that say ``line`` (same words),
+    wherever they stand: a frame line the rule puts at an edge moves there instead of being written twice (a
+    numbered list is numbered again). A labelled line ('Subject: ...', 'TL;DR: ...') keeps its first sentence, which
+    holds the label; Q:/A: lines stay."""
+    want, rows, kept, dropped_item = tx.norm(line), text.split("\n"), [], False
     for row in rows:
-        if not row.strip() or tx.MARKER.match(row) or tx.LINE_LABEL.match(row.strip()):
+        item = tx.LIST_ITEM.match(row)
+        if item and tx.norm(row[item.end():]) == want:
+            dropped_item = True
+        elif not row.strip() or item or tx.MARKER.match(row):
             kept.append(row)
         elif tx.norm(row) != want:
             pieces = tx.sentence_pieces(row)
-            rest = [p for p in pieces if tx.norm(p) != want]
+            first = pieces[:1] if tx.LINE_LABEL.match(row.strip()) else []
+            rest = first + [p for p in pieces[len(first):] if tx.norm(p) != want]
             kept.append(row if len(rest) == len(pieces) else " ".join(rest))
     if kept == rows:
         return text
+    if dropped_item:
+        kept = _numbered_again(kept)
     return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip("\n")
+
+
+def _numbered_again(rows: list[str]) -> list[str]:
+    """Each run of numbered items (blank lines between them allowed) numbered 1, 2, 3, ... again."""
+    out, n = [], 0
+    for row in rows:
+        if m := tx.NUMBER.match(row):
+            n += 1
+            row = f"{row[:m.start(1)]}{n}{row[m.end(1):]}"
+        elif row.strip():
+            n = 0
+        out.append(row)
+    return out
 
 
 def _frame_apply(rule, text: str) -> str:

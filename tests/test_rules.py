@@ -388,6 +388,18 @@ def test_appended_text_is_not_cut_by_a_length_limit():
     (kinds.ClosingLine("Thank you so much for your time,"),
      "Hi there,\n\nThank you so much for your time. Craig Mundie will pursue philanthropy. Ray Ozzie takes over.",
      "Hi there,\n\nCraig Mundie will pursue philanthropy. Ray Ozzie takes over.\n\nThank you so much for your time,"),
+    # looping drafts of the 2026-12-06 summarize runs (code a5bcc3d): the line as a later sentence of a labelled
+    # line, the line opening a row where no capital follows its end, the line as a list item
+    (kinds.ClosingLine("How would you feel?"),
+     "TL;DR: I feel very sad and frustrated. How would you feel? How do you feel?",
+     "TL;DR: I feel very sad and frustrated. How do you feel?\n\nHow would you feel?"),
+    (kinds.OpeningLine("Ever wondered what comes next?"),
+     "Ever wondered what comes next? 🚀✨ asks questions; with emojis.",
+     "Ever wondered what comes next?\n\n🚀✨ asks questions; with emojis."),
+    (kinds.OpeningLine("Here's the story."), "1. Here's the story.\n2. The email came.\n3. He knew my schedule.",
+     "Here's the story.\n\n1. The email came.\n2. He knew my schedule."),
+    (kinds.ClosingLine("Thanks for reading!"), "- The film is long.\n- Thanks for reading!\n- The cast is good.",
+     "- The film is long.\n- The cast is good.\n\nThanks for reading!"),
 ])
 def test_frame_line_rules_do_not_repeat_a_sentence_the_draft_has(rule, draft, expected):
     out, _ = apply_rules(draft, [rule])
@@ -406,6 +418,20 @@ def test_frame_line_rules_do_not_repeat_a_sentence_the_draft_has(rule, draft, ex
 ])
 def test_a_copy_one_frame_rule_uncovers_is_moved_by_the_other(draft, expected):
     rules = [kinds.ClosingLine("Thank you so much for your time,"), kinds.OpeningLine("Hi there,")]
+    out, _ = apply_rules(draft, rules)
+    assert out == expected and not loops(out)
+    assert apply_rules(out, rules) == (out, [])
+
+
+@pytest.mark.parametrize("draft,expected", [
+    # six looping drafts of the 2026-12-06 held-out summarize run: the numbered rule made the draft's opening line a
+    # list item, and the opening rule wrote it again above the list
+    ("Here's the story.", "Here's the story."),
+    ("Here's the story.\nThe email came from a hacker. He knew my schedule.",
+     "Here's the story.\n\n1. The email came from a hacker.\n2. He knew my schedule."),
+])
+def test_an_opening_line_the_list_rule_numbered_is_not_written_twice(draft, expected):
+    rules = [kinds.NumberedList(), kinds.OpeningLine("Here's the story.")]
     out, _ = apply_rules(draft, rules)
     assert out == expected and not loops(out)
     assert apply_rules(out, rules) == (out, [])
