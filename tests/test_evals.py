@@ -82,6 +82,17 @@ def test_operation_details():
     assert build_operation({"op": "max_sentences", "n": 1}).edit(DRAFT).endswith("Best regards,\nAnn")
     # a greeting prefix replaces an existing greeting rather than stacking
     assert build_operation({"op": "prefix_line", "text": "Hey!"}).edit(DRAFT).count("Hello team") == 0
+    # the line heads the text once, also where a list operation before it numbered the line (held-out reddit user)
+    story = [build_operation({"op": "numbered"}), build_operation({"op": "prefix_line", "text": "Here's the story."})]
+    assert _edited("Here's the story.", story) == "Here's the story."
+    assert _edited("Here's the story.\nThe email came. He knew.", story) == \
+        "Here's the story.\n\n1. The email came.\n2. He knew."
+
+
+def _edited(text: str, operations) -> str:
+    for op in operations:
+        text = op.apply(text)
+    return text
 
 
 def test_frame_and_sentences():
