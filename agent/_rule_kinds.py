@@ -358,8 +358,10 @@ def _questions(questions: object) -> dict:
 
 def _as_questions_and_answers(questions: list[str], body: str) -> str:
     """The body's sentences in order under the user's questions, as evenly as they go (fewer sentences than
-    questions: the first questions only)."""
-    sents = tx.sentences(body)
+    questions: the first questions only). A sentence that is one of the questions is not an answer: the generator
+    writes the questions of a preference as the draft, and the draft would say them twice."""
+    asked = {tx.norm(q) for q in questions}
+    sents = [s for s in tx.sentences(body) if tx.norm(s) not in asked]
     if not sents:
         return body
     groups = min(len(questions), len(sents))

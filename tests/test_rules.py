@@ -564,6 +564,22 @@ def test_rule_users_are_reproduced_after_four_edits(task, source):
     assert len(rules) <= 4 * 5                       # a handful of candidates per edit, not a flood
 
 
+@pytest.mark.parametrize("draft,expected", [
+    # the two looping drafts of the 2026-12-06 summarize run on 9049647: the generator wrote the questions as the draft
+    ("Once upon a time, here is what happened. What do you think happened next? What is the movie about? What did "
+     "the reviewer like or dislike? Is it worth watching?",
+     "Q: What is the movie about?\nA: Once upon a time, here is what happened.\nQ: What did the reviewer like or "
+     "dislike?\nA: What do you think happened next?"),
+    ("What is the movie about?", "What is the movie about?"),
+])
+def test_question_answer_rule_does_not_answer_with_its_questions(draft, expected):
+    rule = kinds.QuestionAnswer("What is the movie about?\nWhat did the reviewer like or dislike?\n"
+                                "Is it worth watching?")
+    out, _ = apply_rules(draft, [rule])
+    assert out == expected and not loops(out)
+    assert apply_rules(out, [rule]) == (out, [])
+
+
 def test_question_answer_rule_keeps_one_rule_whatever_questions_an_edit_used():
     rules, active, *_ = learn_user("summarize", "movie_review")
     [qa] = [ev for ev in rules.values() if ev.rule.kind == "question_answer"]
