@@ -1,6 +1,7 @@
 """The agent's CIPHER loop with the hash embedder and a scripted generator (fast, deterministic)."""
 
 import re
+import time
 
 import pytest
 from stores import job_counts
@@ -262,6 +263,7 @@ def test_unknown_ids(agent):
 
 def test_generator_down_stores_nothing_and_keeps_accepted_edits(agent):
     gen = agent.generate("alice", BIKES)
+    time.sleep(0.002)  # health stamps are milliseconds: a failure stamped in the success's millisecond is no outage
     agent.generator.down = True
     with pytest.raises(GeneratorUnavailable):
         agent.generate("alice", BIKES2)
