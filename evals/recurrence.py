@@ -7,8 +7,8 @@ punctuation) in the first ``learn_edits`` edits, how many of them the writer mad
 on the held-out edits, how many words of edit distance are changes already seen in the learned edits (an upper bound
 on what any change-by-change rule learned from them could remove).
 
-    python -m evals.recurrence --learn-edits 10            # the shipped LAMP writers
-    python -m evals.recurrence --data evals/data/coauthor   # the CoAuthor writers
+    python -m redline.evals.recurrence --learn-edits 10            # the shipped LAMP writers
+    python -m redline.evals.recurrence --data evals/data/coauthor   # the CoAuthor writers
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def recurrence(items: list[dict], learn_edits: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m evals.recurrence", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m redline.evals.recurrence", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(LAMP_DATA), help="folder of LAMP-format edit files (default: LAMP)")
     parser.add_argument("--learn-edits", type=int, default=10, help="edits learned per writer (default 10)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")

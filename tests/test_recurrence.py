@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evals.recurrence import changes, main, recurrence
+from redline.evals.recurrence import changes, main, recurrence
 
 
 def _edit(draft: str, kept: str) -> dict:
