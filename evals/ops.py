@@ -151,8 +151,9 @@ def _prefix_line(text: str) -> Operation:
                 body = body[:1].upper() + body[1:]
         # the line heads the text once: a body line or list item that says it goes (a list operation before this one
         # numbers a draft that is only the line, "1. Here's the story.", and the user does not write it twice)
-        rows = [r for r in body.split("\n") if tx.MARKER.sub("", r).strip() != line]
-        if len(rows) < len(body.split("\n")):
+        all_rows = body.split("\n")
+        rows = [r for r in all_rows if tx.MARKER.sub("", r).strip() != line]
+        if len(rows) < len(all_rows):
             items = [r for r in rows if r.strip()]
             a_list = bool(items) and all(tx.LIST_ITEM.match(r) for r in items)
             body = _rebuild_like(body, sentences("\n".join(rows))) if a_list else "\n".join(rows).strip("\n")
