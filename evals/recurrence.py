@@ -2,10 +2,10 @@
 
 An edit rule (and a preference quoted from one edit) helps on a new draft only where the writer makes a change they
 made before. For each writer of a real-edit corpus (LAMP, CoAuthor) this counts the changes of the word-level diff
-(``redline.agent.word_diff``: a deleted run and the run inserted in its place, compared without case and outer
-punctuation) in the first ``learn_edits`` edits, how many of them the writer made in two or more of those edits, and,
-on the held-out edits, how many words of edit distance are changes already seen in the learned edits (an upper bound
-on what any change-by-change rule learned from them could remove).
+(``redline.agent.word_diff``: a deleted run and the run inserted in its place, compared as ``redline.text.norm``
+reads them: lower-case words only) in the first ``learn_edits`` edits, how many of them the writer made in two or
+more of those edits, and, on the held-out edits, how many words of edit distance are changes already seen in the
+learned edits (an upper bound on what any change-by-change rule learned from them could remove).
 
     python -m redline.evals.recurrence --learn-edits 10            # the shipped LAMP writers
     python -m redline.evals.recurrence --data evals/data/coauthor   # the CoAuthor writers
@@ -15,22 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections import Counter
 from pathlib import Path
 
+from redline import text as tx
 from redline.agent import edit_cost, word_diff
 
 from .lamp import LAMP_DATA, load_writers
 
 __all__ = ["changes", "recurrence", "main"]
-
-_OUTER = re.compile(r"^[\W_]+|[\W_]+$")
-
-
-def _norm(text: str) -> str:
-    return " ".join(_OUTER.sub("", w) for w in text.lower().split()).strip()
-
 
 def changes(draft: str, edited: str) -> list[tuple[str, str, int]]:
     """The edit's changes as ``(deleted, inserted, words)``: each deleted run with the run inserted in its place
@@ -40,10 +33,10 @@ def changes(draft: str, edited: str) -> list[tuple[str, str, int]]:
         if op == "delete":
             deleted = text
         elif op == "insert":
-            out.append((_norm(deleted or ""), _norm(text), edit_cost(deleted or "", text)))
+            out.append((tx.norm(deleted or ""), tx.norm(text), edit_cost(deleted or "", text)))
             deleted = None
         elif deleted is not None:
-            out.append((_norm(deleted), "", edit_cost(deleted, "")))
+            out.append((tx.norm(deleted), "", edit_cost(deleted, "")))
             deleted = None
     return [c for c in out if c[0] != c[1]]
 
