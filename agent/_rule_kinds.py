@@ -33,6 +33,9 @@ class Rule:
     kind: ClassVar[str] = ""
     rank: ClassVar[int] = 0                   # the kind's row in KINDS: the order rules apply in
     text_field: ClassVar[str | None] = None   # the parameter a user edits as the rule's "text"
+    # a word choice (replace or delete a phrase) rather than a shape of the whole text (a frame line, a format, a
+    # length): writers make one-off word changes all the time, so one edit is never evidence enough for it
+    word_choice: ClassVar[bool] = False
 
     def __post_init__(self):
         for name, value in self.clean(**self.params).items():
@@ -99,10 +102,10 @@ class Rule:
 
 
 def _kind(name: str, kind: str, params: list = (), *, clean: Callable[..., dict] | None = None,
-          text: str | None = None, **behaviour: Callable) -> type[Rule]:
+          text: str | None = None, word_choice: bool = False, **behaviour: Callable) -> type[Rule]:
     """One row of the table: the dataclass ``name`` of ``kind`` with fields ``params`` and the given functions
     (each takes the rule first, as a method does)."""
-    namespace = {"kind": kind, "text_field": text, "__module__": __name__, **behaviour}
+    namespace = {"kind": kind, "text_field": text, "word_choice": word_choice, "__module__": __name__, **behaviour}
     if clean is not None:
         namespace["clean"] = staticmethod(clean)
     return make_dataclass(name, params, bases=(Rule,), frozen=True, namespace=namespace)
@@ -578,11 +581,11 @@ def _open_with_template(rule, text: str) -> str:
 # -- the table -------------------------------------------------------------------------------------
 
 ReplacePhrase = _kind(
-    "ReplacePhrase", "replace_phrase", [("old", str), ("new", str)], clean=_replacement, text="new",
+    "ReplacePhrase", "replace_phrase", [("old", str), ("new", str)], clean=_replacement, text="new", word_choice=True,
     describe=lambda r: f"replace '{r.old}' with '{r.new}'", done=lambda r, t: not _phrase(r.old).search(t),
     followed=_replacement_followed, fix=_replace)
 DeletePhrase = _kind(
-    "DeletePhrase", "delete_phrase", [("phrase", str)], clean=_deletion, text="phrase",
+    "DeletePhrase", "delete_phrase", [("phrase", str)], clean=_deletion, text="phrase", word_choice=True,
     describe=lambda r: f"delete '{r.phrase}'", done=lambda r, t: not _deletable(r.phrase, t),
     opportunity=lambda r, t: bool(_deletable(r.phrase, t)), followed=_deletion_followed, fix=_delete)
 MaxSentenceWords = _kind(

@@ -157,6 +157,11 @@ class Settings(BaseSettings):
     rules_scope: bool = Field(True, description="A rule with the support to be active but not the precision also "
                               "applies where a linear classifier of the contexts of its evidence (fix made or not) "
                               "expects the fix: a fix the user makes on one kind of text the nearest contexts miss.")
+    rules_scope_min_support: int = Field(1, ge=1, description="Edits that must have made the fix of a rule that "
+                                         "shapes the whole text (a frame line, a format, a length) before its scope "
+                                         "may apply it (rules_scope); word choices (replace or delete a phrase) "
+                                         "need rules_min_support, as writers make one-off word changes all the "
+                                         "time.")
     rules_history: int = Field(200, ge=0, le=10_000, description="A newly mined (or rewritten) rule is counted over "
                                                                  "the user's last this many edits.")
     rules_prune_after: int = Field(50, ge=1, description="A mined rule with one supporting edit is forgotten once "

@@ -64,6 +64,7 @@ class Rulebook:
         self.history = settings.rules_history
         self.prune_after = settings.rules_prune_after
         self.scoped = settings.rules_scope
+        self.scope_min_support = settings.rules_scope_min_support
         self._scopes = ScopeCache()
 
     # -- learning ---------------------------------------------------------------------------------
@@ -92,9 +93,11 @@ class Rulebook:
         """The user's rules that apply to a context whose nearest past contexts are ``neighbour_interactions``:
         the user's override wins; otherwise a rule applies when it is active among those neighbours, or when
         it is active over all the user's edits and no neighbour contradicted it (see ``rules.active_here``), or,
-        given the ``context_vector`` (and ``rules_scope`` on), when it has the support to be active but not the
-        precision and its scope expects the fix here (``agent.rule_scope``). Best first (locally supported, then
-        expected, then precise, then often seen), as exclusive rules need."""
+        given the ``context_vector`` (and ``rules_scope`` on), when its scope expects the fix here
+        (``agent.rule_scope``) and it has the support to be active but not the precision, or for a rule that shapes
+        the whole text (not a word choice), ``rules_scope_min_support`` supporting edits (one by default: where the
+        user opens every summary of one kind with a line, the edit of the first one is the evidence). Best first
+        (locally supported, then expected, then precise, then often seen), as exclusive rules need."""
         rows = self.store.rules.list(user_id)
         if not rows:
             return []
@@ -108,7 +111,8 @@ class Rulebook:
             evidence = _evidence(row, rule)
             if active_here(evidence, here, self.thresholds):
                 chosen.append((row, rule, here, 0.0))
-            elif evidence.enabled is None and evidence.support >= self.thresholds.min_support:
+            elif evidence.enabled is None and evidence.support >= (
+                    self.thresholds.min_support if rule.word_choice else self.scope_min_support):
                 undecided.append((row, rule, here))
         if undecided and context_vector is not None and self.scoped:
             scopes = self._scopes_of(user_id, [row for row, _, _ in undecided])

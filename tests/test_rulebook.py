@@ -118,6 +118,23 @@ def test_a_fix_made_on_one_kind_of_text_applies_there_though_no_neighbours_show_
     assert agent.generate("alice", BAKING[0] + " Rest it.").text == DRAFT  # where the user keeps 'utilize'
 
 
+@pytest.mark.parametrize("scope_min_support", [1, 2])
+def test_one_edit_is_evidence_enough_for_a_frame_line_where_its_scope_expects_it_never_for_a_word_choice(
+        make_agent, tmp_path, scope_min_support):
+    agent = make_agent(ScriptedGenerator(always_the_draft), k=1, rules_scope_min_support=scope_min_support,
+                       data_dir=tmp_path / str(scope_min_support))
+    for ctx in BIKES[:3]:  # kept as drafted: chances to open with the line and to say 'bakers', not taken
+        teach(agent, "alice", ctx, fix=lambda text: text)
+    teach(agent, "alice", BAKING[0], fix=lambda text: "Bake it slow.\n\n" + text.replace("everyone", "bakers"))
+    rules = {r["kind"]: r for r in rules_of(agent, "alice")}
+    assert (rules["opening_line"]["support"], rules["opening_line"]["contradictions"]) == (1, 3)
+    assert (rules["replace_phrase"]["support"], rules["replace_phrase"]["contradictions"]) == (1, 3)
+    baking = agent.generate("alice", BAKING[2])
+    assert baking.text == ("Bake it slow.\n\n" + DRAFT if scope_min_support == 1 else DRAFT)  # 'everyone' stays
+    assert [r["kind"] for r in baking.applied_rules] == (["opening_line"] if scope_min_support == 1 else [])
+    assert agent.generate("alice", BIKES[3]).text == DRAFT  # where the user had the chance and left it
+
+
 def test_a_rule_the_user_turned_off_is_not_scoped_back_on(make_agent):
     agent = make_agent(ScriptedGenerator(always_the_draft), k=1)
     for ctx, word in zip(BAKING, ("bakers", "cooks", "people")):
