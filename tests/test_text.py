@@ -141,3 +141,10 @@ def test_words_are_the_pieces_between_white_space_that_have_a_word_character():
     for doc in load_documents("summarize")[:100] + load_documents("email")[:100]:
         pieces = [w for w in doc.text.split() if re.search(r"\w", w) and not w.startswith("#")]
         assert tx.words(doc.text) == pieces
+
+
+def test_a_sentence_splits_at_a_clause_dash_never_inside_a_compound_with_spaced_hyphens():
+    assert tx.split_sentence("A 27 - year - old man was arrested after the crash on Tuesday.", 5) == [
+        "A 27 - year - old man was arrested after the crash on Tuesday."]
+    assert tx.split_sentence("The film runs long - but the ending pays off for the patient.", 5) == [
+        "The film runs long.", "But the ending pays off for the patient."]

@@ -321,6 +321,8 @@ def split_points(tokens: list[str]) -> list[tuple[int, str | None]]:
     points = []
     for i in range(1, len(tokens)):
         prev, word = tokens[i - 1], tokens[i]
+        if prev == "-" and "-" in (tokens[i - 3] if i >= 3 else None, tokens[i + 1] if i + 1 < len(tokens) else None):
+            continue  # a compound written with spaced hyphens ('a 27 - year - old man'), not a clause dash
         if prev in DASHES or prev.endswith((";", ":")):
             point = (i, word)
         elif prev.endswith(",") and word.lower() in CLAUSE_WORDS:
