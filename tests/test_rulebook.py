@@ -135,6 +135,17 @@ def test_one_edit_is_evidence_enough_for_a_frame_line_where_its_scope_expects_it
     assert agent.generate("alice", BIKES[3]).text == DRAFT  # where the user had the chance and left it
 
 
+def test_one_edit_against_a_single_left_chance_is_no_evidence_for_a_scope(make_agent):
+    agent = make_agent(ScriptedGenerator(always_the_draft), k=1)
+    teach(agent, "alice", BIKES[0], fix=lambda text: text)
+    teach(agent, "alice", BAKING[0], fix=lambda text: "Bake it slow.\n\n" + text)
+    [rule] = rules_of(agent, "alice")
+    assert (rule["kind"], rule["support"], rule["contradictions"]) == ("opening_line", 1, 1)
+    assert agent.generate("alice", BAKING[2]).text == DRAFT
+    teach(agent, "alice", BIKES[1], fix=lambda text: text)  # a second chance left: now the scope tells
+    assert agent.generate("alice", BAKING[2]).text == "Bake it slow.\n\n" + DRAFT
+
+
 def test_a_rule_the_user_turned_off_is_not_scoped_back_on(make_agent):
     agent = make_agent(ScriptedGenerator(always_the_draft), k=1)
     for ctx, word in zip(BAKING, ("bakers", "cooks", "people")):
