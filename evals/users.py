@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from redline import text as tx
 from redline.agent import prompts
 from redline.agent.generators import GenerationParams, Generator
 
@@ -82,11 +83,27 @@ class RuleUser:
         self.specs = specs
 
     def feedback(self, source: str, document: str, draft: str) -> Feedback:
-        text = draft
+        text = _with_content(draft, document) if tx.frame_lines_only(draft) else draft
         for op in self.specs[source].operations:
             text = op.apply(text)
         edited = text.strip() or draft
         return Feedback(edited, satisfied=edited == draft.strip())
+
+
+LEAD_WORDS = 40  # what a user writes when a draft has no content: the document's opening, up to this many words
+
+
+def _with_content(draft: str, document: str) -> str:
+    """A draft of frame lines only ('Hey!', 'Thanks for reading!', a heading) has nothing the user could keep by
+    editing its form: they write the content themselves, the document's opening sentences, below its lines (their
+    own operations then give it their form). Without this such a draft passed a user whose operations only frame
+    and shape a text at the cost of its frame lines, or at no cost."""
+    lead: list[str] = []
+    for sentence in tx.sentences(document):
+        if lead and len(tx.words(" ".join([*lead, sentence]))) > LEAD_WORDS:
+            break
+        lead.append(sentence)
+    return "\n\n".join(part for part in (draft.strip(), " ".join(lead)) if part)
 
 
 class LLMUser:

@@ -140,6 +140,25 @@ def test_users_file_json_and_errors(tmp_path):
         load_user_specs("email", path)
 
 
+@pytest.mark.parametrize("draft", ["Hey!", "Thanks for reading!", "# FlauBERT: A Language Model for French"])
+def test_a_rule_user_writes_the_content_of_a_draft_that_is_frame_lines_only(draft):
+    from redline.evals.ops import build_operation
+    from redline.evals.users import RuleUser, UserSpec
+
+    document = ("The council met on Monday. It approved the budget for the new bridge after a long debate. "
+                "Work starts in May and should take two years. The bridge will carry four lanes of traffic and a "
+                "protected path for bikes and walkers. Residents asked for more parking.")
+    user = RuleUser({"news": UserSpec("framer", "news", "opens with a line",
+                                      [build_operation({"op": "prefix_line", "text": "In short:"})])})
+    fb = user.feedback("news", document, draft)
+    assert "should take two years." in fb.edited and "four lanes" not in fb.edited  # up to 40 words
+    assert fb.edited.startswith("In short:") and draft in fb.edited and not fb.satisfied
+    kept = "In short:\n\nThe council met on Monday."
+    assert user.feedback("news", document, kept).satisfied  # a draft with a body is only edited
+    one_line = "TL;DR: The council approved the budget for the new bridge after a long debate on Monday."
+    assert user.feedback("news", document, one_line).edited == "In short:\n" + one_line  # a line with content
+
+
 def test_held_out_users_load_cover_every_source_and_differ_from_the_shipped_ones():
     from redline.evals.tasks import TASKS, load_documents
     from redline.evals.users import DATA_DIR, load_user_specs

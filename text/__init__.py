@@ -21,6 +21,7 @@ __all__ = [
     "EMOJI", "HASHTAG", "LIST_MARK", "LIST_ITEM", "BULLET", "NUMBER", "MARKER",
     "END_MARKS", "lines", "sentences", "sentence_pieces", "starts_sentence", "end_sentence",
     "GREETING", "INLINE_GREETING", "CLOSING", "is_head", "is_closing", "split_frame", "join_frame", "body_of",
+    "FRAME_LINE_WORDS", "frame_lines_only",
     "LINE_LABEL", "content_words", "line_template",
     "DASHES", "CLAUSE_WORDS", "split_points", "split_sentence",
     "list_marker", "layout", "map_sentences", "survives", "own_sentences", "capitalise_at",
@@ -264,6 +265,20 @@ def join_frame(head: list[str], body: str, tail: list[str]) -> str:
 
 def body_of(text: str) -> str:
     return split_frame(text)[1]
+
+
+FRAME_LINE_WORDS = 10  # a longer line carries content even where it is a text's only line ('TL;DR: The text ...')
+
+
+def frame_lines_only(text: str) -> bool:
+    """``text`` is only frame lines, nothing of a document: a greeting, a sign-off, a heading, a short labelled line
+    ('Hey!', 'Thanks for reading!', '# FlauBERT: A Language Model for French'); a small generator given a
+    preference for such lines sometimes writes them alone.
+
+    >>> frame_lines_only("Hi friend,\\n\\nTalk soon,"), frame_lines_only("Hi friend,\\n\\nThe budget passed.")
+    (True, False)
+    """
+    return not body_of(text).strip() and all(len(words(line)) <= FRAME_LINE_WORDS for line in lines(text))
 
 
 # -- lines that change with the document ------------------------------------------------------------------
