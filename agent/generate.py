@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from redline import text as tx
 from redline.policies import (
     STRATEGIES,
     CandidatePlan,
@@ -284,8 +285,18 @@ class GenerationPipeline:
             greedy = yield from self._stream_draft(generator, prompt_list[0], params)
         else:
             greedy = self._without_echo_or_loop(generator.generate(prompt_list, params)[0])
-        drafts = _Drafts(prompt_list, [0], [Candidate(greedy.texts[0], target.preference, target.source, "greedy")],
-                         greedy.prompt_tokens, greedy.completion_tokens)
+        preference, spent = target.preference, (0, 0)
+        if not stream and preference and tx.frame_lines_only(greedy.texts[0]):
+            # a small generator asked for a preference's lines sometimes writes them alone ('Thanks for reading!'):
+            # nothing of the document a user could keep. Draft without the preference; the user's rules still add
+            # their lines. (A streamed draft was already shown.)
+            log.info("draft was the preference's frame lines only (%r): drafting again without the preference",
+                     greedy.texts[0][:80])
+            spent = (greedy.prompt_tokens, greedy.completion_tokens)
+            preference, prompt_list = None, [self._task_prompt(task, context, None, options)]
+            greedy = self._without_echo_or_loop(generator.generate(prompt_list, params)[0])
+        drafts = _Drafts(prompt_list, [0], [Candidate(greedy.texts[0], preference, target.source, "greedy")],
+                         greedy.prompt_tokens + spent[0], greedy.completion_tokens + spent[1])
         alternatives = plan[1:]
         if not alternatives:
             return drafts

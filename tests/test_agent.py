@@ -56,6 +56,19 @@ def test_learned_preference_is_retrieved_for_a_similar_context(agent):
     assert "bullet points, brief" in second.prompt[-1]["content"]
 
 
+def test_a_draft_of_the_preference_s_lines_alone_is_drafted_again_without_the_preference(make_agent):
+    def draft(content, i):  # what Qwen2.5-Coder-0.5B did in the rule-user runs, given 'end with Thanks for reading!'
+        return "Thanks for reading!" if "preference" in content else "The council expands the bike lanes."
+    agent = make_agent(ScriptedGenerator(answering(combined="x", inferred="Preference: end with 'Thanks for reading!'",
+                                                   draft=draft)), k=1)
+    first = agent.generate("alice", BIKES)
+    agent.learn(first.interaction_id, first.text + "\n\nThanks for reading!")
+    second = agent.generate("alice", BIKES2)
+    assert second.text == "The council expands the bike lanes." and second.preference is None
+    assert "preference" not in second.prompt[-1]["content"]  # the prompt that wrote the draft
+    assert second.tokens_out == len("Thanks for reading!".split()) + len(second.text.split())  # both calls count
+
+
 def test_other_users_history_never_influences(agent):
     first = agent.generate("alice", BIKES)
     agent.learn(first.interaction_id, "- edited by alice")
