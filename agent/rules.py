@@ -331,6 +331,13 @@ def _ordered(rules: Iterable[Rule]) -> list[Rule]:
     return sorted(kept, key=lambda r: (r.rank, r.key))
 
 
+MIN_BODY_WORDS = 3  # a body cut below this is no longer a draft, whatever the rule
+
+
+def _emptied(before: str, after: str) -> bool:
+    return len(tx.words(tx.body_of(after))) < MIN_BODY_WORDS <= len(tx.words(tx.body_of(before)))
+
+
 def _pipeline(text: str, rules: list[Rule]) -> tuple[str, list[Rule]]:
     endings = [r for r in rules if isinstance(r, EndText)]
     # text a rule appends is set aside while length limits count, then appended again
@@ -349,6 +356,8 @@ def _pipeline(text: str, rules: list[Rule]) -> tuple[str, list[Rule]]:
     current = stripped
     for rule in rules:
         new = rule.apply(current)
+        if new != current and _emptied(current, new):
+            continue  # never a draft emptied to its frame lines ('Hey!'): the user would write all of it
         if new != current and not (isinstance(rule, EndText) and rule.done(text)):
             applied.append(rule)
         current = new

@@ -623,3 +623,12 @@ def test_a_body_cut_to_one_short_sentence_stays_the_body():
     assert out == "Hey!\n\nI hope this message finds you well. What do you think?\n\nKind regards,"
     assert apply_rules(out, rules) == (out, [])
     assert tx.split_frame("Hey!\n\nShort body.\n\nKind regards,") == (["Hey!"], "Short body.", ["Kind regards,"])
+
+
+def test_no_rule_empties_a_draft_to_its_frame_lines():
+    # seed 1 of the 2026-12-06 night email run: the deletion left 'Hey!' and the user wrote the whole email
+    draft = "Hey! I hope this email finds you well."
+    delete, no_exclamation = kinds.DeletePhrase("I hope this email finds you well"), kinds.NoExclamation()
+    assert apply_rules(draft, [delete]) == (draft, [])
+    assert apply_rules(draft, [delete, no_exclamation])[0].endswith("I hope this email finds you well.")
+    assert apply_rules(draft + " See you Friday.", [delete]) == ("Hey! See you Friday.", [delete])
