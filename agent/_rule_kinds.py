@@ -21,7 +21,6 @@ from rapidfuzz import fuzz
 from redline import text as tx
 
 MAX_TEXT = 200          # characters of any text parameter (a user may PATCH it)
-MAX_LINE_WORDS = 10     # an opening/closing line longer than this would not be seen as a frame line
 MAX_PHRASE_WORDS = 12   # a phrase to delete or text to append
 LIST_MARKERS = ("-", "*", "•")
 
@@ -637,12 +636,12 @@ RemoveClosing = _kind(
     fix=lambda r, t: _without_closing(t))
 ClosingLine = _kind(
     "ClosingLine", "closing_line", [("line", str)], text="line",
-    clean=lambda line: {"line": _clean_text(line, "line", words=MAX_LINE_WORDS, lines=2)},
+    clean=lambda line: {"line": _clean_text(line, "line", words=tx.FRAME_LINE_WORDS, lines=2)},
     describe=lambda r: f"end with the line '{r.line.replace(chr(10), ' / ')}'",
     done=lambda r, t: _ends_with_lines(r.line, t), fix=lambda r, t: _close_with(r.line, t), apply=_frame_apply)
 OpeningLine = _kind(
     "OpeningLine", "opening_line", [("line", str)], text="line",
-    clean=lambda line: {"line": _clean_text(line, "line", words=MAX_LINE_WORDS)},
+    clean=lambda line: {"line": _clean_text(line, "line", words=tx.FRAME_LINE_WORDS)},
     describe=lambda r: f"start with the line '{r.line}'", done=lambda r, t: _starts_with(r.line, t),
     fix=lambda r, t: _open_with(r.line, t), apply=_frame_apply)
 OpeningTemplate = _kind(

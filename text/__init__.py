@@ -267,7 +267,9 @@ def body_of(text: str) -> str:
     return split_frame(text)[1]
 
 
-FRAME_LINE_WORDS = 10  # a longer line carries content even where it is a text's only line ('TL;DR: The text ...')
+# A frame line (greeting, sign-off, heading, an opening or closing line a rule adds) has at most this many words; a
+# longer line carries content even where it is a text's only line ('TL;DR: The text ...').
+FRAME_LINE_WORDS = 10
 
 
 def frame_lines_only(text: str) -> bool:
