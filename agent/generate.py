@@ -53,6 +53,15 @@ __all__ = ["GenerationPipeline", "Candidate"]
 log = logging.getLogger(__name__)
 
 
+def _without_content(draft: str, preference: str) -> str | None:
+    """Why ``draft``, written for ``preference``, holds nothing of the document a user could keep, or None."""
+    if tx.frame_lines_only(draft):
+        return "frame lines only"
+    if prompts.echoes_preference(draft, preference):
+        return "the preference written back"
+    return None
+
+
 class _Laps:
     """Milliseconds per named stage, each measured from the end of the previous one."""
 
@@ -286,12 +295,13 @@ class GenerationPipeline:
         else:
             greedy = self._without_echo_or_loop(generator.generate(prompt_list, params)[0])
         preference, spent = target.preference, (0, 0)
-        if not stream and preference and tx.frame_lines_only(greedy.texts[0]):
-            # a small generator asked for a preference's lines sometimes writes them alone ('Thanks for reading!'):
-            # nothing of the document a user could keep. Draft without the preference; the user's rules still add
-            # their lines. (A streamed draft was already shown.)
-            log.info("draft was the preference's frame lines only (%r): drafting again without the preference",
-                     greedy.texts[0][:80])
+        empty = None if stream or not preference else _without_content(greedy.texts[0], preference)
+        if empty:
+            # a small generator asked for a preference sometimes writes its lines alone ('Thanks for reading!') or
+            # the preference itself as the text ('Subject: Ask questions; begin with ...'): nothing of the document
+            # a user could keep. Draft without the preference; the user's rules still add their lines. (A streamed
+            # draft was already shown.)
+            log.info("draft was %s (%r): drafting again without the preference", empty, greedy.texts[0][:80])
             spent = (greedy.prompt_tokens, greedy.completion_tokens)
             preference, prompt_list = None, [self._task_prompt(task, context, None, options)]
             greedy = self._without_echo_or_loop(generator.generate(prompt_list, params)[0])

@@ -11,7 +11,7 @@ from typing import Sequence
 from redline.text import LIST_ITEM, sentence_pieces
 
 __all__ = ["TASKS", "task_prompt", "revision_prompt", "inference_prompt", "aggregation_prompt", "clean_preference",
-           "without_echo", "icl_edit_history", "user_judge_prompt", "user_rewrite_prompt"]
+           "without_echo", "echoes_preference", "icl_edit_history", "user_judge_prompt", "user_rewrite_prompt"]
 
 SYSTEM = "You are a writing assistant. Answer with the requested text only, without preamble."
 
@@ -116,6 +116,28 @@ def without_echo(text: str) -> str:
         at += len(piece)
     kept = text[:line_start + cut].rstrip()
     return kept or text
+
+
+ECHO_CLAUSE_WORDS = 3  # a preference clause shorter than this ('brief', 'no emojis') may well be the user's text
+ECHO_MIN_CLAUSES = 2
+
+
+def _plain_words(text: str) -> str:
+    """Lower-case words without punctuation or quotes ("'Subject:'" and "\u201cSubject:\u201d" are "subject")."""
+    return " ".join(re.findall(r"[a-z0-9]+(?:'[a-z0-9]+)*", text.lower().replace("\u2019", "'")))
+
+
+def echoes_preference(text: str, preference: str | None) -> bool:
+    """Whether ``text`` writes back the preference it was asked to suit ('Subject: Ask questions; begin with a
+    "Subject:" line; keep sentences short'): two of the preference's clauses of three words or more, word for
+    word. A text that only quotes the preference's lines ('Thanks for reading!') carries no clause whole (the
+    clause is "end with 'Thanks for reading!'"), so it is no echo."""
+    if not preference:
+        return False
+    plain = f" {_plain_words(text)} "
+    clauses = {_plain_words(c) for c in re.split(r"[;\n]|\.\s", preference)}
+    found = sum(1 for c in clauses if len(c.split()) >= ECHO_CLAUSE_WORDS and f" {c} " in plain)
+    return found >= ECHO_MIN_CLAUSES
 
 
 def clean_preference(text: str, *, max_words: int = 40) -> str:

@@ -69,6 +69,22 @@ def test_a_draft_of_the_preference_s_lines_alone_is_drafted_again_without_the_pr
     assert second.tokens_out == len("Thanks for reading!".split()) + len(second.text.split())  # both calls count
 
 
+def test_a_draft_that_writes_the_preference_back_is_drafted_again_without_it(make_agent):
+    def draft(content, i):  # Qwen2.5-Coder-0.5B in the shipped email run: the preference list as the email
+        asked = content.partition("this user's preference: ")[2]
+        return f"Subject: {asked}" if asked else "Subject: Bike lanes\n\nShall we talk about the bike lanes?"
+    agent = make_agent(ScriptedGenerator(answering(
+        combined="x", inferred="start with the line 'Subject: Bikes'; write short sentences; ask the reader questions",
+        draft=draft)), k=1)
+    first = agent.generate("alice", BIKES)
+    learned = agent.learn(first.interaction_id, "Subject: Bikes\n\nCan we expand the lanes? It is safer. It is cheap.")
+    second = agent.generate("alice", BIKES2)
+    assert second.text.endswith("Shall we talk about the bike lanes?") and second.preference is None
+    assert "preference" not in second.prompt[-1]["content"]
+    echoed = len(f"Subject: {learned.preference}.".split())  # the draft asked for it, then thrown away
+    assert second.tokens_out == echoed + len("Subject: Bike lanes\n\nShall we talk about the bike lanes?".split())
+
+
 def test_other_users_history_never_influences(agent):
     first = agent.generate("alice", BIKES)
     agent.learn(first.interaction_id, "- edited by alice")

@@ -65,3 +65,20 @@ def test_clean_preference_caps_words():
 def test_without_echo_cuts_the_instructions_a_generator_writes_back(text, kept):
     assert prompts.without_echo(text) == kept
     assert prompts.without_echo(kept) == kept
+
+
+ASK = "Ask questions; begin with a 'Subject:' line; keep sentences short; end with the line 'Kind regards,'"
+
+
+@pytest.mark.parametrize("text,echo", [
+    # the preference written back as the email (the shipped email run of 2026-12-06 had 20 such drafts)
+    ("Subject: Ask questions; begin with a 'Subject:' line; keep sentences short.\n\nKind regards,", True),
+    ("Subject: Meeting\n\nHi! Begin with a \u201cSubject:\u201d line. Keep sentences short. Kind regards,", True),
+    # a draft that follows the preference quotes its lines, never its clauses whole
+    ("Subject: The launch\n\nCan we move the launch to May? It suits the team.\n\nKind regards,", False),
+    # one clause alone may be the user's own words
+    ("Subject: Notes\n\nPlease keep sentences short in the report.\n\nKind regards,", False),
+])
+def test_echoes_preference_finds_a_preference_written_back_as_the_text(text, echo):
+    assert prompts.echoes_preference(text, ASK) is echo
+    assert prompts.echoes_preference(text, None) is False
