@@ -34,7 +34,7 @@ from . import prompts
 from .config import Settings
 from .errors import InvalidInput, encode
 from .generators import Generation, GenerationParams, Generator, stream_generation
-from .generators.loops import LoopGuard, cut_loop
+from .generators.loops import LoopGuard, cut_loop, stutters
 from .preferences import Aggregate, PreferenceMemory, Retrieved
 from .reward_training import RewardTrainer
 from .rulebook import Rulebook
@@ -59,6 +59,8 @@ def _without_content(draft: str, preference: str) -> str | None:
         return "frame lines only"
     if prompts.echoes_preference(draft, preference):
         return "the preference written back"
+    if stutters(draft):
+        return "one phrase over and over"
     return None
 
 
@@ -297,10 +299,10 @@ class GenerationPipeline:
         preference, spent = target.preference, (0, 0)
         empty = None if stream or not preference else _without_content(greedy.texts[0], preference)
         if empty:
-            # a small generator asked for a preference sometimes writes its lines alone ('Thanks for reading!') or
-            # the preference itself as the text ('Subject: Ask questions; begin with ...'): nothing of the document
-            # a user could keep. Draft without the preference; the user's rules still add their lines. (A streamed
-            # draft was already shown.)
+            # a small generator asked for a preference sometimes writes its lines alone ('Thanks for reading!'), the
+            # preference itself as the text ('Subject: Ask questions; begin with ...') or one phrase until max_tokens
+            # ('The movie about the movie about ...'): nothing of the document a user could keep. Draft without the
+            # preference; the user's rules still add their lines. (A streamed draft was already shown.)
             log.info("draft was %s (%r): drafting again without the preference", empty, greedy.texts[0][:80])
             spent = (greedy.prompt_tokens, greedy.completion_tokens)
             preference, prompt_list = None, [self._task_prompt(task, context, None, options)]

@@ -85,6 +85,16 @@ def test_a_draft_that_writes_the_preference_back_is_drafted_again_without_it(mak
     assert second.tokens_out == echoed + len("Subject: Bike lanes\n\nShall we talk about the bike lanes?".split())
 
 
+def test_a_draft_that_writes_one_phrase_over_and_over_is_drafted_again_without_the_preference(make_agent):
+    def draft(content, i):  # Qwen2.5-Coder-0.5B, asked for a summary with a film reviewer's preference, 2026-12-06
+        return "The movie about" + " the movie about" * 20 if "preference" in content else "Bike lanes grow."
+    agent = make_agent(ScriptedGenerator(answering(combined="x", inferred="bullet points, brief", draft=draft)), k=1)
+    first = agent.generate("alice", BIKES)
+    agent.learn(first.interaction_id, "- Bike lanes grow.\n- By forty miles.")
+    second = agent.generate("alice", BIKES2)
+    assert "movie" not in second.text and second.preference is None
+
+
 def test_other_users_history_never_influences(agent):
     first = agent.generate("alice", BIKES)
     agent.learn(first.interaction_id, "- edited by alice")

@@ -15,7 +15,7 @@ from redline.agent import GenerateOptions, GenerationParams, GeneratorUnavailabl
 from redline.agent.generators import RequestsFirst, model_files, stream_generation
 from redline.agent.generators import llama_server as llama_server_module
 from redline.agent.generators.llama_backend import LlamaServerGenerator
-from redline.agent.generators.loops import LoopGuard, cut_loop, first_repeat, loops
+from redline.agent.generators.loops import LoopGuard, cut_loop, first_repeat, loops, stutters
 from redline.agent.generators.openai_backend import OpenAIGenerator
 
 from doubles import ScriptedGenerator
@@ -164,6 +164,17 @@ def test_a_repeated_sentence_is_a_loop_and_the_cut_keeps_what_came_before():
     assert first_repeat("No loop here. None at all.") is None
     assert cut_loop("Intro line here.\n- The cat sat down.\n- The dog ran off.\n- The cat sat down.") == (
         "Intro line here.\n- The cat sat down.\n- The dog ran off.")
+
+
+@pytest.mark.parametrize("text,stutter", [
+    ("Ever wondered? The movie about the movie about the movie about the movie about the movie about the", True),
+    ("It rained, and rained, and rained, and rained, and rained.", True),
+    ("They tried again and again and again.", False),  # three times: rhetoric
+    ("Very very very very good.", False),  # one word is no phrase
+    (LOOP, False),  # repeated sentences are the loop guard's
+])
+def test_stutters_finds_one_phrase_written_over_and_over(text, stutter):
+    assert stutters(text) is stutter
 
 
 def test_loop_guard_holds_back_what_may_repeat_and_never_shows_the_loop():

@@ -13,7 +13,7 @@ import re
 
 from redline.text import MARKER, sentence_pieces
 
-__all__ = ["MIN_WORDS", "loops", "first_repeat", "cut_loop", "LoopGuard"]
+__all__ = ["MIN_WORDS", "loops", "first_repeat", "cut_loop", "stutters", "LoopGuard"]
 
 MIN_WORDS = 3  # "Thank you." twice is a style, not a loop
 _NORM = re.compile(r"[^\w]+")
@@ -53,6 +53,18 @@ def first_repeat(text: str) -> int | None:
         if key:
             seen.add(key)
     return None
+
+
+# A loop inside one sentence, which never ends so no sentence repeats: "The movie about the movie about the movie
+# about ..." (a redline summary of 2026-12-06, 56 words the user deleted). A phrase of 2 to 6 words four times in a
+# row; twice or three times can be rhetoric ("again and again and again").
+STUTTER_TIMES = 4
+_STUTTER = re.compile(rf"\b(\w+(?:\W+\w+){{1,5}}?)(?:\W+\1\b){{{STUTTER_TIMES - 1},}}", re.IGNORECASE)
+
+
+def stutters(text: str) -> bool:
+    """Whether ``text`` writes one phrase of 2-6 words ``STUTTER_TIMES`` times or more in a row."""
+    return _STUTTER.search(text) is not None
 
 
 def cut_loop(text: str) -> str:
