@@ -82,7 +82,9 @@ class Candidate:
     """One drafted response: its ``text`` (after the user's edit rules; ``raw_text`` as generated when they changed
     it, with the ids of the rules that did in ``applied_rules``), the ``preference`` that wrote it and where that
     came from (``source``), its ``kind`` (greedy, revision, sample), and once the reward chose among several, its
-    ``score`` (its chance of beating the others) and ``reward``; ``chosen`` marks the one returned."""
+    ``score`` (its chance of beating the others) and ``reward``; ``chosen`` marks the one returned.
+    ``drafted_again`` says why the greedy draft written for the preference was thrown away and this one written
+    without it (frame lines only, the preference written back, one phrase over and over); None when it was not."""
 
     text: str
     preference: str | None
@@ -93,11 +95,13 @@ class Candidate:
     applied_rules: list[int] = field(default_factory=list)
     reward: float | None = None
     chosen: bool = False
+    drafted_again: str | None = None
 
     def to_dict(self) -> dict:
         """As results and the stored interaction show it (``reward`` only once scored)."""
         out = {"text": self.text, "preference": self.preference, "source": self.source, "kind": self.kind,
-               "score": self.score, "raw_text": self.raw_text, "applied_rules": self.applied_rules}
+               "score": self.score, "raw_text": self.raw_text, "applied_rules": self.applied_rules,
+               "drafted_again": self.drafted_again}
         if self.reward is not None:
             out["reward"] = self.reward
         return {**out, "chosen": self.chosen}
@@ -307,7 +311,8 @@ class GenerationPipeline:
             spent = (greedy.prompt_tokens, greedy.completion_tokens)
             preference, prompt_list = None, [self._task_prompt(task, context, None, options)]
             greedy = self._without_echo_or_loop(generator.generate(prompt_list, params)[0])
-        drafts = _Drafts(prompt_list, [0], [Candidate(greedy.texts[0], preference, target.source, "greedy")],
+        drafts = _Drafts(prompt_list, [0], [Candidate(greedy.texts[0], preference, target.source, "greedy",
+                                                      drafted_again=empty)],
                          greedy.prompt_tokens + spent[0], greedy.completion_tokens + spent[1])
         alternatives = plan[1:]
         if not alternatives:

@@ -49,6 +49,7 @@ class Draft:
     confidence: float | None = None  # the reward's P(its best candidate ≻ the greedy draft)
     kept_greedy: bool | None = None  # the greedy draft was kept for want of that confidence
     user_pairs: int | None = None  # the user's pairs in their reward state when it chose
+    drafted_again: str | None = None  # why the greedy draft was drafted again without the preference (None: not)
 
 
 @dataclass
@@ -91,7 +92,8 @@ def _choice(candidates: list[dict] | None, selection: dict | None) -> dict:
             "distinct": selection.get("distinct"),
             "greedy_text": candidates[0]["text"] if selection else None,
             "confidence": selection.get("confidence"), "kept_greedy": selection.get("kept_greedy"),
-            "user_pairs": selection.get("user_pairs")}
+            "user_pairs": selection.get("user_pairs"),
+            "drafted_again": (candidates or [{}])[0].get("drafted_again")}
 
 
 def load_embedder(settings: Settings) -> Embedder:

@@ -118,6 +118,7 @@ class StreamResult:
     spans: list[tuple[float, float]] = field(default_factory=list)  # per round: (start, end), seconds since epoch
     costs_if_greedy: list[int | None] = field(default_factory=list)  # per round with a choice: the greedy draft's cost
     loops: list[bool] = field(default_factory=list)  # per round: the draft repeats a sentence (generators.loops)
+    drafted_again: list[str | None] = field(default_factory=list)  # per round: why the greedy draft was redone
 
 
 RUN_ID = uuid.uuid4().hex[:8]  # a server's store outlives a run: fresh user names per run
@@ -182,7 +183,7 @@ def _round(backend, method: Method, seed: int, t: int, doc: Document, config: Ev
         "differs_from_greedy": draft.differs_from_greedy, "candidate_rewards": draft.rewards,
         "distinct_candidates": draft.distinct, "heads_trained": outcome.heads_trained,
         "inferred_by": outcome.inferred_by, "applied_rules": draft.applied_rules,
-        "draft_before_rules": draft.raw_text,
+        "draft_before_rules": draft.raw_text, "drafted_again": draft.drafted_again,
         "tokens_in": draft.tokens_in + outcome.tokens_in,
         "tokens_out": draft.tokens_out + outcome.tokens_out, "user_tokens": fb.tokens_in + fb.tokens_out,
         "started_at": round(started_at, 3), "wall_ms": round((time.perf_counter() - t0) * 1000, 1),
@@ -225,6 +226,7 @@ def _stream_from_rows(method: str, seed: int, rs: list[dict], rules: list[dict] 
                         differs=[r.get("differs_from_greedy") for r in rs],
                         costs_if_greedy=[r.get("cost_if_greedy") for r in rs],
                         loops=[loops(r["draft"]) for r in rs],
+                        drafted_again=[r.get("drafted_again") for r in rs],
                         spans=[(r["started_at"], r["started_at"] + r["wall_ms"] / 1000) for r in rs
                                if r.get("started_at") is not None])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -139,6 +140,8 @@ def summarize(results: dict, claims=DEFAULT_CLAIMS) -> dict:
             "elapsed_s": _elapsed(streams),
             "zero_cost_rounds": round(float(np.mean([sum(c == 0 for c in s.costs) for s in streams])), 2),
             "looping_drafts": sum(sum(getattr(s, "loops", []) or []) for s in streams),
+            "drafted_again": dict(sorted(Counter(why for s in streams for why in getattr(s, "drafted_again", [])
+                                                 if why).items())),
             "cost_per_source": {k: round(v, 2) for k, v in per_source.items()},
             "cumulative_curve_mean": [round(float(x), 2) for x in curve],
             "cumulative_curve_std": [round(float(x), 2) for x in curve_std],
@@ -154,19 +157,25 @@ def summarize(results: dict, claims=DEFAULT_CLAIMS) -> dict:
             "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 
+def _drafted_again(reasons: dict[str, int]) -> str:
+    return ", ".join(f"{n} ({why})" for why, n in reasons.items()) or "0"
+
+
 def format_table(summary: dict) -> str:
     """A Markdown table, one row per method."""
-    rows = ["| method | cumulative cost (mean ± std) | zero-cost rounds | looping drafts | preference accuracy "
-            "| tokens in / out | wall time (s): method / stream |", "|---|---|---|---|---|---|---|"]
+    rows = ["| method | cumulative cost (mean ± std) | zero-cost rounds | looping drafts | drafted again "
+            "| preference accuracy | tokens in / out | wall time (s): method / stream |",
+            "|---|---|---|---|---|---|---|---|"]
     for name, m in summary["methods"].items():
         acc = "n/a" if m["preference_accuracy"] is None else f"{m['preference_accuracy']:.2f}"
         drafts = m["rounds"] * len(m["seeds"])
         elapsed = "n/a" if m.get("elapsed_s") is None else f"{m['elapsed_s']:,.0f}"
         rows.append(f"| {name} | {m['cumulative_cost_mean']:,.0f} ± {m['cumulative_cost_std']:,.0f} | "
-                    f"{m['zero_cost_rounds']:g} | {m['looping_drafts']} of {drafts} | {acc} | "
+                    f"{m['zero_cost_rounds']:g} | {m['looping_drafts']} of {drafts} | "
+                    f"{_drafted_again(m.get('drafted_again') or {})} | {acc} | "
                     f"{m['tokens_in']:,.0f} / {m['tokens_out']:,.0f} | {elapsed} / {m['wall_time_s']:,.0f} |")
     for name, why in summary.get("skipped", {}).items():
-        rows.append(f"| {name} | not available: {why} | | | | | |")
+        rows.append(f"| {name} | not available: {why} | | | | | | |")
     return "\n".join(rows)
 
 
@@ -344,7 +353,10 @@ def write_report(results: dict, out: Path | str, claims=DEFAULT_CLAIMS) -> dict:
              "(mean ± population std over seeds). Preference accuracy: share of rounds whose preference is "
              "closest (MiniLM cosine) to the true user's description among the task's users; n/a for methods "
              "that infer none. Looping drafts: drafts shown to the user in which a sentence (of 3+ words) occurs "
-             "twice or more, over all seeds. Tokens: the agent's generator tokens per seed (user tokens excluded). "
+             "twice or more, over all seeds. Drafted again: greedy drafts written for the preference that held "
+             "nothing of the document (frame lines only, the preference written back, one phrase over and over) "
+             "and were drafted again without it, over all seeds. "
+             "Tokens: the agent's generator tokens per seed (user tokens excluded). "
              "Wall time: from the method's first round to its last (its streams ran beside the other methods'), and "
              "the mean time of one stream's rounds.", ""]
     generator = format_generator(summary)

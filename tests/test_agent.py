@@ -67,6 +67,8 @@ def test_a_draft_of_the_preference_s_lines_alone_is_drafted_again_without_the_pr
     assert second.text == "The council expands the bike lanes." and second.preference is None
     assert "preference" not in second.prompt[-1]["content"]  # the prompt that wrote the draft
     assert second.tokens_out == len("Thanks for reading!".split()) + len(second.text.split())  # both calls count
+    assert second.candidates[0]["drafted_again"] == "frame lines only"
+    assert first.candidates[0]["drafted_again"] is None
 
 
 def test_a_draft_that_writes_the_preference_back_is_drafted_again_without_it(make_agent):
@@ -81,6 +83,7 @@ def test_a_draft_that_writes_the_preference_back_is_drafted_again_without_it(mak
     second = agent.generate("alice", BIKES2)
     assert second.text.endswith("Shall we talk about the bike lanes?") and second.preference is None
     assert "preference" not in second.prompt[-1]["content"]
+    assert second.candidates[0]["drafted_again"] == "the preference written back"
     echoed = len(f"Subject: {learned.preference}.".split())  # the draft asked for it, then thrown away
     assert second.tokens_out == echoed + len("Subject: Bike lanes\n\nShall we talk about the bike lanes?".split())
 
@@ -93,6 +96,7 @@ def test_a_draft_that_writes_one_phrase_over_and_over_is_drafted_again_without_t
     agent.learn(first.interaction_id, "- Bike lanes grow.\n- By forty miles.")
     second = agent.generate("alice", BIKES2)
     assert "movie" not in second.text and second.preference is None
+    assert second.candidates[0]["drafted_again"] == "one phrase over and over"
 
 
 def test_other_users_history_never_influences(agent):

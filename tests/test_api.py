@@ -132,7 +132,7 @@ def test_generate_edit_preferences_flow(both):
     assert body["text"] and body["preference"] is None and body["neighbours"] == [] and body["model"] == "scripted"
     assert body["candidates"] == [{"text": body["text"], "preference": None, "source": "target", "kind": "greedy",
                                    "score": None, "reward": None, "chosen": True, "raw_text": None,
-                                   "applied_rules": []}]
+                                   "applied_rules": [], "drafted_again": None}]
     assert body["applied_rules"] == [] and body["selection"] is None
     iid = body["interaction_id"]
     edited = "Council raises transit spending 12%: two new bus lines link the northern suburbs with downtown."

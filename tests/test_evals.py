@@ -724,6 +724,27 @@ def test_greedy_copies():
     assert g.texts == ["text 0", "text 1"] and inner.calls[-1][1].n == 2
 
 
+def test_the_report_counts_drafts_drafted_again_without_the_preference(tmp_path):
+    from redline.evals.harness import EvalConfig, results_from_logs, run_eval
+    from redline.evals.methods import parse_methods
+    from redline.evals.report import summarize, write_report
+
+    def respond(prompt, i):  # the 0.5B model asked for a preference's line writes the line alone
+        content = prompt[-1]["content"]
+        if "What the edit changed" in content or "Combine them" in content:
+            return "end with the line 'Thanks for reading!'"
+        return "Thanks for reading!" if "preference" in content else "The council met. It voted for bike lanes."
+    config = EvalConfig(task="summarize", methods=parse_methods("no-learning,cipher-1"), rounds=3, seeds=[0],
+                        out=tmp_path / "out", workers=1)
+    summary = write_report(run_eval(config, embedder=HashEmbedder(), generator=ScriptedGenerator(respond)),
+                           tmp_path / "out")
+    assert summary["methods"]["cipher-1"]["drafted_again"] == {"frame lines only": 2}  # rounds 2 and 3
+    assert summary["methods"]["no-learning"]["drafted_again"] == {}  # no preference, nothing to draft again
+    assert "| 2 (frame lines only) |" in (tmp_path / "out" / "report.md").read_text()
+    assert summarize(results_from_logs(tmp_path / "out"))["methods"]["cipher-1"]["drafted_again"] == {
+        "frame lines only": 2}
+
+
 def test_selection_of():
     from redline.evals.backends import selection_of
 

@@ -83,6 +83,9 @@ class Candidate(BaseModel):
     chosen: bool
     raw_text: str | None = Field(None, description="The text as generated, when the user's edit rules changed it.")
     applied_rules: list[int] = Field([], description="Ids of the edit rules that changed this candidate.")
+    drafted_again: str | None = Field(None, description="Why the greedy draft written for the preference was "
+                                      "thrown away and this one drafted without it: 'frame lines only', 'the "
+                                      "preference written back' or 'one phrase over and over'; null when it was not.")
 
 
 class AppliedRule(BaseModel):
