@@ -120,6 +120,11 @@ def without_echo(text: str) -> str:
 
 ECHO_CLAUSE_WORDS = 3  # a preference clause shorter than this ('brief', 'no emojis') may well be the user's text
 ECHO_MIN_CLAUSES = 2
+# A preference made of the user's lines ("Hey! Could you send me your thoughts by Friday? Kind regards") has no
+# clause to find: its echo is a text of its words. 12 of 120 cipher-5 emails of 2026-12-06 were that, at 0.00-0.12 of
+# their words from the notes, and the rule users passed them at 0-15 words; the real emails drew 20-80% from them.
+ECHO_WORD_SHARE = 0.8
+ECHO_MIN_WORDS = 5
 
 
 def _plain_words(text: str) -> str:
@@ -128,16 +133,20 @@ def _plain_words(text: str) -> str:
 
 
 def echoes_preference(text: str, preference: str | None) -> bool:
-    """Whether ``text`` writes back the preference it was asked to suit ('Subject: Ask questions; begin with a
-    "Subject:" line; keep sentences short'): two of the preference's clauses of three words or more, word for
-    word. A text that only quotes the preference's lines ('Thanks for reading!') carries no clause whole (the
-    clause is "end with 'Thanks for reading!'"), so it is no echo."""
+    """Whether ``text`` writes back the preference it was asked to suit: two of the preference's clauses of three
+    words or more, word for word ('Subject: Ask questions; begin with a "Subject:" line; keep sentences short'), or
+    a text of five words or more, ``ECHO_WORD_SHARE`` of them the preference's own ("Hey! Could you send me your
+    thoughts by Friday? Kind regards."). A draft that quotes the preference's lines above and below its own
+    sentences is neither (the clause is "end with 'Thanks for reading!'", and its sentences are its words)."""
     if not preference:
         return False
     plain = f" {_plain_words(text)} "
     clauses = {_plain_words(c) for c in re.split(r"[;\n]|\.\s", preference)}
     found = sum(1 for c in clauses if len(c.split()) >= ECHO_CLAUSE_WORDS and f" {c} " in plain)
-    return found >= ECHO_MIN_CLAUSES
+    if found >= ECHO_MIN_CLAUSES:
+        return True
+    words, own = plain.split(), set(_plain_words(preference).split())
+    return len(words) >= ECHO_MIN_WORDS and sum(w in own for w in words) >= ECHO_WORD_SHARE * len(words)
 
 
 def clean_preference(text: str, *, max_words: int = 40) -> str:

@@ -82,3 +82,20 @@ ASK = "Ask questions; begin with a 'Subject:' line; keep sentences short; end wi
 def test_echoes_preference_finds_a_preference_written_back_as_the_text(text, echo):
     assert prompts.echoes_preference(text, ASK) is echo
     assert prompts.echoes_preference(text, None) is False
+
+
+LINES = (
+    "Hey! Want to send me your thoughts by Friday? Could you send me your thoughts by Friday? boring slow Kind regards")
+
+
+@pytest.mark.parametrize("text,echo", [
+    # cipher-5 emails of the 2026-12-06 shipped run: the preference's lines strung together, nothing of the notes
+    ("Hey! Want to send me your thoughts by Friday? Could you send me your thoughts by Friday? Kind regards.", True),
+    ("Hey!\n\nCould you send me your thoughts by Friday?\n\nKind regards,", True),
+    # the lines around an email of its own
+    ("Hey!\n\nThe levee in New Orleans gave way again after Hurricane Rita, and parts of the city are flooded. "
+     "Could you send me your thoughts by Friday?\n\nKind regards,", False),
+    ("Hey! Kind regards.", False),  # too short to tell
+])
+def test_echoes_preference_finds_a_text_made_of_the_preference_s_words(text, echo):
+    assert prompts.echoes_preference(text, LINES) is echo
