@@ -12,9 +12,11 @@ __all__ = ["ScriptedGenerator", "scripted_answer"]
 
 def scripted_answer(prompt: ChatPrompt, i: int) -> str:
     """The scripted generator's answer to ``prompt``: a fixed preference when the prompt asks for one (inference,
-    aggregation), else a draft made of the prompt's last 30 words."""
+    aggregation), else a draft made of the prompt's last 30 words (a task prompt asking to suit a preference is a
+    draft too: answering it with the preference is what the agent throws away as an echo)."""
     last = prompt[-1]["content"]
-    if "preference" in prompt[0]["content"].lower() or "preference" in last.lower()[:400]:
+    asks = "preference" in prompt[0]["content"].lower() or "preference" in last.lower()[:400]
+    if asks and "to suit this user's preference" not in last:
         return "prefers short sentences and a friendly tone"
     return "Draft: " + " ".join(last.split()[-30:])
 
