@@ -121,8 +121,9 @@ def without_echo(text: str) -> str:
 ECHO_CLAUSE_WORDS = 3  # a preference clause shorter than this ('brief', 'no emojis') may well be the user's text
 ECHO_MIN_CLAUSES = 2
 # A preference made of the user's lines ("Hey! Could you send me your thoughts by Friday? Kind regards") has no
-# clause to find: its echo is a text of its words. 12 of 120 cipher-5 emails of 2026-12-06 were that, at 0.00-0.12 of
-# their words from the notes, and the rule users passed them at 0-15 words; the real emails drew 20-80% from them.
+# clause to find: its echo is a text of its words. 19 cipher-5 emails in the first 12-17 rounds of the 2026-12-06 night
+# runs were that (shipped and held-out users), drawing 0-12% of their words (4+ letters) from the notes where the
+# no-learning emails drew 20-90%; the rule users passed them at 0-15 words.
 ECHO_WORD_SHARE = 0.8
 ECHO_MIN_WORDS = 5
 
