@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from redline.text import LIST_ITEM, sentence_pieces
+from redline.text import LIST_ITEM, norm, sentence_pieces
 
 __all__ = ["TASKS", "task_prompt", "revision_prompt", "inference_prompt", "aggregation_prompt", "clean_preference",
            "without_echo", "echoes_preference", "icl_edit_history", "user_judge_prompt", "user_rewrite_prompt"]
@@ -129,8 +129,9 @@ ECHO_MIN_WORDS = 5
 
 
 def _plain_words(text: str) -> str:
-    """Lower-case words without punctuation or quotes ("'Subject:'" and "\u201cSubject:\u201d" are "subject")."""
-    return " ".join(re.findall(r"[a-z0-9]+(?:'[a-z0-9]+)*", text.lower().replace("\u2019", "'")))
+    """``redline.text.norm`` with one apostrophe: "'Subject:'" and "\u201cSubject:\u201d" are "subject",
+    "don\u2019t" is "don't"."""
+    return norm(text.replace("\u2019", "'"))
 
 
 def echoes_preference(text: str, preference: str | None) -> bool:
