@@ -83,7 +83,8 @@ class RuleUser:
         self.specs = specs
 
     def feedback(self, source: str, document: str, draft: str) -> Feedback:
-        text = _with_content(draft, document) if tx.frame_lines_only(draft) else draft
+        holds_nothing = tx.frame_lines_only(draft) or tx.ignores_document(draft, document)
+        text = _with_content(draft, document) if holds_nothing else draft
         for op in self.specs[source].operations:
             text = op.apply(text)
         edited = text.strip() or draft
@@ -94,10 +95,11 @@ LEAD_WORDS = 40  # what a user writes when a draft has no content: the document'
 
 
 def _with_content(draft: str, document: str) -> str:
-    """A draft of frame lines only ('Hey!', 'Thanks for reading!', a heading) has nothing the user could keep by
+    """A draft of frame lines only ('Hey!', 'Thanks for reading!', a heading), or one that takes next to nothing from
+    the document ('Here's the story.', 'Hi friend, talk soon.', a refusal), has nothing the user could keep by
     editing its form: they write the content themselves, the document's opening sentences, below its lines (their
     own operations then give it their form). Without this such a draft passed a user whose operations only frame
-    and shape a text at the cost of its frame lines, or at no cost."""
+    and shape a text at the cost of its frame lines, or at no cost ('Here's the story.' cost 0 words as a summary)."""
     lead: list[str] = []
     for sentence in tx.sentences(document):
         if lead and len(tx.words(" ".join([*lead, sentence]))) > LEAD_WORDS:

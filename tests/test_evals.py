@@ -153,10 +153,32 @@ def test_a_rule_user_writes_the_content_of_a_draft_that_is_frame_lines_only(draf
     fb = user.feedback("news", document, draft)
     assert "should take two years." in fb.edited and "four lanes" not in fb.edited  # up to 40 words
     assert fb.edited.startswith("In short:") and draft in fb.edited and not fb.satisfied
-    kept = "In short:\n\nThe council met on Monday."
+    kept = "In short:\n\nThe council approved the budget on Monday."
     assert user.feedback("news", document, kept).satisfied  # a draft with a body is only edited
     one_line = "TL;DR: The council approved the budget for the new bridge after a long debate on Monday."
     assert user.feedback("news", document, one_line).edited == "In short:\n" + one_line  # a line with content
+
+
+@pytest.mark.parametrize("draft", ["Here's the story.", "Hi friend, talk soon.",
+                                   "I'm sorry, but I can't assist with that request.",
+                                   "Ever wondered what comes next?\n\nIt is worth watching. #research"])
+def test_a_rule_user_writes_the_content_of_a_draft_that_takes_nothing_from_the_document(draft):
+    from redline.evals.ops import build_operation
+    from redline.evals.users import RuleUser, UserSpec
+
+    document = ("The council met on Monday. It approved the budget for the new bridge after a long debate. "
+                "Work starts in May and should take two years. The bridge will carry four lanes of traffic and a "
+                "protected path for bikes and walkers. Residents asked for more parking.")
+    user = RuleUser({"news": UserSpec("asker", "news", "ends with a question",
+                                      [build_operation({"op": "closing_line", "text": "Thoughts?"})])})
+    fb = user.feedback("news", document, draft)
+    # these cost a user who only adds a line almost nothing before: 'Here's the story.' passed a summary user for 0
+    assert "approved the budget for the new bridge" in fb.edited and fb.edited.endswith("Thoughts?")
+    assert not fb.satisfied
+    with_content = "The council approved the bridge budget; work starts in May.\n\nThoughts?"
+    assert user.feedback("news", document, with_content).satisfied
+    # a short request is not a document to draw on: its drafts are only edited
+    assert "bridge" not in user.feedback("news", "Write a haiku about spring", draft).edited
 
 
 def test_held_out_users_load_cover_every_source_and_differ_from_the_shipped_ones():

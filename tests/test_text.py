@@ -148,3 +148,25 @@ def test_a_sentence_splits_at_a_clause_dash_never_inside_a_compound_with_spaced_
         "A 27 - year - old man was arrested after the crash on Tuesday."]
     assert tx.split_sentence("The film runs long - but the ending pays off for the patient.", 5) == [
         "The film runs long.", "But the ending pays off for the patient."]
+
+
+ARTICLE = ("The council voted to close the Elm Street library branch in March, citing repair costs of two million "
+           "dollars, falling visits since 2019, and a newer branch three miles away that opens longer hours on "
+           "weekends and holds most of the same collection.")
+
+
+@pytest.mark.parametrize("draft, ignores", [
+    ("Here's the story.", True),
+    ("Hi friend, talk soon.", True),
+    ("I'm sorry, but I can't assist with that request.", True),
+    ("Summary: The branch closes.", True),  # two words of the document: not enough to say it was read
+    ("The council closes the library in March.", False),
+    ("A branch shut: the repair cost was too high.", False),  # 'cost' is the document's 'costs'
+])
+def test_a_draft_ignores_a_document_when_it_takes_fewer_than_three_of_its_content_words(draft, ignores):
+    assert tx.ignores_document(draft, ARTICLE) is ignores
+
+
+def test_a_short_request_is_not_a_document_a_draft_must_draw_on():
+    assert not tx.ignores_document("Here's the story.", "Write a haiku about spring, please")
+    assert tx.ignores_document("Here's the story.", ARTICLE)

@@ -302,6 +302,32 @@ def content_words(text: str) -> list[str]:
             for w in (m.lower() for m in WORD.findall(text)) if len(w) >= 4 and w not in _FUNCTION_WORDS]
 
 
+# A context with fewer distinct content words than this is a request ('Write a haiku about spring'), not a document
+# a response draws on; one with more and a response that takes fewer than DRAWN_WORDS of them holds nothing of it.
+# Measured on the night runs' drafts (Qwen2.5-Coder-0.5B, 480 of each method): no-learning's summaries and emails
+# took fewer than 3 in 4 (two loops of one subject line, two refusals); the contentless ones ('Here's the story.',
+# 'Hi friend, talk soon.', 'Ever wondered what comes next? #research') took 0-2.
+DOCUMENT_WORDS = 20
+DRAWN_WORDS = 3
+
+
+def ignores_document(text: str, document: str) -> bool:
+    """``text`` takes fewer than 3 of the content words of ``document``, a document of 20 or more of them: a
+    response that could have been written without reading it ('Here's the story.', 'I'm sorry, but I can't assist
+    with that request.').
+
+    >>> doc = ("The council voted to close the Elm Street library branch in March, citing repair costs of two "
+    ...        "million dollars, falling visits since 2019, and a newer branch three miles away that opens longer "
+    ...        "hours on weekends and holds most of the same collection.")
+    >>> ignores_document("Here's the story.", doc), ignores_document("The council closes the library in March.", doc)
+    (True, False)
+    >>> ignores_document("Here's the story.", "Write a haiku about spring")
+    False
+    """
+    document_words = set(content_words(document))
+    return (len(document_words) >= DOCUMENT_WORDS
+            and len(document_words.intersection(content_words(text))) < DRAWN_WORDS)
+
 def line_template(line: str, source: str, *, share: float = 0.75) -> tuple[str, str] | None:
     """``(label, rest)`` when ``line`` is templated: a shape whose words come from ``source`` (the text it heads or
     ends), so the next document's line has other words: a heading or title of a few of its words, or a label
