@@ -53,14 +53,17 @@ __all__ = ["GenerationPipeline", "Candidate"]
 log = logging.getLogger(__name__)
 
 
-def _without_content(draft: str, preference: str) -> str | None:
-    """Why ``draft``, written for ``preference``, holds nothing of the document a user could keep, or None."""
+def _without_content(draft: str, preference: str | None, context: str) -> str | None:
+    """Why ``draft``, written for ``preference`` on ``context``, holds nothing of the document a user could keep, or
+    None."""
     if tx.frame_lines_only(draft):
         return "frame lines only"
     if prompts.echoes_preference(draft, preference):
         return "the preference written back"
     if stutters(draft):
         return "one phrase over and over"
+    if tx.ignores_document(draft, context):
+        return "nothing of the document"
     return None
 
 
@@ -84,7 +87,8 @@ class Candidate:
     came from (``source``), its ``kind`` (greedy, revision, sample), and once the reward chose among several, its
     ``score`` (its chance of beating the others) and ``reward``; ``chosen`` marks the one returned.
     ``drafted_again`` says why the greedy draft written for the preference was thrown away and this one written
-    without it (frame lines only, the preference written back, one phrase over and over); None when it was not."""
+    without it (frame lines only, the preference written back, one phrase over and over, nothing of the document);
+    None when it was not."""
 
     text: str
     preference: str | None
@@ -301,12 +305,13 @@ class GenerationPipeline:
         else:
             greedy = self._without_echo_or_loop(generator.generate(prompt_list, params)[0])
         preference, spent = target.preference, (0, 0)
-        empty = None if stream or not preference else _without_content(greedy.texts[0], preference)
+        empty = None if stream or not preference else _without_content(greedy.texts[0], preference, context)
         if empty:
             # a small generator asked for a preference sometimes writes its lines alone ('Thanks for reading!'), the
-            # preference itself as the text ('Subject: Ask questions; begin with ...') or one phrase until max_tokens
-            # ('The movie about the movie about ...'): nothing of the document a user could keep. Draft without the
-            # preference; the user's rules still add their lines. (A streamed draft was already shown.)
+            # preference itself as the text ('Subject: Ask questions; begin with ...'), one phrase until max_tokens
+            # ('The movie about the movie about ...') or a line any document would fit ("Here's the story."): nothing
+            # of the document a user could keep. Draft without the preference; the user's rules still add their
+            # lines. (A streamed draft was already shown.)
             log.info("draft was %s (%r): drafting again without the preference", empty, greedy.texts[0][:80])
             spent = (greedy.prompt_tokens, greedy.completion_tokens)
             preference, prompt_list = None, [self._task_prompt(task, context, None, options)]
@@ -330,9 +335,18 @@ class GenerationPipeline:
             params, n=layout.n, temperature=self.settings.reward_candidate_temperature, seed=drafts.seed))
         kind = "revision" if drafts.mode == "revisions" else "sample"
         outs = [self._without_echo_or_loop(o) for o in outs]
+        dropped = []
         for item, (i, j) in zip(alternatives, layout.slots):
-            drafts.candidates.append(Candidate(outs[i].texts[j], item.preference, item.source, kind))
+            text = outs[i].texts[j]
+            empty = _without_content(text, item.preference, context)
+            if empty:  # never offered to the reward: a reward that learned form alone may rank it first
+                dropped.append(empty)
+                continue
+            drafts.candidates.append(Candidate(text, item.preference, item.source, kind))
             drafts.prompt_of.append(len(prompt_list) + i)
+        if dropped:
+            log.info("%d of %d alternatives held nothing of the document (%s): not offered to the reward",
+                     len(dropped), len(alternatives), ", ".join(sorted(set(dropped))))
         drafts.prompts = prompt_list + more
         drafts.tokens_in += sum(o.prompt_tokens for o in outs)
         drafts.tokens_out += sum(o.completion_tokens for o in outs)

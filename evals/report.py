@@ -354,8 +354,8 @@ def write_report(results: dict, out: Path | str, claims=DEFAULT_CLAIMS) -> dict:
              "closest (MiniLM cosine) to the true user's description among the task's users; n/a for methods "
              "that infer none. Looping drafts: drafts shown to the user in which a sentence (of 3+ words) occurs "
              "twice or more, over all seeds. Drafted again: greedy drafts written for the preference that held "
-             "nothing of the document (frame lines only, the preference written back, one phrase over and over) "
-             "and were drafted again without it, over all seeds. "
+             "nothing of the document (frame lines only, the preference written back, one phrase over and over, "
+             "under 3 of its content words) and were drafted again without it, over all seeds. "
              "Tokens: the agent's generator tokens per seed (user tokens excluded). "
              "Wall time: from the method's first round to its last (its streams ran beside the other methods'), and "
              "the mean time of one stream's rounds.", ""]

@@ -99,6 +99,30 @@ def test_a_draft_that_writes_one_phrase_over_and_over_is_drafted_again_without_t
     assert second.candidates[0]["drafted_again"] == "one phrase over and over"
 
 
+ELM = ("The council voted to close the Elm Street library branch in March, citing repair costs of two million "
+       "dollars, falling visits since 2019, and a newer branch three miles away that opens longer hours on weekends "
+       "and holds most of the same collection.")
+ELM2 = ("The school board voted to close the Oak Avenue pool in June, citing repair costs of one million dollars, "
+        "falling swim classes since 2020, and a newer pool two miles away that opens longer hours on weekends.")
+
+
+def test_a_draft_that_takes_nothing_from_the_document_is_drafted_again_without_the_preference(make_agent):
+    def draft(content, i):  # Qwen2.5-Coder-0.5B, given a story-teller's preference for a summary, 2026-12-07
+        if "preference" in content:
+            return "Here's the story."
+        return "The board closes the Oak Avenue pool in June." if "Oak" in content else "The library closes."
+    agent = make_agent(ScriptedGenerator(answering(combined="x", inferred="start with 'Here's the story.'",
+                                                   draft=draft)), k=1)
+    first = agent.generate("alice", ELM)
+    agent.learn(first.interaction_id, "Here's the story.\n\nThe library closes.")
+    second = agent.generate("alice", ELM2)
+    assert second.text == "The board closes the Oak Avenue pool in June." and second.preference is None
+    assert second.candidates[0]["drafted_again"] == "nothing of the document"
+    # a short request is no document to draw on: the same answer to it stands
+    short = agent.generate("alice", "Tell me a story")
+    assert short.text == "Here's the story." and short.candidates[0]["drafted_again"] is None
+
+
 def test_other_users_history_never_influences(agent):
     first = agent.generate("alice", BIKES)
     agent.learn(first.interaction_id, "- edited by alice")

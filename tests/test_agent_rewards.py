@@ -276,3 +276,22 @@ def test_the_context_router_trains_on_the_stored_context_vectors(make_agent):
     assert agent.store.pair_features(FEATURES_VERSION, contexts=True)["contexts"].shape == (12, 64)
     r = agent.generate("alice", CONTEXTS[9], options=GenerateOptions(strategy="best_of_n", n=4))
     assert r.selection["chosen"] == 1
+
+
+LONG = ("The council voted to close the Elm Street library branch in March, citing repair costs of two million "
+        "dollars, falling visits since 2019, and a newer branch three miles away that opens longer hours on weekends "
+        "and holds most of the same collection")
+
+
+def test_an_alternative_that_holds_nothing_of_the_document_is_never_offered_to_the_reward(make_agent):
+    def answers(prompt, i):  # the first revision is a line any document would fit, and the shortest of all
+        if prompt[-1]["content"].startswith("Here is a draft") and i == 0:
+            return "Here's the story."
+        return respond(prompt, i)
+    agent = make_agent(ScriptedGenerator(answers), reward_retrain_every=4, reward_heads=2, k=2, temperature=0.0,
+                       rules=False, reward_min_pairs=1, reward_min_confidence=0.5)
+    teach(agent, "alice", 1)  # alice cuts every draft to its first sentence: a reward for short texts
+    r = agent.generate("alice", LONG, options=GenerateOptions(strategy="best_of_n", n=4, temperature=0))
+    assert [c["kind"] for c in r.candidates] == ["greedy", "revision", "revision"]
+    assert "Here's the story." not in [c["text"] for c in r.candidates]
+    assert r.text.startswith("The council voted") and r.selection["chosen"] == 1  # the shortest with content

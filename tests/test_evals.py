@@ -361,9 +361,12 @@ def _respond(prompt, i):
         return "bullet points, brief"
     if "describe the writing style" in content:
         return "brief bullet points, one short sentence each"
+    # drafts take words of the document, as any draft the agent keeps must (text.ignores_document)
+    document = content.split("Text:\n")[-1].split("\n\nWrite it to suit")[0].split()
     if "bullet points" in content:
-        return "- Short point.\n- Another point."
-    return "The text says many things. It has details that matter a great deal to the people involved!"
+        return f"- {' '.join(document[:12])}.\n- {' '.join(document[12:24])}."
+    return (f"The text says {' '.join(document[:15])}. It has details that matter a great deal to the people "
+            "involved!")
 
 
 def test_harness_and_report(tmp_path):
@@ -667,7 +670,10 @@ def _respond_varied(prompt, i):
     content = prompt[-1]["content"]
     if "Combine them" in content or "describe the writing style" in content:
         return _respond(prompt, i)
-    words = [w for w in content.split() if w.isalpha()][-12:]
+    section = content.split("Text:\n")[-1].split("\n\nWrite it to suit")[0]
+    if content.startswith("Here is a draft"):  # a revision keeps the draft's words (and so the document's)
+        return section.replace(" It has details", " It has some details")
+    words = [w for w in section.split() if w.isalpha()][-12:]
     return "The text says " + " ".join(words) + ". It has details that matter a great deal!"
 
 

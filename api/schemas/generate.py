@@ -85,7 +85,8 @@ class Candidate(BaseModel):
     applied_rules: list[int] = Field([], description="Ids of the edit rules that changed this candidate.")
     drafted_again: str | None = Field(None, description="Why the greedy draft written for the preference was "
                                       "thrown away and this one drafted without it: 'frame lines only', 'the "
-                                      "preference written back' or 'one phrase over and over'; null when it was not.")
+                                      "preference written back', 'one phrase over and over' or 'nothing of the "
+                                      "document'; null when it was not.")
 
 
 class AppliedRule(BaseModel):
