@@ -140,16 +140,23 @@ def test_users_file_json_and_errors(tmp_path):
         load_user_specs("email", path)
 
 
-@pytest.mark.parametrize("draft", ["Hey!", "Thanks for reading!", "# FlauBERT: A Language Model for French"])
-def test_a_rule_user_writes_the_content_of_a_draft_that_is_frame_lines_only(draft):
+COUNCIL = ("The council met on Monday. It approved the budget for the new bridge after a long debate. "
+           "Work starts in May and should take two years. The bridge will carry four lanes of traffic and a "
+           "protected path for bikes and walkers. Residents asked for more parking.")
+
+
+def one_op_user(op: dict):
+    """A rule user for the source 'news' with one operation."""
     from redline.evals.ops import build_operation
     from redline.evals.users import RuleUser, UserSpec
 
-    document = ("The council met on Monday. It approved the budget for the new bridge after a long debate. "
-                "Work starts in May and should take two years. The bridge will carry four lanes of traffic and a "
-                "protected path for bikes and walkers. Residents asked for more parking.")
-    user = RuleUser({"news": UserSpec("framer", "news", "opens with a line",
-                                      [build_operation({"op": "prefix_line", "text": "In short:"})])})
+    return RuleUser({"news": UserSpec("one op", "news", "one operation", [build_operation(op)])})
+
+
+@pytest.mark.parametrize("draft", ["Hey!", "Thanks for reading!", "# FlauBERT: A Language Model for French"])
+def test_a_rule_user_writes_the_content_of_a_draft_that_is_frame_lines_only(draft):
+    document = COUNCIL
+    user = one_op_user({"op": "prefix_line", "text": "In short:"})
     fb = user.feedback("news", document, draft)
     assert "should take two years." in fb.edited and "four lanes" not in fb.edited  # up to 40 words
     assert fb.edited.startswith("In short:") and draft in fb.edited and not fb.satisfied
@@ -163,14 +170,8 @@ def test_a_rule_user_writes_the_content_of_a_draft_that_is_frame_lines_only(draf
                                    "I'm sorry, but I can't assist with that request.",
                                    "Ever wondered what comes next?\n\nIt is worth watching. #research"])
 def test_a_rule_user_writes_the_content_of_a_draft_that_takes_nothing_from_the_document(draft):
-    from redline.evals.ops import build_operation
-    from redline.evals.users import RuleUser, UserSpec
-
-    document = ("The council met on Monday. It approved the budget for the new bridge after a long debate. "
-                "Work starts in May and should take two years. The bridge will carry four lanes of traffic and a "
-                "protected path for bikes and walkers. Residents asked for more parking.")
-    user = RuleUser({"news": UserSpec("asker", "news", "ends with a question",
-                                      [build_operation({"op": "closing_line", "text": "Thoughts?"})])})
+    document = COUNCIL
+    user = one_op_user({"op": "closing_line", "text": "Thoughts?"})
     fb = user.feedback("news", document, draft)
     # these cost a user who only adds a line almost nothing before: 'Here's the story.' passed a summary user for 0
     assert "approved the budget for the new bridge" in fb.edited and fb.edited.endswith("Thoughts?")
