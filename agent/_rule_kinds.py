@@ -569,11 +569,17 @@ def _template_followed(rule, draft: str, edited: str) -> bool | None:
 
 def _open_with_template(rule, text: str) -> str:
     head, body, tail = tx.split_frame(text)
-    first = tx.sentences(body)[:1]
-    if not first:
+    sentences = tx.sentences(body)
+    if not sentences:
         return text
-    title = " ".join(tx.words(first[0])[:rule.words]).rstrip(".,;:!?") if rule.words else first[0]
     head = [h for h in head if not (rule.prefix and h.strip().startswith(rule.prefix))]
+    label = m.group(0) if (m := tx.LINE_LABEL.match(sentences[0])) else ""
+    if rule.prefix and not rule.words and tx.norm(label) == tx.norm(rule.prefix):
+        # the text already opens with the label, run into its first paragraph ('In short: I'll ... places. So my
+        # ...'): that sentence is the line. Labelling it again made a body that opens labelled too, which no
+        # frame reads as a head, so every pass labelled it once more ('In short: In short: In short: ...').
+        return tx.join_frame([sentences[0]] + head, tx.layout(body, sentences[1:]), tail)
+    title = " ".join(tx.words(sentences[0])[:rule.words]).rstrip(".,;:!?") if rule.words else sentences[0]
     return tx.join_frame([f"{rule.prefix} {title}".strip()] + head, body, tail)
 
 

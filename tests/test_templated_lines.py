@@ -62,6 +62,18 @@ def test_a_tldr_user_is_taught_the_shape_and_the_rule_follows_each_text():
     assert rule.apply(rule.apply(ARXIV)) == rule.apply(ARXIV) == tldr.apply(ARXIV)
 
 
+def test_a_summary_line_rule_sets_a_label_the_generator_ran_into_the_text_on_a_line_of_its_own():
+    """Qwen asked for an 'In short:' line sometimes writes the label in front of its first paragraph; the rule
+    labelled that once more on every pass ('In short: In short: In short: In short: ...', 78 words of edit in the
+    held-out summary run of 2026-12-07)."""
+    rule = OpeningTemplate("In short:", 0)
+    run_in = "In short: " + ARXIV
+    fixed = rule.apply(run_in)
+    assert fixed == "In short: We propose a new method for translating French poems.\n\n" + ARXIV.split(". ", 1)[1]
+    assert fixed.count("In short:") == 1 and rule.apply(fixed) == fixed and rule.done(fixed)
+    assert rule.apply(ARXIV).count("In short:") == 1  # a text without the label gets the line, as before
+
+
 def test_fixed_lines_stay_fixed_and_templated_endings_are_not_mined_as_text():
     greeting = build_operation({"op": "prefix_line", "text": "Ever wondered what comes next?"})
     assert [r.key for r in mine(ARXIV, greeting.apply(ARXIV))] == [OpeningLine("Ever wondered what comes next?").key]
