@@ -335,11 +335,15 @@ class GenerationPipeline:
             params, n=layout.n, temperature=self.settings.reward_candidate_temperature, seed=drafts.seed))
         kind = "revision" if drafts.mode == "revisions" else "sample"
         outs = [self._without_echo_or_loop(o) for o in outs]
+        # an alternative with nothing of the document is never offered against a greedy draft with something of it:
+        # a reward that learned form alone may rank it first. (When the greedy draft has nothing either, e.g. at a
+        # max_tokens too small for any content, the choice among them stays the reward's.)
+        screen = _without_content(greedy.texts[0], preference, context) is None
         dropped = []
         for item, (i, j) in zip(alternatives, layout.slots):
             text = outs[i].texts[j]
-            empty = _without_content(text, item.preference, context)
-            if empty:  # never offered to the reward: a reward that learned form alone may rank it first
+            empty = _without_content(text, item.preference, context) if screen else None
+            if empty:
                 dropped.append(empty)
                 continue
             drafts.candidates.append(Candidate(text, item.preference, item.source, kind))

@@ -295,3 +295,16 @@ def test_an_alternative_that_holds_nothing_of_the_document_is_never_offered_to_t
     assert [c["kind"] for c in r.candidates] == ["greedy", "revision", "revision"]
     assert "Here's the story." not in [c["text"] for c in r.candidates]
     assert r.text.startswith("The council voted") and r.selection["chosen"] == 1  # the shortest with content
+
+
+def test_alternatives_are_screened_only_against_a_greedy_draft_with_content(make_agent):
+    def answers(prompt, i):  # every draft of the long document is a line that fits any document
+        content = prompt[-1]["content"]
+        if "Elm Street" in content or (content.startswith("Here is a draft") and "story" in content):
+            return "Here's the story." if i == 0 else "Here's the story, in short."
+        return respond(prompt, i)
+    agent = make_agent(ScriptedGenerator(answers), reward_retrain_every=4, reward_heads=2, k=2, temperature=0.0,
+                       rules=False, reward_min_pairs=1, reward_min_confidence=0.5)
+    teach(agent, "alice", 1)
+    r = agent.generate("alice", LONG, options=GenerateOptions(strategy="best_of_n", n=3, temperature=0))
+    assert len(r.candidates) == 3  # nothing better to keep: the reward still chooses among all of them
