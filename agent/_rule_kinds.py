@@ -544,14 +544,22 @@ def _template_describe(rule) -> str:
     return "start with a one-line summary of the text"
 
 
+def _rule_label(rule, line: str) -> str | None:
+    """The label ``line`` opens with ('' for none) when it is the rule's own: the same words, and a heading mark only
+    where the rule has one (``norm`` reads '#' as no word at all); else None."""
+    label = m.group(0) if (m := tx.LINE_LABEL.match(line)) else ""
+    same = tx.norm(label) == tx.norm(rule.prefix) and label.startswith("#") == rule.prefix.startswith("#")
+    return label if same else None
+
+
 def _template_line(rule, text: str) -> str | None:
     """The first line when it has the rule's shape (its label, then a title or a sentence), else None."""
     head = tx.split_frame(text)[0]
     first = head[0].strip() if head else ""
     if not first or tx.GREETING.match(first):
         return None
-    label = m.group(0) if (m := tx.LINE_LABEL.match(first)) else ""
-    if tx.norm(label) != tx.norm(rule.prefix) or label.startswith("#") != rule.prefix.startswith("#"):
+    label = _rule_label(rule, first)
+    if label is None:
         return None
     n = len(tx.words(first[len(label):]))
     return first if (n and n <= MAX_TITLE_WORDS if rule.words else n >= 3) else None
@@ -573,8 +581,7 @@ def _open_with_template(rule, text: str) -> str:
     if not sentences:
         return text
     head = [h for h in head if not (rule.prefix and h.strip().startswith(rule.prefix))]
-    label = m.group(0) if (m := tx.LINE_LABEL.match(sentences[0])) else ""
-    if rule.prefix and not rule.words and tx.norm(label) == tx.norm(rule.prefix):
+    if rule.prefix and not rule.words and _rule_label(rule, sentences[0]):
         # the text already opens with the label, run into its first paragraph ('In short: I'll ... places. So my
         # ...'): that sentence is the line. Labelling it again made a body that opens labelled too, which no
         # frame reads as a head, so every pass labelled it once more ('In short: In short: In short: ...').

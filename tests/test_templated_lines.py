@@ -72,6 +72,7 @@ def test_a_summary_line_rule_sets_a_label_the_generator_ran_into_the_text_on_a_l
     assert fixed == "In short: We propose a new method for translating French poems.\n\n" + ARXIV.split(". ", 1)[1]
     assert fixed.count("In short:") == 1 and rule.apply(fixed) == fixed and rule.done(fixed)
     assert rule.apply(ARXIV).count("In short:") == 1  # a text without the label gets the line, as before
+    assert OpeningTemplate("#", 0).apply(ARXIV).startswith("# We propose")  # '#' is no label the text has
 
 
 def test_fixed_lines_stay_fixed_and_templated_endings_are_not_mined_as_text():
