@@ -304,9 +304,10 @@ def content_words(text: str) -> list[str]:
 
 # A context with fewer distinct content words than this is a request ('Write a haiku about spring'), not a document
 # a response draws on; one with more and a response that takes fewer than DRAWN_WORDS of them holds nothing of it.
-# Measured on the night runs' drafts (Qwen2.5-Coder-0.5B, 480 of each method): no-learning's summaries and emails
-# took fewer than 3 in 4 (two loops of one subject line, two refusals); the contentless ones ('Here's the story.',
-# 'Hi friend, talk soon.', 'Ever wondered what comes next? #research') took 0-2.
+# Measured on the drafts of the 2026-12-07 runs of 856e356 (Qwen2.5-Coder-0.5B; 240 of each method, summaries and
+# emails, first 20 rounds x 3 seeds, shipped and held-out users): no-learning's took fewer than 3 in 4 (two loops of
+# one subject line among them), cipher-5's in 30 and redline's in 27, the contentless ones ('Here's the story.',
+# 'Hi friend, talk soon.', 'Ever wondered what comes next? #research') taking 0-2.
 DOCUMENT_WORDS = 20
 DRAWN_WORDS = 3
 
@@ -327,6 +328,7 @@ def ignores_document(text: str, document: str) -> bool:
     document_words = set(content_words(document))
     return (len(document_words) >= DOCUMENT_WORDS
             and len(document_words.intersection(content_words(text))) < DRAWN_WORDS)
+
 
 def line_template(line: str, source: str, *, share: float = 0.75) -> tuple[str, str] | None:
     """``(label, rest)`` when ``line`` is templated: a shape whose words come from ``source`` (the text it heads or
