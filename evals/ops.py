@@ -264,10 +264,19 @@ def _tldr_first(prefix: str = "TL;DR:") -> Operation:
     def check(t):
         return bool(t.strip()) and tx.lines(t)[0].startswith(prefix)
 
+    label = prefix.strip().lower()
+
+    def labelled(line: str) -> bool:
+        return line.strip().lower().startswith((label, "tl;dr"))
+
     def edit(t):
         head, body, tail = split_frame(t)
+        if body.strip().lower().startswith(label):
+            # the body already opens with the label run into its paragraph: a person moves that sentence up to a
+            # line of its own rather than labelling it twice ('In short: In short: Bee pollination ...')
+            body = body.strip()[len(label):].lstrip()
         first = (sentences(body) or ["(nothing)"])[0]
-        return _join([f"{prefix} {first}"] + [h for h in head if not h.upper().startswith("TL;DR")], body, tail)
+        return _join([f"{prefix} {first}"] + [h for h in head if not labelled(h)], body, tail)
     return Operation("tldr_first", f"a '{prefix}' line first", check, edit, {"prefix": prefix})
 
 

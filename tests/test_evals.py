@@ -795,3 +795,12 @@ def test_the_report_counts_looping_drafts(tmp_path):
     assert summary["methods"]["no-learning"]["looping_drafts"] == 3
     assert "| 3 of 3 |" in (tmp_path / "out" / "report.md").read_text()
     assert summarize(results_from_logs(tmp_path / "out"))["methods"]["no-learning"]["looping_drafts"] == 3
+
+
+def test_a_tldr_user_moves_a_label_run_into_the_paragraph_up_instead_of_writing_it_twice():
+    user = one_op_user({"op": "tldr_first", "prefix": "In short:"})
+    draft = ("Here's the story.\n\nIn short: Bees carry pollen between flowers. Pollen tubes grow toward the ovule.")
+    edited = user.feedback("news", "Bees carry pollen between flowers.", draft).edited
+    assert "In short: In short:" not in edited and edited.count("In short:") == 1
+    assert edited.splitlines()[0] == "In short: Bees carry pollen between flowers."
+    assert "Pollen tubes grow toward the ovule." in edited
