@@ -87,9 +87,16 @@ class Jobs:
         return sorted(claimed, key=lambda job: job["id"])
 
     def renew(self, owner: str, *, lease_seconds: float = 60.0) -> int:
-        """Extend the lease of every job ``owner`` holds; returns how many it holds."""
+        """Extend the lease of every job ``owner`` holds; returns how many it extended. On PostgreSQL a job whose
+        row another transaction has locked (the owner's own learning step, finishing it) is skipped, not waited
+        for: that step locks its jobs one by one as it finishes them while an UPDATE here locks them in table
+        order, so waiting could close a circle; PostgreSQL then aborted the learning step, and the learner ran the
+        batch again one job at a time, asking the generator to infer every edit of it a second time."""
+        held = "claimed_by = ? AND status = 'running'"
+        if self._sql.dialect.skip_locked:
+            held = f"id IN (SELECT id FROM jobs WHERE {held} FOR UPDATE SKIP LOCKED)"
         with self._sql.transaction() as conn:
-            return conn.execute("UPDATE jobs SET lease_until = ? WHERE claimed_by = ? AND status = 'running'",
+            return conn.execute(f"UPDATE jobs SET lease_until = ? WHERE {held}",
                                 (now_iso(lease_seconds), owner)).rowcount
 
     def mark(self, job_ids: int | Sequence[int], status: str, *, owner: str | None = None, error: str | None = None,

@@ -835,3 +835,42 @@ def test_a_rules_observed_contexts_are_its_observations_vectors_on_both_back_end
     assert by_row == sorted(zip(map(tuple, vectors), (True, False, True)))
     assert store.rules.observed_contexts(other, [rule["id"]]) == {}  # another user's rule: nothing
     assert store.rules.observed_contexts(uid, []) == {}
+
+
+def test_renewing_leases_skips_a_job_its_learning_step_is_finishing_instead_of_waiting(postgres_url):
+    """PostgreSQL: a learning step finishes its batch's jobs one by one in one transaction while the owner's lease
+    thread renews them all in one UPDATE. Waiting for the row the step holds could close a circle (the step goes on
+    to a row the renewal locked): the renewal skips that row, and the step commits."""
+    import threading
+
+    from redline.store import PostgresStore
+
+    store = PostgresStore(postgres_url, pool_size=4)
+    try:
+        _queue_edits(store, 2)
+        first, second = store.jobs.claim("w1", limit=2, lease_seconds=1)
+        step_holds, renew_done, renewed = threading.Event(), threading.Event(), []
+
+        def learning_step():
+            with store._sql.transaction() as conn:
+                conn.execute("UPDATE jobs SET status = 'done' WHERE id = ?", (second["id"],))
+                step_holds.set()
+                renew_done.wait(10)
+                conn.execute("UPDATE jobs SET status = 'done' WHERE id = ?", (first["id"],))
+
+        def renew():
+            renewed.append(store.jobs.renew("w1", lease_seconds=600))
+            renew_done.set()
+
+        renewer = threading.Thread(target=renew)
+        step = threading.Thread(target=learning_step)
+        step.start()
+        assert step_holds.wait(10)
+        renewer.start()
+        renewer.join(10)
+        finished_while_held = not renewer.is_alive()
+        step.join(20)
+        assert finished_while_held and renewed == [1]  # the job the step holds was skipped, the other renewed
+        assert job_counts(store) == {"done": 2}  # and the step committed
+    finally:
+        store.close()
