@@ -134,10 +134,14 @@ class PairRows:
         """Many users' states (after a retraining), ``chunk`` users a transaction, so the write lock is never held
         long (every API process's writes wait for it); users deleted meanwhile are skipped. Each state is stamped
         with the checkpoint it was computed under, so one not yet written is simply replayed when next used."""
-        items = list(states.items())
+        items = sorted(states.items())
         for start in range(0, len(items), chunk):
             part = items[start:start + chunk]
             with self._sql.transaction() as conn:
+                # the users locked first, in id order, as a learning step locks them before it writes their states:
+                # else this write and a step each held a state row the other wanted next, in a circle (PostgreSQL
+                # aborted the step, DeadlockDetected, and its batch was inferred again one edit at a time)
+                self._sql.lock_users(conn, [user_id for user_id, _ in part])
                 marks = ",".join("?" * len(part))
                 live = {r[0] for r in conn.execute(f"SELECT id FROM users WHERE id IN ({marks})",
                                                    [user_id for user_id, _ in part])}

@@ -874,3 +874,57 @@ def test_renewing_leases_skips_a_job_its_learning_step_is_finishing_instead_of_w
         assert job_counts(store) == {"done": 2}  # and the step committed
     finally:
         store.close()
+
+
+def test_writing_retrained_reward_states_waits_its_turn_behind_a_learning_step(postgres_url):
+    """PostgreSQL: a learning step locks its users, then writes their reward states in its batch's order; a
+    retraining writes every user's state. Both in id order of the users' locks: the retraining waits for the step
+    and writes after it, where it used to take one state row and wait for the next while the step waited for that
+    one (a deadlock: the step was aborted)."""
+    import threading
+
+    import psycopg
+
+    from redline.store import PostgresStore
+    from redline.store.pairs import put_reward_state
+
+    from servers import wait_until
+
+    store = PostgresStore(postgres_url, pool_size=4)
+    try:
+        a, b = sorted(store.user_id("t", name) for name in ("a", "b"))
+        errors, step_wrote = [], threading.Event()
+
+        def waiting_backends() -> int:  # on a connection of its own: a transaction sees one snapshot of the view
+            with psycopg.connect(postgres_url, autocommit=True) as conn:
+                return conn.execute("SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                    " AND datname = current_database()").fetchone()[0]
+
+        def learning_step():
+            try:
+                with store._sql.transaction() as conn:
+                    store._sql.lock_users(conn, [a, b])
+                    put_reward_state(conn, b, {"n": 1, "by": "step"})
+                    step_wrote.set()
+                    wait_until(lambda: waiting_backends() >= 1, 10, "the retraining's write never waited")
+                    put_reward_state(conn, a, {"n": 1, "by": "step"})
+            except Exception as exc:  # noqa: BLE001 - the test reports it
+                errors.append(exc)
+
+        def retraining():
+            try:
+                store.put_reward_states({a: {"n": 2, "by": "retrain"}, b: {"n": 2, "by": "retrain"}})
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        step = threading.Thread(target=learning_step)
+        step.start()
+        assert step_wrote.wait(10)
+        retrain = threading.Thread(target=retraining)
+        retrain.start()
+        step.join(30)
+        retrain.join(30)
+        assert errors == []
+        assert [store.reward_state(u)["by"] for u in (a, b)] == ["retrain", "retrain"]  # written after the step
+    finally:
+        store.close()
