@@ -137,14 +137,14 @@ class PairRows:
         items = sorted(states.items())
         for start in range(0, len(items), chunk):
             part = items[start:start + chunk]
+            ids = [user_id for user_id, _ in part]
             with self._sql.transaction() as conn:
                 # the users locked first, in id order, as a learning step locks them before it writes their states:
                 # else this write and a step each held a state row the other wanted next, in a circle (PostgreSQL
                 # aborted the step, DeadlockDetected, and its batch was inferred again one edit at a time)
-                self._sql.lock_users(conn, [user_id for user_id, _ in part])
+                self._sql.lock_users(conn, ids)
                 marks = ",".join("?" * len(part))
-                live = {r[0] for r in conn.execute(f"SELECT id FROM users WHERE id IN ({marks})",
-                                                   [user_id for user_id, _ in part])}
+                live = {r[0] for r in conn.execute(f"SELECT id FROM users WHERE id IN ({marks})", ids)}
                 for user_id, state in part:
                     if user_id in live:
                         put_reward_state(conn, user_id, state)
