@@ -862,9 +862,14 @@ def test_openai_sdk_chat_completion_personalizes_and_learns(llm):
         follow = [*messages, {"role": "assistant", "content": edited},
                   {"role": "user", "content": "Now a two-line note inviting the team to Monday's demo."}]
         second = client.chat.completions.create(model="redline", messages=follow, user="sam")
-        assert second.model_extra["preference"] == data["preferences"][0]["text"]
-        stored = c.get("/v1/users/sam/export").json()["interactions"][-1]["prompt"]
-        assert {"role": "assistant", "content": edited} in stored  # the history reached the generator
+        stored = c.get("/v1/users/sam/export").json()["interactions"][-1]
+        learned = data["preferences"][0]["text"]
+        assert [n["preference"] for n in stored["neighbours"]] == [learned]
+        # SmolLM2's draft for the preference can hold nothing of the request (on some CPUs): then it is written
+        # again without it, and the response says no preference was used
+        used = None if stored["candidates"][0]["drafted_again"] else learned
+        assert second.model_extra["preference"] == used
+        assert {"role": "assistant", "content": edited} in stored["prompt"]  # the history reached the generator
 
 
 def test_openai_sdk_streaming(llm):

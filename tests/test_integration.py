@@ -33,6 +33,16 @@ def run(data_dir: Path, model: str, *args: str, stdin: bytes | None = None, chec
     return proc
 
 
+def drafted_with(result: dict, preference: str) -> bool:
+    """The retrieved ``preference`` wrote ``result``'s draft, or the draft SmolLM2 wrote for it held nothing of the
+    document and was written again without it, as the result says. Which one depends on llama.cpp's output on the
+    machine's CPU: one CI run answered without the preference where a local run kept it."""
+    prompt = result["prompt"][-1]["content"]
+    if result["candidates"][0]["drafted_again"] is None:
+        return result["preference"] == preference and preference.rstrip(". ") in prompt
+    return result["preference"] is None and preference.rstrip(". ") not in prompt
+
+
 def test_three_command_loop_through_the_cli(tmp_path):
     (tmp_path / "article.txt").write_text(ARTICLE)
     (tmp_path / "similar.txt").write_text(SIMILAR)
@@ -50,10 +60,10 @@ def test_three_command_loop_through_the_cli(tmp_path):
 
     second = json.loads(run(data, SMOLLM2, "--json", "generate", "--user", "alice", "--context-file",
                             str(tmp_path / "similar.txt")).stdout)
-    assert second["preference"] == learned["preference"]  # k nearest = the only past context
-    assert second["neighbours"][0]["interaction_id"] == first["interaction_id"]
+    assert second["neighbours"][0]["interaction_id"] == first["interaction_id"]  # k nearest = the only past context
+    assert second["neighbours"][0]["preference"] == learned["preference"]
     assert second["neighbours"][0]["similarity"] > 0.3
-    assert learned["preference"].rstrip(". ") in second["prompt"][-1]["content"]
+    assert drafted_with(second, learned["preference"])
 
     prefs = json.loads(run(data, SMOLLM2, "--json", "preferences", "--user", "alice").stdout)
     assert prefs["stats"]["edits"] == 1 and prefs["items"][0]["text"] == learned["preference"]
