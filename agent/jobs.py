@@ -9,8 +9,9 @@ attempts (each claim counts one) → parked, kept with its error and ``error_kin
 or was unreachable; 'error': anything else) until it is retried (``Jobs.retry``: when the generator answers again,
 or on command). An accepted edit is never failed for good.
 
-Jobs run in batches (``Agent.process_edits``: one generator call and one transaction for the batch); when a batch
-fails unexpectedly its jobs, still claimed, run one at a time, so the rule above applies to each job.
+Jobs run in batches (``Agent.process_edits``: one generator call and one transaction for the batch, that transaction
+made again when it lost a race to a concurrent one); when a batch fails otherwise its jobs, still claimed, run one at
+a time, so the rule above applies to each job.
 """
 
 from __future__ import annotations

@@ -3,14 +3,17 @@ or at once) and write everything a learning step learned in one transaction."""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import random
+import time
 from dataclasses import dataclass
 from typing import Callable, ContextManager, Sequence
 
 import numpy as np
 
 from redline.policies import FEATURES_VERSION, EditFeatures
-from redline.store import Conflict, NotFound, Store, StoreError
+from redline.store import Conflict, NotFound, Store, StoreError, lost_a_race
 
 from .config import Settings
 from .editcost import EditCost
@@ -24,6 +27,7 @@ from .types import EditReceipt, LearnResult, check_text, texts_for_log
 
 __all__ = ["EditLearner", "LearningStep", "stored_interaction"]
 log = logging.getLogger(__name__)
+WRITE_ATTEMPTS = 3  # a learning step's write transaction, when it loses a race to a concurrent one
 
 
 def stored_interaction(store: Store, interaction_id: str, tenant: str | None) -> dict:
@@ -167,11 +171,7 @@ class EditLearner:
             except (AgentError, StoreError) as exc:
                 results[step.interaction_id] = exc
                 steps.remove(step)
-        states = self.reward_trainer.steps([(step.user_id, step.pair["features"]) if step.pair is not None
-                                            else None for step in steps])
-        for step, state in zip(steps, states):
-            step.router_state = state
-        written = self.store.complete_learnings([step.write() for step in steps])  # one transaction for the batch
+        written = self._write(steps)
         learned_before: list[str] = []
         for step in steps:
             outcome = written[step.interaction_id]
@@ -191,6 +191,26 @@ class EditLearner:
                      texts_for_log(self.settings.log_text, preference=step.text))
             results[step.interaction_id] = step.result()
         return [results[iid] for iid in interaction_ids]
+
+    def _write(self, steps: list[LearningStep]) -> dict:
+        """Each step's routing step on its user's current state, and every write in one transaction. A transaction
+        that lost a race to a concurrent one (a deadlock, a serialization failure: it wrote nothing) is made again,
+        on the states as they are now, at most ``WRITE_ATTEMPTS`` times: the batch's inferences are kept (running
+        its jobs again, one at a time, would infer every edit a second time)."""
+        for attempt in itertools.count(1):
+            states = self.reward_trainer.steps([(step.user_id, step.pair["features"]) if step.pair is not None
+                                                else None for step in steps])
+            for step, state in zip(steps, states):
+                step.router_state = state
+            try:
+                return self.store.complete_learnings([step.write() for step in steps])
+            except Exception as exc:
+                if not lost_a_race(exc) or attempt == WRITE_ATTEMPTS:
+                    raise
+                log.warning("writing what %d edits taught lost a race (%s: %s); writing it again (attempt %d of %d)",
+                            len(steps), type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "",
+                            attempt + 1, WRITE_ATTEMPTS)
+                time.sleep(random.uniform(0.01, 0.05) * attempt)  # apart from the writer that won
 
     def _learned_result(self, interaction_id: str) -> LearnResult:
         """What an already learned edit taught (``already_learned=True``)."""

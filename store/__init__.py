@@ -9,7 +9,7 @@ one. Never imports ``agent``, ``api`` or ``cli``.
 
 from ._sqlite import blob_to_vector, now_iso, vector_to_blob
 from .checkpoints import Checkpoints
-from .errors import Conflict, NotFound, StoreError
+from .errors import Conflict, NotFound, StoreError, lost_a_race
 from .health import Health
 from .interface import Store, open_store
 from .jobs import Jobs
@@ -20,5 +20,5 @@ from .schema import SCHEMA_VERSION
 from .sql import SQLiteStore
 
 __all__ = ["Store", "open_store", "SQLiteStore", "PostgresStore", "Jobs", "ApiKeys", "Checkpoints", "Leases",
-           "Health", "SCHEMA_VERSION", "StoreError", "NotFound", "Conflict", "now_iso", "vector_to_blob",
+           "Health", "SCHEMA_VERSION", "StoreError", "NotFound", "Conflict", "lost_a_race", "now_iso", "vector_to_blob",
            "blob_to_vector"]

@@ -1,5 +1,6 @@
 """The agent's CIPHER loop with the hash embedder and a scripted generator (fast, deterministic)."""
 
+import logging
 import re
 import time
 
@@ -480,6 +481,48 @@ def test_a_batch_of_edits_is_learned_as_one_step_each_exactly_once(agent):
         [r.preference_id for r in results[:3]]
     assert agent.store.counts()["preferences"] == 3 and agent.store.counts()["pairs"] == 6
     assert job_counts(agent.store) == {"done": 3}
+
+
+def test_a_batch_whose_write_loses_a_race_is_written_again_without_inferring_again(agent, monkeypatch, caplog):
+    """A deadlock or serialization failure rolls the step's transaction back: the write is made again (on the
+    states as they are then), the inferences kept; any other error, or a race lost every time, still raises."""
+    ids = []
+    for user, ctx in (("alice", BIKES), ("bob", BAKING), ("alice", BIKES2)):
+        r = agent.generate(user, ctx)
+        agent.submit_edit(r.interaction_id, "- kept " + ctx[:12])
+        ids.append(r.interaction_id)
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"  # what psycopg's DeadlockDetected carries
+
+    real, tries = agent.store.complete_learnings, []
+
+    def racing(lose: int, error: Exception):
+        def complete_learnings(writes):
+            tries.append(len(writes))
+            if len(tries) <= lose:
+                raise error
+            return real(writes)
+        return complete_learnings
+
+    monkeypatch.setattr(agent.store, "complete_learnings", racing(3, Deadlock("deadlock detected")))
+    with pytest.raises(Deadlock):  # lost three times: the runner's one-at-a-time rule takes over
+        agent.process_edits(ids)
+    assert tries == [3, 3, 3] and agent.store.counts()["preferences"] == 0
+    tries.clear()
+    monkeypatch.setattr(agent.store, "complete_learnings", racing(1, ValueError("a bug")))
+    with pytest.raises(ValueError):
+        agent.process_edits(ids)
+    assert tries == [3]
+    tries.clear()
+    monkeypatch.setattr(agent.store, "complete_learnings", racing(1, Deadlock("deadlock detected")))
+    calls = len(agent.generator.inner.calls)
+    with caplog.at_level(logging.WARNING, logger="redline.agent.learning"):
+        results = agent.process_edits(ids)
+    assert tries == [3, 3] and "lost a race (Deadlock: deadlock detected); writing it again" in caplog.text
+    assert len(agent.generator.inner.calls) == calls + 1  # the batch's one inference call, not one per retry
+    assert [r.already_learned for r in results] == [False] * 3 and all(r.preference_id for r in results)
+    assert agent.store.counts()["preferences"] == 3 and job_counts(agent.store) == {"done": 3}
 
 
 def test_a_generator_outage_puts_the_whole_batch_back(agent):
