@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         "auto", description="Embedder precision; auto = bfloat16 on CPUs with native bf16 (AVX-512 BF16/AMX), "
                             "else float32.")
     k: int = Field(5, ge=1, le=50, description="CIPHER: how many nearest past contexts to retrieve.")
+    aggregation: Literal["vote", "llm"] = Field(
+        "vote", description="CIPHER: how the retrieved preferences become the one the prompt asks for. vote: the "
+                            "items more than half of them name, else the nearest context's preference (no generator "
+                            "call); llm: the generator combines them (the paper's way; a small generator often "
+                            "writes content or mixes sources' lines instead, and the vote stands in only when its "
+                            "answer is unusable).")
     delta: int = Field(0, ge=0, description="Edits whose word-level cost is at or below this count as 'no edit'.")
     max_tokens: int = Field(192, ge=1, le=8192, description="Default maximum tokens per generated text.")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Default sampling temperature (0 = greedy).")

@@ -145,10 +145,12 @@ class Inference:
 class PreferenceMemory:
     """``retrieve`` a user's preferences nearest a context, ``aggregate`` them into one, ``infer`` one from an edit."""
 
-    def __init__(self, store: Store, cache: IndexCache, *, k: int = 5, max_tokens: int = 80):
+    def __init__(self, store: Store, cache: IndexCache, *, k: int = 5, max_tokens: int = 80,
+                 aggregation: str = "vote"):
         self.store = store
         self.cache = cache
         self.k = k
+        self.aggregation = aggregation  # vote or llm (``Settings.aggregation``)
         self.params = GenerationParams(n=1, temperature=0.0, max_tokens=max_tokens, stop=("\n\n",))
         # Inference runs in learning, behind requests in the generator's queue (aggregation serves a request).
         self.background = dataclasses.replace(self.params, priority="background")
@@ -178,13 +180,16 @@ class PreferenceMemory:
         return hashlib.sha256(json.dumps(items).encode()).hexdigest()
 
     def aggregate(self, user_id: int, retrieved: list[Retrieved], generator: Generator) -> Aggregate:
-        """One target preference from ``user_id``'s retrieved ones (None when there are none); the cached
+        """One target preference from ``user_id``'s retrieved ones (None when there are none): their vote
+        (``consensus_preference``), or with ``aggregation="llm"`` the generator's combination of them; the cached
         aggregate belongs to that user (read only for them, removed with them)."""
         texts = list(dict.fromkeys(r.preference for r in retrieved if r.preference))
         if not texts:
             return Aggregate(None)
         if len(texts) == 1:
             return Aggregate(texts[0])
+        if self.aggregation == "vote":
+            return Aggregate(consensus_preference([r.preference for r in retrieved if r.preference]))
         key = self.cache_key(retrieved)
         hit = self.store.cached_aggregation(user_id, key)
         if hit is not None:

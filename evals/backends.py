@@ -151,7 +151,7 @@ class LocalBackend:
     def __init__(self, method: Method, data_dir: Path, *, embedder, generator, settings: dict | None = None):
         self.method = method
         overrides = dict(settings or {})
-        overrides.update(data_dir=data_dir, k=method.k, rules=method.rules)
+        overrides.update(data_dir=data_dir, k=method.k, rules=method.rules, aggregation=method.aggregation)
         self.agent = Agent(Settings(**overrides), embedder=embedder, generator=generator)
 
     def generate(self, user: str, context: str, task: str, *, oracle_preference: str | None = None,

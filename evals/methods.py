@@ -5,11 +5,14 @@
 | ``no-learning`` | no preference, no retrieval | record the edit only |
 | ``oracle`` | the user's true description | record the edit only |
 | ``icl-edit-K`` | the K nearest past (draft, edit) pairs as in-context examples | record the edit only |
-| ``cipher-K`` | CIPHER with k=K (retrieve, aggregate) | learn (infer and store a preference) |
+| ``cipher-K`` | CIPHER with k=K (retrieve, the generator aggregates) | learn (infer and store a preference) |
 | ``redline`` / ``redline-rps`` | CIPHER k=5 + RPS selection (``strategy="rps"``) + the user's edit rules | learn |
 | ``redline-best_of_n`` | CIPHER k=5 + best-of-n selection + edit rules | learn |
 | ``redline-no-rules`` | CIPHER k=5 + RPS selection, no edit rules (the ablation) | learn (no rules) |
 | ``rules-only`` | no preference in the prompt; the user's edit rules (active among the k=5 nearest contexts) | learn |
+
+Every CIPHER-based method but ``cipher-K`` combines the retrieved preferences by vote (``Settings.aggregation``, the
+server's default); ``cipher-K`` lets the generator combine them, as the paper does.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Method:
     learns: bool = False
     rules: bool = False  # learn and apply edit rules (agent setting ``rules``; request option ``rules``)
     use_preference: bool = True  # the learned preference goes into the prompt
+    aggregation: str = "vote"  # Settings.aggregation: cipher-K combines with the generator, as the paper does
 
     @property
     def infers_preferences(self) -> bool:
@@ -64,7 +68,7 @@ def parse_method(name: str, *, n: int = 4) -> Method:
         k = int(m.group(3))
         if not 1 <= k <= 50:
             raise ValueError(f"method {name!r}: K must be in [1, 50]")
-        return Method(name, k=k, learns=True)
+        return Method(name, k=k, learns=True, aggregation="llm")
     if name == "rules-only":
         return Method(name, k=5, learns=True, rules=True, use_preference=False)
     if m.group(4) == "no-rules":

@@ -159,7 +159,7 @@ def test_edit_is_learned_exactly_once(agent):
 
 def test_aggregation_with_k_gt_1_is_one_cached_call(make_agent):
     gen = ScriptedGenerator(responder)
-    agent = make_agent(gen, k=3)
+    agent = make_agent(gen, k=3, aggregation="llm")
     for ctx in (BIKES, BIKES2):
         r = agent.generate("alice", ctx)
         agent.learn(r.interaction_id, "- edited " + ctx[:10])
@@ -200,7 +200,7 @@ def test_consensus_keeps_the_phrases_most_neighbours_share(preferences, expected
 
 
 def test_unusable_aggregation_answer_is_replaced_by_the_neighbours_consensus(make_agent):
-    agent = make_agent(ScriptedGenerator(label_echo), k=3)
+    agent = make_agent(ScriptedGenerator(label_echo), k=3, aggregation="llm")
     _bullet_points_and_one_more_each(agent, ", ")
     assert agent.generate("alice", BIKES + " Again.").preference == "bullet points"
 
@@ -242,9 +242,26 @@ def test_an_aggregation_that_adds_what_no_neighbour_showed_is_replaced_by_the_co
             return made_up
         return "bullet points" if "What the edit changed" in content else f"draft {i}"
 
-    agent = make_agent(ScriptedGenerator(respond), k=3)
+    agent = make_agent(ScriptedGenerator(respond), k=3, aggregation="llm")
     _bullet_points_and_one_more_each(agent, "; ")
     assert agent.generate("alice", BIKES + " Again.").preference == "bullet points"
+
+
+def test_by_default_the_neighbours_vote_is_the_target_without_a_generator_call(make_agent):
+    """The vote (``aggregation="vote"``, the default): what most retrieved preferences name, with no call the
+    generator could answer with content ('Summary: This paper proposes ...', a 2026-12-07 held-out email user's
+    aggregate) and nothing cached."""
+    gen = ScriptedGenerator(responder)  # it would answer the aggregation prompt 'bullets and brevity'
+    agent = make_agent(gen, k=3)
+    _bullet_points_and_one_more_each(agent, "; ")
+    calls_before = len(gen.calls)
+    third = agent.generate("alice", BIKES + " Again.")
+    assert third.preference == "bullet points" and len(third.neighbours) == 3
+    assert len(gen.calls) == calls_before + 1  # the draft only
+    assert agent.export_user("alice")["aggregations"] == []
+    agent.update_preference("alice", third.neighbours[0]["preference_id"], "formal tone")
+    agent.update_preference("alice", third.neighbours[1]["preference_id"], "formal tone; with hashtags")
+    assert agent.generate("alice", BIKES + " Again.").preference == "formal tone"
 
 
 def test_user_edits_and_deletes_of_preferences_apply_at_once(agent):
@@ -365,7 +382,7 @@ def test_export_and_delete_user(agent):
 
 
 def test_delete_user_drops_the_cached_index_and_aggregations(make_agent):
-    agent = make_agent(ScriptedGenerator(responder), k=3)
+    agent = make_agent(ScriptedGenerator(responder), k=3, aggregation="llm")
     for ctx in (BIKES, BIKES2):
         r = agent.generate("alice", ctx)
         agent.learn(r.interaction_id, "- edited " + ctx[:10])

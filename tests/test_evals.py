@@ -246,6 +246,8 @@ def test_methods_parse():
     assert ablation.strategy == "rps" and ablation.learns and not ablation.rules
     assert rules_only.rules and rules_only.learns and not rules_only.use_preference and rules_only.strategy == "greedy"
     assert not parse_method("cipher-5").rules
+    assert parse_method("cipher-5").aggregation == "llm"  # the paper's baseline: the generator combines
+    assert {parse_method(m).aggregation for m in ("redline", "redline-no-rules", "rules-only")} == {"vote"}
     with pytest.raises(ValueError, match="unknown method 'gpt'"):
         parse_methods("oracle,gpt")
     with pytest.raises(ValueError, match="listed twice"):
@@ -676,6 +678,20 @@ def _respond_varied(prompt, i):
         return section.replace(" It has details", " It has some details")
     words = [w for w in section.split() if w.isalpha()][-12:]
     return "The text says " + " ".join(words) + ". It has details that matter a great deal!"
+
+
+def test_each_method_runs_the_agent_with_its_own_aggregation(tmp_path):
+    from redline.evals.backends import LocalBackend
+    from redline.evals.methods import parse_method
+
+    for name, expected in (("cipher-5", "llm"), ("redline", "vote")):
+        backend = LocalBackend(parse_method(name), tmp_path / name, embedder=HashEmbedder(),
+                               generator=ScriptedGenerator(), settings={"aggregation": "llm" if expected == "vote"
+                                                                        else "vote"})
+        try:
+            assert backend.agent.settings.aggregation == expected  # the method's, whatever the run's settings say
+        finally:
+            backend.close()
 
 
 def test_redline_trains_reward_heads_during_a_run(tmp_path):
