@@ -54,8 +54,8 @@ def consensus_preference(preferences: list[str]) -> str:
     """The parts (``preference_items``: ';'-separated, or ','-separated) that more than half of ``preferences``
     contain, in order of first appearance; the first preference when no part has a majority.
 
-    What the aggregation prompt asks for, done by counting: it stands in when the generator's answer is
-    unusable, which for small generators is nearly always.
+    What the aggregation prompt asks for, done by counting: the default aggregation (``Settings.aggregation``), and
+    what stands in for the generator's answer when that is unusable.
 
     >>> consensus_preference(["brief, bullet points", "bullet points", "formal tone, bullet points, brief"])
     'brief; bullet points'
