@@ -29,6 +29,7 @@ def test_store_all():
     assert sorted(store.__all__) == sorted([
         "Store", "open_store", "SQLiteStore", "PostgresStore", "Jobs", "ApiKeys", "Checkpoints", "Leases", "Health",
         "SCHEMA_VERSION", "StoreError", "NotFound", "Conflict", "now_iso", "vector_to_blob", "blob_to_vector",
+        "lost_a_race",
     ])
     for name in store.__all__:
         assert hasattr(store, name), name
