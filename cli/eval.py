@@ -84,11 +84,16 @@ def _seeds(text: str) -> list[int]:
 @click.option("--report-only", is_flag=True,
               help="Do not run: rebuild summary.json, report.md and plots from OUT/logs (e.g. of a stopped run; "
                    "every method is cut to the rounds all completed).")
+@click.option("--from", "runs", multiple=True, metavar="RUN",
+              type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="With --report-only, repeatable: judge several runs' logs together in OUT (e.g. one process per "
+                   "method, run side by side), paired per round as if one run had made them. The runs must share "
+                   "task, users, generator and --max-tokens; the report names each run's command.")
 @json_option
 @click.pass_context
 def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out, workers, temperature, n,
                  retrain_every, learn_edits, replay_data, cache_path, no_cache, context_chars, target, api_key,
-                 resume, generator_wait, claims, report_only):
+                 resume, generator_wait, claims, report_only, runs):
     """Run simulated users against the agent and compare methods by cumulative edit cost.
 
     \b
@@ -109,11 +114,15 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
         claim_list = [*DEFAULT_CLAIMS, *(parse_claim(c) for c in claims)]
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
+    if runs and not report_only:
+        raise click.UsageError("--from gathers finished runs' logs: use it with --report-only")
     if report_only:
-        from redline.evals.harness import results_from_logs
+        from redline.evals.harness import merge_runs, results_from_logs
         from redline.evals.report import write_report
 
         try:
+            if runs:
+                merge_runs(list(runs), out, "redline " + " ".join(shlex.quote(a) for a in sys.argv[1:]), task=task)
             summary = write_report(results_from_logs(out), out, claim_list)
         except (OSError, ValueError) as exc:
             raise click.ClickException(f"cannot rebuild the report from {out}: {exc}") from exc

@@ -297,7 +297,11 @@ def _check_resumable(out: Path, identity: dict) -> dict:
     path = out / "config.json"
     if not path.exists():
         raise ResumeError(f"nothing to resume in {out}: no config.json of an earlier run")
-    before = json.loads(path.read_text()).get("identity")
+    recorded = json.loads(path.read_text())
+    if recorded.get("runs"):
+        raise ResumeError(f"the logs in {out} were gathered from several runs (--from); resume each run in its own "
+                          "folder, then gather them again")
+    before = recorded.get("identity")
     if before is None:
         raise ResumeError(f"cannot resume the run in {out}: its config.json predates --resume (rerun without it)")
     changed = [k for k in identity if before.get(k) != identity[k]]
@@ -390,6 +394,72 @@ def _local_backend(method: Method, seed: int, data_dir: Path, logged: list[dict]
     if data_dir.exists():  # a fresh store: learning never carries over from another run
         shutil.rmtree(data_dir)
     return LocalBackend(method, data_dir, embedder=embedder, generator=generator, settings=settings), bool(logged)
+
+
+# What runs judged together must share: the documents, the users and what generates the drafts. Methods, seeds and
+# the agents' settings may differ (each method sets its own), as long as no stream is in two runs.
+_SHARED_BY_MERGED_RUNS = ("task", "user_model", "users_sha256", "temperature", "max_tokens", "target",
+                          "generator_model")
+
+
+def merge_runs(runs: list[Path | str], out: Path | str, command: str = "", task: str | None = None) -> dict:
+    """Gather the logs of several runs (e.g. one process per method) into ``out`` so ``results_from_logs(out)``
+    judges them as one run, paired per round. Each run must have the same task, users, generator and decoding
+    (``ValueError`` names what differs) and no (method, seed) stream may be in two of them. Writes
+    ``out/config.json`` with the methods and seeds of all runs and, under ``runs``, each run's folder and command;
+    returns that config (``task``: the task the runs must be of). ``out`` is not resumable: resume each run in its
+    own folder."""
+    out = Path(out)
+    if len(runs) < 2:
+        raise ValueError("merging needs at least two runs")
+    configs = []
+    for run in map(Path, runs):
+        path = run / "config.json"
+        if not path.exists():
+            raise ValueError(f"{run} is not a run's folder: no config.json")
+        if Path(run).resolve() == out.resolve():
+            raise ValueError(f"{run} is the output folder; merge into another one")
+        configs.append((run, json.loads(path.read_text())))
+    first_run, first = configs[0]
+    if task is not None and first.get("task") != task:
+        raise ValueError(f"{first_run} is a run of the task {first.get('task')!r}, not {task!r}")
+    for run, config in configs[1:]:
+        if config.get("runs"):
+            raise ValueError(f"{run} is itself a merge; merge the runs it lists")
+        mine, theirs = first.get("identity") or first, config.get("identity") or config
+        differs = [k for k in _SHARED_BY_MERGED_RUNS if mine.get(k) != theirs.get(k)]
+        if differs:
+            what = "; ".join(f"{k}: {mine.get(k)!r} in {first_run}, {theirs.get(k)!r} in {run}" for k in differs)
+            raise ValueError(f"cannot judge these runs together, they differ in {what}")
+    seen: dict[str, Path] = {}
+    for run, _ in configs:
+        for log in sorted((run / "logs").glob("*.jsonl")):
+            if log.name in seen:
+                raise ValueError(f"the stream {log.stem} is in both {seen[log.name]} and {run}")
+            seen[log.name] = run
+    if not seen:
+        raise ValueError(f"no round logs in {', '.join(str(r) for r, _ in configs)}")
+    for sub in ("logs", "rules"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+        for old in (out / sub).iterdir():  # an earlier merge's streams would mix in
+            old.unlink()
+    skipped: dict[str, str] = {}
+    for run, _ in configs:
+        for log in (run / "logs").glob("*.jsonl"):
+            shutil.copyfile(log, out / "logs" / log.name)
+        for rules in (run / "rules").glob("*.json"):
+            shutil.copyfile(rules, out / "rules" / rules.name)
+        if (run / "skipped.json").exists():
+            skipped.update(json.loads((run / "skipped.json").read_text()))
+    methods = list(dict.fromkeys(m for _, c in configs for m in c["methods"]))
+    merged = {**{k: v for k, v in first.items() if k != "identity"},
+              "methods": methods, "seeds": sorted({s for _, c in configs for s in c["seeds"]}),
+              "rounds": min(c["rounds"] for _, c in configs), "out": str(out), "command": command,
+              "runs": [{"out": str(run), "command": c.get("command", ""), "methods": c["methods"],
+                        "seeds": c["seeds"], "rounds": c["rounds"]} for run, c in configs]}
+    (out / "config.json").write_text(json.dumps(merged, indent=2, default=str) + "\n")
+    (out / "skipped.json").write_text(json.dumps(skipped, indent=2) + "\n")
+    return merged
 
 
 def results_from_logs(out: Path | str, rounds: int | None = None) -> dict:

@@ -343,6 +343,9 @@ def write_report(results: dict, out: Path | str, claims=DEFAULT_CLAIMS) -> dict:
     specs = results.get("specs") or {}
     lines = [f"# Evaluation: {cfg.get('task')} ({cfg.get('user_model')} user)", "",
              f"Command: `{cfg.get('command') or 'n/a'}`", "",
+             *([f"Judged together from {len(cfg['runs'])} runs:", "",
+                *(f"- `{r['out']}` ({', '.join(r['methods'])}; seeds {r['seeds']}): `{r['command'] or 'n/a'}`"
+                  for r in cfg["runs"]), ""] if cfg.get("runs") else []),
              f"Rounds: {cfg.get('rounds_completed', cfg.get('rounds'))}"
              + (f" (of {cfg.get('rounds')} requested; the run was stopped early and every method is cut to the "
                 "rounds all completed)" if cfg.get('rounds_completed', cfg.get('rounds')) != cfg.get('rounds') else "")

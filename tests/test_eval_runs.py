@@ -501,3 +501,52 @@ def test_the_shipped_real_edits_replay(tmp_path):
     def figures(r):
         return {w: {k: v for k, v in row.items() if not k.endswith("_wall_s")} for w, row in r["writers"].items()}
     assert figures(together) == figures(res) and together["vs_unrevised"] == res["vs_unrevised"]
+
+
+def test_runs_made_side_by_side_are_judged_together_as_one_run(tmp_path):
+    """One process per method (how long evaluations run here) leaves one folder per method; ``--report-only --from``
+    gathers them and judges them paired per round, exactly as one run of both methods would have been, and the
+    report names each run's command. Runs that differ in what shapes a round, or share a stream, are refused."""
+    from click.testing import CliRunner
+
+    from redline.cli import cli
+    from redline.evals.harness import ResumeError, run_eval
+    from redline.evals.report import write_report
+
+    def run(name, methods, **kwargs):
+        out = tmp_path / name
+        run_eval(_config(out, rounds=6, methods=methods, command=f"redline eval --out {name}", **kwargs),
+                 embedder=HashEmbedder(), generator=ScriptedGenerator(_respond))
+        return out
+
+    together = write_report(run_eval(_config(tmp_path / "both", rounds=6, methods="no-learning,cipher-5"),
+                                     embedder=HashEmbedder(), generator=ScriptedGenerator(_respond)),
+                            tmp_path / "both")
+    nl, c5 = run("nl", "no-learning"), run("c5", "cipher-5")
+    merged = tmp_path / "merged"
+    res = CliRunner().invoke(cli, ["eval", "--task", "summarize", "--out", str(merged), "--report-only",
+                                   "--from", str(nl), "--from", str(c5), "--claim", "cipher-5 <= no-learning"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((merged / "summary.json").read_text())
+    assert summary["config"]["methods"] == ["no-learning", "cipher-5"]
+    assert summary["paired"] == together["paired"] and summary["paired"]  # the same per-round pairs
+    assert {m: v["cumulative_cost_per_seed"] for m, v in summary["methods"].items()} == \
+        {m: v["cumulative_cost_per_seed"] for m, v in together["methods"].items()}
+    report = (merged / "report.md").read_text()
+    assert "Judged together from 2 runs" in report
+    assert "`redline eval --out nl`" in report and "`redline eval --out c5`" in report
+    with pytest.raises(ResumeError, match="gathered from several runs"):
+        run_eval(_config(merged, rounds=6, methods="no-learning,cipher-5"), embedder=HashEmbedder(),
+                 generator=ScriptedGenerator(_respond), resume=True)
+
+    def refused(*runs, task="summarize", report_only=True):
+        args = ["eval", "--task", task, "--out", str(tmp_path / "refused")]
+        res = CliRunner().invoke(cli, args + ["--report-only"] * report_only + [a for r in runs for a in
+                                                                                 ("--from", str(r))])
+        assert res.exit_code != 0
+        return res.output
+
+    assert "is in both" in refused(nl, run("nl-again", "no-learning"))
+    assert "max_tokens: None in" in refused(nl, run("c5-longer", "cipher-5", max_tokens=64))
+    assert "not 'email'" in refused(nl, c5, task="email")
+    assert "use it with --report-only" in refused(nl, c5, report_only=False)
