@@ -62,7 +62,7 @@ class Agent:
         self._generator_lock = threading.Lock()
         self.index_cache = IndexCache(self.settings.index_cache_users)
         self.memory = PreferenceMemory(self.store, self.index_cache, k=self.settings.k,
-                                       aggregation=self.settings.aggregation)
+                                       aggregation=self.settings.aggregation, vote_margin=self.settings.vote_margin)
         self.edit_cost = EditCost(self.settings.delta)
         self.rewards = RewardCheckpoints(self.store)
         # What an older redline kept under DATA_DIR/rewards/ (checkpoint folders, text embeddings), where a hard

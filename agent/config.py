@@ -65,6 +65,11 @@ class Settings(BaseSettings):
                             "call); llm: the generator combines them (the paper's way; a small generator often "
                             "writes content or mixes sources' lines instead, and the vote stands in only when its "
                             "answer is unusable).")
+    vote_margin: float = Field(
+        0.1, ge=0.0, le=2.0, description="CIPHER with aggregation=vote: retrieved contexts whose cosine similarity is "
+                                         "more than this below the nearest one's do not vote (on topic-diverse "
+                                         "documents most of the k nearest are another kind of text, with another "
+                                         "preference); 0 = the nearest context's preference alone, 2 = all k vote.")
     delta: int = Field(0, ge=0, description="Edits whose word-level cost is at or below this count as 'no edit'.")
     max_tokens: int = Field(192, ge=1, le=8192, description="Default maximum tokens per generated text.")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Default sampling temperature (0 = greedy).")

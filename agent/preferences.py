@@ -3,7 +3,8 @@ nearest past contexts retrieved and aggregated into the target preference; a new
 are CIPHER's steps (Gao et al. 2024), over the store, the index cache and a generator.
 
 k nearest past contexts of the same user -> their preferences -> one target preference
-(k=1 or a single neighbour: used as is; otherwise one LLM call, cached by the preferences' ids and texts).
+(k=1 or a single neighbour: used as is; otherwise the vote of the neighbours near the nearest one, or with
+aggregation="llm" one LLM call, cached by the preferences' ids and texts).
 """
 
 from __future__ import annotations
@@ -73,6 +74,26 @@ def consensus_preference(preferences: list[str]) -> str:
             shown.setdefault(key, part)
     agreed = [shown[key] for key, count in counts.items() if 2 * count > len(preferences)]
     return "; ".join(agreed) if agreed else preferences[0]
+
+
+def voters(retrieved: list[Retrieved], margin: float) -> list[str]:
+    """The preferences that vote: those of the retrieved contexts (most similar first) whose similarity is at most
+    ``margin`` below the nearest one's. The k nearest of a few dozen past contexts are mostly another kind of text
+    when documents differ in topic more than in kind (MiniLM on news or Wikipedia: same-source pairs are hardly
+    closer than others), and their preferences outvote the one neighbour of the same kind.
+
+    >>> near = [Retrieved(1, None, "bullet points", 0.40), Retrieved(2, None, "bullet points", 0.35),
+    ...         Retrieved(3, None, "emojis", 0.12), Retrieved(4, None, "emojis", 0.10)]
+    >>> voters(near, 0.1)
+    ['bullet points', 'bullet points']
+    >>> voters(near, 2.0)
+    ['bullet points', 'bullet points', 'emojis', 'emojis']
+    """
+    with_text = [r for r in retrieved if r.preference]
+    if not with_text:
+        return []
+    nearest = max(r.similarity for r in with_text)
+    return [r.preference for r in with_text if r.similarity >= nearest - margin]
 
 
 def usable_answer(answer: str, required: list[str], *sources: str) -> bool:
@@ -146,11 +167,12 @@ class PreferenceMemory:
     """``retrieve`` a user's preferences nearest a context, ``aggregate`` them into one, ``infer`` one from an edit."""
 
     def __init__(self, store: Store, cache: IndexCache, *, k: int = 5, max_tokens: int = 80,
-                 aggregation: str = "vote"):
+                 aggregation: str = "vote", vote_margin: float = 2.0):
         self.store = store
         self.cache = cache
         self.k = k
         self.aggregation = aggregation  # vote or llm (``Settings.aggregation``)
+        self.vote_margin = vote_margin  # ``Settings.vote_margin``
         self.params = GenerationParams(n=1, temperature=0.0, max_tokens=max_tokens, stop=("\n\n",))
         # Inference runs in learning, behind requests in the generator's queue (aggregation serves a request).
         self.background = dataclasses.replace(self.params, priority="background")
@@ -180,16 +202,17 @@ class PreferenceMemory:
         return hashlib.sha256(json.dumps(items).encode()).hexdigest()
 
     def aggregate(self, user_id: int, retrieved: list[Retrieved], generator: Generator) -> Aggregate:
-        """One target preference from ``user_id``'s retrieved ones (None when there are none): their vote
-        (``consensus_preference``), or with ``aggregation="llm"`` the generator's combination of them; the cached
-        aggregate belongs to that user (read only for them, removed with them)."""
+        """One target preference from ``user_id``'s retrieved ones (None when there are none): the vote of those
+        within ``vote_margin`` of the nearest (``voters``, ``consensus_preference``), or with ``aggregation="llm"``
+        the generator's combination of them all; the cached aggregate belongs to that user (read only for them,
+        removed with them)."""
         texts = list(dict.fromkeys(r.preference for r in retrieved if r.preference))
         if not texts:
             return Aggregate(None)
         if len(texts) == 1:
             return Aggregate(texts[0])
         if self.aggregation == "vote":
-            return Aggregate(consensus_preference([r.preference for r in retrieved if r.preference]))
+            return Aggregate(consensus_preference(voters(retrieved, self.vote_margin)))
         key = self.cache_key(retrieved)
         hit = self.store.cached_aggregation(user_id, key)
         if hit is not None:

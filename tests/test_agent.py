@@ -629,3 +629,28 @@ def test_learning_embeds_nothing(make_agent, tmp_path):
     finally:
         learner.close()
     assert api.generate("alice", BIKES2).preference == "bullet points, brief"
+
+
+def test_only_the_neighbours_near_the_nearest_vote(make_agent, tmp_path):
+    """Two contexts of another kind outvote the one like this context when all k vote (``vote_margin=2``); with
+    the default margin their similarity, far below the nearest one's, keeps them out of the vote."""
+    story = "council adds forty miles of protected bike lanes after crashes on the ring road"
+    others = ("quarterly revenue rose on strong cloud demand analysts said", "the striker scored twice in the derby")
+
+    def teach(agent):
+        for ctx, pref in ((story, "bullet points"), (others[0], "with emojis"), (others[1], "with emojis")):
+            r = agent.generate("alice", ctx)
+            learned = agent.learn(r.interaction_id, "- edited")
+            agent.update_preference("alice", learned.preference_id, pref)
+
+    nearest_alone, all_vote = (make_agent(ScriptedGenerator(responder), k=3, data_dir=tmp_path / name, **m)
+                               for name, m in (("margin", {}), ("all", {"vote_margin": 2.0})))
+    for agent in (nearest_alone, all_vote):
+        teach(agent)
+    again = story + " again"
+    outvoted = all_vote.generate("alice", again)
+    assert len(outvoted.neighbours) == 3 and outvoted.preference == "with emojis"
+    kept = nearest_alone.generate("alice", again)
+    sims = [n["similarity"] for n in kept.neighbours]
+    assert sims[0] - max(sims[1:]) > 0.1  # the premise: the other two are far below the nearest
+    assert kept.preference == "bullet points"
