@@ -18,6 +18,14 @@ __all__ = ["eval_command"]
 DEFAULT_METHODS = "no-learning,oracle,icl-edit-5,cipher-1,cipher-5,redline"
 
 
+def _run_and_tag(text: str) -> tuple[Path, str | None]:
+    """``--from RUN[=TAG]``: the run's folder and its tag (None without one)."""
+    folder, tag = (text.rsplit("=", 1) + [None])[:2] if "=" in text and not Path(text).is_dir() else (text, None)
+    if not Path(folder).is_dir():
+        raise click.BadParameter(f"{folder} is not a folder", param_hint="--from")
+    return Path(folder), tag
+
+
 def _seeds(text: str) -> list[int]:
     try:
         seeds = [int(s) for s in text.split(",") if s.strip()]
@@ -84,11 +92,12 @@ def _seeds(text: str) -> list[int]:
 @click.option("--report-only", is_flag=True,
               help="Do not run: rebuild summary.json, report.md and plots from OUT/logs (e.g. of a stopped run; "
                    "every method is cut to the rounds all completed).")
-@click.option("--from", "runs", multiple=True, metavar="RUN",
-              type=click.Path(file_okay=False, exists=True, path_type=Path),
+@click.option("--from", "runs", multiple=True, metavar="RUN[=TAG]",
               help="With --report-only, repeatable: judge several runs' logs together in OUT (e.g. one process per "
                    "method, run side by side), paired per round as if one run had made them. The runs must share "
-                   "task, users, generator and --max-tokens; the report names each run's command.")
+                   "task, users, generator and --max-tokens; the report names each run's command. RUN=TAG judges "
+                   "that run's methods as METHOD-TAG, so two runs of one method (two versions of the code) are "
+                   "compared too: --from old --from new=new --claim 'redline-new <= redline'.")
 @json_option
 @click.pass_context
 def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out, workers, temperature, n,
@@ -122,7 +131,9 @@ def eval_command(ctx, task, user_model, users_file, methods, rounds, seeds, out,
 
         try:
             if runs:
-                merge_runs(list(runs), out, "redline " + " ".join(shlex.quote(a) for a in sys.argv[1:]), task=task)
+                folders, tags = zip(*(_run_and_tag(r) for r in runs))
+                merge_runs(list(folders), out, "redline " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+                           task=task, tags=list(tags))
             summary = write_report(results_from_logs(out), out, claim_list)
         except (OSError, ValueError) as exc:
             raise click.ClickException(f"cannot rebuild the report from {out}: {exc}") from exc

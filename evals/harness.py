@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import threading
 import time
@@ -402,16 +403,27 @@ _SHARED_BY_MERGED_RUNS = ("task", "user_model", "users_sha256", "temperature", "
                           "generator_model")
 
 
-def merge_runs(runs: list[Path | str], out: Path | str, command: str = "", task: str | None = None) -> dict:
+_STREAM_FILE = re.compile(r"^(?P<method>.+)-s(?P<seed>\d+)$")
+
+
+def merge_runs(runs: list[Path | str], out: Path | str, command: str = "", task: str | None = None,
+               tags: list[str | None] | None = None) -> dict:
     """Gather the logs of several runs (e.g. one process per method) into ``out`` so ``results_from_logs(out)``
     judges them as one run, paired per round. Each run must have the same task, users, generator and decoding
-    (``ValueError`` names what differs) and no (method, seed) stream may be in two of them. Writes
-    ``out/config.json`` with the methods and seeds of all runs and, under ``runs``, each run's folder and command;
-    returns that config (``task``: the task the runs must be of). ``out`` is not resumable: resume each run in its
-    own folder."""
+    (``ValueError`` names what differs) and no (method, seed) stream may be in two of them. ``tags`` (one per run,
+    None for none): a tagged run's methods are judged as ``METHOD-TAG``, so two runs of one method (two versions
+    of the code, two settings) are compared round by round. Writes ``out/config.json`` with the methods and seeds
+    of all runs and, under ``runs``, each run's folder, tag and command; returns that config (``task``: the task the
+    runs must be of). ``out`` is not resumable: resume each run in its own folder."""
     out = Path(out)
+    tags = list(tags) if tags is not None else [None] * len(runs)
     if len(runs) < 2:
         raise ValueError("merging needs at least two runs")
+    if len(tags) != len(runs):
+        raise ValueError(f"{len(tags)} tags for {len(runs)} runs")
+    for tag in tags:
+        if tag is not None and not re.fullmatch(r"[\w.]+", tag):
+            raise ValueError(f"a tag is letters, digits, '_' or '.', not {tag!r}")
     configs = []
     for run in map(Path, runs):
         path = run / "config.json"
@@ -423,40 +435,53 @@ def merge_runs(runs: list[Path | str], out: Path | str, command: str = "", task:
     first_run, first = configs[0]
     if task is not None and first.get("task") != task:
         raise ValueError(f"{first_run} is a run of the task {first.get('task')!r}, not {task!r}")
-    for run, config in configs[1:]:
+    for run, config in configs:
         if config.get("runs"):
             raise ValueError(f"{run} is itself a merge; merge the runs it lists")
+    for run, config in configs[1:]:
         mine, theirs = first.get("identity") or first, config.get("identity") or config
         differs = [k for k in _SHARED_BY_MERGED_RUNS if mine.get(k) != theirs.get(k)]
         if differs:
             what = "; ".join(f"{k}: {mine.get(k)!r} in {first_run}, {theirs.get(k)!r} in {run}" for k in differs)
             raise ValueError(f"cannot judge these runs together, they differ in {what}")
-    seen: dict[str, Path] = {}
-    for run, _ in configs:
+
+    def named(method: str, tag: str | None) -> str:
+        return f"{method}-{tag}" if tag else method
+
+    streams: dict[str, tuple[Path, str | None, Path]] = {}  # merged stream name -> (run, tag, its log)
+    for (run, _), tag in zip(configs, tags):
         for log in sorted((run / "logs").glob("*.jsonl")):
-            if log.name in seen:
-                raise ValueError(f"the stream {log.stem} is in both {seen[log.name]} and {run}")
-            seen[log.name] = run
-    if not seen:
+            m = _STREAM_FILE.match(log.stem)
+            if m is None:
+                raise ValueError(f"{log} is not a stream's log (METHOD-sSEED.jsonl)")
+            name = f"{named(m['method'], tag)}-s{m['seed']}"
+            if name in streams:
+                raise ValueError(f"the stream {name} is in both {streams[name][0]} and {run}")
+            streams[name] = (run, tag, log)
+    if not streams:
         raise ValueError(f"no round logs in {', '.join(str(r) for r, _ in configs)}")
     for sub in ("logs", "rules"):
         (out / sub).mkdir(parents=True, exist_ok=True)
         for old in (out / sub).iterdir():  # an earlier merge's streams would mix in
             old.unlink()
+    for name, (run, tag, log) in streams.items():
+        rows = _read_log(log)
+        (out / "logs" / f"{name}.jsonl").write_text(
+            "".join(json.dumps({**r, "method": named(r["method"], tag)}, ensure_ascii=False) + "\n" for r in rows),
+            encoding="utf-8")
+        rules = run / "rules" / f"{log.stem}.json"
+        if rules.exists():
+            shutil.copyfile(rules, out / "rules" / f"{name}.json")
     skipped: dict[str, str] = {}
-    for run, _ in configs:
-        for log in (run / "logs").glob("*.jsonl"):
-            shutil.copyfile(log, out / "logs" / log.name)
-        for rules in (run / "rules").glob("*.json"):
-            shutil.copyfile(rules, out / "rules" / rules.name)
+    for (run, _), tag in zip(configs, tags):
         if (run / "skipped.json").exists():
-            skipped.update(json.loads((run / "skipped.json").read_text()))
-    methods = list(dict.fromkeys(m for _, c in configs for m in c["methods"]))
+            skipped.update({named(m, tag): why for m, why in json.loads((run / "skipped.json").read_text()).items()})
+    methods = list(dict.fromkeys(named(m, tag) for (_, c), tag in zip(configs, tags) for m in c["methods"]))
     merged = {**{k: v for k, v in first.items() if k != "identity"},
               "methods": methods, "seeds": sorted({s for _, c in configs for s in c["seeds"]}),
               "rounds": min(c["rounds"] for _, c in configs), "out": str(out), "command": command,
-              "runs": [{"out": str(run), "command": c.get("command", ""), "methods": c["methods"],
-                        "seeds": c["seeds"], "rounds": c["rounds"]} for run, c in configs]}
+              "runs": [{"out": str(run), "tag": tag, "command": c.get("command", ""), "methods": c["methods"],
+                        "seeds": c["seeds"], "rounds": c["rounds"]} for (run, c), tag in zip(configs, tags)]}
     (out / "config.json").write_text(json.dumps(merged, indent=2, default=str) + "\n")
     (out / "skipped.json").write_text(json.dumps(skipped, indent=2) + "\n")
     return merged

@@ -344,8 +344,10 @@ def write_report(results: dict, out: Path | str, claims=DEFAULT_CLAIMS) -> dict:
     lines = [f"# Evaluation: {cfg.get('task')} ({cfg.get('user_model')} user)", "",
              f"Command: `{cfg.get('command') or 'n/a'}`", "",
              *([f"Judged together from {len(cfg['runs'])} runs:", "",
-                *(f"- `{r['out']}` ({', '.join(r['methods'])}; seeds {r['seeds']}): `{r['command'] or 'n/a'}`"
-                  for r in cfg["runs"]), ""] if cfg.get("runs") else []),
+                *(f"- `{r['out']}` ({', '.join(r['methods'])}"
+                  + (f", judged as {', '.join(m + '-' + r['tag'] for m in r['methods'])}" if r.get("tag") else "")
+                  + f"; seeds {r['seeds']}): `{r['command'] or 'n/a'}`" for r in cfg["runs"]), ""]
+              if cfg.get("runs") else []),
              f"Rounds: {cfg.get('rounds_completed', cfg.get('rounds'))}"
              + (f" (of {cfg.get('rounds')} requested; the run was stopped early and every method is cut to the "
                 "rounds all completed)" if cfg.get('rounds_completed', cfg.get('rounds')) != cfg.get('rounds') else "")

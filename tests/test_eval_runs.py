@@ -535,6 +535,18 @@ def test_runs_made_side_by_side_are_judged_together_as_one_run(tmp_path):
     report = (merged / "report.md").read_text()
     assert "Judged together from 2 runs" in report
     assert "`redline eval --out nl`" in report and "`redline eval --out c5`" in report
+    # the same method from two runs (two versions of the code), told apart by a tag, judged round by round
+    res = CliRunner().invoke(cli, ["eval", "--task", "summarize", "--out", str(tmp_path / "ab"), "--report-only",
+                                   "--from", str(nl), "--from", str(c5), "--from", f"{run('c5-b', 'cipher-5')}=b",
+                                   "--claim", "cipher-5-b <= cipher-5"])
+    assert res.exit_code == 0, res.output
+    ab = json.loads((tmp_path / "ab" / "summary.json").read_text())
+    assert list(ab["methods"]) == ["no-learning", "cipher-5", "cipher-5-b"]
+    assert ab["methods"]["cipher-5-b"]["cumulative_cost_per_seed"] == ab["methods"]["cipher-5"][
+        "cumulative_cost_per_seed"]  # the scripted generator answers both runs alike
+    claim = next(c for c in ab["claims"] if c["claim"] == "cipher-5-b ≤ cipher-5")
+    assert claim["stats"]["n"] == 12 and claim["stats"]["mean"] == 0
+    assert "judged as cipher-5-b" in (tmp_path / "ab" / "report.md").read_text()
     with pytest.raises(ResumeError, match="gathered from several runs"):
         run_eval(_config(merged, rounds=6, methods="no-learning,cipher-5"), embedder=HashEmbedder(),
                  generator=ScriptedGenerator(_respond), resume=True)
@@ -546,7 +558,8 @@ def test_runs_made_side_by_side_are_judged_together_as_one_run(tmp_path):
         assert res.exit_code != 0
         return res.output
 
-    assert "is in both" in refused(nl, run("nl-again", "no-learning"))
+    assert "the stream no-learning-s0 is in both" in refused(nl, run("nl-again", "no-learning"))
+    assert "a tag is letters" in refused(nl, f"{c5}=new tag")
     assert "max_tokens: None in" in refused(nl, run("c5-longer", "cipher-5", max_tokens=64))
     assert "not 'email'" in refused(nl, c5, task="email")
     assert "use it with --report-only" in refused(nl, c5, report_only=False)
