@@ -167,7 +167,7 @@ class PreferenceMemory:
     """``retrieve`` a user's preferences nearest a context, ``aggregate`` them into one, ``infer`` one from an edit."""
 
     def __init__(self, store: Store, cache: IndexCache, *, k: int = 5, max_tokens: int = 80,
-                 aggregation: str = "vote", vote_margin: float = 2.0):
+                 aggregation: str = "vote", vote_margin: float = 0.1):
         self.store = store
         self.cache = cache
         self.k = k

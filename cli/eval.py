@@ -20,7 +20,9 @@ DEFAULT_METHODS = "no-learning,oracle,icl-edit-5,cipher-1,cipher-5,redline"
 
 def _run_and_tag(text: str) -> tuple[Path, str | None]:
     """``--from RUN[=TAG]``: the run's folder and its tag (None without one)."""
-    folder, tag = (text.rsplit("=", 1) + [None])[:2] if "=" in text and not Path(text).is_dir() else (text, None)
+    folder, tag = text, None
+    if "=" in text and not Path(text).is_dir():
+        folder, tag = text.rsplit("=", 1)
     if not Path(folder).is_dir():
         raise click.BadParameter(f"{folder} is not a folder", param_hint="--from")
     return Path(folder), tag

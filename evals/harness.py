@@ -403,9 +403,6 @@ _SHARED_BY_MERGED_RUNS = ("task", "user_model", "users_sha256", "temperature", "
                           "generator_model")
 
 
-_STREAM_FILE = re.compile(r"^(?P<method>.+)-s(?P<seed>\d+)$")
-
-
 def merge_runs(runs: list[Path | str], out: Path | str, command: str = "", task: str | None = None,
                tags: list[str | None] | None = None) -> dict:
     """Gather the logs of several runs (e.g. one process per method) into ``out`` so ``results_from_logs(out)``
@@ -429,7 +426,7 @@ def merge_runs(runs: list[Path | str], out: Path | str, command: str = "", task:
         path = run / "config.json"
         if not path.exists():
             raise ValueError(f"{run} is not a run's folder: no config.json")
-        if Path(run).resolve() == out.resolve():
+        if run.resolve() == out.resolve():
             raise ValueError(f"{run} is the output folder; merge into another one")
         configs.append((run, json.loads(path.read_text())))
     first_run, first = configs[0]
@@ -448,24 +445,24 @@ def merge_runs(runs: list[Path | str], out: Path | str, command: str = "", task:
     def named(method: str, tag: str | None) -> str:
         return f"{method}-{tag}" if tag else method
 
-    streams: dict[str, tuple[Path, str | None, Path]] = {}  # merged stream name -> (run, tag, its log)
+    # merged stream name -> (run, tag, its log, its rows); named from the rows, as results_from_logs reads them
+    streams: dict[str, tuple[Path, str | None, Path, list[dict]]] = {}
     for (run, _), tag in zip(configs, tags):
         for log in sorted((run / "logs").glob("*.jsonl")):
-            m = _STREAM_FILE.match(log.stem)
-            if m is None:
-                raise ValueError(f"{log} is not a stream's log (METHOD-sSEED.jsonl)")
-            name = f"{named(m['method'], tag)}-s{m['seed']}"
+            rows = _read_log(log)
+            if not rows:
+                continue
+            name = f"{named(rows[0]['method'], tag)}-s{rows[0]['seed']}"
             if name in streams:
                 raise ValueError(f"the stream {name} is in both {streams[name][0]} and {run}")
-            streams[name] = (run, tag, log)
+            streams[name] = (run, tag, log, rows)
     if not streams:
         raise ValueError(f"no round logs in {', '.join(str(r) for r, _ in configs)}")
     for sub in ("logs", "rules"):
         (out / sub).mkdir(parents=True, exist_ok=True)
         for old in (out / sub).iterdir():  # an earlier merge's streams would mix in
             old.unlink()
-    for name, (run, tag, log) in streams.items():
-        rows = _read_log(log)
+    for name, (run, tag, log, rows) in streams.items():
         (out / "logs" / f"{name}.jsonl").write_text(
             "".join(json.dumps({**r, "method": named(r["method"], tag)}, ensure_ascii=False) + "\n" for r in rows),
             encoding="utf-8")
