@@ -9,8 +9,12 @@ import pytest
 from redline import text as tx
 from redline.agent import GenerateOptions
 from redline.agent.edit_analysis import edit_evidence
-from redline.agent.rules import ClosingLine, EndText, OpeningLine, OpeningTemplate, mine, rule_from_dict
+from redline.agent.editcost import edit_cost
+from redline.agent.rules import ClosingLine, EndText, OpeningLine, OpeningTemplate, apply_rules, mine, rule_from_dict
 from redline.evals.ops import build_operation
+from redline.evals.ops import split_frame as users_split_frame
+from redline.evals.tasks import DATA_DIR
+from redline.evals.users import RuleUser, load_user_specs
 
 from doubles import ScriptedGenerator
 
@@ -128,3 +132,31 @@ def test_a_labelled_first_line_heads_only_text_without_labels():
     assert tx.split_frame(glossary) == ([], glossary, [])  # "Term: definition" lines are all body
     alone = "Draft: Budget notes say we utilize the reserve fund this year for two new bus lines in town."
     assert tx.split_frame(alone) == ([], alone, [])  # a labelled line that nothing follows is the text
+
+
+REVIEW = ("Subject: A film about a warrior monk\n\n"
+          "I'm an expert in fantasy role-playing, and I split my time between games and my own life. "
+          "After some years of it I left with a sense of shame. You see, these things happen to everybody.")
+NEXT_REVIEW = ("Subject: Advice for moviegoers\n\n"
+               "I am writing to give you advice on which movies to watch. I am sorry to have ignored your advice. "
+               "My decision to see the film wasn't made haphazardly.")
+
+
+def test_a_summary_line_above_the_subject_line_is_read_as_frame():
+    """The held-out peer-review user puts 'Summary: <the first point>' above the draft's own 'Subject: ...' line and
+    numbers the sentences: the agent read those two labelled lines as body ("a text of labelled lines has no
+    frame"), so neither the summary line nor the numbered list was ever learned from their edits (peer-review
+    emails cost 29 words a round, no rule applied)."""
+    user = RuleUser(load_user_specs("email", DATA_DIR / "users-heldout.yaml"))
+    edited = user.feedback("peer_review", REVIEW, REVIEW).edited
+    assert edited.startswith("Summary: I'm an expert in fantasy role-playing")
+    head, body, _ = tx.split_frame(edited)
+    assert head == [edited.splitlines()[0], "Subject: A film about a warrior monk"] and body.startswith("1. ")
+    # the simulated users still read one labelled line at most: their edits (and costs) are what they were
+    assert users_split_frame(edited)[0] == []
+    rules = mine(REVIEW, edited)
+    assert {r.describe() for r in rules} == {"begin with a 'Summary:' line summarising the text",
+                                             "numbered points, one per line"}
+    ruled = apply_rules(NEXT_REVIEW, rules)[0]
+    wanted = user.feedback("peer_review", NEXT_REVIEW, NEXT_REVIEW).edited
+    assert edit_cost(ruled, wanted) == 0 < edit_cost(NEXT_REVIEW, wanted)

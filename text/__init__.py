@@ -203,28 +203,40 @@ def _labelled(line: str) -> bool:
     return (m := LINE_LABEL.match(line.strip())) is not None and len(m.group(0)) > 2
 
 
-def _labelled_lead(first: list[str], paragraphs: list[str]) -> bool:
-    """The text's first line is a labelled line that heads it ("Subject: ..." above the email): more follows, and
-    what follows is not labelled too (a text of "Term: definition" lines has no frame, it is all body)."""
-    after = first[1] if len(first) > 1 else (lines(paragraphs[1])[0] if len(paragraphs) > 1 else None)
-    return _labelled(first[0]) and after is not None and not _labelled(after)
+# A summary line may sit above the subject line: at most this many labelled lines head a text.
+LABELLED_LEAD_LINES = 2
 
 
-def split_frame(text: str, *, give_back: bool = True) -> tuple[list[str], str, list[str]]:
-    """``(head_lines, body, tail_lines)``: greeting/heading/TL;DR lines, or a first line with a label of its own
-    ("Subject: ...") above text without one (or a short first paragraph of one line) on top; a sign-off (or a short
-    last paragraph of one line) below. With ``give_back`` a short paragraph taken for a frame line is given back
-    when nothing else is left for the body (a body cut to one short sentence stays the body); the simulated users
-    read texts without it."""
+def _labelled_lead(paragraphs: list[str], most: int = LABELLED_LEAD_LINES) -> int:
+    """How many of the text's first lines (at most ``most``) are labelled lines that head it ("Subject: ..." above
+    the email, a "Summary: ..." line above that, with or without a blank line between): more follows, and what
+    follows is not labelled too (a text of "Term: definition" lines has no frame, it is all body). 0 for none."""
+    top = [ln for p in paragraphs[:most + 1] for ln in lines(p)][:most + 1]
+    n = 0
+    while n < min(most, len(top)) and _labelled(top[n]):
+        n += 1
+    return n if n and len(top) > n and not _labelled(top[n]) else 0
+
+
+def split_frame(text: str, *, give_back: bool = True, labelled_lead: int = LABELLED_LEAD_LINES
+                ) -> tuple[list[str], str, list[str]]:
+    """``(head_lines, body, tail_lines)``: greeting/heading/TL;DR lines, or up to ``labelled_lead`` first lines with
+    a label of their own ("Summary: ..." over "Subject: ...") above text without one (or a short first paragraph of
+    one line) on top; a sign-off (or a short last paragraph of one line) below. With ``give_back`` a short paragraph
+    taken for a frame line is given back when nothing else is left for the body (a body cut to one short sentence
+    stays the body); the simulated users read texts without it, and with one labelled line at most."""
     paragraphs = [p.strip("\n") for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
     head: list[str] = []
     guessed_head = False
     while paragraphs:
         first = lines(paragraphs[0])
-        if is_head(first[0]) or (not head and _labelled_lead(first, paragraphs)):
-            head.append(first[0])
-            rest = "\n".join(first[1:]).strip()
-            paragraphs = ([rest] if rest else []) + paragraphs[1:]
+        lead = 0 if head else _labelled_lead(paragraphs, labelled_lead)
+        if is_head(first[0]) or lead:
+            for _ in range(max(1, lead)):  # line by line: a labelled lead may span paragraphs
+                first = lines(paragraphs[0])
+                head.append(first[0])
+                rest = "\n".join(first[1:]).strip()
+                paragraphs = ([rest] if rest else []) + paragraphs[1:]
             guessed_head = False
         elif len(paragraphs) > 1 and len(first) == 1 and len(first[0].split()) <= 10 and not MARKER.match(first[0]):
             head.append(first[0])  # a short line alone above more text, not a list item: a frame line
