@@ -275,8 +275,8 @@ def join_frame(head: list[str], body: str, tail: list[str]) -> str:
     return "\n\n".join(parts).strip()
 
 
-def body_of(text: str) -> str:
-    return split_frame(text)[1]
+def body_of(text: str, *, labelled_lead: int = LABELLED_LEAD_LINES) -> str:
+    return split_frame(text, labelled_lead=labelled_lead)[1]
 
 
 # A frame line (greeting, sign-off, heading, an opening or closing line a rule adds) has at most this many words; a
@@ -284,7 +284,7 @@ def body_of(text: str) -> str:
 FRAME_LINE_WORDS = 10
 
 
-def frame_lines_only(text: str) -> bool:
+def frame_lines_only(text: str, *, labelled_lead: int = LABELLED_LEAD_LINES) -> bool:
     """``text`` is only frame lines, nothing of a document: a greeting, a sign-off, a heading, a short labelled line
     ('Hey!', 'Thanks for reading!', '# FlauBERT: A Language Model for French'); a small generator given a
     preference for such lines sometimes writes them alone.
@@ -292,7 +292,8 @@ def frame_lines_only(text: str) -> bool:
     >>> frame_lines_only("Hi friend,\\n\\nTalk soon,"), frame_lines_only("Hi friend,\\n\\nThe budget passed.")
     (True, False)
     """
-    return not body_of(text).strip() and all(len(words(line)) <= FRAME_LINE_WORDS for line in lines(text))
+    return (not body_of(text, labelled_lead=labelled_lead).strip()
+            and all(len(words(line)) <= FRAME_LINE_WORDS for line in lines(text)))
 
 
 # -- lines that change with the document ------------------------------------------------------------------
