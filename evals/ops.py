@@ -25,10 +25,8 @@ __all__ = ["Operation", "OPERATIONS", "build_operation", "sentences", "split_fra
 
 def split_frame(text: str) -> tuple[list[str], str, list[str]]:
     """``(head_lines, body, tail_lines)``: greeting/heading/TL;DR lines (or a short first paragraph of one
-    line) on top; a sign-off (or a short last paragraph of one line) below (``redline.text``). The users read one
-    labelled first line at most, as when their costs in docs/results.md were measured: the agent reading texts
-    better must not change what its users do."""
-    return tx.split_frame(text, give_back=False, labelled_lead=1)
+    line) on top; a sign-off (or a short last paragraph of one line) below (``redline.text``)."""
+    return tx.split_frame(text, give_back=False)
 
 
 def _join(head: list[str], body: str, tail: list[str]) -> str:

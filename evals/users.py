@@ -83,8 +83,7 @@ class RuleUser:
         self.specs = specs
 
     def feedback(self, source: str, document: str, draft: str) -> Feedback:
-        # one labelled first line at most, as the operations read texts (``ops.split_frame``)
-        holds_nothing = tx.frame_lines_only(draft, labelled_lead=1) or tx.ignores_document(draft, document)
+        holds_nothing = tx.frame_lines_only(draft) or tx.ignores_document(draft, document)
         text = _with_content(draft, document) if holds_nothing else draft
         for op in self.specs[source].operations:
             text = op.apply(text)

@@ -12,7 +12,6 @@ from redline.agent.edit_analysis import edit_evidence
 from redline.agent.editcost import edit_cost
 from redline.agent.rules import ClosingLine, EndText, OpeningLine, OpeningTemplate, apply_rules, mine, rule_from_dict
 from redline.evals.ops import build_operation
-from redline.evals.ops import split_frame as users_split_frame
 from redline.evals.tasks import DATA_DIR
 from redline.evals.users import RuleUser, load_user_specs
 
@@ -144,19 +143,18 @@ NEXT_REVIEW = ("Subject: Advice for moviegoers\n\n"
 
 def test_a_summary_line_above_the_subject_line_is_read_as_frame():
     """The held-out peer-review user puts 'Summary: <the first point>' above the draft's own 'Subject: ...' line and
-    numbers the sentences: the agent read those two labelled lines as body ("a text of labelled lines has no
-    frame"), so neither the summary line nor the numbered list was ever learned from their edits (peer-review
-    emails cost 29 words a round, no rule applied)."""
+    numbers the sentences. Two labelled lines on top were read as body ("a text of labelled lines has no frame"):
+    the agent never learned the summary line or the list from such an edit, and the user, shown their own edit
+    back, labelled and numbered it all again (34 words): no draft with a subject line could satisfy them."""
     user = RuleUser(load_user_specs("email", DATA_DIR / "users-heldout.yaml"))
     edited = user.feedback("peer_review", REVIEW, REVIEW).edited
     assert edited.startswith("Summary: I'm an expert in fantasy role-playing")
     head, body, _ = tx.split_frame(edited)
     assert head == [edited.splitlines()[0], "Subject: A film about a warrior monk"] and body.startswith("1. ")
-    # the simulated users still read one labelled line at most: their edits (and costs) are what they were
-    assert users_split_frame(edited)[0] == []
+    assert user.feedback("peer_review", REVIEW, edited).edited == edited  # their own edit is what they want
     rules = mine(REVIEW, edited)
     assert {r.describe() for r in rules} == {"begin with a 'Summary:' line summarising the text",
                                              "numbered points, one per line"}
     ruled = apply_rules(NEXT_REVIEW, rules)[0]
-    wanted = user.feedback("peer_review", NEXT_REVIEW, NEXT_REVIEW).edited
-    assert edit_cost(ruled, wanted) == 0 < edit_cost(NEXT_REVIEW, wanted)
+    assert user.feedback("peer_review", NEXT_REVIEW, ruled).edited == ruled  # the learned rules: nothing to edit
+    assert edit_cost(NEXT_REVIEW, user.feedback("peer_review", NEXT_REVIEW, NEXT_REVIEW).edited) > 20

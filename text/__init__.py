@@ -218,19 +218,18 @@ def _labelled_lead(paragraphs: list[str], most: int = LABELLED_LEAD_LINES) -> in
     return n if n and len(top) > n and not _labelled(top[n]) else 0
 
 
-def split_frame(text: str, *, give_back: bool = True, labelled_lead: int = LABELLED_LEAD_LINES
-                ) -> tuple[list[str], str, list[str]]:
-    """``(head_lines, body, tail_lines)``: greeting/heading/TL;DR lines, or up to ``labelled_lead`` first lines with
-    a label of their own ("Summary: ..." over "Subject: ...") above text without one (or a short first paragraph of
-    one line) on top; a sign-off (or a short last paragraph of one line) below. With ``give_back`` a short paragraph
-    taken for a frame line is given back when nothing else is left for the body (a body cut to one short sentence
-    stays the body); the simulated users read texts without it, and with one labelled line at most."""
+def split_frame(text: str, *, give_back: bool = True) -> tuple[list[str], str, list[str]]:
+    """``(head_lines, body, tail_lines)``: greeting/heading/TL;DR lines, or up to ``LABELLED_LEAD_LINES`` first lines
+    with a label of their own ("Summary: ..." over "Subject: ...") above text without one (or a short first
+    paragraph of one line) on top; a sign-off (or a short last paragraph of one line) below. With ``give_back`` a
+    short paragraph taken for a frame line is given back when nothing else is left for the body (a body cut to one
+    short sentence stays the body); the simulated users read texts without it."""
     paragraphs = [p.strip("\n") for p in re.split(r"\n\s*\n", text.strip()) if p.strip()]
     head: list[str] = []
     guessed_head = False
     while paragraphs:
         first = lines(paragraphs[0])
-        lead = 0 if head else _labelled_lead(paragraphs, labelled_lead)
+        lead = 0 if head else _labelled_lead(paragraphs)
         if is_head(first[0]) or lead:
             for _ in range(max(1, lead)):  # line by line: a labelled lead may span paragraphs
                 first = lines(paragraphs[0])
@@ -275,8 +274,8 @@ def join_frame(head: list[str], body: str, tail: list[str]) -> str:
     return "\n\n".join(parts).strip()
 
 
-def body_of(text: str, *, labelled_lead: int = LABELLED_LEAD_LINES) -> str:
-    return split_frame(text, labelled_lead=labelled_lead)[1]
+def body_of(text: str) -> str:
+    return split_frame(text)[1]
 
 
 # A frame line (greeting, sign-off, heading, an opening or closing line a rule adds) has at most this many words; a
@@ -284,7 +283,7 @@ def body_of(text: str, *, labelled_lead: int = LABELLED_LEAD_LINES) -> str:
 FRAME_LINE_WORDS = 10
 
 
-def frame_lines_only(text: str, *, labelled_lead: int = LABELLED_LEAD_LINES) -> bool:
+def frame_lines_only(text: str) -> bool:
     """``text`` is only frame lines, nothing of a document: a greeting, a sign-off, a heading, a short labelled line
     ('Hey!', 'Thanks for reading!', '# FlauBERT: A Language Model for French'); a small generator given a
     preference for such lines sometimes writes them alone.
@@ -292,8 +291,7 @@ def frame_lines_only(text: str, *, labelled_lead: int = LABELLED_LEAD_LINES) -> 
     >>> frame_lines_only("Hi friend,\\n\\nTalk soon,"), frame_lines_only("Hi friend,\\n\\nThe budget passed.")
     (True, False)
     """
-    return (not body_of(text, labelled_lead=labelled_lead).strip()
-            and all(len(words(line)) <= FRAME_LINE_WORDS for line in lines(text)))
+    return not body_of(text).strip() and all(len(words(line)) <= FRAME_LINE_WORDS for line in lines(text))
 
 
 # -- lines that change with the document ------------------------------------------------------------------
