@@ -207,13 +207,14 @@ def _labelled(line: str) -> bool:
 LABELLED_LEAD_LINES = 2
 
 
-def _labelled_lead(paragraphs: list[str], most: int = LABELLED_LEAD_LINES) -> int:
-    """How many of the text's first lines (at most ``most``) are labelled lines that head it ("Subject: ..." above
-    the email, a "Summary: ..." line above that, with or without a blank line between): more follows, and what
-    follows is not labelled too (a text of "Term: definition" lines has no frame, it is all body). 0 for none."""
-    top = [ln for p in paragraphs[:most + 1] for ln in lines(p)][:most + 1]
+def _labelled_lead(paragraphs: list[str]) -> int:
+    """How many of the text's first lines (at most ``LABELLED_LEAD_LINES``) are labelled lines that head it
+    ("Subject: ..." above the email, a "Summary: ..." line above that, with or without a blank line between): more
+    follows, and what follows is not labelled too (a text of "Term: definition" lines has no frame, it is all body).
+    0 for none."""
+    top = [ln for p in paragraphs[:LABELLED_LEAD_LINES + 1] for ln in lines(p)][:LABELLED_LEAD_LINES + 1]
     n = 0
-    while n < min(most, len(top)) and _labelled(top[n]):
+    while n < min(LABELLED_LEAD_LINES, len(top)) and _labelled(top[n]):
         n += 1
     return n if n and len(top) > n and not _labelled(top[n]) else 0
 
