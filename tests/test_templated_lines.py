@@ -12,6 +12,7 @@ from redline.agent.edit_analysis import edit_evidence
 from redline.agent.editcost import edit_cost
 from redline.agent.rules import ClosingLine, EndText, OpeningLine, OpeningTemplate, apply_rules, mine, rule_from_dict
 from redline.evals.ops import build_operation
+from redline.evals.ops import split_frame as split_frame_of_users
 from redline.evals.tasks import DATA_DIR
 from redline.evals.users import RuleUser, load_user_specs
 
@@ -158,3 +159,30 @@ def test_a_summary_line_above_the_subject_line_is_read_as_frame():
     ruled = apply_rules(NEXT_REVIEW, rules)[0]
     assert user.feedback("peer_review", NEXT_REVIEW, ruled).edited == ruled  # the learned rules: nothing to edit
     assert edit_cost(NEXT_REVIEW, user.feedback("peer_review", NEXT_REVIEW, NEXT_REVIEW).edited) > 20
+
+
+# A movie review's draft headed by another user's 'In short:' line (a held-out summaries run, seed 1 round 1)
+LABELLED_DRAFT = ("In short: This is the latest entry in the long series of films with the French agent, O.S.S. 117 "
+                  "(the French answer to James Bond). The series was launched in the early 1950's, and spawned at "
+                  "least eight films (none of which was ever released in the U.S.). 'O.S.S.117: Cairo, Nest Of Spies' "
+                  "is a breezy little comedy that should not be taken seriously.")
+NEXT_MOVIE = ("The film opens in a small town where nothing happens. Its two leads play brothers who have not spoken "
+              "in years, and the script gives them little to say to each other now. The last half hour drags, though "
+              "the music is lovely. I would not watch it twice.")
+
+
+def test_a_labelled_sentence_left_alone_above_a_sign_off_is_the_body():
+    """The held-out film reviewer cuts a draft to 40 words and signs it off: what they kept of a draft that opened
+    with 'In short: ...' is that one labelled sentence above 'Thanks for reading!'. It was read as a frame line over
+    an empty body, so the edit taught nothing (no limit, no closing line), and the next review cost as much again."""
+    user = RuleUser(load_user_specs("summarize", DATA_DIR / "users-heldout.yaml"))
+    edited = user.feedback("movie_review", LABELLED_DRAFT, LABELLED_DRAFT).edited
+    assert edited.startswith("In short: This is the latest entry") and edited.endswith("Thanks for reading!")
+    head, body, tail = tx.split_frame(edited)
+    assert (head, tail) == ([], ["Thanks for reading!"]) and body.startswith("In short: This is the latest entry")
+    assert split_frame_of_users(edited)[1] == ""  # the simulated users' reading is unchanged
+    learned = {r.describe() for r in mine(LABELLED_DRAFT, edited)}
+    assert "end with the line 'Thanks for reading!'" in learned and learned & {"at most 1 sentence", "at most 30 words"}
+    ruled = apply_rules(NEXT_MOVIE, mine(LABELLED_DRAFT, edited))[0]
+    cost = edit_cost(ruled, user.feedback("movie_review", NEXT_MOVIE, ruled).edited)
+    assert cost < edit_cost(NEXT_MOVIE, user.feedback("movie_review", NEXT_MOVIE, NEXT_MOVIE).edited) / 2

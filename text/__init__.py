@@ -261,6 +261,12 @@ def split_frame(text: str, *, give_back: bool = True) -> tuple[list[str], str, l
         paragraphs, tail = ["\n".join(tail)], []
     elif give_back and not paragraphs and guessed_head:
         paragraphs = [head.pop()]
+    elif give_back and not paragraphs and head and _labelled(head[-1]) and not head[-1].lstrip().startswith("#") \
+            and len(words(head[-1])) > FRAME_LINE_WORDS:
+        # a labelled sentence with nothing under it but a sign-off is what is left of the body ('In short: <the one
+        # sentence a user kept>' above 'Thanks for reading!'): read as a frame line, it left no body to mine a
+        # limit or a closing line from
+        paragraphs = [head.pop()]
     return head, "\n\n".join(paragraphs).strip(), tail
 
 
