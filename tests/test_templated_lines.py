@@ -181,8 +181,9 @@ def test_a_labelled_sentence_left_alone_above_a_sign_off_is_the_body():
     head, body, tail = tx.split_frame(edited)
     assert (head, tail) == ([], ["Thanks for reading!"]) and body.startswith("In short: This is the latest entry")
     assert split_frame_of_users(edited)[1] == ""  # the simulated users' reading is unchanged
-    learned = {r.describe() for r in mine(LABELLED_DRAFT, edited)}
+    rules = mine(LABELLED_DRAFT, edited)
+    learned = {r.describe() for r in rules}
     assert "end with the line 'Thanks for reading!'" in learned and learned & {"at most 1 sentence", "at most 30 words"}
-    ruled = apply_rules(NEXT_MOVIE, mine(LABELLED_DRAFT, edited))[0]
+    ruled = apply_rules(NEXT_MOVIE, rules)[0]
     cost = edit_cost(ruled, user.feedback("movie_review", NEXT_MOVIE, ruled).edited)
     assert cost < edit_cost(NEXT_MOVIE, user.feedback("movie_review", NEXT_MOVIE, NEXT_MOVIE).edited) / 2
