@@ -290,6 +290,32 @@ def test_caching_generator_persists_and_keys_on_params(tmp_path):
     assert len(inner.calls) == 5  # unseeded sampling is never cached
 
 
+def test_caching_generators_sharing_a_file_give_one_answer_per_prompt(tmp_path):
+    """Two processes' caches on one file (methods evaluated side by side): a prompt both missed is answered by
+    whichever stored it first, in both, and in the file; a prompt only one sent is theirs."""
+    from redline.agent.generators.cache import CachingGenerator
+
+    path = tmp_path / "shared.sqlite"
+    first = CachingGenerator(ScriptedGenerator(lambda p, i: "first " + p[-1]["content"]), path)
+    greedy = GenerationParams(temperature=0.0)
+    prompt = lambda text: [{"role": "user", "content": text}]  # noqa: E731
+    second_inner = ScriptedGenerator(lambda p, i: "second " + p[-1]["content"])
+    sent = second_inner.generate
+
+    def racing(prompts, params):  # the other process stores its answer while this one decodes
+        first.generate([prompt("same")], params)
+        return sent(prompts, params)
+
+    second_inner.generate = racing
+    second = CachingGenerator(second_inner, path)
+    answers = second.generate([prompt("same"), prompt("own")], greedy)
+    assert [a.texts for a in answers] == [["first same"], ["second own"]]
+    assert answers[0].extra["cached"] and not answers[1].extra.get("cached")
+    again = CachingGenerator(ScriptedGenerator(lambda p, i: "third"), path).generate(
+        [prompt("same"), prompt("own")], greedy)
+    assert [a.texts for a in again] == [["first same"], ["second own"]]
+
+
 def test_caching_generator_sends_a_prompt_already_in_flight_once(tmp_path):
     """Two callers asking the same greedy prompt at once: the back-end sees it once, both get its answer; a failure
     reaches both; nothing stays marked in flight."""
