@@ -139,11 +139,12 @@ def _verdict(stats: dict) -> str:
 
 
 def judge(streams, claims=DEFAULT_CLAIMS) -> list[dict]:
-    """Each claim whose two methods the run has: ``{claim, verdict, stats}`` (``windows`` for window claims: the
-    claim holds when it holds in every window, fails when it fails in one)."""
+    """Each claim whose two methods the run has, once (a ``--claim`` that is also a default one is judged once):
+    ``{claim, verdict, stats}`` (``windows`` for window claims: the claim holds when it holds in every window, fails
+    when it fails in one)."""
     methods = {s.method for s in streams}
     out = []
-    for claim in claims:
+    for claim in dict.fromkeys(claims):
         if claim.x not in methods or claim.y not in methods:
             continue
         overall = paired(streams, claim.x, claim.y, claim.ratio)

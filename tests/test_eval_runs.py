@@ -388,6 +388,8 @@ def test_paired_intervals_windows_and_claims():
     assert verdicts == {"redline ≤ cipher-5": "holds", "redline ≤ cipher-5 in every 10-round window": "holds",
                         "redline ≤ 0.5× cipher-5": "fails", "redline ≤ 0.5× no-learning": "holds",
                         "cipher-5 ≤ redline": "fails"}  # no oracle in the run: not judged
+    twice = judge(streams, (Claim("redline", "cipher-5", 0.7), parse_claim("redline <= 0.70 cipher-5")))
+    assert [c["claim"] for c in twice] == ["redline ≤ 0.7× cipher-5"]  # a --claim that is also a default: once
     noisy = [_stream("a", 0, [5, 9, 5, 9]), _stream("b", 0, [7, 7, 7, 7])]
     assert judge(noisy, (Claim("a", "b"),))[0]["verdict"] == "undecided"
     assert parse_claim("redline <= cipher-5 in every window") == Claim("redline", "cipher-5", 1.0, True)
