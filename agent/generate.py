@@ -196,7 +196,7 @@ class GenerationPipeline:
         drafts = yield from self._draft(generator, task, context, plan, options, params, user_id, lap,
                                         stream=stream and len(plan) == 1)
         lap("alternatives_ms" if len(plan) > 1 else "generate_ms")
-        ruled = self._apply_rules(active, drafts.candidates)
+        ruled = self._apply_rules(active, drafts.candidates, context)
         if ruled is not None:
             lap("rules_ms")
         selection = self._choose(drafts, scorer, vector)
@@ -400,15 +400,16 @@ class GenerationPipeline:
         generation.texts = [cut_loop(t) for t in texts] if self.settings.loop_guard == "cut" else texts
         return generation
 
-    def _apply_rules(self, active: list | None, candidates: list[Candidate]) -> dict[int, dict] | None:
-        """The ``active`` rules applied to every candidate, in place: a changed candidate keeps its generated
-        text as ``raw_text`` and lists the ids of the rules that changed it. Returns ``{rule id: {id, kind,
-        description}}`` of the rules applied, or None when rules are off."""
+    def _apply_rules(self, active: list | None, candidates: list[Candidate], context: str) -> dict[int, dict] | None:
+        """The ``active`` rules applied to every candidate (none that would leave nothing of the ``context``), in
+        place: a changed candidate keeps its generated text as ``raw_text`` and lists the ids of the rules that
+        changed it. Returns ``{rule id: {id, kind, description}}`` of the rules applied, or None when rules are
+        off."""
         if active is None:
             return None
         described: dict[int, dict] = {}
         for c in candidates:
-            text, applied = self.rulebook.apply(c.text, active)
+            text, applied = self.rulebook.apply(c.text, active, context)
             if applied:
                 c.raw_text, c.text, c.applied_rules = c.text, text, [a.id for a in applied]
                 described.update({a.id: a.to_dict() for a in applied})

@@ -156,12 +156,13 @@ class Rulebook:
         return out
 
     @staticmethod
-    def apply(text: str, active: list[ActiveRule]) -> tuple[str, list[ActiveRule]]:
-        """``text`` with the active rules applied (fixed order, idempotent) and the rules that changed it."""
+    def apply(text: str, active: list[ActiveRule], document: str | None = None) -> tuple[str, list[ActiveRule]]:
+        """``text`` with the active rules applied (fixed order, idempotent) and the rules that changed it; none that
+        would leave nothing of the ``document`` it answers (see ``rules.apply_rules``)."""
         if not active:
             return text, []
         by_key = {a.rule.key: a for a in active}
-        new, applied = apply_rules(text, [a.rule for a in active])
+        new, applied = apply_rules(text, [a.rule for a in active], document)
         return new, [by_key[r.key] for r in applied]
 
     # -- what the user reads and changes ----------------------------------------------------------

@@ -334,11 +334,19 @@ def _ordered(rules: Iterable[Rule]) -> list[Rule]:
 MIN_BODY_WORDS = 3  # a body cut below this is no longer a draft, whatever the rule
 
 
-def _emptied(before: str, after: str) -> bool:
-    return len(tx.words(tx.body_of(after))) < MIN_BODY_WORDS <= len(tx.words(tx.body_of(before)))
+def _emptied(before: str, after: str, document: str | None = None) -> bool:
+    """Whether a rule turned ``before`` into no draft: a body cut below ``MIN_BODY_WORDS``, or, given the
+    ``document`` it answers, a text that takes next to nothing of it (``text.ignores_document``) from one that did. A
+    length limit keeping only a short first sentence ('My fellow redditors!') or a frame line the generator ran into
+    the body ('Quick summary for busy readers.') leaves the user nothing to keep: they write the content themselves
+    (held-out summaries, 40 rounds x 3 seeds on aba05c0: 5 such drafts, 40-51 words each)."""
+    if len(tx.words(tx.body_of(after))) < MIN_BODY_WORDS <= len(tx.words(tx.body_of(before))):
+        return True
+    return (document is not None and tx.ignores_document(after, document)
+            and not tx.ignores_document(before, document))
 
 
-def _pipeline(text: str, rules: list[Rule]) -> tuple[str, list[Rule]]:
+def _pipeline(text: str, rules: list[Rule], document: str | None = None) -> tuple[str, list[Rule]]:
     endings = [r for r in rules if isinstance(r, EndText)]
     # text a rule appends is set aside while length limits count, then appended again
     stripped = text
@@ -356,7 +364,7 @@ def _pipeline(text: str, rules: list[Rule]) -> tuple[str, list[Rule]]:
     current = stripped
     for rule in rules:
         new = rule.apply(current)
-        if new != current and _emptied(current, new):
+        if new != current and _emptied(current, new, document):
             continue  # never a draft emptied to its frame lines ('Hey!'): the user would write all of it
         if new != current and not (isinstance(rule, EndText) and rule.done(text)):
             applied.append(rule)
@@ -364,11 +372,13 @@ def _pipeline(text: str, rules: list[Rule]) -> tuple[str, list[Rule]]:
     return current, applied
 
 
-def apply_rules(text: str, rules: Iterable[Rule]) -> tuple[str, list[Rule]]:
+def apply_rules(text: str, rules: Iterable[Rule], document: str | None = None) -> tuple[str, list[Rule]]:
     """``(text, applied)``: the rules applied in a fixed order (content edits: replace, delete; form:
     sentence length, length limits, lists, no exclamation; frame: appended text, closing, opening),
     and those that changed the text. Idempotent: applying the result again changes nothing. Pass
-    ``rules`` best first: of rules that exclude each other (two opening lines) the first applies.
+    ``rules`` best first: of rules that exclude each other (two opening lines) the first applies. A rule that
+    would leave no draft (its body cut to a few words, or given the ``document`` the text answers, nothing of it
+    left) is skipped.
 
     >>> apply_rules("Hi Ann,\\n\\nGreat news! We won.", [NoExclamation(), OpeningLine("Hey!")])[0]
     'Hey!\\n\\nGreat news. We won.'
@@ -376,7 +386,7 @@ def apply_rules(text: str, rules: Iterable[Rule]) -> tuple[str, list[Rule]]:
     ordered = _ordered(rules)
     current, applied = text, []
     for _ in range(3):               # until stable: a rule may open a chance for an earlier one
-        new, changed = _pipeline(current, ordered)
+        new, changed = _pipeline(current, ordered, document)
         applied += [r for r in changed if r not in applied]
         if new == current:
             break

@@ -275,3 +275,31 @@ def test_export_and_hard_delete_include_rules(agent):
     removed = agent.delete_user("alice")
     assert removed["rules"] == 1 and removed["rule_observations"] == 2
     assert agent.store.counts()["rules"] == 0
+
+
+FESTIVAL = ("The pumpkin festival returns to the town square this October with music, local bakers, a parade of "
+            "carved lanterns, hay rides for children and a contest for the heaviest pumpkin grown in the county. "
+            "Tickets cost five dollars, and volunteers still wanted for the cider stand and the evening cleanup.")
+
+
+def first_sentence_drafts(prompt, i):
+    content = prompt[-1]["content"]
+    if "Combine them" in content or "describe the writing style" in content:
+        return "one sentence"
+    if "pumpkin" in content:
+        return "What a week it was! The pumpkin festival returns to the town square this October with music."
+    return "The council expands the bike lane network by forty miles. It will take five years to build."
+
+
+def test_a_rule_that_would_leave_nothing_of_the_document_is_not_applied(make_agent):
+    """A one-sentence limit learned on bike-lane summaries, on a draft whose first sentence is an exclamation:
+    cutting it there (or at ten words) would leave nothing of the festival document (the user would write the
+    summary themselves), so the draft goes out as generated."""
+    agent = make_agent(ScriptedGenerator(first_sentence_drafts), k=2)
+    for ctx in BIKES[:3]:
+        teach(agent, "alice", ctx, fix=lambda text: text.split(". ")[0] + ".")
+    [rule] = [r for r in rules_of(agent, "alice") if r["kind"] == "max_sentences"]
+    assert rule["active"] and rule["params"] == {"n": 1}
+    assert agent.generate("alice", BIKES[3]).text == "The council expands the bike lane network by forty miles."
+    festival = agent.generate("alice", FESTIVAL)
+    assert festival.text == first_sentence_drafts([{"content": FESTIVAL}], 0) and festival.applied_rules == []

@@ -357,6 +357,25 @@ def test_apply_rules_fixed_order_and_idempotent():
     assert apply_rules("Kind words only.", [kinds.ReplacePhrase("utilize", "use")]) == ("Kind words only.", [])
 
 
+def test_a_rule_that_would_leave_nothing_of_the_document_is_skipped_given_it():
+    """A one-sentence limit keeping only an opening exclamation (the held-out Reddit user then wrote the summary
+    themselves, 46 words): skipped when the document is known, the other rules still apply; without the document
+    only a body cut below MIN_BODY_WORDS counts as emptied."""
+    document = ("My fellow redditors! Within reason, turn your ridiculous ideas into porn. There is no question in "
+                "the headline. What kind of porn would you make if you could? I am developing a website for my alter "
+                "ego and want memorable films with real stories, costumes and jokes, not the normal boring stuff.")
+    draft = ("My fellow redditors! Within reason, turn your ridiculous ideas into porn! I am developing a website "
+             "for my alter ego and want memorable films.")
+    rules = [kinds.MaxSentences(1), kinds.NoExclamation()]
+    assert apply_rules(draft, rules)[0] == "My fellow redditors."
+    out, applied = apply_rules(draft, rules, document)
+    assert out == draft.replace("!", ".") and applied == [kinds.NoExclamation()]
+    assert apply_rules(out, rules, document) == (out, [])
+    kept = ("Within reason, turn your ridiculous ideas into porn. My fellow redditors, the website wants memorable "
+            "films.")
+    assert apply_rules(kept, rules, document)[0] == "Within reason, turn your ridiculous ideas into porn."
+
+
 def test_appended_text_is_not_cut_by_a_length_limit():
     rules = [kinds.MaxWords(6), kinds.EndText("How would you feel?")]
     out, applied = apply_rules("One two three. Four five six. Seven eight nine.", rules)
