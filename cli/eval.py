@@ -76,7 +76,9 @@ def _seeds(text: str) -> list[int]:
               help="replay-*: a folder of LAMP-format edit files (JSON lists of instruction/preedit/postedit, "
                    "one file per writer, any number of writers) [default: the task's shipped edits].")
 @click.option("--cache", "cache_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="SQLite generator-output cache [default: OUT/generator-cache.sqlite].")
+              help="SQLite generator-output cache [default: OUT/generator-cache.sqlite]. Give runs of one task that "
+                   "are judged together (one process per method) the same file: the first answer stored for a prompt "
+                   "is every run's, so two methods sending the same prompt get the same draft.")
 @click.option("--no-cache", is_flag=True, help="Do not cache generator outputs.")
 @click.option("--context-chars", type=click.IntRange(200), help="Context characters shown to the generator.")
 @click.option("--target", metavar="URL", help="Evaluate a running redline server over HTTP instead of in process.")
