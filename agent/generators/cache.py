@@ -88,16 +88,16 @@ class CachingGenerator:
                 self._settle(mine, error=exc)
                 raise
             with self._lock:
-                for n, (i, gen) in enumerate(zip(missing, fresh)):
+                for i, gen in zip(missing, fresh):
                     self._db.execute("INSERT OR IGNORE INTO generations VALUES (?,?,?,?)",
                                      (keys[i], json.dumps(gen.texts, ensure_ascii=False), gen.prompt_tokens,
                                       gen.completion_tokens))
                     kept = self._db.execute("SELECT texts, prompt_tokens, completion_tokens FROM generations"
                                             " WHERE key = ?", (keys[i],)).fetchone()
-                    if kept and json.loads(kept[0]) != gen.texts:  # another process answered it first: theirs
-                        gen = fresh[n] = Generation(json.loads(kept[0]), kept[1], kept[2], {"cached": True})
-                    out[i] = gen
-            self._settle(mine, answers={keys[i]: gen for i, gen in zip(missing, fresh)})
+                    stored = json.loads(kept[0]) if kept else gen.texts
+                    # another process answered it first: its answer is this one's too
+                    out[i] = gen if stored == gen.texts else Generation(stored, kept[1], kept[2], {"cached": True})
+            self._settle(mine, answers={keys[i]: out[i] for i in missing})
         for i, future in shared:  # waited for only after this call's own are settled: no two calls wait on each other
             gen = future.result()
             out[i] = Generation(list(gen.texts), gen.prompt_tokens, gen.completion_tokens, {"cached": True})
