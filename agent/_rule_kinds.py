@@ -689,3 +689,46 @@ def rule_from_dict(data: dict) -> Rule:
         return cls(**params)
     except TypeError as exc:
         raise ValueError(f"bad parameters for a {kind} rule: {exc}") from exc
+
+
+# ``describe`` read back: a preference item in the words the rules describe themselves with, as the rule it states.
+# Word choices (replace, delete) are left out: what holds for them is whether one text has a phrase, which says
+# nothing of another text.
+_DESCRIBED: list[tuple[re.Pattern, Callable[[re.Match], Rule]]] = [(re.compile(p, re.I), make) for p, make in [
+    (r"sentences of at most (\d+) words", lambda m: MaxSentenceWords(n=int(m[1]))),
+    (r"at most (\d+) sentences?", lambda m: MaxSentences(n=int(m[1]))),
+    (r"at most (\d+) words", lambda m: MaxWords(n=int(m[1]))),
+    (r"bullet points \('(\S{1,3}) '\), one per line", lambda m: BulletList(marker=m[1])),
+    (r"numbered points, one per line", lambda m: NumberedList()),
+    (r"no exclamation marks", lambda m: NoExclamation()),
+    (r"no sign-off or closing line", lambda m: RemoveClosing()),
+    (r"end with the line '(.+)'", lambda m: ClosingLine(line=m[1].replace(" / ", "\n"))),
+    (r"start with the line '(.+)'", lambda m: OpeningLine(line=m[1])),
+    (r"end with '(.+)'", lambda m: EndText(ending=m[1])),
+    (r"begin with a '(.+)' line summarising the text", lambda m: OpeningTemplate(prefix=m[1], words=0)),
+    (r"start with a one-line summary of the text", lambda m: OpeningTemplate(prefix="", words=0)),
+    (r"start with a short heading \('(#+) …'\) naming the topic",
+     lambda m: OpeningTemplate(prefix=m[1], words=MAX_TITLE_WORDS)),
+    (r"start with a short '(.+) …' line naming the topic",
+     lambda m: OpeningTemplate(prefix=m[1], words=MAX_TITLE_WORDS)),
+    (r"start with a short title line naming the topic", lambda m: OpeningTemplate(prefix="", words=MAX_TITLE_WORDS)),
+]]
+
+
+def rule_from_description(item: str) -> Rule | None:
+    """The rule whose ``describe`` reads ``item`` (a heading's word count, which the words do not give, is the
+    most a title may have), or None: another wording, a word choice, or parameters no rule takes.
+
+    >>> rule_from_description("at most 30 words")
+    MaxWords(n=30)
+    >>> rule_from_description("replace 'movie' with 'film'") is None
+    True
+    """
+    item = " ".join(item.split()).strip().rstrip(".")
+    for pattern, make in _DESCRIBED:
+        if (m := pattern.fullmatch(item)) is not None:
+            try:
+                return make(m)
+            except ValueError:
+                return None
+    return None

@@ -14,7 +14,8 @@ from redline import text as tx
 
 from .editcost import tokenize
 
-__all__ = ["TextShape", "describe_edit", "edit_evidence", "looks_like_preference", "preference_items"]
+__all__ = ["TextShape", "describe_edit", "edit_evidence", "item_holds", "looks_like_preference", "preference_items",
+           "kept_items", "with_kept_items"]
 
 _SECOND_PERSON = re.compile(r"\b(you|your|yours|yourself)\b", re.I)
 _QA_LINE = re.compile(r"^\s*[QA]:\s", re.M)
@@ -156,6 +157,89 @@ def preference_items(text: str) -> list[str]:
     cuts = outside[";"] or outside[","]
     bounds = zip([-1] + cuts, cuts + [len(text)])
     return [part for part in (text[a + 1:b].strip() for a, b in bounds) if part]
+
+
+# describe_edit notes that say what one text is (not how it differs from another), read on that text
+_NOTE_HOLDS = {
+    "asks questions": lambda shape, text: shape.questions > 0,
+    "no exclamation marks": lambda shape, text: not shape.exclamations,
+    "with emojis": lambda shape, text: shape.emojis > 0,
+    "with hashtags": lambda shape, text: bool(tx.HASHTAG.search(text)),
+    "question-answer format (Q:/A: lines)": lambda shape, text: len(_QA_LINE.findall(text)) >= 2,
+    "starts with a greeting": lambda shape, text: shape.greeting,
+    "ends with a sign-off": lambda shape, text: shape.closing,
+    "no closing line": lambda shape, text: not shape.closing,
+    "bullet points": lambda shape, text: shape.bullets >= 2,
+    "numbered steps": lambda shape, text: shape.numbered >= 2,
+    "a title line first": lambda shape, text: shape.heading,
+}
+
+
+def item_holds(item: str, text: str) -> bool | None:
+    """Whether ``text`` does what the preference item says, for the items edit evidence is made of (a rule's
+    description, a ``describe_edit`` note about the text itself); None for any other item (free words, a word
+    choice, a comparison such as 'brief'), which no text can be checked against.
+
+    >>> item_holds("at most 5 words", "Short and sweet."), item_holds("asks questions", "Why?")
+    (True, True)
+    >>> item_holds("casual tone", "Hey there.") is None
+    True
+    """
+    from ._rule_kinds import rule_from_description  # late: the rule kinds are heavier than this module
+
+    rule = rule_from_description(item)
+    if rule is not None:
+        return rule.done(text)
+    check = _NOTE_HOLDS.get(" ".join(item.lower().split()))
+    return None if check is None else bool(check(TextShape.of(text), text))
+
+
+def kept_items(preference: str, kept: str) -> list[str]:
+    """The items of ``preference`` (the one a draft was written to) that the user's kept text does: the user left
+    them standing, or made the draft do them.
+
+    An edit's evidence is what changed, so an edit of a draft that already did part of what the user wants
+    teaches only the rest ('asks questions'); the parts the kept text still does are learned from it as well.
+
+    >>> kept_items("numbered points, one per line; with hashtags", "1. A\\n2. B")
+    ['numbered points, one per line']
+    """
+    return [item for item in preference_items(preference) if item_holds(item, kept)]
+
+
+# aspects of a text an item speaks of: a new item replaces a standing one about the same aspect
+_ASPECT = {"opening_line": "opening", "opening_template": "opening", "closing_line": "closing",
+           "remove_closing": "closing", "end_text": "closing", "bullets": "list", "numbered": "list",
+           "question_answer": "list"}
+_NOTE_KINDS = {**_COVERED_BY_RULES, "more detailed": {"max_words", "max_sentences"},
+               "question-answer format (Q:/A: lines)": {"question_answer"}}
+
+
+def _aspects(item: str) -> set[str]:
+    from ._rule_kinds import rule_from_description
+
+    rule = rule_from_description(item)
+    key = " ".join(item.lower().split())
+    kinds = {rule.kind} if rule is not None else _NOTE_KINDS.get(key, {key})
+    return {_ASPECT.get(kind, kind) for kind in kinds}
+
+
+def with_kept_items(learned: str, used: str, kept: str, *, limit: int = 8) -> str:
+    """The preference ``learned`` from an edit of a draft written to the preference ``used``, with the items of
+    ``used`` that the kept text does (``kept_items``) before its own, except where it says something of the same
+    aspect (a closing line replaces a closing line); at most ``limit`` items.
+
+    >>> with_kept_items("asks questions", "start with the line 'Hi,'; at most 3 words; no emojis", "Hi,\\nA day?")
+    "start with the line 'Hi,'; at most 3 words; asks questions"
+    """
+    new = preference_items(learned)
+    if not used or not new:
+        return learned
+    said = {" ".join(item.lower().split()) for item in new}
+    covered = set().union(*(_aspects(item) for item in new))
+    kept_ones = [item for item in kept_items(used, kept)
+                 if " ".join(item.lower().split()) not in said and not _aspects(item) & covered]
+    return "; ".join((kept_ones + new)[:limit]) if kept_ones else learned
 
 
 # Words that name the texts in the inference and aggregation prompts, or say nothing about style:

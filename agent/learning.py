@@ -16,6 +16,7 @@ from redline.policies import FEATURES_VERSION, EditFeatures
 from redline.store import Conflict, NotFound, Store, StoreError, lost_a_race
 
 from .config import Settings
+from .edit_analysis import with_kept_items
 from .editcost import EditCost
 from .errors import AgentError, EditConflict, UnknownInteraction
 from .generators import Generator
@@ -239,6 +240,8 @@ class EditLearner:
             step.tokens_in, step.tokens_out = inference.prompt_tokens, inference.completion_tokens
             step.inferred_by = inference.source
             step.text = inference.text or _fallback_preference(interaction["draft"], edit["edited_text"])
+            if interaction["preference_used"]:  # what the kept text does of the draft's preference is learned too
+                step.text = with_kept_items(step.text, interaction["preference_used"], edit["edited_text"])
             step.kind = "inferred"
             features: np.ndarray = self.features.transform([edit["edited_text"]], interaction["draft"])[0]
             step.pair = {"context": interaction["context"], "chosen": edit["edited_text"],

@@ -654,3 +654,31 @@ def test_only_the_neighbours_near_the_nearest_vote(make_agent, tmp_path):
     sims = [n["similarity"] for n in kept.neighbours]
     assert sims[0] - max(sims[1:]) > 0.1  # the premise: the other two are far below the nearest
     assert kept.preference == "bullet points"
+
+
+def test_an_edit_also_teaches_what_its_kept_text_still_does_of_the_draft_s_preference(make_agent):
+    """The evidence of an edit of a draft that already did part of what the user wants names only the rest; the
+    parts the kept text still does are learned with it, and the ones the user undid are not."""
+    answers = iter(["start with the line 'Hi team,'; numbered points, one per line", "asks questions",
+                    "no exclamation marks"])
+
+    def respond(prompt, i):
+        content = prompt[-1]["content"]
+        if "What the edit changed" in content:
+            return next(answers)
+        if "Hi team," in content:  # the draft follows the preference it is given
+            return "Hi team,\n1. Lanes grow by forty miles!\n2. Work takes five years."
+        return "The council will add forty miles of bike lanes."
+
+    agent = make_agent(ScriptedGenerator(respond), k=1)
+    first = agent.generate("alice", BIKES)
+    agent.learn(first.interaction_id, "Hi team,\n1. Forty more miles of lanes.\n2. Five years of work.")
+    second = agent.generate("alice", BIKES2)
+    assert second.preference == "start with the line 'Hi team,'; numbered points, one per line"
+    learned = agent.learn(second.interaction_id, "Hi team,\n1. Lanes grow by forty miles!\n2. Ready in five years?")
+    assert learned.preference == "start with the line 'Hi team,'; numbered points, one per line; asks questions"
+    # undone: the list became prose, so only the greeting line stands beside what the edit said
+    third = agent.generate("alice", BIKES + " Downtown first.")
+    undone = agent.learn(third.interaction_id, "Hi team,\nLanes grow by forty miles, over five years.")
+    assert undone.preference.startswith("start with the line 'Hi team,'")
+    assert "numbered" not in undone.preference and undone.preference.endswith("no exclamation marks")

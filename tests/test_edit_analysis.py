@@ -54,3 +54,60 @@ def test_looks_like_preference_rejects_echoed_labels_and_loops(answer):
 def test_looks_like_preference_keeps_short_style_phrases():
     for answer in ("brief", "formal tone", "short sentences, short paragraphs", "casual tone, no closing"):
         assert looks_like_preference(answer)
+
+
+def test_rule_descriptions_read_back_as_the_rules_they_describe():
+    from redline.agent._rule_kinds import (
+        KINDS,
+        MAX_TITLE_WORDS,
+        BulletList,
+        ClosingLine,
+        EndText,
+        MaxSentences,
+        MaxSentenceWords,
+        MaxWords,
+        NoExclamation,
+        NumberedList,
+        OpeningLine,
+        OpeningTemplate,
+        RemoveClosing,
+        rule_from_description,
+    )
+    rules = [MaxSentenceWords(n=12), MaxSentences(n=1), MaxSentences(n=3), MaxWords(n=40), BulletList(marker="*"),
+             NumberedList(), NoExclamation(), RemoveClosing(), ClosingLine(line="Best,\nAna"),
+             OpeningLine(line="Quick summary for busy readers."), EndText(ending="Thanks!"),
+             OpeningTemplate(prefix="In short:", words=0), OpeningTemplate(prefix="", words=0),
+             OpeningTemplate(prefix="#", words=MAX_TITLE_WORDS),
+             OpeningTemplate(prefix="TL;DR:", words=MAX_TITLE_WORDS), OpeningTemplate(prefix="", words=MAX_TITLE_WORDS)]
+    for rule in rules:
+        assert rule_from_description(rule.describe()) == rule, rule.describe()
+    word_choices = [cls for cls in KINDS.values() if cls.word_choice]
+    assert word_choices and rule_from_description("replace 'movie' with 'film'") is None
+    assert rule_from_description("delete 'Once upon a time'") is None
+    assert rule_from_description("casual tone") is None and rule_from_description("at most 0 words") is None
+
+
+def test_item_holds_reads_rules_and_notes_on_one_text():
+    from redline.agent.edit_analysis import item_holds
+    text = "In short: the city adds forty miles of lanes.\n\nThe council voted. Will it help?\n\nWant to learn more?"
+    assert item_holds("begin with a 'In short:' line summarising the text", text)
+    assert item_holds("end with the line 'Want to learn more?'", text)
+    assert item_holds("asks questions", text) and item_holds("no exclamation marks", text)
+    assert item_holds("numbered points, one per line", text) is False
+    assert item_holds("at most 3 words", text) is False
+    assert item_holds("brief", text) is None and item_holds("friendly tone", text) is None
+
+
+def test_with_kept_items_adds_what_the_kept_text_does_of_the_used_preference():
+    from redline.agent.edit_analysis import kept_items, with_kept_items
+    used = "begin with a 'In short:' line summarising the text; end with the line 'Want to learn more?'; with emojis"
+    kept = "In short: the city adds forty miles of lanes.\n\nThe council voted. Will it help?\n\nWant to learn more?"
+    assert kept_items(used, kept) == used.split("; ")[:2]  # the emojis were taken out
+    assert with_kept_items("asks questions", used, kept) == "; ".join(used.split("; ")[:2] + ["asks questions"])
+    # an item of the same aspect in what the edit taught replaces the used one; one said again is not repeated
+    assert with_kept_items("end with the line 'Cheers,'; asks questions", used, kept) == \
+        "begin with a 'In short:' line summarising the text; end with the line 'Cheers,'; asks questions"
+    assert with_kept_items("End with the line 'Want to learn more?'", used, kept) == \
+        "begin with a 'In short:' line summarising the text; End with the line 'Want to learn more?'"
+    assert with_kept_items("asks questions", "", kept) == "asks questions"
+    assert with_kept_items("asks questions", "friendly tone", kept) == "asks questions"
