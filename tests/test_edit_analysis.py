@@ -57,34 +57,20 @@ def test_looks_like_preference_keeps_short_style_phrases():
 
 
 def test_rule_descriptions_read_back_as_the_rules_they_describe():
-    from redline.agent._rule_kinds import (
-        KINDS,
-        MAX_TITLE_WORDS,
-        BulletList,
-        ClosingLine,
-        EndText,
-        MaxSentences,
-        MaxSentenceWords,
-        MaxWords,
-        NoExclamation,
-        NumberedList,
-        OpeningLine,
-        OpeningTemplate,
-        RemoveClosing,
-        rule_from_description,
-    )
-    rules = [MaxSentenceWords(n=12), MaxSentences(n=1), MaxSentences(n=3), MaxWords(n=40), BulletList(marker="*"),
-             NumberedList(), NoExclamation(), RemoveClosing(), ClosingLine(line="Best,\nAna"),
-             OpeningLine(line="Quick summary for busy readers."), EndText(ending="Thanks!"),
-             OpeningTemplate(prefix="In short:", words=0), OpeningTemplate(prefix="", words=0),
-             OpeningTemplate(prefix="#", words=MAX_TITLE_WORDS),
-             OpeningTemplate(prefix="TL;DR:", words=MAX_TITLE_WORDS), OpeningTemplate(prefix="", words=MAX_TITLE_WORDS)]
+    from redline.agent import _rule_kinds as rk
+    title = rk.MAX_TITLE_WORDS
+    rules = [rk.MaxSentenceWords(n=12), rk.MaxSentences(n=1), rk.MaxSentences(n=3), rk.MaxWords(n=40),
+             rk.BulletList(marker="*"), rk.NumberedList(), rk.NoExclamation(), rk.RemoveClosing(),
+             rk.ClosingLine(line="Best,\nAna"), rk.OpeningLine(line="Quick summary for busy readers."),
+             rk.EndText(ending="Thanks!"), rk.OpeningTemplate(prefix="In short:", words=0),
+             rk.OpeningTemplate(prefix="", words=0), rk.OpeningTemplate(prefix="#", words=title),
+             rk.OpeningTemplate(prefix="TL;DR:", words=title), rk.OpeningTemplate(prefix="", words=title)]
     for rule in rules:
-        assert rule_from_description(rule.describe()) == rule, rule.describe()
-    word_choices = [cls for cls in KINDS.values() if cls.word_choice]
-    assert word_choices and rule_from_description("replace 'movie' with 'film'") is None
-    assert rule_from_description("delete 'Once upon a time'") is None
-    assert rule_from_description("casual tone") is None and rule_from_description("at most 0 words") is None
+        assert rk.rule_from_description(rule.describe()) == rule, rule.describe()
+    # a word choice holds of one text, not of another: never read back
+    for rule in (rk.ReplacePhrase(old="movie", new="film"), rk.DeletePhrase(phrase="Once upon a time")):
+        assert rule.word_choice and rk.rule_from_description(rule.describe()) is None
+    assert rk.rule_from_description("casual tone") is None and rk.rule_from_description("at most 0 words") is None
 
 
 def test_item_holds_reads_rules_and_notes_on_one_text():
