@@ -70,6 +70,12 @@ class Settings(BaseSettings):
                                          "more than this below the nearest one's do not vote (on topic-diverse "
                                          "documents most of the k nearest are another kind of text, with another "
                                          "preference); 0 = the nearest context's preference alone, 2 = all k vote.")
+    keep_min_similarity: float = Field(
+        0.25, ge=0.0, le=1.0, description="An edit also teaches the parts of the draft's preference that its kept "
+                                          "text still does, when that preference came from a past context at least "
+                                          "this similar (cosine): one from another kind of text is not the user's for "
+                                          "being left alone (measured: 0.80-0.85 of generations whose nearest context "
+                                          "is of their kind reach 0.25, 0-0.11 of the others); 1 = never.")
     delta: int = Field(0, ge=0, description="Edits whose word-level cost is at or below this count as 'no edit'.")
     max_tokens: int = Field(192, ge=1, le=8192, description="Default maximum tokens per generated text.")
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Default sampling temperature (0 = greedy).")

@@ -39,6 +39,11 @@ def stored_interaction(store: Store, interaction_id: str, tenant: str | None) ->
         raise UnknownInteraction(f"unknown interaction id {interaction_id!r}") from exc
 
 
+def _nearest(interaction: dict) -> float:
+    """The cosine similarity of the past context nearest the interaction's (0 with none)."""
+    return max((n["similarity"] for n in interaction["neighbours"] or []), default=0.0)
+
+
 def _fallback_preference(draft: str, edited: str) -> str:
     """Used only when neither the LLM nor the edit analysis named anything: a coarse description."""
     a, b = len(draft.split()), len(edited.split())
@@ -240,7 +245,8 @@ class EditLearner:
             step.tokens_in, step.tokens_out = inference.prompt_tokens, inference.completion_tokens
             step.inferred_by = inference.source
             step.text = inference.text or _fallback_preference(interaction["draft"], edit["edited_text"])
-            if interaction["preference_used"]:  # what the kept text does of the draft's preference is learned too
+            if interaction["preference_used"] and _nearest(interaction) >= self.settings.keep_min_similarity:
+                # what the kept text still does of a preference learned on texts like this one is learned too
                 step.text = with_kept_items(step.text, interaction["preference_used"], edit["edited_text"])
             step.kind = "inferred"
             features: np.ndarray = self.features.transform([edit["edited_text"]], interaction["draft"])[0]

@@ -656,20 +656,26 @@ def test_only_the_neighbours_near_the_nearest_vote(make_agent, tmp_path):
     assert kept.preference == "bullet points"
 
 
-def test_an_edit_also_teaches_what_its_kept_text_still_does_of_the_draft_s_preference(make_agent):
-    """The evidence of an edit of a draft that already did part of what the user wants names only the rest; the
-    parts the kept text still does are learned with it, and the ones the user undid are not."""
-    answers = iter(["start with the line 'Hi team,'; numbered points, one per line", "asks questions",
-                    "no exclamation marks"])
+def following(*answers):
+    """A ScriptedGenerator responder whose inferences are ``answers`` in turn and whose draft follows the
+    preference 'Hi team,' ... it is given."""
+    answers = iter(answers)
 
     def respond(prompt, i):
         content = prompt[-1]["content"]
         if "What the edit changed" in content:
             return next(answers)
-        if "Hi team," in content:  # the draft follows the preference it is given
+        if "Hi team," in content:
             return "Hi team,\n1. Lanes grow by forty miles!\n2. Work takes five years."
         return "The council will add forty miles of bike lanes."
+    return respond
 
+
+def test_an_edit_also_teaches_what_its_kept_text_still_does_of_the_draft_s_preference(make_agent):
+    """The evidence of an edit of a draft that already did part of what the user wants names only the rest; the
+    parts the kept text still does are learned with it, and the ones the user undid are not."""
+    respond = following("start with the line 'Hi team,'; numbered points, one per line", "asks questions",
+                        "no exclamation marks")
     agent = make_agent(ScriptedGenerator(respond), k=1)
     first = agent.generate("alice", BIKES)
     agent.learn(first.interaction_id, "Hi team,\n1. Forty more miles of lanes.\n2. Five years of work.")
@@ -682,3 +688,22 @@ def test_an_edit_also_teaches_what_its_kept_text_still_does_of_the_draft_s_prefe
     undone = agent.learn(third.interaction_id, "Hi team,\nLanes grow by forty miles, over five years.")
     assert undone.preference.startswith("start with the line 'Hi team,'")
     assert "numbered" not in undone.preference and undone.preference.endswith("no exclamation marks")
+
+
+@pytest.mark.parametrize("keep_min_similarity,expected", [
+    (None, "asks questions"),
+    (0.0, "start with the line 'Hi team,'; numbered points, one per line; asks questions"),
+])
+def test_what_a_user_leaves_alone_of_another_kind_of_text_s_preference_is_not_taught(make_agent, keep_min_similarity,
+                                                                                      expected):
+    """A preference from an unlike context (below ``keep_min_similarity``) is no evidence of the user's taste for
+    being left alone: only the edit's own preference is learned."""
+    settings = {} if keep_min_similarity is None else {"keep_min_similarity": keep_min_similarity}
+    agent = make_agent(ScriptedGenerator(following("start with the line 'Hi team,'; numbered points, one per line",
+                                                   "asks questions")), k=1, **settings)
+    first = agent.generate("alice", BIKES)
+    agent.learn(first.interaction_id, "Hi team,\n1. Forty more miles of lanes.\n2. Five years of work.")
+    unlike = agent.generate("alice", BAKING)
+    assert unlike.preference and unlike.neighbours[0]["similarity"] < 0.25
+    learned = agent.learn(unlike.interaction_id, "Hi team,\n1. Lanes grow by forty miles!\n2. Ready in five years?")
+    assert learned.preference == expected
