@@ -118,6 +118,7 @@ class StreamResult:
     differs: list[bool | None] = field(default_factory=list)  # per round: the chosen draft is not the greedy one
     spans: list[tuple[float, float]] = field(default_factory=list)  # per round: (start, end), seconds since epoch
     costs_if_greedy: list[int | None] = field(default_factory=list)  # per round with a choice: the greedy draft's cost
+    confidences: list[float | None] = field(default_factory=list)  # per round with a choice: P(reward's pick ≻ greedy)
     loops: list[bool] = field(default_factory=list)  # per round: the draft repeats a sentence (generators.loops)
     drafted_again: list[str | None] = field(default_factory=list)  # per round: why the greedy draft was redone
 
@@ -226,6 +227,7 @@ def _stream_from_rows(method: str, seed: int, rs: list[dict], rules: list[dict] 
                         applied_rules=[r.get("applied_rules") or [] for r in rs], rules=rules,
                         differs=[r.get("differs_from_greedy") for r in rs],
                         costs_if_greedy=[r.get("cost_if_greedy") for r in rs],
+                        confidences=[r.get("confidence") for r in rs],
                         loops=[loops(r["draft"]) for r in rs],
                         drafted_again=[r.get("drafted_again") for r in rs],
                         spans=[(r["started_at"], r["started_at"] + r["wall_ms"] / 1000) for r in rs

@@ -50,8 +50,10 @@ def _selection(streams: list) -> dict | None:
 def _price(streams: list, window: int = WINDOW) -> dict | None:
     """What choosing among candidates cost the user against keeping the greedy draft, round by round (the chosen
     draft's cost minus the greedy draft's, as the simulated user would have edited it; rounds with a choice only):
-    ``{rounds, total, per_round, cheaper, dearer, windows: {"1-10": total, ...}}``; None without such rounds (a
-    method without a choice, or an LLM user)."""
+    ``{rounds, total, per_round, cheaper, dearer, windows: {"1-10": total, ...}, taken, expected}``; None without
+    such rounds (a method without a choice, or an LLM user). ``taken`` counts the rounds whose chosen draft is not
+    the greedy one, ``expected`` is the reward's mean confidence in them (its chance that the user prefers its pick):
+    a calibrated reward's picks are cheaper in about that share of the taken rounds that differ in cost."""
     diffs = [(t, c - g) for s in streams for t, (c, g) in enumerate(zip(s.costs, getattr(s, "costs_if_greedy", [])
                                                                       or [])) if g is not None]
     if not diffs:
@@ -62,9 +64,13 @@ def _price(streams: list, window: int = WINDOW) -> dict | None:
         key = f"{start + 1}-{start + window}"
         windows[key] = windows.get(key, 0) + d
     values = [d for _, d in diffs]
+    taken = [conf for s in streams
+             for differs, conf in zip(getattr(s, "differs", []) or [], getattr(s, "confidences", []) or [])
+             if differs and conf is not None]
     return {"rounds": len(values), "total": int(sum(values)), "per_round": round(float(np.mean(values)), 3),
             "cheaper": sum(d < 0 for d in values), "dearer": sum(d > 0 for d in values),
-            "windows": dict(sorted(windows.items(), key=lambda kv: int(kv[0].split("-")[0])))}
+            "windows": dict(sorted(windows.items(), key=lambda kv: int(kv[0].split("-")[0]))),
+            "taken": len(taken), "expected": round(float(np.mean(taken)), 3) if taken else None}
 
 
 def _rules(streams: list) -> dict | None:
@@ -197,7 +203,8 @@ def format_selection(summary: dict) -> str:
         price = sel.get("price")
         priced = "n/a" if not price else (
             f"{price['total']:+d} ({price['cheaper']} cheaper, {price['dearer']} dearer; "
-            + ", ".join(f"rounds {w}: {v:+d}" for w, v in price["windows"].items()) + ")")
+            + ", ".join(f"rounds {w}: {v:+d}" for w, v in price["windows"].items()) + ")"
+            + (f"; the reward expected {price['expected']:.2f}" if price.get("expected") is not None else ""))
         rows.append(f"| {name} | {when} | {counts} | {'n/a' if differs is None else f'{differs:.2f}'} | {priced} |")
     schedule = ("the server's own schedule (--target)" if remote else
                 f"retrained after every {every} new preference pairs" if every else "the settings' schedule")
@@ -206,7 +213,9 @@ def format_selection(summary: dict) -> str:
         "candidates; `cold-start` = no heads or no routing state yet, so the agent drafted from the target "
         "preference only (as greedy); `chosen ≠ greedy` = share of reward-selected rounds whose draft is not the "
         "greedy target draft; price = the words the user edited in the chosen drafts minus what they would have "
-        "edited in the greedy drafts, over the rounds with a choice (all seeds; rule users only).",
+        "edited in the greedy drafts, over the rounds with a choice (all seeds; rule users only); the reward "
+        "expected = its mean confidence that the user prefers its pick, over the rounds it replaced the greedy draft "
+        "(calibrated, its picks are cheaper in that share of those rounds that differ in cost).",
         ["method", "reward-driven selection from", "rounds per seed by selection", "chosen ≠ greedy",
          "price of the choice (words)"], rows)
 

@@ -455,6 +455,9 @@ def test_the_price_of_choosing_is_logged_and_reported(tmp_path):
     price = summarize(results)["methods"]["redline"]["selection"]["price"]
     assert price["total"] == sum(r["cost"] - r["cost_if_greedy"] for r in chosen_rows)
     assert price["rounds"] == len(chosen_rows) and sum(price["windows"].values()) == price["total"]
+    taken = [r["confidence"] for r in chosen_rows if r["differs_from_greedy"]]
+    assert price["taken"] == len(taken) and price["expected"] == (round(sum(taken) / len(taken), 3) if taken else None)
+    assert taken and all(0.5 <= c <= 1 for c in taken)
 
 
 # -- real writers' edits --------------------------------------------------------------------------------------
