@@ -190,7 +190,7 @@ def item_holds(item: str, text: str) -> bool | None:
     rule = rule_from_description(item)
     if rule is not None:
         return rule.done(text)
-    check = _NOTE_HOLDS.get(" ".join(item.lower().split()))
+    check = _NOTE_HOLDS.get(_key(item))
     return None if check is None else bool(check(TextShape.of(text), text))
 
 
@@ -215,12 +215,15 @@ _NOTE_KINDS = {**_COVERED_BY_RULES, "more detailed": {"max_words", "max_sentence
                "question-answer format (Q:/A: lines)": {"question_answer"}}
 
 
+def _key(item: str) -> str:
+    return " ".join(item.lower().split())
+
+
 def _aspects(item: str) -> set[str]:
     from ._rule_kinds import rule_from_description
 
     rule = rule_from_description(item)
-    key = " ".join(item.lower().split())
-    kinds = {rule.kind} if rule is not None else _NOTE_KINDS.get(key, {key})
+    kinds = {rule.kind} if rule is not None else _NOTE_KINDS.get(_key(item), {_key(item)})
     return {_ASPECT.get(kind, kind) for kind in kinds}
 
 
@@ -235,10 +238,10 @@ def with_kept_items(learned: str, used: str, kept: str, *, limit: int = 8) -> st
     new = preference_items(learned)
     if not used or not new:
         return learned
-    said = {" ".join(item.lower().split()) for item in new}
+    said = {_key(item) for item in new}
     covered = set().union(*(_aspects(item) for item in new))
     kept_ones = [item for item in kept_items(used, kept)
-                 if " ".join(item.lower().split()) not in said and not _aspects(item) & covered]
+                 if _key(item) not in said and not _aspects(item) & covered]
     return "; ".join((kept_ones + new)[:limit]) if kept_ones else learned
 
 
